@@ -1,0 +1,266 @@
+//! The tenant's own account: info, limits and usage, API keys, activity log.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::ts;
+use crate::app::AppState;
+use crate::db::{page, ActivityRow, ApiKeyRow};
+use crate::error::{ApiError, ApiResult};
+use crate::limits::{month_period, Resource};
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_info))
+        .routes(routes!(get_limits))
+        .routes(routes!(list_api_keys, create_api_key))
+        .routes(routes!(delete_api_key))
+        .routes(routes!(list_activity_logs))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct InfoOut {
+    pub id: i64,
+    pub name: String,
+    pub email: String,
+    pub package: String,
+    pub status: String,
+    pub timezone: String,
+    pub created_at: String,
+}
+
+/// The tenant behind the API key.
+#[utoipa::path(get, path = "/api/user/info", tag = "account",
+    responses((status = 200, body = InfoOut), (status = 401, body = crate::error::ErrorBody)))]
+async fn get_info(State(state): State<AppState>, tenant: Tenant) -> ApiResult<Json<InfoOut>> {
+    let row = state
+        .db
+        .tenant(tenant.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(Json(InfoOut {
+        id: row.id,
+        name: row.name,
+        email: row.email,
+        package: row.package,
+        status: row.status,
+        timezone: row.timezone,
+        created_at: ts(row.created_at),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LimitsOut {
+    pub package: String,
+    /// Each limit; `null` is unlimited.
+    #[schema(value_type = Object)]
+    pub limits: serde_json::Value,
+    /// Current usage of each limited resource.
+    #[schema(value_type = Object)]
+    pub usage: serde_json::Value,
+    pub period_start: String,
+    pub period_end: String,
+}
+
+/// The package's limits with this tenant's overrides, and usage this month.
+#[utoipa::path(get, path = "/api/user/limits", tag = "account", responses((status = 200, body = LimitsOut)))]
+async fn get_limits(State(state): State<AppState>, tenant: Tenant) -> ApiResult<Json<LimitsOut>> {
+    let limits = state.limits.limits(tenant.id, &tenant.package).await?;
+    let usage = state.usage(tenant.id).await?;
+    let (_, start, end) = month_period(Utc::now());
+    Ok(Json(LimitsOut {
+        package: tenant.package,
+        limits: limits.to_json(),
+        usage: serde_json::to_value(usage).map_err(ApiError::internal)?,
+        period_start: start.to_rfc3339(),
+        period_end: end.to_rfc3339(),
+    }))
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ApiKeyOut {
+    pub id: i64,
+    pub name: String,
+    /// The first characters of the key, to recognise it.
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    /// The whole key: only in the answer to its creation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+impl ApiKeyOut {
+    pub fn from_row(row: ApiKeyRow, secret: Option<String>) -> Self {
+        ApiKeyOut {
+            id: row.id,
+            name: row.name,
+            prefix: row.prefix,
+            created_at: ts(row.created_at),
+            last_used_at: row.last_used_at.map(ts),
+            api_key: secret,
+        }
+    }
+}
+
+/// The tenant's live API keys (never the keys themselves).
+#[utoipa::path(get, path = "/api/user/api-keys", tag = "account", params(PageQuery),
+    responses((status = 200, body = Page<ApiKeyOut>)))]
+async fn list_api_keys(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> ApiResult<Json<Page<ApiKeyOut>>> {
+    let (limit, offset) = page(q.limit, q.offset);
+    let (rows, total) = state.db.list_api_keys(tenant.id, limit, offset).await?;
+    let data = rows
+        .into_iter()
+        .map(|r| ApiKeyOut::from_row(r, None))
+        .collect();
+    Ok(Json(Page {
+        data,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyIn {
+    /// A label for the key.
+    #[serde(default)]
+    pub name: String,
+}
+
+/// Creates another API key; the answer carries it once.
+#[utoipa::path(post, path = "/api/user/api-keys", tag = "account", request_body = ApiKeyIn,
+    responses((status = 201, body = ApiKeyOut)))]
+async fn create_api_key(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    body: Option<ApiJson<ApiKeyIn>>,
+) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
+    let name = body.map(|ApiJson(b)| b.name).unwrap_or_default();
+    let (row, secret) = state.tenants.issue_key(tenant.id, &name).await?;
+    state
+        .tenants
+        .record(tenant.activity("api_key.create", format!("api_key:{}", row.id)))
+        .await;
+    Ok((
+        StatusCode::CREATED,
+        Json(ApiKeyOut::from_row(row, Some(secret))),
+    ))
+}
+
+/// Revokes a key at once.
+#[utoipa::path(delete, path = "/api/user/api-keys/{id}", tag = "account",
+    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+async fn delete_api_key(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
+    if !state.db.revoke_api_key(tenant.id, id).await? {
+        return Err(ApiError::not_found("api key"));
+    }
+    state
+        .tenants
+        .record(tenant.activity("api_key.revoke", format!("api_key:{id}")))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ActivityOut {
+    pub id: i64,
+    /// `tenant`, `admin`, `dashboard` or `system`.
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub detail: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: String,
+}
+
+impl From<ActivityRow> for ActivityOut {
+    fn from(r: ActivityRow) -> Self {
+        ActivityOut {
+            id: r.id,
+            actor: r.actor,
+            action: r.action,
+            target: r.target,
+            detail: r.detail,
+            ip: r.ip,
+            created_at: ts(r.created_at),
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+pub struct ActivityQuery {
+    pub limit: Option<i64>,
+    pub offset: Option<i64>,
+    /// Only entries with this action, e.g. `api_key.create`.
+    pub action: Option<String>,
+}
+
+/// What was done on this account, newest first.
+#[utoipa::path(get, path = "/api/user/activity-logs", tag = "account", params(ActivityQuery),
+    responses((status = 200, body = Page<ActivityOut>)))]
+async fn list_activity_logs(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    ApiQuery(q): ApiQuery<ActivityQuery>,
+) -> ApiResult<Json<Page<ActivityOut>>> {
+    let (limit, offset) = page(q.limit, q.offset);
+    let (rows, total) = state
+        .db
+        .list_activity(tenant.id, q.action.as_deref(), limit, offset)
+        .await?;
+    Ok(Json(Page {
+        data: rows.into_iter().map(Into::into).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// Usage of each limited resource, as reported by `/api/user/limits`.
+#[derive(Debug, Serialize)]
+pub struct Usage {
+    pub devices: i64,
+    pub messages_per_month: i64,
+    pub auto_replies: i64,
+    pub scheduled_messages: i64,
+    pub plugins: i64,
+    pub webhook_endpoints: i64,
+}
+
+impl AppState {
+    /// Current usage of every limited resource of a tenant.
+    pub async fn usage(&self, tenant: i64) -> ApiResult<Usage> {
+        let counts = self.db.resource_counts(tenant).await?;
+        let get = |r: Resource| {
+            counts
+                .iter()
+                .find(|(k, _)| *k == r)
+                .map(|(_, v)| *v)
+                .unwrap_or(0)
+        };
+        Ok(Usage {
+            devices: get(Resource::Devices),
+            messages_per_month: self.limits.messages_used(tenant).await?,
+            auto_replies: get(Resource::AutoReplies),
+            scheduled_messages: get(Resource::ScheduledMessages),
+            plugins: get(Resource::Plugins),
+            webhook_endpoints: get(Resource::WebhookEndpoints),
+        })
+    }
+}

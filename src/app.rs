@@ -1,0 +1,153 @@
+//! The composition root: connects storage, builds services and workers, serves HTTP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::db::{ConnectOptions, Db};
+use crate::limits::{LimitsService, RateLimiter};
+use crate::tenants::{AdminToken, TenantService};
+
+/// Everything a request handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub limits: LimitsService,
+    pub tenants: TenantService,
+    pub rate: Arc<RateLimiter>,
+    pub admin_token: Arc<AdminToken>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}
+
+/// Connects to the configured database and applies migrations.
+pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    let db = Db::connect(&ConnectOptions {
+        url: config.database.url.clone(),
+        max_connections: config.database.max_connections,
+        acquire_timeout: Duration::from_secs(config.database.acquire_timeout),
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "cannot open the database at {}",
+            redact(&config.database.url)
+        )
+    })?;
+    db.migrate().await.context("database migrations failed")?;
+    Ok(db)
+}
+
+/// Hides the password of a database URL.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Builds the services on top of an open database.
+pub fn services(config: &Config, db: &Db) -> (LimitsService, TenantService) {
+    let limits = LimitsService::new(db.clone(), config);
+    let tenants = TenantService::new(
+        db.clone(),
+        limits.clone(),
+        config.limits.default_package.clone(),
+    );
+    (limits, tenants)
+}
+
+/// A built gateway, bound to its port and ready to run.
+pub struct App {
+    listener: TcpListener,
+    state: AppState,
+    /// An admin token generated on this first start, to show once.
+    pub generated_admin_token: Option<String>,
+}
+
+impl App {
+    /// Opens the database, runs migrations, builds services and binds the listener.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let db = open_db(&config).await?;
+        let (admin_token, generated_admin_token) = AdminToken::bootstrap(&db, &config.admin.token)
+            .await
+            .context("cannot set up the admin token")?;
+        let (limits, tenants) = services(&config, &db);
+        let listener = TcpListener::bind(config.server.bind)
+            .await
+            .with_context(|| format!("cannot listen on {} (server.bind)", config.server.bind))?;
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            limits,
+            tenants,
+            rate: Arc::new(RateLimiter::default()),
+            admin_token: Arc::new(admin_token),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        Ok(App {
+            listener,
+            state,
+            generated_admin_token,
+        })
+    }
+
+    /// The address actually bound (port 0 becomes a real port).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// A token that stops the gateway when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.state.shutdown.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains in-flight work.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let App {
+            listener, state, ..
+        } = self;
+        let router = crate::api::router(state.clone());
+        let shutdown = state.shutdown.clone();
+        tracing::info!(addr = %listener.local_addr()?, "listening");
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+        .context("HTTP server failed")?;
+        state.shutdown.cancel();
+        state.tasks.close();
+        let grace = Duration::from_secs(state.config.server.shutdown_grace);
+        if tokio::time::timeout(grace, state.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background work did not finish within the shutdown grace");
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,171 @@
+//! The command line: `serve`, `migrate`, `tenant create|list`, `check-config`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::app::{open_db, services, App};
+use crate::config::Config;
+use crate::tenants::CreateTenant;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wa-gateway",
+    version,
+    about = "Self-hosted, multi-tenant WhatsApp gateway"
+)]
+pub struct Cli {
+    /// Configuration file (default: ./gateway.toml when present, else built-in defaults).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Check the configuration and print it (secrets redacted).
+    CheckConfig,
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant; prints one JSON line with its id and first API key.
+    Create {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        package: Option<String>,
+        /// Dashboard password (at least 8 characters).
+        #[arg(long, env = "WA_GATEWAY_TENANT_PASSWORD")]
+        password: Option<String>,
+    },
+    /// List tenants as JSON lines.
+    List,
+}
+
+/// Runs a parsed command line. The caller prints errors and sets the exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    crate::telemetry::init(&config.log);
+    match cli.command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            open_db(&config).await?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let mut shown = config.clone();
+            if !shown.admin.token.is_empty() {
+                shown.admin.token = "<redacted>".into();
+            }
+            shown.database.url = crate::app::redact(&shown.database.url);
+            println!(
+                "{}",
+                toml::to_string(&shown).context("cannot render the configuration")?
+            );
+            Ok(())
+        }
+        Command::Tenant(cmd) => tenant(config, cmd).await,
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let app = App::build(config).await?;
+    if let Some(token) = &app.generated_admin_token {
+        println!("Generated admin token (shown once, store it now): {token}");
+    }
+    println!("wa-gateway listening on http://{}", app.local_addr());
+    let shutdown = app.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        shutdown.cancel();
+    });
+    app.run().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
+    let db = open_db(&config).await?;
+    let (_, tenants) = services(&config, &db);
+    match cmd {
+        TenantCommand::Create {
+            name,
+            email,
+            package,
+            password,
+        } => {
+            let (row, key) = tenants
+                .create(CreateTenant {
+                    name,
+                    email,
+                    package,
+                    password,
+                })
+                .await?;
+            tenants
+                .record(crate::db::activity::NewActivity {
+                    user_id: Some(row.id),
+                    actor: "admin".into(),
+                    action: "tenant.create".into(),
+                    target: Some(format!("tenant:{}", row.id)),
+                    detail: Some("cli".into()),
+                    ip: None,
+                })
+                .await;
+            println!(
+                "{}",
+                serde_json::json!({ "id": row.id, "name": row.name, "email": row.email, "package": row.package, "api_key": key })
+            );
+        }
+        TenantCommand::List => {
+            let mut offset = 0;
+            loop {
+                let (rows, _) = db.list_tenants(500, offset).await?;
+                if rows.is_empty() {
+                    break;
+                }
+                offset += rows.len() as i64;
+                for r in rows {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "id": r.id, "name": r.name, "email": r.email, "package": r.package, "status": r.status })
+                    );
+                }
+            }
+        }
+    }
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,406 @@
+//! Configuration: the embedded `gateway.toml` defaults, then a file, then `GATEWAY_*` variables.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// The documented defaults, compiled into the binary.
+pub const DEFAULTS: &str = include_str!("../gateway.toml");
+
+/// Why the configuration could not be loaded. The message names the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    pub admin: AdminConfig,
+    pub whatsapp: WhatsappConfig,
+    pub limits: LimitsConfig,
+    pub packages: BTreeMap<String, PackageConfig>,
+    pub webhooks: WebhooksConfig,
+    pub plugins: PluginsConfig,
+    pub dashboard: DashboardConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    pub public_url: String,
+    pub body_limit: usize,
+    pub request_timeout: u64,
+    pub shutdown_grace: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: u64,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    pub token: String,
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field(
+                "token",
+                &if self.token.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .finish()
+    }
+}
+
+/// Which WhatsApp driver runs the device sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DriverKind {
+    WhatsappWeb,
+    Simulator,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WhatsappConfig {
+    pub driver: DriverKind,
+    pub default_country_code: String,
+    pub send_min_gap_ms: u64,
+    pub send_jitter_ms: u64,
+    pub send_wait_timeout: u64,
+    pub send_max_attempts: u32,
+    pub reconnect_min_ms: u64,
+    pub reconnect_max_ms: u64,
+    pub max_image_bytes: usize,
+    pub max_video_bytes: usize,
+    pub max_audio_bytes: usize,
+    pub max_document_bytes: usize,
+    pub media_fetch_timeout: u64,
+    pub device_name: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub default_package: String,
+}
+
+/// A package's limits as written in TOML: absent or negative means unlimited.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageConfig {
+    pub devices: Option<i64>,
+    pub messages_per_month: Option<i64>,
+    pub auto_replies: Option<i64>,
+    pub scheduled_messages: Option<i64>,
+    pub plugins: Option<i64>,
+    pub webhook_endpoints: Option<i64>,
+    pub requests_per_minute: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhooksConfig {
+    pub timeout: u64,
+    pub reply_timeout: u64,
+    pub retry_schedule: Vec<u64>,
+    pub allow_private_targets: bool,
+    pub disable_after: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsConfig {
+    pub max_size: usize,
+    pub memory_limit: usize,
+    pub cpu_ms: u64,
+    pub timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    pub enabled: bool,
+    pub session_hours: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Config {
+    /// Loads the defaults, then `file` (or `./gateway.toml` when it exists), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// Like [`Config::load`], with the environment given explicitly (for tests).
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULTS));
+        let path = match file {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("gateway.toml")).filter(|p| p.exists()),
+        };
+        if let Some(path) = path {
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+                    path: path.clone(),
+                    source,
+                })?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        // Only variables with a section (`GATEWAY_SECTION__KEY`) are configuration.
+        let env_toml = env_overrides(env)?;
+        figment = figment.merge(Toml::string(&env_toml));
+        let config: Config = figment.extract().map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document on top of the defaults (tests and `check-config`).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Toml::string(DEFAULTS))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(describe)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("`{key}`: {why}")));
+        let url = &self.database.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return bad("database.url", "must start with sqlite: or postgres://");
+        }
+        if self.database.max_connections == 0 {
+            return bad("database.max_connections", "must be at least 1");
+        }
+        if !self.packages.contains_key(&self.limits.default_package) {
+            return bad("limits.default_package", "names no package in [packages]");
+        }
+        let cc = &self.whatsapp.default_country_code;
+        if cc.is_empty()
+            || cc.len() > 4
+            || !cc.bytes().all(|b| b.is_ascii_digit())
+            || cc.starts_with('0')
+        {
+            return bad(
+                "whatsapp.default_country_code",
+                "must be 1 to 4 digits, not starting with 0",
+            );
+        }
+        if self.whatsapp.reconnect_min_ms == 0
+            || self.whatsapp.reconnect_max_ms < self.whatsapp.reconnect_min_ms
+        {
+            return bad(
+                "whatsapp.reconnect_max_ms",
+                "must be at least whatsapp.reconnect_min_ms, which must be positive",
+            );
+        }
+        if self.whatsapp.send_max_attempts == 0 {
+            return bad("whatsapp.send_max_attempts", "must be at least 1");
+        }
+        if self.webhooks.retry_schedule.is_empty() {
+            return bad("webhooks.retry_schedule", "needs at least one entry");
+        }
+        if self.server.body_limit < 1024 {
+            return bad("server.body_limit", "must be at least 1024 bytes");
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return bad("log.level", "is not a valid level or filter");
+        }
+        Ok(())
+    }
+
+    /// The package named `name`, if configured.
+    pub fn package(&self, name: &str) -> Option<&PackageConfig> {
+        self.packages.get(name)
+    }
+}
+
+/// Turns `GATEWAY_SECTION__KEY=value` variables into a TOML document, so values are typed the
+/// same way as in the file (numbers, booleans, arrays) and strings need no quotes.
+fn env_overrides(env: &[(String, String)]) -> Result<String, ConfigError> {
+    let mut table = toml::Table::new();
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("GATEWAY_") else {
+            continue;
+        };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        if parts.len() < 2 || parts.iter().any(|p| p.is_empty()) {
+            continue;
+        }
+        let parsed = parse_env_value(value);
+        let mut cursor = &mut table;
+        for part in &parts[..parts.len() - 1] {
+            let entry = cursor
+                .entry(part.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cursor = match entry {
+                toml::Value::Table(t) => t,
+                _ => {
+                    return Err(ConfigError::Invalid(format!(
+                        "environment variable {name} conflicts with another variable"
+                    )))
+                }
+            };
+        }
+        cursor.insert(parts[parts.len() - 1].clone(), parsed);
+    }
+    Ok(toml::to_string(&table).unwrap_or_default())
+}
+
+fn parse_env_value(value: &str) -> toml::Value {
+    // A bare TOML value (number, bool, array) when it parses as one; else the raw string.
+    let doc = format!("v = {value}");
+    match doc.parse::<toml::Table>() {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(value.to_string())),
+        Err(_) => toml::Value::String(value.to_string()),
+    }
+}
+
+fn describe(err: figment::Error) -> ConfigError {
+    let messages: Vec<String> = err
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let what = match &e.kind {
+                figment::error::Kind::UnknownField(field, _) => {
+                    let full = if key.is_empty() {
+                        field.clone()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                    return format!("unknown key `{full}`");
+                }
+                figment::error::Kind::MissingField(field) => {
+                    let full = if key.is_empty() {
+                        field.to_string()
+                    } else {
+                        format!("{key}.{field}")
+                    };
+                    return format!("missing key `{full}`");
+                }
+                kind => kind.to_string(),
+            };
+            if key.is_empty() {
+                what
+            } else {
+                format!("`{key}`: {what}")
+            }
+        })
+        .collect();
+    ConfigError::Invalid(messages.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_defaults_load() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.server.bind.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.database.url, "sqlite:data/gateway.db");
+        assert_eq!(c.whatsapp.driver, DriverKind::WhatsappWeb);
+        assert_eq!(c.packages["basic"].messages_per_month, Some(1000));
+        assert_eq!(c.packages["enterprise"].devices, Some(-1));
+    }
+
+    #[test]
+    fn an_unknown_key_is_named() {
+        let err = Config::from_toml("[server]\nbindd = \"x\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.bindd"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_names_its_key() {
+        let err = Config::from_toml("[server]\nbind = \"nope\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.bind"), "{err}");
+        let err = Config::from_toml("[whatsapp]\ndriver = \"telegram\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whatsapp.driver"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_override_the_file() {
+        let env = vec![
+            (
+                "GATEWAY_DATABASE__URL".to_string(),
+                "postgres://x/y".to_string(),
+            ),
+            (
+                "GATEWAY_WEBHOOKS__ALLOW_PRIVATE_TARGETS".to_string(),
+                "true".to_string(),
+            ),
+            (
+                "GATEWAY_SERVER__BIND".to_string(),
+                "127.0.0.1:0".to_string(),
+            ),
+            (
+                "GATEWAY_PACKAGES__BASIC__DEVICES".to_string(),
+                "3".to_string(),
+            ),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ];
+        let c = Config::load_from(None, &env).unwrap();
+        assert_eq!(c.database.url, "postgres://x/y");
+        assert!(c.webhooks.allow_private_targets);
+        assert_eq!(c.server.bind.port(), 0);
+        assert_eq!(c.packages["basic"].devices, Some(3));
+    }
+
+    #[test]
+    fn an_unknown_environment_key_is_refused() {
+        let env = vec![("GATEWAY_SERVER__BINDD".to_string(), "x".to_string())];
+        let err = Config::load_from(None, &env).unwrap_err().to_string();
+        assert!(err.contains("server.bindd"), "{err}");
+    }
+}

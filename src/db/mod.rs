@@ -1,0 +1,204 @@
+//! Storage: one `Db` handle over SQLite or PostgreSQL.
+//!
+//! Queries are written once with `$1` placeholders (both backends accept them) and run on the
+//! pool of whichever backend is configured through the `reader!` and `writer!` macros, which expand
+//! the same code once per backend so each copy is checked against that backend's types.
+//! On SQLite all writes go through one connection, so a write transaction never meets a busy
+//! database and "check then insert" inside one transaction is atomic; on PostgreSQL the same
+//! transactions lock the tenant row (`lock_tenant`) to get the same guarantee.
+//! Every method for tenant-owned data takes the tenant id first and filters by it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub mod activity;
+pub mod settings;
+pub mod tenants;
+
+pub use activity::ActivityRow;
+pub use tenants::{ApiKeyRow, AuthRow, TenantRow};
+
+/// Storage failures. Unique-constraint violations are `Conflict`, so callers can answer 409.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("{0}")]
+    Conflict(String),
+    #[error("not found")]
+    NotFound,
+    #[error("database error: {0}")]
+    Sqlx(sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        if let Some(db) = err.as_database_error() {
+            if db.is_unique_violation() {
+                return DbError::Conflict("already exists".into());
+            }
+        }
+        DbError::Sqlx(err)
+    }
+}
+
+pub type DbResult<T> = Result<T, DbError>;
+
+/// Which SQL dialect the database speaks, for the few statements that differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub(crate) enum Pools {
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    Postgres(PgPool),
+}
+
+/// The database handle. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    pub(crate) pools: Pools,
+}
+
+/// Runs `$body` with `$p` bound to a pool for reads.
+macro_rules! reader {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match &$db.pools {
+            $crate::db::Pools::Sqlite { read: $p, .. } => $body,
+            $crate::db::Pools::Postgres($p) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$p` bound to the pool for writes (the single writer on SQLite).
+macro_rules! writer {
+    ($db:expr, |$p:ident| $body:expr) => {
+        match &$db.pools {
+            $crate::db::Pools::Sqlite { write: $p, .. } => $body,
+            $crate::db::Pools::Postgres($p) => $body,
+        }
+    };
+}
+
+pub(crate) use {reader, writer};
+
+/// Options for [`Db::connect`].
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+impl Db {
+    /// Connects to `url` (`sqlite:PATH` or `postgres://...`), creating a SQLite file and its
+    /// folder when missing.
+    pub async fn connect(opts: &ConnectOptions) -> DbResult<Db> {
+        if let Some(rest) = opts.url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path);
+            if !path.is_empty() && path != ":memory:" {
+                if let Some(parent) = std::path::Path::new(path).parent() {
+                    if !parent.as_os_str().is_empty() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
+                    }
+                }
+            }
+            let base = SqliteConnectOptions::from_str(&opts.url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(10));
+            let write = SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(base.clone())
+                .await?;
+            let read = SqlitePoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(base)
+                .await?;
+            Ok(Db {
+                pools: Pools::Sqlite { read, write },
+            })
+        } else {
+            let options = PgConnectOptions::from_str(&opts.url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(options)
+                .await?;
+            Ok(Db {
+                pools: Pools::Postgres(pool),
+            })
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self.pools {
+            Pools::Sqlite { .. } => Dialect::Sqlite,
+            Pools::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Applies the embedded migrations of this backend.
+    pub async fn migrate(&self) -> DbResult<()> {
+        match &self.pools {
+            Pools::Sqlite { write, .. } => sqlx::migrate!("migrations/sqlite").run(write).await?,
+            Pools::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Answers whether the database takes a query (for `/readyz`).
+    pub async fn ping(&self) -> DbResult<()> {
+        reader!(self, |p| sqlx::query("SELECT 1")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match &self.pools {
+            Pools::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Pools::Postgres(pool) => pool.close().await,
+        }
+    }
+
+    /// The statement that locks a tenant row inside a transaction (a no-op on SQLite, whose
+    /// single writer already serialises write transactions).
+    pub(crate) fn lock_tenant_sql(&self) -> &'static str {
+        match self.dialect() {
+            Dialect::Sqlite => "SELECT id FROM users WHERE id = $1",
+            Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+        }
+    }
+}
+
+/// Now, in Unix milliseconds: every timestamp is stored this way on both backends.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Clamps list paging to sane bounds: limit 1..=500 (default 50), offset >= 0.
+pub fn page(limit: Option<i64>, offset: Option<i64>) -> (i64, i64) {
+    (
+        limit.unwrap_or(50).clamp(1, 500),
+        offset.unwrap_or(0).max(0),
+    )
+}

@@ -1,0 +1,19 @@
+//! wa-gateway: a self-hosted, multi-tenant WhatsApp gateway.
+//!
+//! The binary in `main.rs` parses the command line and calls into this library; `app` is the
+//! composition root that wires storage, services, drivers and workers together.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod limits;
+pub mod telemetry;
+pub mod tenants;
+
+pub use app::{App, AppState};
+pub use config::Config;
