@@ -9,8 +9,13 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::Config;
+use crate::config::{Config, DriverKind};
 use crate::db::{ConnectOptions, Db};
+use crate::devices::driver::Driver;
+use crate::devices::manager::DeviceManager;
+use crate::devices::simulator::{SimTiming, Simulator};
+use crate::messages::inbound::Inbound;
+use crate::messages::outbound::Outbound;
 use crate::limits::{LimitsService, RateLimiter};
 use crate::tenants::{AdminToken, TenantService};
 
@@ -23,6 +28,11 @@ pub struct AppState {
     pub tenants: TenantService,
     pub rate: Arc<RateLimiter>,
     pub admin_token: Arc<AdminToken>,
+    pub devices: DeviceManager,
+    pub outbound: Outbound,
+    pub inbound: Inbound,
+    /// The simulated network, when `whatsapp.driver = "simulator"`.
+    pub simulator: Option<Arc<Simulator>>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
 }
@@ -89,6 +99,24 @@ impl App {
         let listener = TcpListener::bind(config.server.bind)
             .await
             .with_context(|| format!("cannot listen on {} (server.bind)", config.server.bind))?;
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let (driver, simulator): (Arc<dyn Driver>, Option<Arc<Simulator>>) = match config.whatsapp.driver {
+            DriverKind::Simulator => {
+                let sim = Arc::new(Simulator::new(db.clone(), SimTiming::default()));
+                (sim.clone(), Some(sim))
+            }
+            DriverKind::WhatsappWeb => (Arc::new(crate::devices::unavailable::Unavailable), None),
+        };
+        let reconnect = (
+            Duration::from_millis(config.whatsapp.reconnect_min_ms),
+            Duration::from_millis(config.whatsapp.reconnect_max_ms),
+        );
+        let devices = DeviceManager::new(driver, db.clone(), reconnect, shutdown.clone(), tasks.clone());
+        let outbound =
+            Outbound::new(db.clone(), devices.clone(), limits.clone(), &config.whatsapp, shutdown.clone(), tasks.clone());
+        let inbound = Inbound::new(db.clone(), outbound.clone(), Vec::new(), tasks.clone());
+        devices.set_sink(Arc::new(inbound.clone()));
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -96,8 +124,12 @@ impl App {
             tenants,
             rate: Arc::new(RateLimiter::default()),
             admin_token: Arc::new(admin_token),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            devices,
+            outbound,
+            inbound,
+            simulator,
+            shutdown,
+            tasks,
         };
         Ok(App {
             listener,
@@ -124,9 +156,11 @@ impl App {
 
     /// Serves until the shutdown token is cancelled, then drains in-flight work.
     pub async fn run(self) -> anyhow::Result<()> {
-        let App {
-            listener, state, ..
-        } = self;
+        let App { listener, state, .. } = self;
+        let resumed = state.devices.start_all().await.context("cannot start device sessions")?;
+        state.outbound.start().await.context("cannot start the outbound queue")?;
+        let pending = state.inbound.resume().await.context("cannot resume the inbound pipeline")?;
+        tracing::info!(devices = resumed, pending_inbound = pending, "workers started");
         let router = crate::api::router(state.clone());
         let shutdown = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr()?, "listening");

@@ -14,10 +14,11 @@ pub const DEFAULTS: &str = include_str!("../gateway.toml");
 /// Why the configuration could not be loaded. The message names the key at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    // `reason` is shown in the message, not chained as a source, so it is printed once.
+    #[error("cannot read config file {path}: {reason}")]
     Unreadable {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -179,9 +180,9 @@ impl Config {
         };
         if let Some(path) = path {
             let text =
-                std::fs::read_to_string(&path).map_err(|source| ConfigError::Unreadable {
+                std::fs::read_to_string(&path).map_err(|reason| ConfigError::Unreadable {
                     path: path.clone(),
-                    source,
+                    reason,
                 })?;
             figment = figment.merge(Toml::string(&text));
         }
@@ -308,7 +309,10 @@ fn describe(err: figment::Error) -> ConfigError {
             let key = e.path.join(".");
             let what = match &e.kind {
                 figment::error::Kind::UnknownField(field, _) => {
-                    let full = if key.is_empty() {
+                    // figment's path may already end with the unknown field.
+                    let full = if e.path.last() == Some(field) {
+                        key
+                    } else if key.is_empty() {
                         field.clone()
                     } else {
                         format!("{key}.{field}")

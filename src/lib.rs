@@ -10,8 +10,10 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod devices;
 pub mod error;
 pub mod limits;
+pub mod messages;
 pub mod telemetry;
 pub mod tenants;
 

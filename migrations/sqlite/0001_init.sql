@@ -80,6 +80,8 @@ CREATE TABLE messages (
     idempotency_key TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     next_attempt_at INTEGER,
+    -- When the inbound pipeline finished with this message (NULL: still to run).
+    processed_at INTEGER,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
     UNIQUE (device_id, direction, wa_id),
@@ -91,8 +93,17 @@ CREATE INDEX messages_user_chat ON messages (user_id, chat, id);
 CREATE INDEX messages_user_direction ON messages (user_id, direction, id);
 CREATE INDEX messages_user_status ON messages (user_id, status, id);
 CREATE INDEX messages_user_created ON messages (user_id, created_at);
+CREATE INDEX messages_unprocessed ON messages (id) WHERE processed_at IS NULL AND direction = 'in';
 -- The outbound queue: queued messages per device, oldest first.
 CREATE INDEX messages_queue ON messages (device_id, id) WHERE status = 'queued';
+
+-- Bytes of outbound media waiting in the queue; deleted once the message is sent or failed.
+CREATE TABLE media_blobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    data BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
 
 CREATE TABLE message_status_history (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

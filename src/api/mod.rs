@@ -20,7 +20,10 @@ use crate::error::ApiError;
 
 pub mod account;
 pub mod admin;
+pub mod devices;
 pub mod extract;
+pub mod messages;
+pub mod simulator;
 
 /// Renders a stored Unix-milliseconds timestamp as RFC 3339 (UTC).
 pub fn ts(ms: i64) -> String {
@@ -62,6 +65,9 @@ pub fn router(state: AppState) -> Router {
     let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(account::router())
         .merge(admin::router())
+        .merge(devices::router())
+        .merge(messages::router())
+        .merge(simulator::router())
         .split_for_parts();
     let doc_json = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into());
     let body_limit = state.config.server.body_limit;

@@ -16,10 +16,15 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod activity;
+pub mod devices;
+pub mod messages;
+pub mod sessions;
 pub mod settings;
 pub mod tenants;
 
 pub use activity::ActivityRow;
+pub use devices::DeviceRow;
+pub use messages::{MessageFilter, MessageRow, NewMessage, StatusEventRow};
 pub use tenants::{ApiKeyRow, AuthRow, TenantRow};
 
 /// Storage failures. Unique-constraint violations are `Conflict`, so callers can answer 409.

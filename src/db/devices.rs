@@ -1,0 +1,159 @@
+//! WhatsApp devices. Tenant calls take the tenant id first; the `system_*` calls are for the
+//! device supervisor and the simulator control API, which act across tenants.
+
+use super::{now_ms, reader, writer, Db, DbError, DbResult};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeviceRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub phone: String,
+    pub name: String,
+    pub status: String,
+    pub status_detail: Option<String>,
+    pub jid: Option<String>,
+    pub paired: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "id, user_id, phone, name, status, status_detail, jid, paired, created_at, updated_at";
+
+/// Outcome of creating a device under the package's device limit.
+#[derive(Debug)]
+pub enum CreateDevice {
+    Created(DeviceRow),
+    OverLimit,
+}
+
+impl Db {
+    /// Creates a device unless the tenant already has `limit` devices (`None` = unlimited).
+    /// The count and the insert happen in one transaction holding the tenant's lock, so
+    /// concurrent creations cannot overshoot.
+    pub async fn create_device(
+        &self,
+        tenant: i64,
+        phone: &str,
+        name: &str,
+        limit: Option<i64>,
+    ) -> DbResult<CreateDevice> {
+        let insert = format!(
+            "INSERT INTO devices (user_id, phone, name, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, 'disconnected', $4, $4) RETURNING {COLUMNS}"
+        );
+        let lock = self.lock_tenant_sql();
+        let outcome = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await?;
+            if limit.is_some_and(|l| count >= l) {
+                CreateDevice::OverLimit
+            } else {
+                let row = sqlx::query_as(&insert)
+                    .bind(tenant)
+                    .bind(phone)
+                    .bind(name)
+                    .bind(now_ms())
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(|e| match DbError::from(e) {
+                        DbError::Conflict(_) => DbError::Conflict("you already have a device with this phone number".into()),
+                        other => other,
+                    })?;
+                tx.commit().await?;
+                CreateDevice::Created(row)
+            }
+        });
+        Ok(outcome)
+    }
+
+    pub async fn device(&self, tenant: i64, id: i64) -> DbResult<Option<DeviceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE user_id = $1 AND id = $2");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(id).fetch_optional(p).await)?)
+    }
+
+    pub async fn device_by_phone(&self, tenant: i64, phone: &str) -> DbResult<Option<DeviceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE user_id = $1 AND phone = $2");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(phone).fetch_optional(p).await)?)
+    }
+
+    pub async fn list_devices(&self, tenant: i64, limit: i64, offset: i64) -> DbResult<(Vec<DeviceRow>, i64)> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id LIMIT $2 OFFSET $3");
+        let rows = reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
+        let total: i64 = reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+            .bind(tenant)
+            .fetch_one(p)
+            .await)?;
+        Ok((rows, total))
+    }
+
+    pub async fn rename_device(&self, tenant: i64, id: i64, name: &str) -> DbResult<Option<DeviceRow>> {
+        let sql = format!(
+            "UPDATE devices SET name = $3, updated_at = $4 WHERE user_id = $1 AND id = $2 RETURNING {COLUMNS}"
+        );
+        Ok(writer!(self, |p| sqlx::query_as(&sql)
+            .bind(tenant)
+            .bind(id)
+            .bind(name)
+            .bind(now_ms())
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    /// Deletes a device with its messages and session. False when the tenant has no such device.
+    pub async fn delete_device(&self, tenant: i64, id: i64) -> DbResult<bool> {
+        let n = writer!(self, |p| sqlx::query("DELETE FROM devices WHERE user_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n == 1)
+    }
+
+    /// Records a device's live status (supervisor).
+    pub async fn system_set_device_status(
+        &self,
+        id: i64,
+        status: &str,
+        detail: Option<&str>,
+        paired: Option<bool>,
+        jid: Option<&str>,
+    ) -> DbResult<()> {
+        writer!(self, |p| sqlx::query(
+            "UPDATE devices SET status = $2, status_detail = $3, paired = COALESCE($4, paired), \
+             jid = COALESCE($5, jid), updated_at = $6 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(status)
+        .bind(detail)
+        .bind(paired)
+        .bind(jid)
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// A device by id whatever its tenant (supervisor, simulator control).
+    pub async fn system_device(&self, id: i64) -> DbResult<Option<DeviceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE id = $1");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// Devices with this phone number across tenants (simulator control).
+    pub async fn system_devices_by_phone(&self, phone: &str) -> DbResult<Vec<DeviceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE phone = $1 ORDER BY id");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(phone).fetch_all(p).await)?)
+    }
+
+    /// Paired devices, which the supervisor connects at start.
+    pub async fn system_paired_devices(&self) -> DbResult<Vec<DeviceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE paired = $1 ORDER BY id");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(true).fetch_all(p).await)?)
+    }
+}

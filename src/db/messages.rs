@@ -1,0 +1,468 @@
+//! Message history (inbound and outbound), the per-device outbound queue, and status history.
+//!
+//! Outbound messages are rows with status `queued` until the device's sender takes them, so the
+//! queue survives restarts; inbound messages are unique per (device, WhatsApp id).
+
+use super::{now_ms, reader, writer, Db, DbResult, Dialect};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub device_id: i64,
+    pub device_phone: String,
+    pub direction: String,
+    pub chat: String,
+    pub sender: String,
+    pub recipient: String,
+    pub text: Option<String>,
+    #[sqlx(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    pub wa_id: Option<String>,
+    pub push_name: Option<String>,
+    pub is_group: bool,
+    pub media: Option<String>,
+    pub error: Option<String>,
+    pub source: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StatusEventRow {
+    pub status: String,
+    pub detail: Option<String>,
+    pub created_at: i64,
+}
+
+/// A message to store.
+#[derive(Debug, Clone, Default)]
+pub struct NewMessage {
+    pub user_id: i64,
+    pub device_id: i64,
+    /// `in` or `out`.
+    pub direction: String,
+    pub chat: String,
+    pub sender: String,
+    pub recipient: String,
+    pub text: Option<String>,
+    pub kind: String,
+    pub status: String,
+    pub wa_id: Option<String>,
+    pub push_name: Option<String>,
+    pub is_group: bool,
+    /// JSON: media metadata (and, for queued outbound media, where the bytes are).
+    pub media: Option<String>,
+    /// What produced it: `api`, `auto_reply`, `plugin`, `webhook`, `scheduled`, `whatsapp`.
+    pub source: String,
+    pub idempotency_key: Option<String>,
+    /// Set to store the message already in a final state (e.g. `failed` with its reason).
+    pub error: Option<String>,
+}
+
+/// Filters of the history list and export. Every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct MessageFilter {
+    pub device_id: Option<i64>,
+    pub direction: Option<String>,
+    pub chat: Option<String>,
+    pub q: Option<String>,
+    pub status: Option<String>,
+    /// Unix ms, inclusive.
+    pub since: Option<i64>,
+    /// Unix ms, exclusive.
+    pub until: Option<i64>,
+    /// Only rows with an id below this (keyset paging for exports).
+    pub before_id: Option<i64>,
+}
+
+const SELECT: &str = "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
+     m.sender, m.recipient, m.text, m.type, m.status, m.wa_id, m.push_name, m.is_group, m.media, m.error, \
+     m.source, m.attempts, m.created_at, m.updated_at FROM messages m JOIN devices d ON d.id = m.device_id";
+
+/// Statuses an outbound message may move to from each status (receipts never go backwards).
+fn earlier_statuses(status: &str) -> &'static [&'static str] {
+    match status {
+        "sent" => &["queued"],
+        "delivered" => &["queued", "sent"],
+        "read" => &["queued", "sent", "delivered"],
+        _ => &[],
+    }
+}
+
+enum Arg {
+    I64(i64),
+    Str(String),
+}
+
+impl MessageFilter {
+    /// Renders the WHERE clause (after the tenant condition `$1`) and its arguments.
+    fn render(&self, dialect: Dialect) -> (String, Vec<Arg>) {
+        let mut sql = String::from(" WHERE m.user_id = $1");
+        let mut args = Vec::new();
+        let mut push = |cond: &str, arg: Arg, sql: &mut String| {
+            args.push(arg);
+            sql.push_str(&cond.replace('?', &format!("${}", args.len() + 1)));
+        };
+        if let Some(v) = self.device_id {
+            push(" AND m.device_id = ?", Arg::I64(v), &mut sql);
+        }
+        if let Some(v) = &self.direction {
+            push(" AND m.direction = ?", Arg::Str(v.clone()), &mut sql);
+        }
+        if let Some(v) = &self.chat {
+            push(" AND m.chat = ?", Arg::Str(v.clone()), &mut sql);
+        }
+        if let Some(v) = &self.status {
+            push(" AND m.status = ?", Arg::Str(v.clone()), &mut sql);
+        }
+        if let Some(v) = self.since {
+            push(" AND m.created_at >= ?", Arg::I64(v), &mut sql);
+        }
+        if let Some(v) = self.until {
+            push(" AND m.created_at < ?", Arg::I64(v), &mut sql);
+        }
+        if let Some(v) = self.before_id {
+            push(" AND m.id < ?", Arg::I64(v), &mut sql);
+        }
+        if let Some(q) = &self.q {
+            let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            let cond = match dialect {
+                Dialect::Sqlite => " AND m.text LIKE ? ESCAPE '\\'",
+                Dialect::Postgres => " AND m.text ILIKE ? ESCAPE '\\'",
+            };
+            push(cond, Arg::Str(format!("%{escaped}%")), &mut sql);
+        }
+        (sql, args)
+    }
+}
+
+macro_rules! bind_args {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::I64(v) => q.bind(*v),
+                Arg::Str(s) => q.bind(s.clone()),
+            };
+        }
+        q
+    }};
+}
+
+impl Db {
+    /// Stores an outbound message, or returns the message stored earlier with the same
+    /// idempotency key (then `false`: nothing new was stored).
+    pub async fn insert_outbound(&self, m: &NewMessage) -> DbResult<(MessageRow, bool)> {
+        if let Some(key) = &m.idempotency_key {
+            if let Some(existing) = self.message_by_idempotency_key(m.user_id, key).await? {
+                return Ok((existing, false));
+            }
+        }
+        match self.insert_message(m).await {
+            Ok(Some(row)) => Ok((row, true)),
+            Ok(None) | Err(super::DbError::Conflict(_)) => {
+                // A concurrent request with the same key won the race.
+                let key = m.idempotency_key.as_deref().unwrap_or_default();
+                let existing = self.message_by_idempotency_key(m.user_id, key).await?;
+                existing.map(|r| (r, false)).ok_or(super::DbError::Conflict("duplicate message".into()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Stores an inbound message once: `None` when this (device, WhatsApp id) is already stored.
+    pub async fn insert_inbound(&self, m: &NewMessage) -> DbResult<Option<MessageRow>> {
+        self.insert_message(m).await
+    }
+
+    async fn insert_message(&self, m: &NewMessage) -> DbResult<Option<MessageRow>> {
+        let now = now_ms();
+        let id: Option<i64> = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let id: Option<i64> = sqlx::query_scalar(
+                "INSERT INTO messages (user_id, device_id, direction, chat, sender, recipient, text, type, \
+                 status, wa_id, push_name, is_group, media, source, idempotency_key, error, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+                 ON CONFLICT (device_id, direction, wa_id) DO NOTHING RETURNING id",
+            )
+            .bind(m.user_id)
+            .bind(m.device_id)
+            .bind(&m.direction)
+            .bind(&m.chat)
+            .bind(&m.sender)
+            .bind(&m.recipient)
+            .bind(&m.text)
+            .bind(&m.kind)
+            .bind(&m.status)
+            .bind(&m.wa_id)
+            .bind(&m.push_name)
+            .bind(m.is_group)
+            .bind(&m.media)
+            .bind(&m.source)
+            .bind(&m.idempotency_key)
+            .bind(&m.error)
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some(id) = id {
+                sqlx::query("INSERT INTO message_status_history (message_id, status, detail, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(id)
+                    .bind(&m.status)
+                    .bind(&m.error)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            id
+        });
+        match id {
+            Some(id) => self.message(m.user_id, id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn message_by_idempotency_key(&self, tenant: i64, key: &str) -> DbResult<Option<MessageRow>> {
+        let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.idempotency_key = $2");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(key).fetch_optional(p).await)?)
+    }
+
+    pub async fn message(&self, tenant: i64, id: i64) -> DbResult<Option<MessageRow>> {
+        let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.id = $2");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// The message's status changes, oldest first.
+    pub async fn message_status_history(&self, tenant: i64, id: i64) -> DbResult<Vec<StatusEventRow>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT h.status, h.detail, h.created_at FROM message_status_history h \
+             JOIN messages m ON m.id = h.message_id WHERE m.user_id = $1 AND h.message_id = $2 ORDER BY h.id"
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    /// A page of the tenant's history, newest first, with the number of matching rows.
+    pub async fn list_messages(
+        &self,
+        tenant: i64,
+        filter: &MessageFilter,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<MessageRow>, i64)> {
+        let (cond, args) = filter.render(self.dialect());
+        let n = args.len();
+        let sql = format!("{SELECT}{cond} ORDER BY m.id DESC LIMIT ${} OFFSET ${}", n + 2, n + 3);
+        let count_sql = format!("SELECT COUNT(*) FROM messages m{cond}");
+        let rows: Vec<MessageRow> = reader!(self, |p| {
+            let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
+            q.bind(limit).bind(offset).fetch_all(p).await
+        })?;
+        let total: i64 = reader!(self, |p| {
+            let q = bind_args!(sqlx::query_scalar(&count_sql).bind(tenant), &args);
+            q.fetch_one(p).await
+        })?;
+        Ok((rows, total))
+    }
+
+    /// Up to `limit` matching rows, newest first, without counting (exports page by `before_id`).
+    pub async fn list_messages_batch(&self, tenant: i64, filter: &MessageFilter, limit: i64) -> DbResult<Vec<MessageRow>> {
+        let (cond, args) = filter.render(self.dialect());
+        let sql = format!("{SELECT}{cond} ORDER BY m.id DESC LIMIT ${}", args.len() + 2);
+        Ok(reader!(self, |p| {
+            let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
+            q.bind(limit).fetch_all(p).await
+        })?)
+    }
+
+    /// The next outbound message waiting in a device's queue, oldest first.
+    pub async fn next_queued(&self, device_id: i64) -> DbResult<Option<(i64, i64)>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT id, user_id FROM messages WHERE device_id = $1 AND status = 'queued' \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= $2) ORDER BY id LIMIT 1"
+        )
+        .bind(device_id)
+        .bind(now_ms())
+        .fetch_optional(p)
+        .await)?)
+    }
+
+    /// When the next queued message of a device becomes due (Unix ms), if any is queued.
+    pub async fn next_queued_due(&self, device_id: i64) -> DbResult<Option<i64>> {
+        Ok(reader!(self, |p| sqlx::query_scalar(
+            "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM messages WHERE device_id = $1 AND status = 'queued'"
+        )
+        .bind(device_id)
+        .fetch_one(p)
+        .await)?)
+    }
+
+    /// Moves a message to `status` (with WhatsApp's id when sent) and records the change.
+    pub async fn set_message_status(
+        &self,
+        id: i64,
+        status: &str,
+        wa_id: Option<&str>,
+        error: Option<&str>,
+    ) -> DbResult<()> {
+        let now = now_ms();
+        writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(
+                "UPDATE messages SET status = $2, wa_id = COALESCE($3, wa_id), error = $4, \
+                 attempts = attempts + 1, updated_at = $5 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(wa_id)
+            .bind(error)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO message_status_history (message_id, status, detail, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(id)
+                .bind(status)
+                .bind(error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Puts a message back in the queue after a failed attempt, due again at `due_ms`.
+    pub async fn requeue_message(&self, id: i64, due_ms: i64, error: &str) -> DbResult<()> {
+        writer!(self, |p| sqlx::query(
+            "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $2, error = $3, updated_at = $4 WHERE id = $1"
+        )
+        .bind(id)
+        .bind(due_ms)
+        .bind(error)
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Applies a receipt: moves the device's outbound messages with these WhatsApp ids forward
+    /// to `status` (never backwards). Returns the ids and tenants of the messages that changed.
+    pub async fn apply_receipt(&self, device_id: i64, wa_ids: &[String], status: &str) -> DbResult<Vec<(i64, i64)>> {
+        let earlier = earlier_statuses(status);
+        if earlier.is_empty() || wa_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = earlier.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+        let sql = format!(
+            "UPDATE messages SET status = $3, updated_at = $4 WHERE device_id = $1 AND direction = 'out' \
+             AND wa_id = $2 AND status IN ({list}) RETURNING id, user_id"
+        );
+        let now = now_ms();
+        let mut changed = Vec::new();
+        for wa_id in wa_ids {
+            let row: Option<(i64, i64)> = writer!(self, |p| {
+                let mut tx = p.begin().await?;
+                let row: Option<(i64, i64)> = sqlx::query_as(&sql)
+                    .bind(device_id)
+                    .bind(wa_id)
+                    .bind(status)
+                    .bind(now)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some((id, _)) = row {
+                    sqlx::query("INSERT INTO message_status_history (message_id, status, created_at) VALUES ($1, $2, $3)")
+                        .bind(id)
+                        .bind(status)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                row
+            });
+            changed.extend(row);
+        }
+        Ok(changed)
+    }
+
+    /// The device that sent the outbound message with this WhatsApp id, with the message id.
+    pub async fn system_outbound_by_wa_id(&self, wa_id: &str) -> DbResult<Option<(i64, i64)>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT device_id, id FROM messages WHERE wa_id = $1 AND direction = 'out' ORDER BY id DESC LIMIT 1"
+        )
+        .bind(wa_id)
+        .fetch_optional(p)
+        .await)?)
+    }
+
+    /// The WhatsApp id of an outbound message, by gateway id (simulator receipts).
+    pub async fn system_message_wa_id(&self, id: i64) -> DbResult<Option<(i64, Option<String>)>> {
+        Ok(reader!(self, |p| sqlx::query_as("SELECT device_id, wa_id FROM messages WHERE id = $1 AND direction = 'out'")
+            .bind(id)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    /// Devices that have messages waiting in their queue (to resume sending at start).
+    pub async fn devices_with_queued(&self) -> DbResult<Vec<i64>> {
+        Ok(reader!(self, |p| sqlx::query_scalar("SELECT DISTINCT device_id FROM messages WHERE status = 'queued'")
+            .fetch_all(p)
+            .await)?)
+    }
+
+    /// Inbound messages whose pipeline has not finished, oldest first: `(tenant, id)`.
+    pub async fn unprocessed_inbound(&self, limit: i64) -> DbResult<Vec<(i64, i64)>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT user_id, id FROM messages WHERE processed_at IS NULL AND direction = 'in' ORDER BY id LIMIT $1"
+        )
+        .bind(limit)
+        .fetch_all(p)
+        .await)?)
+    }
+
+    pub async fn mark_processed(&self, id: i64) -> DbResult<()> {
+        writer!(self, |p| sqlx::query("UPDATE messages SET processed_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Keeps the bytes of queued outbound media; returns the blob id.
+    pub async fn put_media_blob(&self, tenant: i64, data: &[u8]) -> DbResult<i64> {
+        Ok(writer!(self, |p| sqlx::query_scalar(
+            "INSERT INTO media_blobs (user_id, data, created_at) VALUES ($1, $2, $3) RETURNING id"
+        )
+        .bind(tenant)
+        .bind(data)
+        .bind(now_ms())
+        .fetch_one(p)
+        .await)?)
+    }
+
+    pub async fn media_blob(&self, tenant: i64, id: i64) -> DbResult<Option<Vec<u8>>> {
+        Ok(reader!(self, |p| sqlx::query_scalar("SELECT data FROM media_blobs WHERE user_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    pub async fn delete_media_blob(&self, tenant: i64, id: i64) -> DbResult<()> {
+        writer!(self, |p| sqlx::query("DELETE FROM media_blobs WHERE user_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+}

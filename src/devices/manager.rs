@@ -1,0 +1,517 @@
+//! The device supervisor: one task per live device session.
+//!
+//! It opens the driver session, turns driver events into live status (kept in memory, written
+//! to `devices.status`, and broadcast for Server-Sent Events and webhooks), hands inbound
+//! messages and receipts to the [`MessageSink`], and reconnects with exponential backoff and
+//! jitter when a connection is lost. A logged-out device stops until it is paired again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::driver::{DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, ReceiptKind, Session, StopReason};
+use crate::db::{Db, DeviceRow};
+
+/// A device's connection state as the API reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceStatus {
+    Disconnected,
+    Connecting,
+    Qr,
+    Connected,
+    LoggedOut,
+}
+
+impl DeviceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceStatus::Disconnected => "disconnected",
+            DeviceStatus::Connecting => "connecting",
+            DeviceStatus::Qr => "qr",
+            DeviceStatus::Connected => "connected",
+            DeviceStatus::LoggedOut => "logged_out",
+        }
+    }
+
+    pub fn parse(s: &str) -> DeviceStatus {
+        match s {
+            "connecting" => DeviceStatus::Connecting,
+            "qr" => DeviceStatus::Qr,
+            "connected" => DeviceStatus::Connected,
+            "logged_out" => DeviceStatus::LoggedOut,
+            _ => DeviceStatus::Disconnected,
+        }
+    }
+}
+
+/// A QR code or pairing code currently offered, with its expiry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offered {
+    pub code: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The live state of one device.
+#[derive(Debug, Clone, Serialize)]
+pub struct LiveStatus {
+    pub status: DeviceStatus,
+    /// Why the device is in this state (the last error, a logout reason, ...).
+    pub detail: Option<String>,
+    pub qr: Option<Offered>,
+    pub pair_code: Option<Offered>,
+    pub since: DateTime<Utc>,
+}
+
+impl LiveStatus {
+    fn new(status: DeviceStatus, detail: Option<String>) -> Self {
+        LiveStatus { status, detail, qr: None, pair_code: None, since: Utc::now() }
+    }
+}
+
+/// A change broadcast to listeners (SSE streams, webhooks, the outbound sender).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum DeviceUpdate {
+    Status { device_id: i64, tenant_id: i64, status: DeviceStatus, detail: Option<String> },
+    Qr { device_id: i64, tenant_id: i64, qr: String, expires_at: DateTime<Utc> },
+    PairCode { device_id: i64, tenant_id: i64, code: String, expires_at: DateTime<Utc> },
+}
+
+impl DeviceUpdate {
+    pub fn device_id(&self) -> i64 {
+        match self {
+            DeviceUpdate::Status { device_id, .. }
+            | DeviceUpdate::Qr { device_id, .. }
+            | DeviceUpdate::PairCode { device_id, .. } => *device_id,
+        }
+    }
+}
+
+/// Where inbound messages and receipts go (implemented by the messages module).
+#[async_trait]
+pub trait MessageSink: Send + Sync {
+    /// Stores the messages; `true` when all are stored (then WhatsApp may forget them).
+    async fn inbound(&self, device: &DeviceKey, messages: Vec<InboundMessage>) -> bool;
+    /// Applies delivery reports to the device's outbound messages.
+    async fn receipt(&self, device: &DeviceKey, wa_ids: Vec<String>, kind: ReceiptKind);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("the device is already connected")]
+    AlreadyConnected,
+    #[error("the device is not connected")]
+    NotConnected,
+    #[error("no QR code is available yet; try again in a moment")]
+    NoQrYet,
+    #[error(transparent)]
+    Driver(#[from] DriverError),
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+}
+
+struct Slot {
+    live: LiveStatus,
+    session: Option<Arc<dyn Session>>,
+    /// The running supervision task: its number and its cancellation.
+    run: Option<(u64, CancellationToken)>,
+    tenant_id: i64,
+}
+
+struct Inner {
+    driver: Arc<dyn Driver>,
+    db: Db,
+    reconnect_min: Duration,
+    reconnect_max: Duration,
+    slots: Mutex<HashMap<i64, Slot>>,
+    updates: broadcast::Sender<DeviceUpdate>,
+    sink: OnceLock<Arc<dyn MessageSink>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    next_run: std::sync::atomic::AtomicU64,
+}
+
+/// Supervises every device session of this process. Cheap to clone.
+#[derive(Clone)]
+pub struct DeviceManager {
+    inner: Arc<Inner>,
+}
+
+impl DeviceManager {
+    pub fn new(
+        driver: Arc<dyn Driver>,
+        db: Db,
+        reconnect: (Duration, Duration),
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Self {
+        let (updates, _) = broadcast::channel(1024);
+        DeviceManager {
+            inner: Arc::new(Inner {
+                driver,
+                db,
+                reconnect_min: reconnect.0,
+                reconnect_max: reconnect.1,
+                slots: Mutex::new(HashMap::new()),
+                updates,
+                sink: OnceLock::new(),
+                shutdown,
+                tasks,
+                next_run: std::sync::atomic::AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Connects the message side; set once at start-up, before any session opens.
+    pub fn set_sink(&self, sink: Arc<dyn MessageSink>) {
+        let _ = self.inner.sink.set(sink);
+    }
+
+    pub fn driver(&self) -> &Arc<dyn Driver> {
+        &self.inner.driver
+    }
+
+    /// Status changes and QR codes of every device, as they happen.
+    pub fn subscribe(&self) -> broadcast::Receiver<DeviceUpdate> {
+        self.inner.updates.subscribe()
+    }
+
+    /// Opens sessions for every paired device (at start).
+    pub async fn start_all(&self) -> Result<usize, DeviceError> {
+        let devices = self.inner.db.system_paired_devices().await?;
+        let n = devices.len();
+        for d in devices {
+            self.start(&d);
+        }
+        Ok(n)
+    }
+
+    /// Starts the device's session unless one is running: it resumes a paired session or
+    /// begins pairing.
+    pub fn start(&self, device: &DeviceRow) {
+        let key = DeviceKey { device_id: device.id, tenant_id: device.user_id, phone: device.phone.clone() };
+        let cancel = {
+            let mut slots = self.lock();
+            let slot = slots.entry(device.id).or_insert_with(|| Slot {
+                live: LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone()),
+                session: None,
+                run: None,
+                tenant_id: device.user_id,
+            });
+            if slot.run.as_ref().is_some_and(|(_, c)| !c.is_cancelled()) {
+                return;
+            }
+            let cancel = self.inner.shutdown.child_token();
+            let run_id = self.inner.next_run.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            slot.run = Some((run_id, cancel.clone()));
+            (run_id, cancel)
+        };
+        let manager = self.clone();
+        self.inner.tasks.spawn(async move { manager.run(key, cancel.0, cancel.1).await });
+    }
+
+    /// Stops the device's session, keeping its keys.
+    pub fn stop(&self, device_id: i64) {
+        if let Some(slot) = self.lock().get_mut(&device_id) {
+            if let Some((_, run)) = slot.run.take() {
+                run.cancel();
+            }
+        }
+    }
+
+    /// Stops the session and forgets the device (it was deleted).
+    pub async fn remove(&self, device_id: i64) {
+        self.stop(device_id);
+        let session = self.lock().remove(&device_id).and_then(|s| s.session);
+        if let Some(s) = session {
+            s.close().await;
+        }
+        if let Err(e) = self.inner.driver.forget(device_id).await {
+            tracing::warn!(device_id, error = %e, "could not delete the session keys of a removed device");
+        }
+    }
+
+    /// The live status; `None` when this process has never seen the device.
+    pub fn live(&self, device_id: i64) -> Option<LiveStatus> {
+        self.lock().get(&device_id).map(|s| s.live.clone())
+    }
+
+    /// The live status, or the stored one when no session ever ran in this process.
+    pub fn status_of(&self, device: &DeviceRow) -> LiveStatus {
+        self.live(device.id)
+            .unwrap_or_else(|| LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone()))
+    }
+
+    /// The session of a connected device.
+    pub fn connected(&self, device_id: i64) -> Option<Arc<dyn Session>> {
+        let slots = self.lock();
+        let slot = slots.get(&device_id)?;
+        (slot.live.status == DeviceStatus::Connected).then(|| slot.session.clone()).flatten()
+    }
+
+    /// The QR code to show, starting a new pairing round when none is running. Waits a few
+    /// seconds for the first code.
+    pub async fn qr(&self, device: &DeviceRow) -> Result<Offered, DeviceError> {
+        let mut updates = self.subscribe();
+        match self.live(device.id) {
+            Some(l) if l.status == DeviceStatus::Connected => return Err(DeviceError::AlreadyConnected),
+            Some(LiveStatus { qr: Some(qr), .. }) if qr.expires_at > Utc::now() => return Ok(qr),
+            _ => {}
+        }
+        self.start(device);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(l) = self.live(device.id) {
+                if l.status == DeviceStatus::Connected {
+                    return Err(DeviceError::AlreadyConnected);
+                }
+                if let Some(qr) = l.qr.filter(|q| q.expires_at > Utc::now()) {
+                    return Ok(qr);
+                }
+            }
+            match tokio::time::timeout_at(deadline, updates.recv()).await {
+                Err(_) => return Err(DeviceError::NoQrYet),
+                Ok(Err(broadcast::error::RecvError::Closed)) => return Err(DeviceError::NoQrYet),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Requests a phone-number pairing code for an unpaired device.
+    pub async fn pair_code(&self, device: &DeviceRow, phone: &str) -> Result<Offered, DeviceError> {
+        if self.live(device.id).is_some_and(|l| l.status == DeviceStatus::Connected) {
+            return Err(DeviceError::AlreadyConnected);
+        }
+        self.qr(device).await?;
+        let session = self.lock().get(&device.id).and_then(|s| s.session.clone()).ok_or(DeviceError::NoQrYet)?;
+        let code = session.request_pair_code(phone).await?;
+        let offered = Offered { code, expires_at: Utc::now() + chrono::Duration::seconds(180) };
+        Ok(offered)
+    }
+
+    /// Logs the device out (unlinks it from the phone) and clears its keys; no reconnect.
+    pub async fn logout(&self, device: &DeviceRow) -> Result<(), DeviceError> {
+        let session = self.lock().get(&device.id).and_then(|s| s.session.clone());
+        self.stop(device.id);
+        if let Some(s) = session {
+            if let Err(e) = s.logout().await {
+                tracing::warn!(device_id = device.id, error = %e, "logout through the session failed");
+            }
+        }
+        self.inner.driver.forget(device.id).await?;
+        self.set_status(device.id, device.user_id, DeviceStatus::LoggedOut, Some("logged out".into()), Some(false), None)
+            .await;
+        Ok(())
+    }
+
+    /// Logs out, clears the session, and starts a fresh pairing round.
+    pub async fn reset(&self, device: &DeviceRow) -> Result<(), DeviceError> {
+        self.logout(device).await?;
+        self.start(device);
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, Slot>> {
+        self.inner.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn set_status(
+        &self,
+        device_id: i64,
+        tenant_id: i64,
+        status: DeviceStatus,
+        detail: Option<String>,
+        paired: Option<bool>,
+        jid: Option<&str>,
+    ) {
+        let changed = {
+            let mut slots = self.lock();
+            let slot = slots.entry(device_id).or_insert_with(|| Slot {
+                live: LiveStatus::new(status, detail.clone()),
+                session: None,
+                run: None,
+                tenant_id,
+            });
+            let changed = slot.live.status != status || slot.live.detail != detail;
+            slot.live.status = status;
+            slot.live.detail = detail.clone();
+            slot.live.since = Utc::now();
+            if status != DeviceStatus::Qr {
+                slot.live.qr = None;
+                slot.live.pair_code = None;
+            }
+            changed
+        };
+        if let Err(e) = self
+            .inner
+            .db
+            .system_set_device_status(device_id, status.as_str(), detail.as_deref(), paired, jid)
+            .await
+        {
+            tracing::warn!(device_id, error = %e, "could not store the device status");
+        }
+        if changed {
+            let _ = self.inner.updates.send(DeviceUpdate::Status { device_id, tenant_id, status, detail });
+        }
+    }
+
+    /// One device's supervision loop: open, follow events, reconnect when the reason allows.
+    async fn run(&self, key: DeviceKey, run_id: u64, cancel: CancellationToken) {
+        let mut backoff = self.inner.reconnect_min;
+        loop {
+            self.set_status(key.device_id, key.tenant_id, DeviceStatus::Connecting, None, None, None).await;
+            let (tx, mut rx) = mpsc::channel(256);
+            let session = tokio::select! {
+                opened = self.inner.driver.open(key.clone(), tx) => opened,
+                _ = cancel.cancelled() => break,
+            };
+            let session = match session {
+                Ok(s) => s,
+                Err(e) => {
+                    let detail = format!("could not connect: {e}");
+                    self.set_status(key.device_id, key.tenant_id, DeviceStatus::Connecting, Some(detail), None, None)
+                        .await;
+                    if !self.pause(&cancel, &mut backoff).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.with_own_slot(key.device_id, run_id, |slot| slot.session = Some(session.clone()));
+            let reason = loop {
+                tokio::select! {
+                    event = rx.recv() => match event {
+                        None => break StopReason::ConnectionLost("the driver ended the session".into()),
+                        Some(DriverEvent::Stopped(reason)) => break reason,
+                        Some(event) => self.on_event(&key, event, &mut backoff).await,
+                    },
+                    _ = cancel.cancelled() => {
+                        session.close().await;
+                        break StopReason::Closed;
+                    }
+                }
+            };
+            self.with_own_slot(key.device_id, run_id, |slot| slot.session = None);
+            let (id, tenant) = (key.device_id, key.tenant_id);
+            match reason {
+                StopReason::Closed => {
+                    if !cancel.is_cancelled() || self.inner.shutdown.is_cancelled() {
+                        self.set_status(id, tenant, DeviceStatus::Disconnected, None, None, None).await;
+                    }
+                    break;
+                }
+                StopReason::ConnectionLost(why) => {
+                    tracing::info!(device_id = id, reason = %why, "connection lost; reconnecting");
+                    self.set_status(id, tenant, DeviceStatus::Connecting, Some(why), None, None).await;
+                }
+                StopReason::StreamReplaced => {
+                    let why = "another client took over this session".to_string();
+                    self.set_status(id, tenant, DeviceStatus::Connecting, Some(why), None, None).await;
+                }
+                StopReason::QrExhausted => {
+                    let why = "the QR codes expired without a scan; ask for a new QR".to_string();
+                    self.set_status(id, tenant, DeviceStatus::Disconnected, Some(why), None, None).await;
+                    break;
+                }
+                StopReason::LoggedOut(why) => {
+                    if let Err(e) = self.inner.driver.forget(id).await {
+                        tracing::warn!(device_id = id, error = %e, "could not delete session keys after logout");
+                    }
+                    self.set_status(id, tenant, DeviceStatus::LoggedOut, Some(why), Some(false), None).await;
+                    break;
+                }
+                StopReason::Refused(why) => {
+                    self.set_status(id, tenant, DeviceStatus::Disconnected, Some(why), None, None).await;
+                    backoff = self.inner.reconnect_max;
+                }
+            }
+            if !self.pause(&cancel, &mut backoff).await {
+                break;
+            }
+        }
+        self.with_own_slot(key.device_id, run_id, |slot| slot.run = None);
+    }
+
+    /// Runs `f` on the device's slot if run `run_id` still owns it (a newer run may have
+    /// replaced it after a reset).
+    fn with_own_slot(&self, device_id: i64, run_id: u64, f: impl FnOnce(&mut Slot)) {
+        if let Some(slot) = self.lock().get_mut(&device_id) {
+            if slot.run.as_ref().is_some_and(|(id, _)| *id == run_id) {
+                f(slot);
+            }
+        }
+    }
+
+    /// Waits `backoff` with up to 25% jitter, then doubles it (up to the maximum).
+    /// False when cancelled meanwhile.
+    async fn pause(&self, cancel: &CancellationToken, backoff: &mut Duration) -> bool {
+        let jitter = rand::thread_rng().gen_range(0.0..=0.25);
+        let wait = backoff.mul_f64(1.0 + jitter);
+        *backoff = (*backoff * 2).min(self.inner.reconnect_max);
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = cancel.cancelled() => false,
+        }
+    }
+
+    async fn on_event(&self, key: &DeviceKey, event: DriverEvent, backoff: &mut Duration) {
+        let (id, tenant) = (key.device_id, key.tenant_id);
+        match event {
+            DriverEvent::Qr { code, ttl } => {
+                let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+                self.set_status(id, tenant, DeviceStatus::Qr, None, None, None).await;
+                if let Some(slot) = self.lock().get_mut(&id) {
+                    slot.live.qr = Some(Offered { code: code.clone(), expires_at });
+                }
+                let _ = self.inner.updates.send(DeviceUpdate::Qr { device_id: id, tenant_id: tenant, qr: code, expires_at });
+            }
+            DriverEvent::PairCode { code, ttl } => {
+                let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
+                if let Some(slot) = self.lock().get_mut(&id) {
+                    slot.live.pair_code = Some(Offered { code: code.clone(), expires_at });
+                }
+                let _ = self.inner.updates.send(DeviceUpdate::PairCode { device_id: id, tenant_id: tenant, code, expires_at });
+            }
+            DriverEvent::Paired { jid } => {
+                self.set_status(id, tenant, DeviceStatus::Connecting, Some("paired".into()), Some(true), Some(&jid))
+                    .await;
+            }
+            DriverEvent::Connected => {
+                *backoff = self.inner.reconnect_min;
+                self.set_status(id, tenant, DeviceStatus::Connected, None, Some(true), None).await;
+            }
+            DriverEvent::Disconnected { reason } => {
+                self.set_status(id, tenant, DeviceStatus::Connecting, Some(reason), None, None).await;
+            }
+            DriverEvent::Messages { messages, ack } => {
+                let stored = match self.inner.sink.get() {
+                    Some(sink) => sink.inbound(key, messages).await,
+                    None => false,
+                };
+                if let Some(ack) = ack {
+                    ack.send(stored);
+                }
+            }
+            DriverEvent::Receipt { wa_ids, kind } => {
+                if let Some(sink) = self.inner.sink.get() {
+                    sink.receipt(key, wa_ids, kind).await;
+                }
+            }
+            DriverEvent::Stopped(_) => {}
+        }
+    }
+
+    /// Tenant of a device known to this process.
+    pub fn tenant_of(&self, device_id: i64) -> Option<i64> {
+        self.lock().get(&device_id).map(|s| s.tenant_id)
+    }
+}

@@ -1,0 +1,295 @@
+#[async_trait]
+impl Driver for Simulator {
+    async fn open(
+        &self,
+        device: DeviceKey,
+        events: mpsc::Sender<DriverEvent>,
+    ) -> Result<Arc<dyn Session>, DriverError> {
+        let device_id = device.device_id;
+        let paired = self
+            .inner
+            .db
+            .session_get(device_id, JID_KEY)
+            .await
+            .map_err(failed)?
+            .is_some();
+        let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        let (queue, mut rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                if events.send(event).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let cancel = CancellationToken::new();
+        let phase = cancel.child_token();
+        let live = Live {
+            generation,
+            phone: device.phone,
+            queue,
+            state: if paired {
+                LinkState::Connecting
+            } else {
+                LinkState::Pairing {
+                    qr: None,
+                    pair_phone: None,
+                }
+            },
+            cancel,
+            phase: phase.clone(),
+        };
+        let replaced = self
+            .inner
+            .lock()
+            .entry(device_id)
+            .or_default()
+            .live
+            .replace(live);
+        if let Some(old) = replaced {
+            old.stop(StopReason::StreamReplaced);
+        }
+        let inner = self.inner.clone();
+        if paired {
+            tokio::spawn(connect_after_delay(inner, device_id, generation, phase));
+        } else {
+            tokio::spawn(pairing_round(inner, device_id, generation, phase));
+        }
+        Ok(Arc::new(SimSession {
+            inner: self.inner.clone(),
+            device_id,
+            generation,
+        }))
+    }
+
+    async fn forget(&self, device_id: i64) -> Result<(), DriverError> {
+        self.inner
+            .db
+            .session_delete_all(device_id)
+            .await
+            .map_err(failed)
+    }
+
+    async fn is_paired(&self, device_id: i64) -> Result<bool, DriverError> {
+        self.inner
+            .db
+            .session_exists(device_id)
+            .await
+            .map_err(failed)
+    }
+}
+
+async fn connect_after_delay(
+    inner: Arc<Inner>,
+    device_id: i64,
+    generation: u64,
+    phase: CancellationToken,
+) {
+    tokio::select! {
+        _ = phase.cancelled() => return,
+        _ = tokio::time::sleep(inner.timing.connect_delay) => {}
+    }
+    inner.with_live(device_id, Some(generation), |live| {
+        if matches!(live.state, LinkState::Connecting) {
+            live.state = LinkState::Connected;
+            live.emit(DriverEvent::Connected);
+        }
+    });
+}
+
+/// Shows `qr_codes` QR codes, one per ttl, then ends the session unless it was scanned or
+/// switched to a pair code (which cancels `phase`).
+async fn pairing_round(
+    inner: Arc<Inner>,
+    device_id: i64,
+    generation: u64,
+    phase: CancellationToken,
+) {
+    // Like the real QR payload: a fresh reference per code, the same keys for the round.
+    let keys = [random_b64(32), random_b64(32), random_b64(32)];
+    for n in 0..inner.timing.qr_codes {
+        let ttl = if n == 0 {
+            inner.timing.first_qr_ttl
+        } else {
+            inner.timing.next_qr_ttl
+        };
+        let shown = inner.with_live(device_id, Some(generation), |live| {
+            let LinkState::Pairing { qr, .. } = &mut live.state else {
+                return false;
+            };
+            if phase.is_cancelled() {
+                return false;
+            }
+            let code = format!("2@{},{},{},{},1", random_b64(33), keys[0], keys[1], keys[2]);
+            *qr = Some(code.clone());
+            live.emit(DriverEvent::Qr { code, ttl });
+            true
+        });
+        if shown != Some(true) {
+            return;
+        }
+        tokio::select! {
+            _ = phase.cancelled() => return,
+            _ = tokio::time::sleep(ttl) => {}
+        }
+    }
+    inner.expire_pairing(device_id, generation, &phase);
+}
+
+async fn expire_pair_code(
+    inner: Arc<Inner>,
+    device_id: i64,
+    generation: u64,
+    phase: CancellationToken,
+) {
+    tokio::select! {
+        _ = phase.cancelled() => {}
+        _ = tokio::time::sleep(PAIR_CODE_TTL) => inner.expire_pairing(device_id, generation, &phase),
+    }
+}
+
+/// The gateway's handle on one simulated session.
+struct SimSession {
+    inner: Arc<Inner>,
+    device_id: i64,
+    generation: u64,
+}
+
+impl SimSession {
+    fn record(
+        &self,
+        to: &Jid,
+        text: Option<String>,
+        media: Option<SimMedia>,
+    ) -> Result<String, DriverError> {
+        if !valid_jid(to) {
+            return Err(DriverError::Invalid(format!(
+                "not a WhatsApp JID: {:?}",
+                to.chars().take(64).collect::<String>()
+            )));
+        }
+        let mut devices = self.inner.lock();
+        let device = devices
+            .get_mut(&self.device_id)
+            .ok_or(DriverError::NotConnected)?;
+        match &device.live {
+            Some(live) if live.generation == self.generation && live.is_connected() => {}
+            _ => return Err(DriverError::NotConnected),
+        }
+        let id = new_wa_id();
+        device.outbox.push_back(SimSent {
+            id: id.clone(),
+            to: to.clone(),
+            text,
+            media,
+            at: Utc::now(),
+        });
+        while device.outbox.len() > OUTBOX_CAP {
+            device.outbox.pop_front();
+        }
+        Ok(id)
+    }
+
+    fn connected(&self) -> bool {
+        self.inner
+            .with_live(self.device_id, Some(self.generation), |l| l.is_connected())
+            .unwrap_or(false)
+    }
+}
+
+#[async_trait]
+impl Session for SimSession {
+    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, DriverError> {
+        self.record(to, Some(text.to_string()), None)
+    }
+
+    async fn send_media(&self, to: &Jid, media: &OutboundMedia) -> Result<String, DriverError> {
+        let meta = SimMedia {
+            kind: media.kind,
+            mime: media.mime.clone(),
+            size: media.bytes.len() as u64,
+            filename: media.filename.clone(),
+            caption: media.caption.clone(),
+        };
+        self.record(to, None, Some(meta))
+    }
+
+    /// Emits `PairCode` (`ABCD-EFGH`, valid [`PAIR_CODE_TTL`]) and stops the QR rotation;
+    /// `Simulator::scan` then completes the pairing as `phone`.
+    async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError> {
+        let phone = phone_digits(phone)
+            .ok_or_else(|| DriverError::Invalid("the phone must have 8 to 15 digits".into()))?;
+        let code = new_pair_code();
+        let phase = self
+            .inner
+            .with_live(self.device_id, Some(self.generation), |live| {
+                let LinkState::Pairing { qr, pair_phone } = &mut live.state else {
+                    return None;
+                };
+                *qr = None;
+                *pair_phone = Some(phone);
+                live.phase.cancel();
+                live.phase = live.cancel.child_token();
+                live.emit(DriverEvent::PairCode {
+                    code: code.clone(),
+                    ttl: PAIR_CODE_TTL,
+                });
+                Some(live.phase.clone())
+            })
+            .flatten()
+            .ok_or_else(|| DriverError::Invalid("the device is not waiting to be paired".into()))?;
+        let inner = self.inner.clone();
+        tokio::spawn(expire_pair_code(
+            inner,
+            self.device_id,
+            self.generation,
+            phase,
+        ));
+        Ok(code)
+    }
+
+    /// The simulated rule: a number is on WhatsApp iff it has 8 to 15 digits (nothing else)
+    /// and does not end in `0000`; its JID is `<digits>@s.whatsapp.net`.
+    async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
+        if !self.connected() {
+            return Err(DriverError::NotConnected);
+        }
+        Ok(numbers
+            .iter()
+            .map(|number| {
+                let on = (8..=15).contains(&number.len())
+                    && number.bytes().all(|b| b.is_ascii_digit())
+                    && !number.ends_with("0000");
+                NumberCheck {
+                    number: number.clone(),
+                    on_whatsapp: on,
+                    jid: on.then(|| format!("{number}@s.whatsapp.net")),
+                }
+            })
+            .collect())
+    }
+
+    async fn logout(&self) -> Result<(), DriverError> {
+        self.inner
+            .db
+            .session_delete_all(self.device_id)
+            .await
+            .map_err(failed)?;
+        if let Some(live) = self
+            .inner
+            .take_live(self.device_id, Some(self.generation), |_| true)
+        {
+            live.stop(StopReason::LoggedOut("logged out by the gateway".into()));
+        }
+        Ok(())
+    }
+
+    async fn close(&self) {
+        if let Some(live) = self
+            .inner
+            .take_live(self.device_id, Some(self.generation), |_| true)
+        {
+            live.stop(StopReason::Closed);
+        }
+    }
+}

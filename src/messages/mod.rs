@@ -1,0 +1,5 @@
+//! Messages: recipients, the send path, history and the inbound pipeline.
+
+pub mod phone;
+pub mod inbound;
+pub mod outbound;
