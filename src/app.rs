@@ -14,6 +14,7 @@ use crate::db::{ConnectOptions, Db};
 use crate::devices::driver::Driver;
 use crate::devices::manager::DeviceManager;
 use crate::devices::simulator::{SimTiming, Simulator};
+use crate::devices::whatsapp_web::driver::{WaNetwork, WhatsappWeb};
 use crate::messages::inbound::Inbound;
 use crate::messages::outbound::Outbound;
 use crate::limits::{LimitsService, RateLimiter};
@@ -80,6 +81,13 @@ pub fn services(config: &Config, db: &Db) -> (LimitsService, TenantService) {
     (limits, tenants)
 }
 
+/// What the composition root can be given instead of its defaults (tests plug in a fake
+/// WhatsApp network here).
+#[derive(Default)]
+pub struct AppOptions {
+    pub whatsapp_network: Option<WaNetwork>,
+}
+
 /// A built gateway, bound to its port and ready to run.
 pub struct App {
     listener: TcpListener,
@@ -91,6 +99,11 @@ pub struct App {
 impl App {
     /// Opens the database, runs migrations, builds services and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        App::build_with(config, AppOptions::default()).await
+    }
+
+    /// Like [`App::build`], with parts replaced.
+    pub async fn build_with(config: Config, options: AppOptions) -> anyhow::Result<App> {
         let db = open_db(&config).await?;
         let (admin_token, generated_admin_token) = AdminToken::bootstrap(&db, &config.admin.token)
             .await
@@ -106,7 +119,10 @@ impl App {
                 let sim = Arc::new(Simulator::new(db.clone(), SimTiming::default()));
                 (sim.clone(), Some(sim))
             }
-            DriverKind::WhatsappWeb => (Arc::new(crate::devices::unavailable::Unavailable), None),
+            DriverKind::WhatsappWeb => {
+                let network = options.whatsapp_network.unwrap_or_else(WaNetwork::real);
+                (Arc::new(WhatsappWeb::new(db.clone(), network, config.whatsapp.device_name.clone())), None)
+            }
         };
         let reconnect = (
             Duration::from_millis(config.whatsapp.reconnect_min_ms),

@@ -34,6 +34,25 @@ pub enum Command {
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Work with a running gateway's devices.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Show a device's pairing QR code in the terminal, following its rotation until the
+    /// device is connected.
+    Qr {
+        /// Device id or phone number.
+        device: String,
+        /// The gateway's URL.
+        #[arg(long, default_value = "http://127.0.0.1:3000", env = "WA_GATEWAY_URL")]
+        url: String,
+        /// The tenant's API key.
+        #[arg(long, env = "WA_GATEWAY_API_KEY")]
+        api_key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +75,9 @@ pub enum TenantCommand {
 
 /// Runs a parsed command line. The caller prints errors and sets the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Device(DeviceCommand::Qr { device, url, api_key }) = &cli.command {
+        return terminal_qr(url, api_key, device).await;
+    }
     let config = Config::load(cli.config.as_deref())?;
     crate::telemetry::init(&config.log);
     match cli.command {
@@ -78,6 +100,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Tenant(cmd) => tenant(config, cmd).await,
+        Command::Device(_) => Ok(()),
     }
 }
 
@@ -168,4 +191,37 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
     }
     db.close().await;
     Ok(())
+}
+
+/// Prints the device's QR code as terminal blocks whenever it rotates, until it is connected.
+async fn terminal_qr(url: &str, api_key: &str, device: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+    let base = url.trim_end_matches('/');
+    let mut shown = String::new();
+    loop {
+        let response = client
+            .get(format!("{base}/api/user/devices/{device}/qr"))
+            .header("x-api-key", api_key)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the gateway at {base}"))?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if status == reqwest::StatusCode::CONFLICT {
+            println!("The device is connected.");
+            return Ok(());
+        }
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("unexpected answer");
+            anyhow::bail!("the gateway answered {status}: {message}");
+        }
+        let code = body["qr"].as_str().unwrap_or_default().to_string();
+        if code != shown {
+            let art = crate::devices::qr::terminal(&code)?;
+            println!("{art}\nScan with WhatsApp: Settings, Linked devices, Link a device. Expires {}.\n",
+                body["expires_at"].as_str().unwrap_or("soon"));
+            shown = code;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
 }

@@ -14,6 +14,7 @@ pub mod devices;
 pub mod error;
 pub mod limits;
 pub mod messages;
+pub mod net;
 pub mod telemetry;
 pub mod tenants;
 

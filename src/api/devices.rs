@@ -18,6 +18,7 @@ use super::ts;
 use crate::app::AppState;
 use crate::db::devices::CreateDevice;
 use crate::db::{page, DeviceRow};
+use crate::devices::driver::DriverError;
 use crate::devices::manager::{DeviceError, DeviceStatus, DeviceUpdate, LiveStatus};
 use crate::devices::qr;
 use crate::error::{ApiError, ApiResult};
@@ -34,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(device_events))
         .routes(routes!(logout_device))
         .routes(routes!(reset_session))
+        .routes(routes!(check_numbers))
 }
 
 impl From<DeviceError> for ApiError {
@@ -42,7 +44,9 @@ impl From<DeviceError> for ApiError {
             DeviceError::AlreadyConnected => ApiError::Conflict(e.to_string()),
             DeviceError::NotConnected => ApiError::DeviceNotConnected(e.to_string()),
             DeviceError::NoQrYet => ApiError::Unavailable(e.to_string()),
-            DeviceError::Driver(d) => ApiError::Conflict(d.to_string()),
+            DeviceError::Driver(DriverError::NotConnected) => ApiError::DeviceNotConnected(e.to_string()),
+            DeviceError::Driver(DriverError::Invalid(m)) => ApiError::BadRequest(m),
+            DeviceError::Driver(DriverError::Failed(m)) => ApiError::Unavailable(format!("WhatsApp: {m}")),
             DeviceError::Db(d) => d.into(),
         }
     }
@@ -395,4 +399,74 @@ async fn reset_session(
     let row = state.db.device(tenant.id, row.id).await?.ok_or_else(|| ApiError::not_found("device"))?;
     let live = state.devices.status_of(&row);
     Ok(Json(device_out(row, live)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckNumbersIn {
+    /// Phone numbers in any common form; at most 50.
+    #[schema(value_type = Vec<String>)]
+    pub numbers: Vec<serde_json::Value>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct NumberCheckOut {
+    /// The number as given.
+    pub input: String,
+    /// The normalised number, or null when it is not a valid number.
+    pub number: Option<String>,
+    pub on_whatsapp: bool,
+    /// The WhatsApp id to send to, when the number has WhatsApp.
+    pub jid: Option<String>,
+    /// Why the number could not be checked.
+    pub error: Option<String>,
+}
+
+/// Checks which numbers have WhatsApp, through a connected device.
+#[utoipa::path(post, path = "/api/user/devices/{id}/check-numbers", tag = "devices", request_body = CheckNumbersIn,
+    responses((status = 200, body = Page<NumberCheckOut>), (status = 409, body = crate::error::ErrorBody)))]
+async fn check_numbers(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CheckNumbersIn>,
+) -> ApiResult<Json<Page<NumberCheckOut>>> {
+    let row = resolve_device(&state, tenant.id, &id).await?;
+    if body.numbers.is_empty() || body.numbers.len() > 50 {
+        return Err(ApiError::validation("numbers", "must hold 1 to 50 numbers"));
+    }
+    let session = state.devices.connected(row.id).ok_or(DeviceError::NotConnected)?;
+    let cc = &state.config.whatsapp.default_country_code;
+    let parsed: Vec<(String, Result<String, String>)> = body
+        .numbers
+        .iter()
+        .map(|v| {
+            let input = match v {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let n = normalize_device_phone(&input, cc).map_err(|e| e.to_string());
+            (input, n)
+        })
+        .collect();
+    let valid: Vec<String> = parsed.iter().filter_map(|(_, n)| n.as_ref().ok().cloned()).collect();
+    let checks = if valid.is_empty() { Vec::new() } else { session.check_numbers(&valid).await.map_err(DeviceError::from)? };
+    let data: Vec<NumberCheckOut> = parsed
+        .into_iter()
+        .map(|(input, n)| match n {
+            Ok(number) => {
+                let hit = checks.iter().find(|c| c.number == number);
+                NumberCheckOut {
+                    input,
+                    on_whatsapp: hit.is_some_and(|c| c.on_whatsapp),
+                    jid: hit.and_then(|c| c.jid.clone()),
+                    number: Some(number),
+                    error: None,
+                }
+            }
+            Err(e) => NumberCheckOut { input, number: None, on_whatsapp: false, jid: None, error: Some(e) },
+        })
+        .collect();
+    let total = data.len() as i64;
+    Ok(Json(Page { data, total, limit: total, offset: 0 }))
 }

@@ -22,6 +22,7 @@ pub mod account;
 pub mod admin;
 pub mod devices;
 pub mod extract;
+pub mod media;
 pub mod messages;
 pub mod simulator;
 
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(devices::router())
         .merge(messages::router())
+        .merge(media::router())
         .merge(simulator::router())
         .split_for_parts();
     let doc_json = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into());

@@ -21,6 +21,7 @@ pub mod messages;
 pub mod sessions;
 pub mod settings;
 pub mod tenants;
+pub mod wa_sessions;
 
 pub use activity::ActivityRow;
 pub use devices::DeviceRow;

@@ -36,13 +36,11 @@ impl Db {
 
     /// Deletes all of the device's session state: it must pair again.
     pub async fn session_delete_all(&self, device_id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
-            "DELETE FROM device_sessions WHERE device_id = $1"
-        )
-        .bind(device_id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        writer!(self, |p| sqlx::query("DELETE FROM device_sessions WHERE device_id = $1")
+            .bind(device_id)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -70,24 +68,13 @@ mod tests {
     async fn db_with_devices(n: usize) -> (tempfile::TempDir, Db, Vec<i64>) {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-        let db = Db::connect(&ConnectOptions {
-            url,
-            max_connections: 2,
-            acquire_timeout: Duration::from_secs(5),
-        })
-        .await
-        .expect("connect");
+        let db =
+            Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
+                .await
+                .expect("connect");
         db.migrate().await.expect("migrate");
-        let new = NewTenant {
-            name: "Toko",
-            email: "toko@example.com",
-            package: "free",
-            password_hash: None,
-        };
-        let tenant = db
-            .create_tenant(&new, "wag_test", "hash")
-            .await
-            .expect("tenant");
+        let new = NewTenant { name: "Toko", email: "toko@example.com", package: "free", password_hash: None };
+        let tenant = db.create_tenant(&new, "wag_test", "hash").await.expect("tenant");
         let mut ids = Vec::new();
         for i in 0..n {
             let phone = format!("62812000000{i}");
@@ -112,15 +99,9 @@ mod tests {
         let dev = ids[0];
         assert_eq!(db.session_get(dev, "k").await.unwrap(), None);
         db.session_put(dev, "k", b"\x00first\xff").await.unwrap();
-        assert_eq!(
-            db.session_get(dev, "k").await.unwrap().as_deref(),
-            Some(&b"\x00first\xff"[..])
-        );
+        assert_eq!(db.session_get(dev, "k").await.unwrap().as_deref(), Some(&b"\x00first\xff"[..]));
         db.session_put(dev, "k", b"second").await.unwrap();
-        assert_eq!(
-            db.session_get(dev, "k").await.unwrap().as_deref(),
-            Some(&b"second"[..])
-        );
+        assert_eq!(db.session_get(dev, "k").await.unwrap().as_deref(), Some(&b"second"[..]));
     }
 
     #[tokio::test]
@@ -136,10 +117,7 @@ mod tests {
         db.session_delete_all(a).await.unwrap();
         assert!(!db.session_exists(a).await.unwrap());
         assert_eq!(db.session_get(a, "two").await.unwrap(), None);
-        assert_eq!(
-            db.session_get(b, "one").await.unwrap().as_deref(),
-            Some(&b"b"[..])
-        );
+        assert_eq!(db.session_get(b, "one").await.unwrap().as_deref(), Some(&b"b"[..]));
         // Deleting nothing is not an error.
         db.session_delete_all(a).await.unwrap();
     }
@@ -148,10 +126,7 @@ mod tests {
     async fn an_empty_value_is_kept_and_counts_as_state() {
         let (_dir, db, ids) = db_with_devices(1).await;
         db.session_put(ids[0], "empty", b"").await.unwrap();
-        assert_eq!(
-            db.session_get(ids[0], "empty").await.unwrap(),
-            Some(Vec::new())
-        );
+        assert_eq!(db.session_get(ids[0], "empty").await.unwrap(), Some(Vec::new()));
         assert!(db.session_exists(ids[0]).await.unwrap());
     }
 }

@@ -4,4 +4,4 @@ pub mod driver;
 pub mod qr;
 pub mod simulator;
 pub mod manager;
-pub mod unavailable;
+pub mod whatsapp_web;

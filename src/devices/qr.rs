@@ -7,6 +7,16 @@
 use qrcode::render::svg;
 use qrcode::{Color, QrCode};
 
+/// The code drawn with Unicode half blocks, for terminals (`wa-gateway device qr`).
+pub fn terminal(data: &str) -> Result<String, QrError> {
+    Ok(encode(data)?
+        .render::<qrcode::render::unicode::Dense1x2>()
+        .dark_color(qrcode::render::unicode::Dense1x2::Light)
+        .light_color(qrcode::render::unicode::Dense1x2::Dark)
+        .quiet_zone(true)
+        .build())
+}
+
 /// Modules of white margin around the code, as the QR standard asks.
 const QUIET_ZONE: usize = 4;
 /// Pixels per module in the SVG's nominal size (it scales without loss anyway).
@@ -86,12 +96,8 @@ pub fn png(data: &str, scale: u32) -> Result<Vec<u8>, QrError> {
         let mut encoder = png::Encoder::new(&mut out, side, side);
         encoder.set_color(png::ColorType::Grayscale);
         encoder.set_depth(png::BitDepth::Eight);
-        let mut writer = encoder
-            .write_header()
-            .map_err(|e| QrError::Png(e.to_string()))?;
-        writer
-            .write_image_data(&pixels)
-            .map_err(|e| QrError::Png(e.to_string()))?;
+        let mut writer = encoder.write_header().map_err(|e| QrError::Png(e.to_string()))?;
+        writer.write_image_data(&pixels).map_err(|e| QrError::Png(e.to_string()))?;
         writer.finish().map_err(|e| QrError::Png(e.to_string()))?;
     }
     Ok(out)
@@ -101,8 +107,7 @@ pub fn png(data: &str, scale: u32) -> Result<Vec<u8>, QrError> {
 mod tests {
     use super::*;
 
-    const PAIRING: &str =
-        "2@AbCdEf0123456789,bm9pc2Uta2V5LWJhc2U2NA==,aWRlbnRpdHk=,YWR2LXNlY3JldA==,1";
+    const PAIRING: &str = "2@AbCdEf0123456789,bm9pc2Uta2V5LWJhc2U2NA==,aWRlbnRpdHk=,YWR2LXNlY3JldA==,1";
 
     fn decode(bytes: &[u8]) -> (png::OutputInfo, Vec<u8>) {
         let decoder = png::Decoder::new(std::io::Cursor::new(bytes));

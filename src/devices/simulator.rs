@@ -11,11 +11,10 @@
 //! forwarding task, so they keep their order without holding the state lock across an await.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use rand::Rng;
@@ -23,11 +22,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{
-    Ack, DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, Jid, MediaKind, NumberCheck,
-    OutboundMedia, ReceiptKind, Session, StopReason,
-};
+use super::driver::{Ack, DriverError, DriverEvent, InboundMessage, MediaKind, ReceiptKind, StopReason};
 use crate::db::{Db, DbError};
+
+mod session;
+#[cfg(test)]
+mod tests;
 
 /// The session key holding the paired account's JID.
 const JID_KEY: &str = "sim:jid";
@@ -158,10 +158,7 @@ struct Live {
 }
 
 enum LinkState {
-    Pairing {
-        qr: Option<String>,
-        pair_phone: Option<String>,
-    },
+    Pairing { qr: Option<String>, pair_phone: Option<String> },
     Connecting,
     Connected,
 }
@@ -196,9 +193,7 @@ impl Inner {
     ) -> Option<R> {
         let mut devices = self.lock();
         let live = devices.get_mut(&device_id)?.live.as_mut()?;
-        generation
-            .is_none_or(|g| g == live.generation)
-            .then(|| f(live))
+        generation.is_none_or(|g| g == live.generation).then(|| f(live))
     }
 
     /// Detaches the device's live session when it is `generation` (if given) and `check`
@@ -259,16 +254,9 @@ impl Simulator {
             })
             .flatten()
             .ok_or(SimError::NotWaitingForScan)?;
-        if let Err(e) = self
-            .inner
-            .db
-            .session_put(device_id, JID_KEY, jid.as_bytes())
-            .await
-        {
+        if let Err(e) = self.inner.db.session_put(device_id, JID_KEY, jid.as_bytes()).await {
             if let Some(live) = self.inner.take_live(device_id, Some(generation), |_| true) {
-                live.stop(StopReason::ConnectionLost(
-                    "the pairing could not be stored".into(),
-                ));
+                live.stop(StopReason::ConnectionLost("the pairing could not be stored".into()));
             }
             return Err(e.into());
         }
@@ -285,24 +273,19 @@ impl Simulator {
     /// A contact sends a message to the device. Returns its WhatsApp id once the gateway
     /// acknowledged it as stored, so the caller knows it is in the history.
     pub async fn inbound(&self, device_id: i64, msg: SimInbound) -> Result<String, SimError> {
-        let sender = phone_digits(&msg.from).ok_or_else(|| {
-            SimError::Invalid("`from` must be a phone number of 8 to 15 digits".into())
-        })?;
+        let sender = phone_digits(&msg.from)
+            .ok_or_else(|| SimError::Invalid("`from` must be a phone number of 8 to 15 digits".into()))?;
         let group = msg.group.as_deref().map(group_jid).transpose()?;
         let wa_id = match msg.id.map(|id| id.trim().to_string()) {
             Some(id) if !id.is_empty() && id.len() <= 128 => id,
             Some(id) if !id.is_empty() => {
-                return Err(SimError::Invalid(
-                    "`id` is longer than 128 characters".into(),
-                ))
+                return Err(SimError::Invalid("`id` is longer than 128 characters".into()))
             }
             _ => new_wa_id(),
         };
         let message = InboundMessage {
             wa_id: wa_id.clone(),
-            chat: group
-                .clone()
-                .unwrap_or_else(|| format!("{sender}@s.whatsapp.net")),
+            chat: group.clone().unwrap_or_else(|| format!("{sender}@s.whatsapp.net")),
             sender,
             push_name: msg.push_name,
             is_group: group.is_some(),
@@ -314,10 +297,7 @@ impl Simulator {
         let (ack, stored) = Ack::new();
         let delivered = self.inner.with_live(device_id, None, |live| {
             if live.is_connected() {
-                live.emit(DriverEvent::Messages {
-                    messages: vec![message],
-                    ack: Some(ack),
-                });
+                live.emit(DriverEvent::Messages { messages: vec![message], ack: Some(ack) });
             }
             live.is_connected()
         });
@@ -334,23 +314,15 @@ impl Simulator {
     /// What the gateway sent through the device, oldest first (the last [`OUTBOX_CAP`]).
     pub fn outbox(&self, device_id: i64) -> Vec<SimSent> {
         let devices = self.inner.lock();
-        devices
-            .get(&device_id)
-            .map(|d| d.outbox.iter().cloned().collect())
-            .unwrap_or_default()
+        devices.get(&device_id).map(|d| d.outbox.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// The connection drops: `Disconnected`, then `Stopped(ConnectionLost)`. The simulator
     /// does not reconnect; the gateway's supervisor must open a new session.
     pub fn disconnect(&self, device_id: i64) -> Result<(), SimError> {
-        let live = self
-            .inner
-            .take_live(device_id, None, |_| true)
-            .ok_or(SimError::NoSession)?;
+        let live = self.inner.take_live(device_id, None, |_| true).ok_or(SimError::NoSession)?;
         let reason = "connection dropped by the simulator";
-        live.emit(DriverEvent::Disconnected {
-            reason: reason.into(),
-        });
+        live.emit(DriverEvent::Disconnected { reason: reason.into() });
         live.stop(StopReason::ConnectionLost(reason.into()));
         Ok(())
     }
@@ -362,15 +334,8 @@ impl Simulator {
             .values()
             .find(|d| d.outbox.iter().any(|s| s.id == wa_id))
             .ok_or_else(|| SimError::UnknownMessage(wa_id.chars().take(128).collect()))?;
-        let live = device
-            .live
-            .as_ref()
-            .filter(|l| l.is_connected())
-            .ok_or(SimError::NotConnected)?;
-        live.emit(DriverEvent::Receipt {
-            wa_ids: vec![wa_id.to_string()],
-            kind,
-        });
+        let live = device.live.as_ref().filter(|l| l.is_connected()).ok_or(SimError::NotConnected)?;
+        live.emit(DriverEvent::Receipt { wa_ids: vec![wa_id.to_string()], kind });
         Ok(())
     }
 
@@ -380,9 +345,7 @@ impl Simulator {
         let persisted = self.inner.db.session_exists(device_id).await?;
         let linked_live = self
             .inner
-            .with_live(device_id, None, |l| {
-                !matches!(l.state, LinkState::Pairing { .. })
-            })
+            .with_live(device_id, None, |l| !matches!(l.state, LinkState::Pairing { .. }))
             .unwrap_or(false);
         if !persisted && !linked_live {
             return Err(SimError::NotLinked);
@@ -396,9 +359,7 @@ impl Simulator {
 
     /// Whether the device has a live, connected session.
     pub fn is_connected(&self, device_id: i64) -> bool {
-        self.inner
-            .with_live(device_id, None, |l| l.is_connected())
-            .unwrap_or(false)
+        self.inner.with_live(device_id, None, |l| l.is_connected()).unwrap_or(false)
     }
 }
 
@@ -421,15 +382,11 @@ fn group_jid(input: &str) -> Result<String, SimError> {
     let ok = !id.is_empty()
         && id.len() <= 64
         && id.split('-').count() <= 2
-        && id
-            .split('-')
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        && id.split('-').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
     if ok {
         Ok(format!("{id}@g.us"))
     } else {
-        Err(SimError::Invalid(
-            "`group` must be a group JID like 120363012345678901@g.us".into(),
-        ))
+        Err(SimError::Invalid("`group` must be a group JID like 120363012345678901@g.us".into()))
     }
 }
 

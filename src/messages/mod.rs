@@ -2,4 +2,5 @@
 
 pub mod phone;
 pub mod inbound;
+pub mod media;
 pub mod outbound;

@@ -68,9 +68,7 @@ impl Recipient {
         }
         match input.rsplit_once('@') {
             Some((local, domain)) => parse_jid(local.trim(), domain.trim()),
-            None => {
-                normalize_number(input, default_country_code).map(|n| Recipient(Target::Number(n)))
-            }
+            None => normalize_number(input, default_country_code).map(|n| Recipient(Target::Number(n))),
         }
     }
 
@@ -112,10 +110,7 @@ impl fmt::Display for Recipient {
 
 /// Normalises a device's own phone number (the account the tenant links) to E.164 digits.
 /// Groups are refused; JIDs of users are accepted for convenience.
-pub fn normalize_device_phone(
-    input: &str,
-    default_country_code: &str,
-) -> Result<String, PhoneError> {
+pub fn normalize_device_phone(input: &str, default_country_code: &str) -> Result<String, PhoneError> {
     let recipient = Recipient::parse(input, default_country_code)?;
     match recipient.0 {
         Target::Number(n) => Ok(n),
@@ -136,9 +131,8 @@ fn parse_jid(local: &str, domain: &str) -> Result<Recipient, PhoneError> {
     }
     if domain.eq_ignore_ascii_case(GROUP_DOMAIN) {
         let mut parts = local.split('-');
-        let valid_part = |p: &str| {
-            !p.is_empty() && p.len() <= MAX_GROUP_PART && p.bytes().all(|b| b.is_ascii_digit())
-        };
+        let valid_part =
+            |p: &str| !p.is_empty() && p.len() <= MAX_GROUP_PART && p.bytes().all(|b| b.is_ascii_digit());
         let ok = match (parts.next(), parts.next(), parts.next()) {
             // `120363012345678901` (current) or `<creator number>-<unix time>` (older groups).
             (Some(id), None, None) => valid_part(id),
@@ -199,11 +193,7 @@ fn normalize_number(input: &str, default_country_code: &str) -> Result<String, P
 fn country_code(cc: &str) -> Result<&str, PhoneError> {
     let cc = cc.trim();
     let cc = cc.strip_prefix('+').unwrap_or(cc);
-    if cc.is_empty()
-        || cc.len() > 4
-        || cc.starts_with('0')
-        || !cc.bytes().all(|b| b.is_ascii_digit())
-    {
+    if cc.is_empty() || cc.len() > 4 || cc.starts_with('0') || !cc.bytes().all(|b| b.is_ascii_digit()) {
         return Err(PhoneError::InvalidCountryCode(cc.chars().take(8).collect()));
     }
     Ok(cc)
@@ -247,10 +237,7 @@ mod tests {
             assert_eq!(digits(input).as_deref(), Ok(want), "{input}");
         }
         assert_eq!(digits("+1 (555) 123-4567").as_deref(), Ok("15551234567"));
-        assert_eq!(
-            Recipient::parse("0555 123 4567", "1").unwrap().as_str(),
-            "15551234567"
-        );
+        assert_eq!(Recipient::parse("0555 123 4567", "1").unwrap().as_str(), "15551234567");
     }
 
     #[test]
@@ -281,40 +268,22 @@ mod tests {
         assert_eq!(digits("+1234567890123456"), Err(PhoneError::TooLong(16)));
         assert_eq!(digits("+0812345678"), Err(PhoneError::CountryCodeZero));
         assert_eq!(digits("000812345678"), Err(PhoneError::CountryCodeZero));
-        assert_eq!(
-            digits("62812@lid"),
-            Err(PhoneError::UnsupportedDomain("lid".into()))
-        );
-        assert_eq!(
-            digits("a@example.com"),
-            Err(PhoneError::UnsupportedDomain("example.com".into()))
-        );
-        assert_eq!(
-            digits("0812 3456@s.whatsapp.net"),
-            Err(PhoneError::InvalidCharacter(' '))
-        );
+        assert_eq!(digits("62812@lid"), Err(PhoneError::UnsupportedDomain("lid".into())));
+        assert_eq!(digits("a@example.com"), Err(PhoneError::UnsupportedDomain("example.com".into())));
+        assert_eq!(digits("0812 3456@s.whatsapp.net"), Err(PhoneError::InvalidCharacter(' ')));
         assert_eq!(digits("@s.whatsapp.net"), Err(PhoneError::Empty));
         assert_eq!(digits("abc@c.us"), Err(PhoneError::Letters));
         for bad in ["@g.us", "12-@g.us", "1-2-3@g.us", "abc@g.us"] {
             assert_eq!(digits(bad), Err(PhoneError::InvalidGroup), "{bad}");
         }
-        assert_eq!(
-            Recipient::parse("0812345678", "0x"),
-            Err(PhoneError::InvalidCountryCode("0x".into()))
-        );
+        assert_eq!(Recipient::parse("0812345678", "0x"), Err(PhoneError::InvalidCountryCode("0x".into())));
         assert!(PhoneError::TooShort(5).to_string().contains("at least 8"));
     }
 
     #[test]
     fn device_numbers_are_numbers_only() {
-        assert_eq!(
-            normalize_device_phone("0812-3456-7890", "62").as_deref(),
-            Ok("6281234567890")
-        );
-        assert_eq!(
-            normalize_device_phone("120363012345678901@g.us", "62"),
-            Err(PhoneError::GroupNotAllowed)
-        );
+        assert_eq!(normalize_device_phone("0812-3456-7890", "62").as_deref(), Ok("6281234567890"));
+        assert_eq!(normalize_device_phone("120363012345678901@g.us", "62"), Err(PhoneError::GroupNotAllowed));
         assert_eq!(normalize_device_phone("", "62"), Err(PhoneError::Empty));
     }
 
@@ -322,9 +291,7 @@ mod tests {
     fn valid_number() -> impl Strategy<Value = String> {
         ("[1-9][0-9]{0,2}", "[1-9][0-9]{6,11}")
             .prop_map(|(cc, rest)| format!("{cc}{rest}"))
-            .prop_filter("E.164 length", |n| {
-                (MIN_DIGITS..=MAX_DIGITS).contains(&n.len())
-            })
+            .prop_filter("E.164 length", |n| (MIN_DIGITS..=MAX_DIGITS).contains(&n.len()))
     }
 
     /// Writes `digits` the way a person might: separators between digits, maybe a `+`.

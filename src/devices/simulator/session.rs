@@ -1,3 +1,22 @@
+//! The driver side of the simulator: opening sessions, their timers (QR rotation, pair-code
+//! expiry, connect delay) and the [`Session`] the gateway sends through.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    failed, new_pair_code, new_wa_id, phone_digits, random_b64, valid_jid, Inner, LinkState, Live, SimMedia,
+    SimSent, Simulator, JID_KEY, OUTBOX_CAP, PAIR_CODE_TTL,
+};
+use crate::devices::driver::{
+    DeviceKey, Driver, DriverError, DriverEvent, Jid, NumberCheck, OutboundMedia, Session, StopReason,
+};
+
 #[async_trait]
 impl Driver for Simulator {
     async fn open(
@@ -6,13 +25,7 @@ impl Driver for Simulator {
         events: mpsc::Sender<DriverEvent>,
     ) -> Result<Arc<dyn Session>, DriverError> {
         let device_id = device.device_id;
-        let paired = self
-            .inner
-            .db
-            .session_get(device_id, JID_KEY)
-            .await
-            .map_err(failed)?
-            .is_some();
+        let paired = self.inner.db.session_get(device_id, JID_KEY).await.map_err(failed)?.is_some();
         let generation = self.inner.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let (queue, mut rx) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -31,21 +44,12 @@ impl Driver for Simulator {
             state: if paired {
                 LinkState::Connecting
             } else {
-                LinkState::Pairing {
-                    qr: None,
-                    pair_phone: None,
-                }
+                LinkState::Pairing { qr: None, pair_phone: None }
             },
             cancel,
             phase: phase.clone(),
         };
-        let replaced = self
-            .inner
-            .lock()
-            .entry(device_id)
-            .or_default()
-            .live
-            .replace(live);
+        let replaced = self.inner.lock().entry(device_id).or_default().live.replace(live);
         if let Some(old) = replaced {
             old.stop(StopReason::StreamReplaced);
         }
@@ -55,36 +59,19 @@ impl Driver for Simulator {
         } else {
             tokio::spawn(pairing_round(inner, device_id, generation, phase));
         }
-        Ok(Arc::new(SimSession {
-            inner: self.inner.clone(),
-            device_id,
-            generation,
-        }))
+        Ok(Arc::new(SimSession { inner: self.inner.clone(), device_id, generation }))
     }
 
     async fn forget(&self, device_id: i64) -> Result<(), DriverError> {
-        self.inner
-            .db
-            .session_delete_all(device_id)
-            .await
-            .map_err(failed)
+        self.inner.db.session_delete_all(device_id).await.map_err(failed)
     }
 
     async fn is_paired(&self, device_id: i64) -> Result<bool, DriverError> {
-        self.inner
-            .db
-            .session_exists(device_id)
-            .await
-            .map_err(failed)
+        self.inner.db.session_exists(device_id).await.map_err(failed)
     }
 }
 
-async fn connect_after_delay(
-    inner: Arc<Inner>,
-    device_id: i64,
-    generation: u64,
-    phase: CancellationToken,
-) {
+async fn connect_after_delay(inner: Arc<Inner>, device_id: i64, generation: u64, phase: CancellationToken) {
     tokio::select! {
         _ = phase.cancelled() => return,
         _ = tokio::time::sleep(inner.timing.connect_delay) => {}
@@ -99,20 +86,11 @@ async fn connect_after_delay(
 
 /// Shows `qr_codes` QR codes, one per ttl, then ends the session unless it was scanned or
 /// switched to a pair code (which cancels `phase`).
-async fn pairing_round(
-    inner: Arc<Inner>,
-    device_id: i64,
-    generation: u64,
-    phase: CancellationToken,
-) {
+async fn pairing_round(inner: Arc<Inner>, device_id: i64, generation: u64, phase: CancellationToken) {
     // Like the real QR payload: a fresh reference per code, the same keys for the round.
     let keys = [random_b64(32), random_b64(32), random_b64(32)];
     for n in 0..inner.timing.qr_codes {
-        let ttl = if n == 0 {
-            inner.timing.first_qr_ttl
-        } else {
-            inner.timing.next_qr_ttl
-        };
+        let ttl = if n == 0 { inner.timing.first_qr_ttl } else { inner.timing.next_qr_ttl };
         let shown = inner.with_live(device_id, Some(generation), |live| {
             let LinkState::Pairing { qr, .. } = &mut live.state else {
                 return false;
@@ -136,12 +114,7 @@ async fn pairing_round(
     inner.expire_pairing(device_id, generation, &phase);
 }
 
-async fn expire_pair_code(
-    inner: Arc<Inner>,
-    device_id: i64,
-    generation: u64,
-    phase: CancellationToken,
-) {
+async fn expire_pair_code(inner: Arc<Inner>, device_id: i64, generation: u64, phase: CancellationToken) {
     tokio::select! {
         _ = phase.cancelled() => {}
         _ = tokio::time::sleep(PAIR_CODE_TTL) => inner.expire_pairing(device_id, generation, &phase),
@@ -156,12 +129,7 @@ struct SimSession {
 }
 
 impl SimSession {
-    fn record(
-        &self,
-        to: &Jid,
-        text: Option<String>,
-        media: Option<SimMedia>,
-    ) -> Result<String, DriverError> {
+    fn record(&self, to: &Jid, text: Option<String>, media: Option<SimMedia>) -> Result<String, DriverError> {
         if !valid_jid(to) {
             return Err(DriverError::Invalid(format!(
                 "not a WhatsApp JID: {:?}",
@@ -169,21 +137,13 @@ impl SimSession {
             )));
         }
         let mut devices = self.inner.lock();
-        let device = devices
-            .get_mut(&self.device_id)
-            .ok_or(DriverError::NotConnected)?;
+        let device = devices.get_mut(&self.device_id).ok_or(DriverError::NotConnected)?;
         match &device.live {
             Some(live) if live.generation == self.generation && live.is_connected() => {}
             _ => return Err(DriverError::NotConnected),
         }
         let id = new_wa_id();
-        device.outbox.push_back(SimSent {
-            id: id.clone(),
-            to: to.clone(),
-            text,
-            media,
-            at: Utc::now(),
-        });
+        device.outbox.push_back(SimSent { id: id.clone(), to: to.clone(), text, media, at: Utc::now() });
         while device.outbox.len() > OUTBOX_CAP {
             device.outbox.pop_front();
         }
@@ -191,9 +151,7 @@ impl SimSession {
     }
 
     fn connected(&self) -> bool {
-        self.inner
-            .with_live(self.device_id, Some(self.generation), |l| l.is_connected())
-            .unwrap_or(false)
+        self.inner.with_live(self.device_id, Some(self.generation), |l| l.is_connected()).unwrap_or(false)
     }
 }
 
@@ -230,21 +188,13 @@ impl Session for SimSession {
                 *pair_phone = Some(phone);
                 live.phase.cancel();
                 live.phase = live.cancel.child_token();
-                live.emit(DriverEvent::PairCode {
-                    code: code.clone(),
-                    ttl: PAIR_CODE_TTL,
-                });
+                live.emit(DriverEvent::PairCode { code: code.clone(), ttl: PAIR_CODE_TTL });
                 Some(live.phase.clone())
             })
             .flatten()
             .ok_or_else(|| DriverError::Invalid("the device is not waiting to be paired".into()))?;
         let inner = self.inner.clone();
-        tokio::spawn(expire_pair_code(
-            inner,
-            self.device_id,
-            self.generation,
-            phase,
-        ));
+        tokio::spawn(expire_pair_code(inner, self.device_id, self.generation, phase));
         Ok(code)
     }
 
@@ -270,25 +220,15 @@ impl Session for SimSession {
     }
 
     async fn logout(&self) -> Result<(), DriverError> {
-        self.inner
-            .db
-            .session_delete_all(self.device_id)
-            .await
-            .map_err(failed)?;
-        if let Some(live) = self
-            .inner
-            .take_live(self.device_id, Some(self.generation), |_| true)
-        {
+        self.inner.db.session_delete_all(self.device_id).await.map_err(failed)?;
+        if let Some(live) = self.inner.take_live(self.device_id, Some(self.generation), |_| true) {
             live.stop(StopReason::LoggedOut("logged out by the gateway".into()));
         }
         Ok(())
     }
 
     async fn close(&self) {
-        if let Some(live) = self
-            .inner
-            .take_live(self.device_id, Some(self.generation), |_| true)
-        {
+        if let Some(live) = self.inner.take_live(self.device_id, Some(self.generation), |_| true) {
             live.stop(StopReason::Closed);
         }
     }

@@ -1,6 +1,9 @@
+//! Tests of the simulator against a temp-file SQLite database, with short timings.
+
 use super::*;
 use crate::db::tenants::NewTenant;
 use crate::db::{now_ms, writer, ConnectOptions};
+use crate::devices::driver::{DeviceKey, Driver, OutboundMedia, Session};
 
 struct World {
     _dir: tempfile::TempDir,
@@ -12,24 +15,13 @@ struct World {
 async fn world(n: usize) -> World {
     let dir = tempfile::tempdir().expect("temp dir");
     let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-    let db = Db::connect(&ConnectOptions {
-        url,
-        max_connections: 2,
-        acquire_timeout: Duration::from_secs(5),
-    })
-    .await
-    .expect("connect");
+    let db =
+        Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
+            .await
+            .expect("connect");
     db.migrate().await.expect("migrate");
-    let new = NewTenant {
-        name: "Toko",
-        email: "toko@example.com",
-        package: "free",
-        password_hash: None,
-    };
-    let tenant = db
-        .create_tenant(&new, "wag_sim", "hash")
-        .await
-        .expect("tenant");
+    let new = NewTenant { name: "Toko", email: "toko@example.com", package: "free", password_hash: None };
+    let tenant = db.create_tenant(&new, "wag_sim", "hash").await.expect("tenant");
     let mut devices = Vec::new();
     for i in 0..n {
         let id: i64 = writer!(db, |p| sqlx::query_scalar(
@@ -44,11 +36,7 @@ async fn world(n: usize) -> World {
         .expect("device");
         devices.push(id);
     }
-    World {
-        _dir: dir,
-        db,
-        devices,
-    }
+    World { _dir: dir, db, devices }
 }
 
 fn phone(i: usize) -> String {
@@ -56,23 +44,12 @@ fn phone(i: usize) -> String {
 }
 
 fn fast() -> SimTiming {
-    SimTiming {
-        connect_delay: Duration::from_millis(5),
-        ..SimTiming::default()
-    }
+    SimTiming { connect_delay: Duration::from_millis(5), ..SimTiming::default() }
 }
 
-async fn open(
-    sim: &Simulator,
-    device_id: i64,
-    i: usize,
-) -> (Arc<dyn Session>, mpsc::Receiver<DriverEvent>) {
+async fn open(sim: &Simulator, device_id: i64, i: usize) -> (Arc<dyn Session>, mpsc::Receiver<DriverEvent>) {
     let (tx, rx) = mpsc::channel(64);
-    let key = DeviceKey {
-        device_id,
-        tenant_id: 1,
-        phone: phone(i),
-    };
+    let key = DeviceKey { device_id, tenant_id: 1, phone: phone(i) };
     (sim.open(key, tx).await.expect("open"), rx)
 }
 
@@ -84,15 +61,9 @@ async fn next(rx: &mut mpsc::Receiver<DriverEvent>) -> DriverEvent {
 }
 
 /// Opens device `i` as already paired and waits for `Connected`.
-async fn connected(
-    w: &World,
-    sim: &Simulator,
-    i: usize,
-) -> (Arc<dyn Session>, mpsc::Receiver<DriverEvent>) {
+async fn connected(w: &World, sim: &Simulator, i: usize) -> (Arc<dyn Session>, mpsc::Receiver<DriverEvent>) {
     let jid = format!("{}@s.whatsapp.net", phone(i));
-    w.db.session_put(w.devices[i], JID_KEY, jid.as_bytes())
-        .await
-        .unwrap();
+    w.db.session_put(w.devices[i], JID_KEY, jid.as_bytes()).await.unwrap();
     let (session, mut rx) = open(sim, w.devices[i], i).await;
     assert!(matches!(next(&mut rx).await, DriverEvent::Connected));
     (session, rx)
@@ -128,15 +99,9 @@ async fn qr_codes_rotate_then_the_round_ends_exhausted() {
         }
     }
     assert!(codes[0] != codes[1] && codes[1] != codes[2]);
-    assert!(matches!(
-        next(&mut rx).await,
-        DriverEvent::Stopped(StopReason::QrExhausted)
-    ));
+    assert!(matches!(next(&mut rx).await, DriverEvent::Stopped(StopReason::QrExhausted)));
     assert!(rx.recv().await.is_none(), "the session is over");
-    assert!(matches!(
-        sim.scan(w.devices[0]).await,
-        Err(SimError::NotWaitingForScan)
-    ));
+    assert!(matches!(sim.scan(w.devices[0]).await, Err(SimError::NotWaitingForScan)));
 }
 
 #[tokio::test]
@@ -156,10 +121,7 @@ async fn scanning_pairs_connects_and_persists_and_a_restart_reconnects_without_q
     assert!(matches!(next(&mut rx).await, DriverEvent::Connected));
     assert!(sim.is_connected(dev));
     assert!(sim.is_paired(dev).await.unwrap());
-    assert!(matches!(
-        sim.scan(dev).await,
-        Err(SimError::NotWaitingForScan)
-    ));
+    assert!(matches!(sim.scan(dev).await, Err(SimError::NotWaitingForScan)));
 
     // The process restarts: a new simulator over the same database.
     let restarted = Simulator::new(w.db.clone(), fast());
@@ -179,10 +141,7 @@ async fn a_pair_code_replaces_the_qr_codes_and_a_scan_completes_it() {
     let code = session.request_pair_code("+6285550001111").await.unwrap();
     assert_eq!(code.len(), 9);
     assert_eq!(&code[4..5], "-");
-    assert!(code
-        .bytes()
-        .filter(|&b| b != b'-')
-        .all(|b| PAIR_ALPHABET.contains(&b)));
+    assert!(code.bytes().filter(|&b| b != b'-').all(|b| PAIR_ALPHABET.contains(&b)));
     match next(&mut rx).await {
         DriverEvent::PairCode { code: got, ttl } => {
             assert_eq!((got, ttl), (code, PAIR_CODE_TTL))
@@ -203,25 +162,13 @@ async fn disconnect_emits_disconnected_then_connection_lost_and_ends_the_session
     let sim = Simulator::new(w.db.clone(), fast());
     let (session, mut rx) = connected(&w, &sim, 0).await;
     sim.disconnect(w.devices[0]).unwrap();
-    assert!(matches!(
-        next(&mut rx).await,
-        DriverEvent::Disconnected { .. }
-    ));
-    assert!(matches!(
-        next(&mut rx).await,
-        DriverEvent::Stopped(StopReason::ConnectionLost(_))
-    ));
+    assert!(matches!(next(&mut rx).await, DriverEvent::Disconnected { .. }));
+    assert!(matches!(next(&mut rx).await, DriverEvent::Stopped(StopReason::ConnectionLost(_))));
     assert!(rx.recv().await.is_none(), "no reconnect by itself");
     assert!(!sim.is_connected(w.devices[0]));
     let to = "6281234567890@s.whatsapp.net".to_string();
-    assert!(matches!(
-        session.send_text(&to, "hi").await,
-        Err(DriverError::NotConnected)
-    ));
-    assert!(matches!(
-        sim.disconnect(w.devices[0]),
-        Err(SimError::NoSession)
-    ));
+    assert!(matches!(session.send_text(&to, "hi").await, Err(DriverError::NotConnected)));
+    assert!(matches!(sim.disconnect(w.devices[0]), Err(SimError::NoSession)));
     // Still paired: the supervisor's next open connects again.
     let (_session, mut rx) = open(&sim, w.devices[0], 0).await;
     assert!(matches!(next(&mut rx).await, DriverEvent::Connected));
@@ -233,24 +180,12 @@ async fn sending_needs_a_connection_and_is_recorded_in_order() {
     let sim = Simulator::new(w.db.clone(), fast());
     let to = "6281234567890@s.whatsapp.net".to_string();
     let (pairing, _rx) = open(&sim, w.devices[0], 0).await;
-    assert!(matches!(
-        pairing.send_text(&to, "too early").await,
-        Err(DriverError::NotConnected)
-    ));
-    assert!(matches!(
-        pairing.check_numbers(&[]).await,
-        Err(DriverError::NotConnected)
-    ));
+    assert!(matches!(pairing.send_text(&to, "too early").await, Err(DriverError::NotConnected)));
+    assert!(matches!(pairing.check_numbers(&[]).await, Err(DriverError::NotConnected)));
 
     let (session, _rx) = connected(&w, &sim, 0).await;
-    assert!(matches!(
-        pairing.send_text(&to, "replaced session").await,
-        Err(DriverError::NotConnected)
-    ));
-    assert!(matches!(
-        session.send_text(&"not-a-jid".to_string(), "x").await,
-        Err(DriverError::Invalid(_))
-    ));
+    assert!(matches!(pairing.send_text(&to, "replaced session").await, Err(DriverError::NotConnected)));
+    assert!(matches!(session.send_text(&"not-a-jid".to_string(), "x").await, Err(DriverError::Invalid(_))));
     let first = session.send_text(&to, "one").await.unwrap();
     let media = OutboundMedia {
         kind: MediaKind::Image,
@@ -271,10 +206,7 @@ async fn sending_needs_a_connection_and_is_recorded_in_order() {
     assert_eq!(outbox[0].text.as_deref(), Some("one"));
     assert_eq!(outbox[1].to, group);
     let sent_media = outbox[1].media.as_ref().unwrap();
-    assert_eq!(
-        (sent_media.size, sent_media.caption.as_deref()),
-        (3, Some("look"))
-    );
+    assert_eq!((sent_media.size, sent_media.caption.as_deref()), (3, Some("look")));
     let json = serde_json::to_value(&outbox[1]).unwrap();
     assert_eq!(json["media"]["kind"], "image");
     assert!(json.get("at").is_some() && json.get("text").is_some());
@@ -285,16 +217,12 @@ async fn check_numbers_follows_the_documented_rule() {
     let w = world(1).await;
     let sim = Simulator::new(w.db.clone(), fast());
     let (session, _rx) = connected(&w, &sim, 0).await;
-    let numbers: Vec<String> = ["6281234567890", "6281234560000", "1234567", "62812abc45678"]
-        .map(String::from)
-        .to_vec();
+    let numbers: Vec<String> =
+        ["6281234567890", "6281234560000", "1234567", "62812abc45678"].map(String::from).to_vec();
     let checks = session.check_numbers(&numbers).await.unwrap();
     let on: Vec<bool> = checks.iter().map(|c| c.on_whatsapp).collect();
     assert_eq!(on, [true, false, false, false]);
-    assert_eq!(
-        checks[0].jid.as_deref(),
-        Some("6281234567890@s.whatsapp.net")
-    );
+    assert_eq!(checks[0].jid.as_deref(), Some("6281234567890@s.whatsapp.net"));
     assert_eq!(checks[1].jid, None);
 }
 
@@ -304,10 +232,7 @@ async fn a_receipt_reaches_only_the_device_that_sent_the_message() {
     let sim = Simulator::new(w.db.clone(), fast());
     let (_a, mut rx_a) = connected(&w, &sim, 0).await;
     let (b, mut rx_b) = connected(&w, &sim, 1).await;
-    let id = b
-        .send_text(&"6281234567890@s.whatsapp.net".to_string(), "hi")
-        .await
-        .unwrap();
+    let id = b.send_text(&"6281234567890@s.whatsapp.net".to_string(), "hi").await.unwrap();
     sim.receipt(&id, ReceiptKind::Read).unwrap();
     match next(&mut rx_b).await {
         DriverEvent::Receipt { wa_ids, kind } => {
@@ -316,10 +241,7 @@ async fn a_receipt_reaches_only_the_device_that_sent_the_message() {
         other => panic!("expected a receipt, got {other:?}"),
     }
     assert_quiet(&mut rx_a).await;
-    assert!(matches!(
-        sim.receipt("3EB0UNKNOWN", ReceiptKind::Delivered),
-        Err(SimError::UnknownMessage(_))
-    ));
+    assert!(matches!(sim.receipt("3EB0UNKNOWN", ReceiptKind::Delivered), Err(SimError::UnknownMessage(_))));
 }
 
 #[tokio::test]
@@ -348,10 +270,7 @@ async fn gateway_logout_close_and_a_second_open_end_sessions_with_their_reasons(
     let sim = Simulator::new(w.db.clone(), fast());
     let (first, mut rx1) = connected(&w, &sim, 0).await;
     let (second, mut rx2) = open(&sim, dev, 0).await;
-    assert!(matches!(
-        next(&mut rx1).await,
-        DriverEvent::Stopped(StopReason::StreamReplaced)
-    ));
+    assert!(matches!(next(&mut rx1).await, DriverEvent::Stopped(StopReason::StreamReplaced)));
     first.close().await; // a stale handle does not touch the new session
     assert!(matches!(next(&mut rx2).await, DriverEvent::Connected));
     second.logout().await.unwrap();
@@ -364,10 +283,7 @@ async fn gateway_logout_close_and_a_second_open_end_sessions_with_their_reasons(
     let (third, mut rx3) = open(&sim, dev, 0).await;
     assert!(matches!(next(&mut rx3).await, DriverEvent::Qr { .. }));
     third.close().await;
-    assert!(matches!(
-        next(&mut rx3).await,
-        DriverEvent::Stopped(StopReason::Closed)
-    ));
+    assert!(matches!(next(&mut rx3).await, DriverEvent::Stopped(StopReason::Closed)));
     sim.forget(dev).await.unwrap();
 }
 
@@ -382,10 +298,7 @@ async fn inbound_waits_for_the_gateway_to_store_the_message() {
         push_name: Some("Budi".into()),
         ..SimInbound::default()
     };
-    assert!(matches!(
-        sim.inbound(dev, direct.clone()).await,
-        Err(SimError::NotConnected)
-    ));
+    assert!(matches!(sim.inbound(dev, direct.clone()).await, Err(SimError::NotConnected)));
     let (_session, mut rx) = connected(&w, &sim, 0).await;
 
     let task = tokio::spawn({
@@ -424,12 +337,6 @@ async fn inbound_waits_for_the_gateway_to_store_the_message() {
     ack.expect("an ack").send(false);
     assert!(matches!(task.await.unwrap(), Err(SimError::NotStored)));
 
-    let bad = SimInbound {
-        from: "budi".into(),
-        ..SimInbound::default()
-    };
-    assert!(matches!(
-        sim.inbound(dev, bad).await,
-        Err(SimError::Invalid(_))
-    ));
+    let bad = SimInbound { from: "budi".into(), ..SimInbound::default() };
+    assert!(matches!(sim.inbound(dev, bad).await, Err(SimError::Invalid(_))));
 }

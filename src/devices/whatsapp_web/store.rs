@@ -1,0 +1,189 @@
+//! Session storage of the `whatsapp-web` driver: whatsapp-rust's storage `Backend` on the
+//! gateway's own database, one [`SqlxStore`] per device.
+//!
+//! The five storage traits are implemented here as a thin layer over the `wa_*` tables of
+//! [`crate::db::wa_sessions`]: this module converts between the library's types and rows
+//! (serde structs as JSON), and maps storage failures to the library's `StoreError`. The
+//! behaviour follows the library's `InMemoryBackend`, which `tests/wa_store.rs` runs side by
+//! side with this store on SQLite and PostgreSQL.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use whatsapp_rust::wacore::stats::StorageResourceReport;
+use whatsapp_rust::wacore::store::device::DEVICE_PROPS;
+use whatsapp_rust::wacore::store::error::{Result, StoreError};
+use whatsapp_rust::wacore::store::traits::{DeviceStore, MsgSecretEntry, MsgSecretStore};
+use whatsapp_rust::wacore::store::Device;
+
+use crate::db::wa_sessions::WaMsgSecret;
+use crate::db::{Db, DbError, DbResult};
+
+mod appsync;
+mod protocol;
+mod signal;
+
+/// whatsapp-rust's storage backend for one gateway device, in the gateway's database.
+///
+/// Cheap to clone; every instance for the same device id sees the same rows. Run at most one
+/// client per device at a time: the library assumes it is the only writer of its keys.
+#[derive(Clone)]
+pub struct SqlxStore {
+    db: Db,
+    device_id: i64,
+}
+
+impl SqlxStore {
+    /// The store of the gateway device `device_id` (a row of `devices`).
+    pub fn new(db: Db, device_id: i64) -> SqlxStore {
+        SqlxStore { db, device_id }
+    }
+
+    /// The gateway device this store belongs to.
+    pub fn device_id(&self) -> i64 {
+        self.device_id
+    }
+
+    /// Deletes every session row of the device in one transaction; see [`wipe`].
+    pub async fn wipe(db: &Db, device_id: i64) -> DbResult<()> {
+        wipe(db, device_id).await
+    }
+
+    /// Whether the device holds paired keys; see [`has_device`].
+    pub async fn has_device(db: &Db, device_id: i64) -> DbResult<bool> {
+        has_device(db, device_id).await
+    }
+}
+
+/// Deletes every session row of the device (keys, sessions, sync state, buffers) in one
+/// transaction: after a logout the device has to pair again with fresh keys.
+pub async fn wipe(db: &Db, device_id: i64) -> DbResult<()> {
+    db.wa_wipe(device_id).await
+}
+
+/// Whether the device holds keys that completed pairing (its phone number is known), so a
+/// client can log in without a QR code. Keys created for a pairing that never finished do not
+/// count.
+pub async fn has_device(db: &Db, device_id: i64) -> DbResult<bool> {
+    db.wa_device_paired(device_id).await
+}
+
+/// A storage failure as the library's error: unreachable database or failed statement.
+fn db_err(err: DbError) -> StoreError {
+    if err.is_unavailable() {
+        StoreError::Connection(Box::new(err))
+    } else {
+        StoreError::Database(Box::new(err))
+    }
+}
+
+fn json_err(err: serde_json::Error) -> StoreError {
+    StoreError::Serialization(Box::new(err))
+}
+
+/// A stored `u32` id or count read back from a BIGINT column.
+fn to_u32(value: i64, what: &str) -> Result<u32> {
+    u32::try_from(value).map_err(|_| StoreError::Validation(format!("stored {what} {value} is out of range")))
+}
+
+/// A row count as the library's `u32`.
+fn count(rows: u64) -> u32 {
+    u32::try_from(rows).unwrap_or(u32::MAX)
+}
+
+#[async_trait]
+impl DeviceStore for SqlxStore {
+    async fn save(&self, device: &Device) -> Result<()> {
+        let data = serde_json::to_string(device).map_err(json_err)?;
+        let pn = device.pn.as_ref().map(|jid| jid.to_string());
+        self.db
+            .wa_put_device(self.device_id, pn.as_deref(), &data)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn load(&self) -> Result<Option<Device>> {
+        let Some(data) = self.db.wa_device(self.device_id).await.map_err(db_err)? else {
+            return Ok(None);
+        };
+        let mut device: Device = serde_json::from_str(&data).map_err(json_err)?;
+        // Not serialized: give it the defaults of a fresh `Device`, as the in-memory store
+        // would hand back; the client builder applies its overrides on top.
+        device.device_props = Arc::new(DEVICE_PROPS.clone());
+        Ok(Some(device))
+    }
+
+    async fn exists(&self) -> Result<bool> {
+        self.db.wa_device_exists(self.device_id).await.map_err(db_err)
+    }
+
+    /// Persists fresh keys (`Device::new()`) unless the device already has some, so the identity
+    /// a pairing starts with survives a crash. Answers the gateway's device id.
+    async fn create(&self) -> Result<i32> {
+        let id = i32::try_from(self.device_id)
+            .map_err(|_| StoreError::Validation(format!("device id {} does not fit i32", self.device_id)))?;
+        let data = serde_json::to_string(&Device::new()).map_err(json_err)?;
+        self.db
+            .wa_insert_device(self.device_id, None, &data)
+            .await
+            .map_err(db_err)?;
+        Ok(id)
+    }
+
+    async fn resource_report(&self) -> StorageResourceReport {
+        // The data lives in the shared database, not in per-session memory.
+        StorageResourceReport {
+            memory_bytes: Some(0),
+            ..StorageResourceReport::default()
+        }
+    }
+}
+
+#[async_trait]
+impl MsgSecretStore for SqlxStore {
+    async fn put_msg_secrets(&self, entries: Vec<MsgSecretEntry>) -> Result<usize> {
+        let rows: Vec<WaMsgSecret<'_>> = entries
+            .iter()
+            .map(|e| WaMsgSecret {
+                chat: &e.chat,
+                sender: &e.sender,
+                msg_id: &e.msg_id,
+                secret: &e.secret,
+                expires_at: e.expires_at,
+                message_ts: e.message_ts,
+            })
+            .collect();
+        self.db
+            .wa_put_msg_secrets(self.device_id, &rows)
+            .await
+            .map_err(db_err)?;
+        Ok(entries.len())
+    }
+
+    async fn get_msg_secret(&self, chat: &str, sender: &str, msg_id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .get_msg_secret_with_ts(chat, sender, msg_id)
+            .await?
+            .map(|(secret, _)| secret))
+    }
+
+    async fn get_msg_secret_with_ts(
+        &self,
+        chat: &str,
+        sender: &str,
+        msg_id: &str,
+    ) -> Result<Option<(Vec<u8>, i64)>> {
+        self.db
+            .wa_msg_secret(self.device_id, chat, sender, msg_id)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
+        self.db
+            .wa_delete_expired_msg_secrets(self.device_id, cutoff_timestamp)
+            .await
+            .map(count)
+            .map_err(db_err)
+    }
+}
