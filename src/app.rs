@@ -15,10 +15,13 @@ use crate::devices::driver::Driver;
 use crate::devices::manager::DeviceManager;
 use crate::devices::simulator::{SimTiming, Simulator};
 use crate::devices::whatsapp_web::driver::{WaNetwork, WhatsappWeb};
+use crate::limits::{LimitsService, RateLimiter};
 use crate::messages::inbound::Inbound;
 use crate::messages::outbound::Outbound;
-use crate::limits::{LimitsService, RateLimiter};
+use crate::rules::RulesStage;
+use crate::scheduler::Scheduler;
 use crate::tenants::{AdminToken, TenantService};
+use crate::webhooks::Webhooks;
 
 /// Everything a request handler may use. Cheap to clone.
 #[derive(Clone)]
@@ -32,6 +35,10 @@ pub struct AppState {
     pub devices: DeviceManager,
     pub outbound: Outbound,
     pub inbound: Inbound,
+    /// The scheduled-message worker.
+    pub scheduler: Scheduler,
+    /// Webhook endpoints' secrets, the delivery worker and event emission.
+    pub webhooks: Webhooks,
     /// The simulated network, when `whatsapp.driver = "simulator"`.
     pub simulator: Option<Arc<Simulator>>,
     pub shutdown: CancellationToken,
@@ -46,12 +53,7 @@ pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
         acquire_timeout: Duration::from_secs(config.database.acquire_timeout),
     })
     .await
-    .with_context(|| {
-        format!(
-            "cannot open the database at {}",
-            redact(&config.database.url)
-        )
-    })?;
+    .with_context(|| format!("cannot open the database at {}", redact(&config.database.url)))?;
     db.migrate().await.context("database migrations failed")?;
     Ok(db)
 }
@@ -73,11 +75,7 @@ pub fn redact(url: &str) -> String {
 /// Builds the services on top of an open database.
 pub fn services(config: &Config, db: &Db) -> (LimitsService, TenantService) {
     let limits = LimitsService::new(db.clone(), config);
-    let tenants = TenantService::new(
-        db.clone(),
-        limits.clone(),
-        config.limits.default_package.clone(),
-    );
+    let tenants = TenantService::new(db.clone(), limits.clone(), config.limits.default_package.clone());
     (limits, tenants)
 }
 
@@ -105,9 +103,8 @@ impl App {
     /// Like [`App::build`], with parts replaced.
     pub async fn build_with(config: Config, options: AppOptions) -> anyhow::Result<App> {
         let db = open_db(&config).await?;
-        let (admin_token, generated_admin_token) = AdminToken::bootstrap(&db, &config.admin.token)
-            .await
-            .context("cannot set up the admin token")?;
+        let (admin_token, generated_admin_token) =
+            AdminToken::bootstrap(&db, &config.admin.token).await.context("cannot set up the admin token")?;
         let (limits, tenants) = services(&config, &db);
         let listener = TcpListener::bind(config.server.bind)
             .await
@@ -121,7 +118,15 @@ impl App {
             }
             DriverKind::WhatsappWeb => {
                 let network = options.whatsapp_network.unwrap_or_else(WaNetwork::real);
-                (Arc::new(WhatsappWeb::new(db.clone(), network, config.whatsapp.device_name.clone())), None)
+                (
+                    Arc::new(WhatsappWeb::new(
+                        db.clone(),
+                        network,
+                        config.whatsapp.device_name.clone(),
+                        config.whatsapp.wa_version(),
+                    )),
+                    None,
+                )
             }
         };
         let reconnect = (
@@ -129,9 +134,29 @@ impl App {
             Duration::from_millis(config.whatsapp.reconnect_max_ms),
         );
         let devices = DeviceManager::new(driver, db.clone(), reconnect, shutdown.clone(), tasks.clone());
-        let outbound =
-            Outbound::new(db.clone(), devices.clone(), limits.clone(), &config.whatsapp, shutdown.clone(), tasks.clone());
-        let inbound = Inbound::new(db.clone(), outbound.clone(), Vec::new(), tasks.clone());
+        let outbound = Outbound::new(
+            db.clone(),
+            devices.clone(),
+            limits.clone(),
+            &config.whatsapp,
+            shutdown.clone(),
+            tasks.clone(),
+        );
+        // Keyword rules run first after a message is stored (SPEC §8).
+        let mut stages: Vec<Arc<dyn crate::messages::inbound::Stage>> =
+            vec![Arc::new(RulesStage::new(db.clone(), &config.rules))];
+        // Reply-mode webhooks answer after the rules (SPEC §8, §11).
+        let webhooks = Webhooks::build(db.clone(), &config, shutdown.clone(), tasks.clone())
+            .await
+            .context("cannot set up webhooks")?;
+        stages.push(Arc::new(
+            webhooks
+                .reply_stage(outbound.clone(), &config.whatsapp)
+                .context("cannot set up reply webhooks")?,
+        ));
+        let inbound = Inbound::new(db.clone(), outbound.clone(), stages, tasks.clone());
+        let scheduler =
+            Scheduler::new(db.clone(), outbound.clone(), &config, shutdown.clone(), tasks.clone());
         devices.set_sink(Arc::new(inbound.clone()));
         let state = AppState {
             config: Arc::new(config),
@@ -143,22 +168,18 @@ impl App {
             devices,
             outbound,
             inbound,
+            scheduler,
+            webhooks,
             simulator,
             shutdown,
             tasks,
         };
-        Ok(App {
-            listener,
-            state,
-            generated_admin_token,
-        })
+        Ok(App { listener, state, generated_admin_token })
     }
 
     /// The address actually bound (port 0 becomes a real port).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.listener.local_addr().expect("a bound listener has an address")
     }
 
     pub fn state(&self) -> &AppState {
@@ -175,25 +196,21 @@ impl App {
         let App { listener, state, .. } = self;
         let resumed = state.devices.start_all().await.context("cannot start device sessions")?;
         state.outbound.start().await.context("cannot start the outbound queue")?;
+        state.scheduler.start();
+        state.webhooks.start(&state.devices);
         let pending = state.inbound.resume().await.context("cannot resume the inbound pipeline")?;
         tracing::info!(devices = resumed, pending_inbound = pending, "workers started");
         let router = crate::api::router(state.clone());
         let shutdown = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr()?, "listening");
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-        .context("HTTP server failed")?;
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await
+            .context("HTTP server failed")?;
         state.shutdown.cancel();
         state.tasks.close();
         let grace = Duration::from_secs(state.config.server.shutdown_grace);
-        if tokio::time::timeout(grace, state.tasks.wait())
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout(grace, state.tasks.wait()).await.is_err() {
             tracing::warn!("background work did not finish within the shutdown grace");
         }
         state.db.close().await;

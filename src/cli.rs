@@ -10,11 +10,7 @@ use crate::config::Config;
 use crate::tenants::CreateTenant;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "wa-gateway",
-    version,
-    about = "Self-hosted, multi-tenant WhatsApp gateway"
-)]
+#[command(name = "wa-gateway", version, about = "Self-hosted, multi-tenant WhatsApp gateway")]
 pub struct Cli {
     /// Configuration file (default: ./gateway.toml when present, else built-in defaults).
     #[arg(long, global = true, value_name = "FILE")]
@@ -92,11 +88,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !shown.admin.token.is_empty() {
                 shown.admin.token = "<redacted>".into();
             }
+            if !shown.webhooks.secret_key.is_empty() {
+                shown.webhooks.secret_key = "<redacted>".into();
+            }
             shown.database.url = crate::app::redact(&shown.database.url);
-            println!(
-                "{}",
-                toml::to_string(&shown).context("cannot render the configuration")?
-            );
+            println!("{}", toml::to_string(&shown).context("cannot render the configuration")?);
             Ok(())
         }
         Command::Tenant(cmd) => tenant(config, cmd).await,
@@ -143,20 +139,8 @@ async fn tenant(config: Config, cmd: TenantCommand) -> anyhow::Result<()> {
     let db = open_db(&config).await?;
     let (_, tenants) = services(&config, &db);
     match cmd {
-        TenantCommand::Create {
-            name,
-            email,
-            package,
-            password,
-        } => {
-            let (row, key) = tenants
-                .create(CreateTenant {
-                    name,
-                    email,
-                    package,
-                    password,
-                })
-                .await?;
+        TenantCommand::Create { name, email, package, password } => {
+            let (row, key) = tenants.create(CreateTenant { name, email, package, password }).await?;
             tenants
                 .record(crate::db::activity::NewActivity {
                     user_id: Some(row.id),
@@ -218,8 +202,10 @@ async fn terminal_qr(url: &str, api_key: &str, device: &str) -> anyhow::Result<(
         let code = body["qr"].as_str().unwrap_or_default().to_string();
         if code != shown {
             let art = crate::devices::qr::terminal(&code)?;
-            println!("{art}\nScan with WhatsApp: Settings, Linked devices, Link a device. Expires {}.\n",
-                body["expires_at"].as_str().unwrap_or("soon"));
+            println!(
+                "{art}\nScan with WhatsApp: Settings, Linked devices, Link a device. Expires {}.\n",
+                body["expires_at"].as_str().unwrap_or("soon")
+            );
             shown = code;
         }
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;

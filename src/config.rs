@@ -16,10 +16,7 @@ pub const DEFAULTS: &str = include_str!("../gateway.toml");
 pub enum ConfigError {
     // `reason` is shown in the message, not chained as a source, so it is printed once.
     #[error("cannot read config file {path}: {reason}")]
-    Unreadable {
-        path: PathBuf,
-        reason: std::io::Error,
-    },
+    Unreadable { path: PathBuf, reason: std::io::Error },
     #[error("invalid configuration: {0}")]
     Invalid(String),
 }
@@ -33,6 +30,8 @@ pub struct Config {
     pub whatsapp: WhatsappConfig,
     pub limits: LimitsConfig,
     pub packages: BTreeMap<String, PackageConfig>,
+    pub rules: RulesConfig,
+    pub scheduler: SchedulerConfig,
     pub webhooks: WebhooksConfig,
     pub plugins: PluginsConfig,
     pub dashboard: DashboardConfig,
@@ -66,14 +65,7 @@ pub struct AdminConfig {
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig")
-            .field(
-                "token",
-                &if self.token.is_empty() {
-                    ""
-                } else {
-                    "<redacted>"
-                },
-            )
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
             .finish()
     }
 }
@@ -103,6 +95,18 @@ pub struct WhatsappConfig {
     pub max_document_bytes: usize,
     pub media_fetch_timeout: u64,
     pub device_name: String,
+    pub version: String,
+}
+
+impl WhatsappConfig {
+    /// The pinned WhatsApp Web version, when one is configured.
+    pub fn wa_version(&self) -> Option<(u32, u32, u32)> {
+        let mut parts = self.version.trim().split('.').map(|p| p.parse::<u32>().ok());
+        match (parts.next()??, parts.next()??, parts.next()??, parts.next()) {
+            (a, b, c, None) => Some((a, b, c)),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -124,7 +128,27 @@ pub struct PackageConfig {
     pub requests_per_minute: Option<i64>,
 }
 
+/// Keyword auto-replies.
 #[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesConfig {
+    /// Loop guard: most auto-replies to one chat of one device per minute.
+    pub max_replies_per_chat_per_minute: u32,
+}
+
+/// The scheduled-message worker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// Milliseconds between looks for due messages.
+    pub poll_interval_ms: u64,
+    /// Seconds a due message may be late and still be sent; older ones are `missed`.
+    pub missed_grace: u64,
+    /// Seconds a claim on a due message lasts before another process may take it over.
+    pub claim_lease: u64,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhooksConfig {
     pub timeout: u64,
@@ -132,6 +156,28 @@ pub struct WebhooksConfig {
     pub retry_schedule: Vec<u64>,
     pub allow_private_targets: bool,
     pub disable_after: u64,
+    /// Base64 of 32 bytes that encrypts endpoint secrets at rest; empty: generated and kept
+    /// in the database on first start.
+    pub secret_key: String,
+    /// Most deliveries in flight to one endpoint at a time (across processes).
+    pub max_in_flight: u32,
+    /// Most deliveries in flight per gateway process.
+    pub concurrency: u32,
+}
+
+impl std::fmt::Debug for WebhooksConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhooksConfig")
+            .field("timeout", &self.timeout)
+            .field("reply_timeout", &self.reply_timeout)
+            .field("retry_schedule", &self.retry_schedule)
+            .field("allow_private_targets", &self.allow_private_targets)
+            .field("disable_after", &self.disable_after)
+            .field("secret_key", &if self.secret_key.is_empty() { "" } else { "<redacted>" })
+            .field("max_in_flight", &self.max_in_flight)
+            .field("concurrency", &self.concurrency)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -179,11 +225,8 @@ impl Config {
             None => Some(PathBuf::from("gateway.toml")).filter(|p| p.exists()),
         };
         if let Some(path) = path {
-            let text =
-                std::fs::read_to_string(&path).map_err(|reason| ConfigError::Unreadable {
-                    path: path.clone(),
-                    reason,
-                })?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|reason| ConfigError::Unreadable { path: path.clone(), reason })?;
             figment = figment.merge(Toml::string(&text));
         }
         // Only variables with a section (`GATEWAY_SECTION__KEY`) are configuration.
@@ -196,10 +239,8 @@ impl Config {
 
     /// Parses a TOML document on top of the defaults (tests and `check-config`).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = Figment::from(Toml::string(DEFAULTS))
-            .merge(Toml::string(text))
-            .extract()
-            .map_err(describe)?;
+        let config: Config =
+            Figment::from(Toml::string(DEFAULTS)).merge(Toml::string(text)).extract().map_err(describe)?;
         config.validate()?;
         Ok(config)
     }
@@ -207,9 +248,7 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("`{key}`: {why}")));
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:")
-            || url.starts_with("postgres://")
-            || url.starts_with("postgresql://"))
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {
             return bad("database.url", "must start with sqlite: or postgres://");
         }
@@ -220,15 +259,8 @@ impl Config {
             return bad("limits.default_package", "names no package in [packages]");
         }
         let cc = &self.whatsapp.default_country_code;
-        if cc.is_empty()
-            || cc.len() > 4
-            || !cc.bytes().all(|b| b.is_ascii_digit())
-            || cc.starts_with('0')
-        {
-            return bad(
-                "whatsapp.default_country_code",
-                "must be 1 to 4 digits, not starting with 0",
-            );
+        if cc.is_empty() || cc.len() > 4 || !cc.bytes().all(|b| b.is_ascii_digit()) || cc.starts_with('0') {
+            return bad("whatsapp.default_country_code", "must be 1 to 4 digits, not starting with 0");
         }
         if self.whatsapp.reconnect_min_ms == 0
             || self.whatsapp.reconnect_max_ms < self.whatsapp.reconnect_min_ms
@@ -238,11 +270,32 @@ impl Config {
                 "must be at least whatsapp.reconnect_min_ms, which must be positive",
             );
         }
+        if !self.whatsapp.version.is_empty() && self.whatsapp.wa_version().is_none() {
+            return bad("whatsapp.version", "must be empty or three numbers like 2.3000.1023456789");
+        }
         if self.whatsapp.send_max_attempts == 0 {
             return bad("whatsapp.send_max_attempts", "must be at least 1");
         }
+        if self.scheduler.poll_interval_ms == 0 {
+            return bad("scheduler.poll_interval_ms", "must be at least 1");
+        }
+        if self.scheduler.claim_lease == 0 {
+            return bad("scheduler.claim_lease", "must be at least 1 second");
+        }
         if self.webhooks.retry_schedule.is_empty() {
             return bad("webhooks.retry_schedule", "needs at least one entry");
+        }
+        if self.webhooks.timeout == 0 || self.webhooks.reply_timeout == 0 {
+            return bad(
+                "webhooks.timeout",
+                "webhooks.timeout and webhooks.reply_timeout must be at least 1 second",
+            );
+        }
+        if self.webhooks.max_in_flight == 0 || self.webhooks.concurrency == 0 {
+            return bad(
+                "webhooks.max_in_flight",
+                "webhooks.max_in_flight and webhooks.concurrency must be at least 1",
+            );
         }
         if self.server.body_limit < 1024 {
             return bad("server.body_limit", "must be at least 1024 bytes");
@@ -274,9 +327,7 @@ fn env_overrides(env: &[(String, String)]) -> Result<String, ConfigError> {
         let parsed = parse_env_value(value);
         let mut cursor = &mut table;
         for part in &parts[..parts.len() - 1] {
-            let entry = cursor
-                .entry(part.clone())
-                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let entry = cursor.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
             cursor = match entry {
                 toml::Value::Table(t) => t,
                 _ => {
@@ -295,9 +346,7 @@ fn parse_env_value(value: &str) -> toml::Value {
     // A bare TOML value (number, bool, array) when it parses as one; else the raw string.
     let doc = format!("v = {value}");
     match doc.parse::<toml::Table>() {
-        Ok(mut t) => t
-            .remove("v")
-            .unwrap_or_else(|| toml::Value::String(value.to_string())),
+        Ok(mut t) => t.remove("v").unwrap_or_else(|| toml::Value::String(value.to_string())),
         Err(_) => toml::Value::String(value.to_string()),
     }
 }
@@ -320,11 +369,7 @@ fn describe(err: figment::Error) -> ConfigError {
                     return format!("unknown key `{full}`");
                 }
                 figment::error::Kind::MissingField(field) => {
-                    let full = if key.is_empty() {
-                        field.to_string()
-                    } else {
-                        format!("{key}.{field}")
-                    };
+                    let full = if key.is_empty() { field.to_string() } else { format!("{key}.{field}") };
                     return format!("missing key `{full}`");
                 }
                 kind => kind.to_string(),
@@ -355,43 +400,25 @@ mod tests {
 
     #[test]
     fn an_unknown_key_is_named() {
-        let err = Config::from_toml("[server]\nbindd = \"x\"")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[server]\nbindd = \"x\"").unwrap_err().to_string();
         assert!(err.contains("server.bindd"), "{err}");
     }
 
     #[test]
     fn a_bad_value_names_its_key() {
-        let err = Config::from_toml("[server]\nbind = \"nope\"")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[server]\nbind = \"nope\"").unwrap_err().to_string();
         assert!(err.contains("server.bind"), "{err}");
-        let err = Config::from_toml("[whatsapp]\ndriver = \"telegram\"")
-            .unwrap_err()
-            .to_string();
+        let err = Config::from_toml("[whatsapp]\ndriver = \"telegram\"").unwrap_err().to_string();
         assert!(err.contains("whatsapp.driver"), "{err}");
     }
 
     #[test]
     fn environment_variables_override_the_file() {
         let env = vec![
-            (
-                "GATEWAY_DATABASE__URL".to_string(),
-                "postgres://x/y".to_string(),
-            ),
-            (
-                "GATEWAY_WEBHOOKS__ALLOW_PRIVATE_TARGETS".to_string(),
-                "true".to_string(),
-            ),
-            (
-                "GATEWAY_SERVER__BIND".to_string(),
-                "127.0.0.1:0".to_string(),
-            ),
-            (
-                "GATEWAY_PACKAGES__BASIC__DEVICES".to_string(),
-                "3".to_string(),
-            ),
+            ("GATEWAY_DATABASE__URL".to_string(), "postgres://x/y".to_string()),
+            ("GATEWAY_WEBHOOKS__ALLOW_PRIVATE_TARGETS".to_string(), "true".to_string()),
+            ("GATEWAY_SERVER__BIND".to_string(), "127.0.0.1:0".to_string()),
+            ("GATEWAY_PACKAGES__BASIC__DEVICES".to_string(), "3".to_string()),
             ("UNRELATED".to_string(), "1".to_string()),
         ];
         let c = Config::load_from(None, &env).unwrap();

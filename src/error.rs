@@ -43,10 +43,7 @@ pub type ApiResult<T> = Result<T, ApiError>;
 
 impl ApiError {
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ApiError::Validation {
-            field: field.into(),
-            message: message.into(),
-        }
+        ApiError::Validation { field: field.into(), message: message.into() }
     }
 
     pub fn not_found(what: &str) -> Self {
@@ -84,9 +81,7 @@ impl ApiError {
             ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Conflict(_) | ApiError::DeviceNotConnected(_) => StatusCode::CONFLICT,
-            ApiError::LimitExceeded { .. } | ApiError::RateLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
+            ApiError::LimitExceeded { .. } | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -15,8 +15,11 @@ pub mod error;
 pub mod limits;
 pub mod messages;
 pub mod net;
+pub mod rules;
+pub mod scheduler;
 pub mod telemetry;
 pub mod tenants;
+pub mod webhooks;
 
 pub use app::{App, AppState};
 pub use config::Config;

@@ -39,11 +39,7 @@ pub struct InfoOut {
 #[utoipa::path(get, path = "/api/user/info", tag = "account",
     responses((status = 200, body = InfoOut), (status = 401, body = crate::error::ErrorBody)))]
 async fn get_info(State(state): State<AppState>, tenant: Tenant) -> ApiResult<Json<InfoOut>> {
-    let row = state
-        .db
-        .tenant(tenant.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let row = state.db.tenant(tenant.id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(Json(InfoOut {
         id: row.id,
         name: row.name,
@@ -119,16 +115,8 @@ async fn list_api_keys(
 ) -> ApiResult<Json<Page<ApiKeyOut>>> {
     let (limit, offset) = page(q.limit, q.offset);
     let (rows, total) = state.db.list_api_keys(tenant.id, limit, offset).await?;
-    let data = rows
-        .into_iter()
-        .map(|r| ApiKeyOut::from_row(r, None))
-        .collect();
-    Ok(Json(Page {
-        data,
-        total,
-        limit,
-        offset,
-    }))
+    let data = rows.into_iter().map(|r| ApiKeyOut::from_row(r, None)).collect();
+    Ok(Json(Page { data, total, limit, offset }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -149,14 +137,8 @@ async fn create_api_key(
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
     let name = body.map(|ApiJson(b)| b.name).unwrap_or_default();
     let (row, secret) = state.tenants.issue_key(tenant.id, &name).await?;
-    state
-        .tenants
-        .record(tenant.activity("api_key.create", format!("api_key:{}", row.id)))
-        .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(ApiKeyOut::from_row(row, Some(secret))),
-    ))
+    state.tenants.record(tenant.activity("api_key.create", format!("api_key:{}", row.id))).await;
+    Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
 }
 
 /// Revokes a key at once.
@@ -170,10 +152,7 @@ async fn delete_api_key(
     if !state.db.revoke_api_key(tenant.id, id).await? {
         return Err(ApiError::not_found("api key"));
     }
-    state
-        .tenants
-        .record(tenant.activity("api_key.revoke", format!("api_key:{id}")))
-        .await;
+    state.tenants.record(tenant.activity("api_key.revoke", format!("api_key:{id}"))).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -220,16 +199,8 @@ async fn list_activity_logs(
     ApiQuery(q): ApiQuery<ActivityQuery>,
 ) -> ApiResult<Json<Page<ActivityOut>>> {
     let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state
-        .db
-        .list_activity(tenant.id, q.action.as_deref(), limit, offset)
-        .await?;
-    Ok(Json(Page {
-        data: rows.into_iter().map(Into::into).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let (rows, total) = state.db.list_activity(tenant.id, q.action.as_deref(), limit, offset).await?;
+    Ok(Json(Page { data: rows.into_iter().map(Into::into).collect(), total, limit, offset }))
 }
 
 /// Usage of each limited resource, as reported by `/api/user/limits`.
@@ -247,13 +218,7 @@ impl AppState {
     /// Current usage of every limited resource of a tenant.
     pub async fn usage(&self, tenant: i64) -> ApiResult<Usage> {
         let counts = self.db.resource_counts(tenant).await?;
-        let get = |r: Resource| {
-            counts
-                .iter()
-                .find(|(k, _)| *k == r)
-                .map(|(_, v)| *v)
-                .unwrap_or(0)
-        };
+        let get = |r: Resource| counts.iter().find(|(k, _)| *k == r).map(|(_, v)| *v).unwrap_or(0);
         Ok(Usage {
             devices: get(Resource::Devices),
             messages_per_month: self.limits.messages_used(tenant).await?,

@@ -73,21 +73,11 @@ async fn create_tenant(
     admin: Admin,
     ApiJson(body): ApiJson<TenantIn>,
 ) -> ApiResult<(StatusCode, Json<TenantOut>)> {
-    let input = CreateTenant {
-        name: body.name,
-        email: body.email,
-        package: body.package,
-        password: body.password,
-    };
+    let input =
+        CreateTenant { name: body.name, email: body.email, package: body.package, password: body.password };
     let (row, key) = state.tenants.create(input).await?;
-    state
-        .tenants
-        .record(admin.activity(Some(row.id), "tenant.create", format!("tenant:{}", row.id)))
-        .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(tenant_out(row, &Overrides::new(), Some(key))),
-    ))
+    state.tenants.record(admin.activity(Some(row.id), "tenant.create", format!("tenant:{}", row.id))).await;
+    Ok((StatusCode::CREATED, Json(tenant_out(row, &Overrides::new(), Some(key)))))
 }
 
 /// Every tenant, newest first.
@@ -105,12 +95,7 @@ async fn list_tenants(
         let overrides = state.limits.overrides(row.id).await?;
         data.push(tenant_out(row, &overrides, None));
     }
-    Ok(Json(Page {
-        data,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(Json(Page { data, total, limit, offset }))
 }
 
 /// One tenant.
@@ -121,11 +106,7 @@ async fn get_tenant(
     _admin: Admin,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<TenantOut>> {
-    let row = state
-        .db
-        .tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let row = state.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
     let overrides = state.limits.overrides(id).await?;
     Ok(Json(tenant_out(row, &overrides, None)))
 }
@@ -154,28 +135,18 @@ async fn patch_tenant(
     Path(id): Path<i64>,
     ApiJson(body): ApiJson<TenantPatch>,
 ) -> ApiResult<Json<TenantOut>> {
-    state
-        .db
-        .tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    state.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
     if let Some(p) = &body.package {
         if !state.limits.has_package(p) {
             return Err(ApiError::validation(
                 "package",
-                format!(
-                    "unknown package; configured: {}",
-                    state.limits.package_names().join(", ")
-                ),
+                format!("unknown package; configured: {}", state.limits.package_names().join(", ")),
             ));
         }
     }
     if let Some(s) = &body.status {
         if s != "active" && s != "suspended" {
-            return Err(ApiError::validation(
-                "status",
-                "must be `active` or `suspended`",
-            ));
+            return Err(ApiError::validation("status", "must be `active` or `suspended`"));
         }
     }
     if let Some(n) = &body.name {
@@ -231,10 +202,7 @@ async fn patch_tenant(
         Some("active") => "tenant.activate",
         _ => "tenant.update",
     };
-    state
-        .tenants
-        .record(admin.activity(Some(id), action, format!("tenant:{id}")))
-        .await;
+    state.tenants.record(admin.activity(Some(id), action, format!("tenant:{id}"))).await;
     Ok(Json(tenant_out(row, &overrides, None)))
 }
 
@@ -254,19 +222,9 @@ async fn create_tenant_api_key(
     Path(id): Path<i64>,
     body: Option<ApiJson<AdminKeyIn>>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
-    state
-        .db
-        .tenant(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    state.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
     let name = body.map(|ApiJson(b)| b.name).unwrap_or_default();
     let (row, secret) = state.tenants.issue_key(id, &name).await?;
-    state
-        .tenants
-        .record(admin.activity(Some(id), "api_key.create", format!("api_key:{}", row.id)))
-        .await;
-    Ok((
-        StatusCode::CREATED,
-        Json(ApiKeyOut::from_row(row, Some(secret))),
-    ))
+    state.tenants.record(admin.activity(Some(id), "api_key.create", format!("api_key:{}", row.id))).await;
+    Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
 }

@@ -138,7 +138,8 @@ async fn create_device(
 ) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
     let phone = normalize_device_phone(&body.phone, &state.config.whatsapp.default_country_code)
         .map_err(|e| ApiError::validation("phone", e.to_string()))?;
-    let name = body.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| phone.clone());
+    let name =
+        body.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| phone.clone());
     if name.chars().count() > 100 {
         return Err(ApiError::validation("name", "must be at most 100 characters"));
     }
@@ -194,7 +195,11 @@ async fn list_device_statuses(
 /// One device.
 #[utoipa::path(get, path = "/api/user/devices/{id}", tag = "devices",
     responses((status = 200, body = DeviceOut), (status = 404, body = crate::error::ErrorBody)))]
-async fn get_device(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<DeviceOut>> {
+async fn get_device(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceOut>> {
     let row = resolve_device(&state, tenant.id, &id).await?;
     let live = state.devices.status_of(&row);
     Ok(Json(device_out(row, live)))
@@ -221,7 +226,11 @@ async fn patch_device(
             return Err(ApiError::validation("name", "must be 1 to 100 characters"))
         }
         Some(n) => {
-            let updated = state.db.rename_device(tenant.id, row.id, &n).await?.ok_or_else(|| ApiError::not_found("device"))?;
+            let updated = state
+                .db
+                .rename_device(tenant.id, row.id, &n)
+                .await?
+                .ok_or_else(|| ApiError::not_found("device"))?;
             state.tenants.record(tenant.activity("device.update", format!("device:{}", row.id))).await;
             updated
         }
@@ -234,7 +243,11 @@ async fn patch_device(
 /// Deletes a device: its session is closed and its keys, messages and queue are removed.
 #[utoipa::path(delete, path = "/api/user/devices/{id}", tag = "devices",
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
-async fn delete_device(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_device(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
     let row = resolve_device(&state, tenant.id, &id).await?;
     state.devices.remove(row.id).await;
     if !state.db.delete_device(tenant.id, row.id).await? {
@@ -271,7 +284,9 @@ async fn get_device_qr(
         .is_some_and(|a| a.contains("image/png") && !a.contains("application/json"));
     if wants_png {
         let png = qr::png(&offered.code, 8).map_err(ApiError::internal)?;
-        return Ok(([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response());
+        return Ok(
+            ([(header::CONTENT_TYPE, "image/png"), (header::CACHE_CONTROL, "no-store")], png).into_response()
+        );
     }
     let svg = qr::svg(&offered.code).map_err(ApiError::internal)?;
     Ok(Json(QrOut { qr: offered.code, svg, expires_at: offered.expires_at.to_rfc3339() }).into_response())
@@ -368,7 +383,11 @@ fn json_event(name: &str, data: &serde_json::Value) -> Event {
 /// Logs the device out of WhatsApp and clears its session; it stays until paired again.
 #[utoipa::path(post, path = "/api/user/devices/{id}/logout", tag = "devices",
     responses((status = 200, body = DeviceOut), (status = 404, body = crate::error::ErrorBody)))]
-async fn logout_device(State(state): State<AppState>, tenant: Tenant, Path(id): Path<String>) -> ApiResult<Json<DeviceOut>> {
+async fn logout_device(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+) -> ApiResult<Json<DeviceOut>> {
     let row = resolve_device(&state, tenant.id, &id).await?;
     state.devices.logout(&row).await?;
     state.tenants.record(tenant.activity("device.logout", format!("device:{}", row.id))).await;
@@ -450,7 +469,11 @@ async fn check_numbers(
         })
         .collect();
     let valid: Vec<String> = parsed.iter().filter_map(|(_, n)| n.as_ref().ok().cloned()).collect();
-    let checks = if valid.is_empty() { Vec::new() } else { session.check_numbers(&valid).await.map_err(DeviceError::from)? };
+    let checks = if valid.is_empty() {
+        Vec::new()
+    } else {
+        session.check_numbers(&valid).await.map_err(DeviceError::from)?
+    };
     let data: Vec<NumberCheckOut> = parsed
         .into_iter()
         .map(|(input, n)| match n {

@@ -35,11 +35,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         if inner.is_syntax() || inner.is_eof() {
             ApiError::BadRequest(format!("malformed JSON: {inner}"))
         } else {
-            let field = if path == "." {
-                missing_field(&inner.to_string())
-            } else {
-                path
-            };
+            let field = if path == "." { missing_field(&inner.to_string()) } else { path };
             ApiError::validation(field, inner.to_string())
         }
     })
@@ -63,12 +59,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
+                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
                 ct == "application/json" || ct.ends_with("+json")
             })
             .unwrap_or(false);
@@ -96,9 +87,7 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::OptionalFromRequest<S> 
         if empty {
             return Ok(None);
         }
-        <ApiJson<T> as FromRequest<S>>::from_request(req, state)
-            .await
-            .map(Some)
+        <ApiJson<T> as FromRequest<S>>::from_request(req, state).await.map(Some)
     }
 }
 
@@ -111,18 +100,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
         let de = serde_urlencoded_de(query);
-        serde_path_to_error::deserialize(de)
-            .map(ApiQuery)
-            .map_err(|err| {
-                let path = err.path().to_string();
-                let inner = err.into_inner();
-                let field = if path == "." {
-                    missing_field(&inner.to_string())
-                } else {
-                    path
-                };
-                ApiError::validation(field, inner.to_string())
-            })
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|err| {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            let field = if path == "." { missing_field(&inner.to_string()) } else { path };
+            ApiError::validation(field, inner.to_string())
+        })
     }
 }
 
@@ -157,10 +140,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(ClientIp(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|ConnectInfo(addr)| addr.ip().to_string()),
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(addr)| addr.ip().to_string()),
         ))
     }
 }
@@ -193,22 +173,13 @@ fn presented_key(parts: &Parts) -> Option<String> {
     if let Some(v) = parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(v.trim().to_string());
     }
-    if let Some(v) = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    {
-        if let Some(token) = v
-            .strip_prefix("Bearer ")
-            .or_else(|| v.strip_prefix("bearer "))
-        {
+    if let Some(v) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        if let Some(token) = v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")) {
             return Some(token.trim().to_string());
         }
     }
     let query = parts.uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(k, _)| k == "api_key")
-        .map(|(_, v)| v.into_owned())
+    form_urlencoded::parse(query.as_bytes()).find(|(k, _)| k == "api_key").map(|(_, v)| v.into_owned())
 }
 
 impl FromRequestParts<AppState> for Tenant {
@@ -220,8 +191,7 @@ impl FromRequestParts<AppState> for Tenant {
         }
         let Some(key) = presented_key(parts) else {
             return Err(ApiError::Unauthorized(
-                "an API key is required (x-api-key header, Bearer token or api_key parameter)"
-                    .into(),
+                "an API key is required (x-api-key header, Bearer token or api_key parameter)".into(),
             ));
         };
         let auth = state
@@ -232,24 +202,14 @@ impl FromRequestParts<AppState> for Tenant {
         if auth.status != "active" {
             return Err(ApiError::Forbidden("this account is suspended".into()));
         }
-        let overrides: limits::Overrides =
-            serde_json::from_str(&auth.overrides).unwrap_or_default();
+        let overrides: limits::Overrides = serde_json::from_str(&auth.overrides).unwrap_or_default();
         let rpm = limits::effective(&state.limits.package(&auth.package), &overrides)
             .get(Resource::RequestsPerMinute);
         if let Err(wait) = state.rate.check(auth.key_id, rpm) {
-            return Err(ApiError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil() as u64,
-            });
+            return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
         }
-        let ClientIp(ip) = ClientIp::from_request_parts(parts, state)
-            .await
-            .unwrap_or(ClientIp(None));
-        let tenant = Tenant {
-            id: auth.user_id,
-            key_id: auth.key_id,
-            package: auth.package,
-            ip,
-        };
+        let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await.unwrap_or(ClientIp(None));
+        let tenant = Tenant { id: auth.user_id, key_id: auth.key_id, package: auth.package, ip };
         parts.extensions.insert(tenant.clone());
         Ok(tenant)
     }
@@ -287,24 +247,15 @@ impl FromRequestParts<AppState> for Admin {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim);
         match token {
             Some(t) if state.admin_token.verify(t) => {
-                let ClientIp(ip) = ClientIp::from_request_parts(parts, state)
-                    .await
-                    .unwrap_or(ClientIp(None));
+                let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await.unwrap_or(ClientIp(None));
                 Ok(Admin { ip })
             }
-            Some(_) => Err(ApiError::Unauthorized(
-                "the admin token is not valid".into(),
-            )),
-            None => Err(ApiError::Unauthorized(
-                "the admin token is required as a Bearer token".into(),
-            )),
+            Some(_) => Err(ApiError::Unauthorized("the admin token is not valid".into())),
+            None => Err(ApiError::Unauthorized("the admin token is required as a Bearer token".into())),
         }
     }
 }
@@ -330,9 +281,6 @@ mod tests {
             Err(ApiError::Validation { field, .. }) => assert_eq!(field, "count"),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(
-            parse_json::<Body>(b"{nope"),
-            Err(ApiError::BadRequest(_))
-        ));
+        assert!(matches!(parse_json::<Body>(b"{nope"), Err(ApiError::BadRequest(_))));
     }
 }

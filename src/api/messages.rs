@@ -36,11 +36,15 @@ pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Er
         I(i64),
         U(u64),
     }
-    Ok(match StrOrNum::deserialize(d).map_err(|_| serde::de::Error::custom("expected a string or a number"))? {
-        StrOrNum::S(s) => s,
-        StrOrNum::I(i) => i.to_string(),
-        StrOrNum::U(u) => u.to_string(),
-    })
+    Ok(
+        match StrOrNum::deserialize(d)
+            .map_err(|_| serde::de::Error::custom("expected a string or a number"))?
+        {
+            StrOrNum::S(s) => s,
+            StrOrNum::I(i) => i.to_string(),
+            StrOrNum::U(u) => u.to_string(),
+        },
+    )
 }
 
 /// Like [`string_or_number`] for optional fields (`null` is `None`).
@@ -53,9 +57,9 @@ pub fn opt_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<St
 impl From<SendError> for ApiError {
     fn from(e: SendError) -> Self {
         match e {
-            SendError::DeviceNotConnected => {
-                ApiError::DeviceNotConnected("the device is not connected; pair it or wait for it to reconnect".into())
-            }
+            SendError::DeviceNotConnected => ApiError::DeviceNotConnected(
+                "the device is not connected; pair it or wait for it to reconnect".into(),
+            ),
             SendError::Limit(l) => l.into(),
             SendError::Db(d) => d.into(),
         }
@@ -147,7 +151,10 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     match headers.get("idempotency-key") {
         None => Ok(None),
         Some(v) => {
-            let key = v.to_str().map_err(|_| ApiError::validation("Idempotency-Key", "must be visible ASCII"))?.trim();
+            let key = v
+                .to_str()
+                .map_err(|_| ApiError::validation("Idempotency-Key", "must be visible ASCII"))?
+                .trim();
             if key.is_empty() || key.len() > 200 {
                 return Err(ApiError::validation("Idempotency-Key", "must be 1 to 200 characters"));
             }
@@ -265,18 +272,29 @@ async fn history_filter(state: &AppState, tenant: &Tenant, q: &HistoryQuery) -> 
     Ok(f)
 }
 
+/// A page of history: the usual list fields, and whether `total` is exact.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct HistoryPage {
+    #[serde(flatten)]
+    pub page: Page<MessageOut>,
+    /// False when more than 1,000 messages (or more than `offset + limit`) match: counting
+    /// stops there, and `total` is that lower bound.
+    pub total_exact: bool,
+}
+
 /// The tenant's messages, newest first, filtered.
 #[utoipa::path(get, path = "/api/user/chat-history", tag = "messages", params(HistoryQuery),
-    responses((status = 200, body = Page<MessageOut>)))]
+    responses((status = 200, body = HistoryPage)))]
 async fn list_chat_history(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<HistoryQuery>,
-) -> ApiResult<Json<Page<MessageOut>>> {
+) -> ApiResult<Json<HistoryPage>> {
     let (limit, offset) = page(q.limit, q.offset);
     let filter = history_filter(&state, &tenant, &q).await?;
-    let (rows, total) = state.db.list_messages(tenant.id, &filter, limit, offset).await?;
-    Ok(Json(Page { data: rows.into_iter().map(message_out).collect(), total, limit, offset }))
+    let found = state.db.list_messages(tenant.id, &filter, limit, offset).await?;
+    let data = found.rows.into_iter().map(message_out).collect();
+    Ok(Json(HistoryPage { page: Page { data, total: found.total, limit, offset }, total_exact: found.exact }))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -315,8 +333,20 @@ async fn get_chat_message(
 }
 
 const CSV_HEADER: [&str; 14] = [
-    "id", "created_at", "device", "direction", "chat", "from", "to", "push_name", "type", "text", "status",
-    "error", "source", "wa_id",
+    "id",
+    "created_at",
+    "device",
+    "direction",
+    "chat",
+    "from",
+    "to",
+    "push_name",
+    "type",
+    "text",
+    "status",
+    "error",
+    "source",
+    "wa_id",
 ];
 
 fn csv_rows(rows: &[MessageRow], with_header: bool) -> Vec<u8> {
@@ -357,7 +387,7 @@ async fn export_chat_history(
     state.tenants.record(tenant.activity("message.export", None)).await;
     let db = state.db.clone();
     let tenant_id = tenant.id;
-    // Keyset paging: each batch continues below the last id sent, so the export is consistent
+    // Keyset paging: each batch continues after the last row sent, so the export is consistent
     // while new messages arrive and memory stays bounded.
     let stream = futures::stream::unfold(Some((filter, true)), move |cursor| {
         let db = db.clone();
@@ -368,7 +398,7 @@ async fn export_chat_history(
                 Ok(rows) => {
                     let chunk = csv_rows(&rows, first);
                     let next = rows.last().map(|r| {
-                        filter.before_id = Some(r.id);
+                        filter.before = Some((r.created_at, r.id));
                         (filter, false)
                     });
                     Some((Ok::<_, std::io::Error>(chunk), next))

@@ -24,14 +24,14 @@ pub mod devices;
 pub mod extract;
 pub mod media;
 pub mod messages;
+pub mod rules;
+pub mod schedules;
 pub mod simulator;
+pub mod webhooks;
 
 /// Renders a stored Unix-milliseconds timestamp as RFC 3339 (UTC).
 pub fn ts(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms)
-        .single()
-        .unwrap_or_default()
-        .to_rfc3339_opts(SecondsFormat::Millis, true)
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 #[derive(OpenApi)]
@@ -46,9 +46,7 @@ struct SecuritySchemes;
 
 impl utoipa::Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{
-            ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme,
-        };
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
@@ -69,7 +67,10 @@ pub fn router(state: AppState) -> Router {
         .merge(devices::router())
         .merge(messages::router())
         .merge(media::router())
+        .merge(rules::router())
+        .merge(schedules::router())
         .merge(simulator::router())
+        .merge(webhooks::router())
         .split_for_parts();
     let doc_json = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into());
     let body_limit = state.config.server.body_limit;
@@ -80,21 +81,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route(
             "/openapi.json",
-            get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    doc_json.clone(),
-                )
-            }),
+            get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.clone()) }),
         )
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            timeout,
-        ))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(StatusCode::SERVICE_UNAVAILABLE, timeout))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
@@ -136,10 +129,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         return response;
     }
     let error = match status {
-        StatusCode::METHOD_NOT_ALLOWED => (
-            "method_not_allowed",
-            "this method is not allowed on this path",
-        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", "this method is not allowed on this path"),
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "request body is too large"),
         StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE => {
             ("timeout", "the request took too long")
@@ -149,10 +139,7 @@ async fn json_errors(req: Request, next: Next) -> Response {
         _ => ("bad_request", "the request was not understood"),
     };
     let (mut parts, _) = response.into_parts();
-    parts.headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     let body = serde_json::json!({ "error": { "code": error.0, "message": error.1 } });
     Response::from_parts(parts, Body::from(body.to_string()))

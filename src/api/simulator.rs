@@ -38,10 +38,9 @@ impl From<SimError> for ApiError {
 }
 
 fn simulator(state: &AppState) -> ApiResult<&Simulator> {
-    state
-        .simulator
-        .as_deref()
-        .ok_or_else(|| ApiError::NotFound("the simulator runs only with whatsapp.driver = \"simulator\"".into()))
+    state.simulator.as_deref().ok_or_else(|| {
+        ApiError::NotFound("the simulator runs only with whatsapp.driver = \"simulator\"".into())
+    })
 }
 
 /// A device by id or phone, across tenants (a phone shared by two tenants is ambiguous).
@@ -57,7 +56,9 @@ async fn find_device(state: &AppState, reference: &str) -> ApiResult<DeviceRow> 
     match found.len() {
         0 => Err(ApiError::not_found("device")),
         1 => Ok(found.remove(0)),
-        _ => Err(ApiError::Conflict("several tenants have a device with this phone; use the device id".into())),
+        _ => {
+            Err(ApiError::Conflict("several tenants have a device with this phone; use the device id".into()))
+        }
     }
 }
 
@@ -112,7 +113,8 @@ async fn sim_inbound(
     let device = find_device(&state, &body.device).await?;
     let from = normalize_device_phone(&body.from, &state.config.whatsapp.default_country_code)
         .map_err(|e| ApiError::validation("from", e.to_string()))?;
-    let inbound = SimInbound { from, text: body.text, push_name: body.push_name, id: body.id, group: body.group };
+    let inbound =
+        SimInbound { from, text: body.text, push_name: body.push_name, id: body.id, group: body.group };
     let wa_id = sim.inbound(device.id, inbound).await?;
     Ok(Json(serde_json::json!({ "device": device.id, "id": wa_id })))
 }

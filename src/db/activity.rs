@@ -30,17 +30,19 @@ impl Db {
     pub async fn record_activity(&self, entry: &NewActivity) -> DbResult<()> {
         writer!(self, |p| {
             sqlx::query(
-            "INSERT INTO user_activity_logs (user_id, actor, action, target, detail, ip, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        )
-        .bind(entry.user_id)
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.detail)
-        .bind(&entry.ip)
-        .bind(now_ms())
-        .execute(p).await.map(|r| r.rows_affected())
+                "INSERT INTO user_activity_logs (user_id, actor, action, target, detail, ip, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(entry.user_id)
+            .bind(&entry.actor)
+            .bind(&entry.action)
+            .bind(&entry.target)
+            .bind(&entry.detail)
+            .bind(&entry.ip)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })?;
         Ok(())
     }
@@ -55,24 +57,24 @@ impl Db {
     ) -> DbResult<(Vec<ActivityRow>, i64)> {
         let rows = reader!(self, |p| {
             sqlx::query_as(
-            "SELECT id, user_id, actor, action, target, detail, ip, created_at FROM user_activity_logs \
-             WHERE user_id = $1 AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3 OFFSET $4"
-        )
-        .bind(tenant)
-        .bind(action)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(p)
-        .await
+                "SELECT id, user_id, actor, action, target, detail, ip, created_at FROM user_activity_logs \
+             WHERE user_id = $1 AND ($2 IS NULL OR action = $2) ORDER BY id DESC LIMIT $3 OFFSET $4",
+            )
+            .bind(tenant)
+            .bind(action)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(p)
+            .await
         })?;
         let total: i64 = reader!(self, |p| {
             sqlx::query_scalar(
-            "SELECT COUNT(*) FROM user_activity_logs WHERE user_id = $1 AND ($2 IS NULL OR action = $2)"
-        )
-        .bind(tenant)
-        .bind(action)
-        .fetch_one(p)
-        .await
+                "SELECT COUNT(*) FROM user_activity_logs WHERE user_id = $1 AND ($2 IS NULL OR action = $2)",
+            )
+            .bind(tenant)
+            .bind(action)
+            .fetch_one(p)
+            .await
         })?;
         Ok((rows, total))
     }

@@ -60,7 +60,9 @@ impl Db {
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(|e| match DbError::from(e) {
-                        DbError::Conflict(_) => DbError::Conflict("you already have a device with this phone number".into()),
+                        DbError::Conflict(_) => {
+                            DbError::Conflict("you already have a device with this phone number".into())
+                        }
                         other => other,
                     })?;
                 tx.commit().await?;
@@ -80,13 +82,20 @@ impl Db {
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(phone).fetch_optional(p).await)?)
     }
 
-    pub async fn list_devices(&self, tenant: i64, limit: i64, offset: i64) -> DbResult<(Vec<DeviceRow>, i64)> {
+    pub async fn list_devices(
+        &self,
+        tenant: i64,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<DeviceRow>, i64)> {
         let sql = format!("SELECT {COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id LIMIT $2 OFFSET $3");
-        let rows = reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
-        let total: i64 = reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
-            .bind(tenant)
-            .fetch_one(p)
-            .await)?;
+        let rows =
+            reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
+        let total: i64 =
+            reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+                .bind(tenant)
+                .fetch_one(p)
+                .await)?;
         Ok((rows, total))
     }
 

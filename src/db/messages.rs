@@ -74,13 +74,31 @@ pub struct MessageFilter {
     pub since: Option<i64>,
     /// Unix ms, exclusive.
     pub until: Option<i64>,
-    /// Only rows with an id below this (keyset paging for exports).
-    pub before_id: Option<i64>,
+    /// Only rows after this `(created_at, id)` in the newest-first order (keyset paging for
+    /// exports).
+    pub before: Option<(i64, i64)>,
 }
 
 const SELECT: &str = "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
      m.sender, m.recipient, m.text, m.type, m.status, m.wa_id, m.push_name, m.is_group, m.media, m.error, \
      m.source, m.attempts, m.created_at, m.updated_at FROM messages m JOIN devices d ON d.id = m.device_id";
+
+/// The history's order, newest first. `created_at` is set when the row is stored, so this is
+/// the id order except between rows stored concurrently; sorting by time lets one index serve a
+/// filter and a time range together.
+const ORDER: &str = "ORDER BY m.created_at DESC, m.id DESC";
+
+/// Matching rows counted for a history page's `total` before it becomes a lower bound.
+pub const TOTAL_COUNT_CAP: i64 = 1_000;
+
+/// A page of history with the number of matching rows.
+#[derive(Debug, Clone)]
+pub struct MessagePage {
+    pub rows: Vec<MessageRow>,
+    /// The number of matching rows, or a lower bound when `exact` is false.
+    pub total: i64,
+    pub exact: bool,
+}
 
 /// Statuses an outbound message may move to from each status (receipts never go backwards).
 fn earlier_statuses(status: &str) -> &'static [&'static str] {
@@ -106,26 +124,37 @@ impl MessageFilter {
             args.push(arg);
             sql.push_str(&cond.replace('?', &format!("${}", args.len() + 1)));
         };
-        if let Some(v) = self.device_id {
-            push(" AND m.device_id = ?", Arg::I64(v), &mut sql);
-        }
-        if let Some(v) = &self.direction {
-            push(" AND m.direction = ?", Arg::Str(v.clone()), &mut sql);
-        }
+        // SQLite keeps no statistics unless ANALYZE ran, and then takes any index that matches an
+        // equality, even a direction's (half the rows) next to a chat's (a few hundred). So on
+        // SQLite only the most selective equality (chat, then status, device, direction) may use
+        // its index; the others are written `+m.x`, SQLite's "no index for this term".
+        let lead =
+            [self.chat.is_some(), self.status.is_some(), self.device_id.is_some(), self.direction.is_some()]
+                .iter()
+                .position(|present| *present);
+        let col = |rank: usize, name: &str| -> String {
+            match dialect {
+                Dialect::Sqlite if lead != Some(rank) => format!("+m.{name}"),
+                _ => format!("m.{name}"),
+            }
+        };
         if let Some(v) = &self.chat {
-            push(" AND m.chat = ?", Arg::Str(v.clone()), &mut sql);
+            push(&format!(" AND {} = ?", col(0, "chat")), Arg::Str(v.clone()), &mut sql);
         }
         if let Some(v) = &self.status {
-            push(" AND m.status = ?", Arg::Str(v.clone()), &mut sql);
+            push(&format!(" AND {} = ?", col(1, "status")), Arg::Str(v.clone()), &mut sql);
+        }
+        if let Some(v) = self.device_id {
+            push(&format!(" AND {} = ?", col(2, "device_id")), Arg::I64(v), &mut sql);
+        }
+        if let Some(v) = &self.direction {
+            push(&format!(" AND {} = ?", col(3, "direction")), Arg::Str(v.clone()), &mut sql);
         }
         if let Some(v) = self.since {
             push(" AND m.created_at >= ?", Arg::I64(v), &mut sql);
         }
         if let Some(v) = self.until {
             push(" AND m.created_at < ?", Arg::I64(v), &mut sql);
-        }
-        if let Some(v) = self.before_id {
-            push(" AND m.id < ?", Arg::I64(v), &mut sql);
         }
         if let Some(q) = &self.q {
             let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
@@ -134,6 +163,12 @@ impl MessageFilter {
                 Dialect::Postgres => " AND m.text ILIKE ? ESCAPE '\\'",
             };
             push(cond, Arg::Str(format!("%{escaped}%")), &mut sql);
+        }
+        if let Some((created_at, id)) = self.before {
+            args.push(Arg::I64(created_at));
+            args.push(Arg::I64(id));
+            let n = args.len() + 1;
+            sql.push_str(&format!(" AND (m.created_at, m.id) < (${}, ${n})", n - 1));
         }
         (sql, args)
     }
@@ -248,32 +283,45 @@ impl Db {
     }
 
     /// A page of the tenant's history, newest first, with the number of matching rows.
+    ///
+    /// Counting every match of a broad filter costs time in proportion to the matches (tens of
+    /// milliseconds per million), so the count stops after `max(TOTAL_COUNT_CAP, offset +
+    /// limit)` rows: past that, `total` is that bound and `exact` is false ("1,000+").
     pub async fn list_messages(
         &self,
         tenant: i64,
         filter: &MessageFilter,
         limit: i64,
         offset: i64,
-    ) -> DbResult<(Vec<MessageRow>, i64)> {
+    ) -> DbResult<MessagePage> {
         let (cond, args) = filter.render(self.dialect());
         let n = args.len();
-        let sql = format!("{SELECT}{cond} ORDER BY m.id DESC LIMIT ${} OFFSET ${}", n + 2, n + 3);
-        let count_sql = format!("SELECT COUNT(*) FROM messages m{cond}");
+        let sql = format!("{SELECT}{cond} {ORDER} LIMIT ${} OFFSET ${}", n + 2, n + 3);
+        let bound = TOTAL_COUNT_CAP.max(offset.saturating_add(limit));
+        let count_sql = format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages m{cond} {ORDER} LIMIT ${}) AS matching",
+            n + 2
+        );
         let rows: Vec<MessageRow> = reader!(self, |p| {
             let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
             q.bind(limit).bind(offset).fetch_all(p).await
         })?;
-        let total: i64 = reader!(self, |p| {
+        let counted: i64 = reader!(self, |p| {
             let q = bind_args!(sqlx::query_scalar(&count_sql).bind(tenant), &args);
-            q.fetch_one(p).await
+            q.bind(bound + 1).fetch_one(p).await
         })?;
-        Ok((rows, total))
+        Ok(MessagePage { rows, total: counted.min(bound), exact: counted <= bound })
     }
 
-    /// Up to `limit` matching rows, newest first, without counting (exports page by `before_id`).
-    pub async fn list_messages_batch(&self, tenant: i64, filter: &MessageFilter, limit: i64) -> DbResult<Vec<MessageRow>> {
+    /// Up to `limit` matching rows, newest first, without counting (exports page by `before`).
+    pub async fn list_messages_batch(
+        &self,
+        tenant: i64,
+        filter: &MessageFilter,
+        limit: i64,
+    ) -> DbResult<Vec<MessageRow>> {
         let (cond, args) = filter.render(self.dialect());
-        let sql = format!("{SELECT}{cond} ORDER BY m.id DESC LIMIT ${}", args.len() + 2);
+        let sql = format!("{SELECT}{cond} {ORDER} LIMIT ${}", args.len() + 2);
         Ok(reader!(self, |p| {
             let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
             q.bind(limit).fetch_all(p).await
@@ -294,12 +342,14 @@ impl Db {
 
     /// When the next queued message of a device becomes due (Unix ms), if any is queued.
     pub async fn next_queued_due(&self, device_id: i64) -> DbResult<Option<i64>> {
-        Ok(reader!(self, |p| sqlx::query_scalar(
+        Ok(reader!(self, |p| {
+            sqlx::query_scalar(
             "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM messages WHERE device_id = $1 AND status = 'queued'"
         )
         .bind(device_id)
         .fetch_one(p)
-        .await)?)
+        .await
+        })?)
     }
 
     /// Moves a message to `status` (with WhatsApp's id when sent) and records the change.
@@ -338,7 +388,8 @@ impl Db {
 
     /// Puts a message back in the queue after a failed attempt, due again at `due_ms`.
     pub async fn requeue_message(&self, id: i64, due_ms: i64, error: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        writer!(self, |p| {
+            sqlx::query(
             "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $2, error = $3, updated_at = $4 WHERE id = $1"
         )
         .bind(id)
@@ -347,13 +398,19 @@ impl Db {
         .bind(now_ms())
         .execute(p)
         .await
-        .map(|r| r.rows_affected()))?;
+        .map(|r| r.rows_affected())
+        })?;
         Ok(())
     }
 
     /// Applies a receipt: moves the device's outbound messages with these WhatsApp ids forward
     /// to `status` (never backwards). Returns the ids and tenants of the messages that changed.
-    pub async fn apply_receipt(&self, device_id: i64, wa_ids: &[String], status: &str) -> DbResult<Vec<(i64, i64)>> {
+    pub async fn apply_receipt(
+        &self,
+        device_id: i64,
+        wa_ids: &[String],
+        status: &str,
+    ) -> DbResult<Vec<(i64, i64)>> {
         let earlier = earlier_statuses(status);
         if earlier.is_empty() || wa_ids.is_empty() {
             return Ok(Vec::new());
@@ -393,37 +450,45 @@ impl Db {
 
     /// The device that sent the outbound message with this WhatsApp id, with the message id.
     pub async fn system_outbound_by_wa_id(&self, wa_id: &str) -> DbResult<Option<(i64, i64)>> {
-        Ok(reader!(self, |p| sqlx::query_as(
+        Ok(reader!(self, |p| {
+            sqlx::query_as(
             "SELECT device_id, id FROM messages WHERE wa_id = $1 AND direction = 'out' ORDER BY id DESC LIMIT 1"
         )
         .bind(wa_id)
         .fetch_optional(p)
-        .await)?)
+        .await
+        })?)
     }
 
     /// The WhatsApp id of an outbound message, by gateway id (simulator receipts).
     pub async fn system_message_wa_id(&self, id: i64) -> DbResult<Option<(i64, Option<String>)>> {
-        Ok(reader!(self, |p| sqlx::query_as("SELECT device_id, wa_id FROM messages WHERE id = $1 AND direction = 'out'")
-            .bind(id)
-            .fetch_optional(p)
-            .await)?)
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT device_id, wa_id FROM messages WHERE id = $1 AND direction = 'out'"
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// Devices that have messages waiting in their queue (to resume sending at start).
     pub async fn devices_with_queued(&self) -> DbResult<Vec<i64>> {
-        Ok(reader!(self, |p| sqlx::query_scalar("SELECT DISTINCT device_id FROM messages WHERE status = 'queued'")
-            .fetch_all(p)
-            .await)?)
+        Ok(reader!(self, |p| sqlx::query_scalar(
+            "SELECT DISTINCT device_id FROM messages WHERE status = 'queued'"
+        )
+        .fetch_all(p)
+        .await)?)
     }
 
     /// Inbound messages whose pipeline has not finished, oldest first: `(tenant, id)`.
     pub async fn unprocessed_inbound(&self, limit: i64) -> DbResult<Vec<(i64, i64)>> {
-        Ok(reader!(self, |p| sqlx::query_as(
+        Ok(reader!(self, |p| {
+            sqlx::query_as(
             "SELECT user_id, id FROM messages WHERE processed_at IS NULL AND direction = 'in' ORDER BY id LIMIT $1"
         )
         .bind(limit)
         .fetch_all(p)
-        .await)?)
+        .await
+        })?)
     }
 
     pub async fn mark_processed(&self, id: i64) -> DbResult<()> {
@@ -449,11 +514,13 @@ impl Db {
     }
 
     pub async fn media_blob(&self, tenant: i64, id: i64) -> DbResult<Option<Vec<u8>>> {
-        Ok(reader!(self, |p| sqlx::query_scalar("SELECT data FROM media_blobs WHERE user_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(p)
-            .await)?)
+        Ok(reader!(self, |p| sqlx::query_scalar(
+            "SELECT data FROM media_blobs WHERE user_id = $1 AND id = $2"
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     pub async fn delete_media_blob(&self, tenant: i64, id: i64) -> DbResult<()> {

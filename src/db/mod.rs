@@ -18,14 +18,17 @@ use sqlx::{PgPool, SqlitePool};
 pub mod activity;
 pub mod devices;
 pub mod messages;
+pub mod rules;
+pub mod schedules;
 pub mod sessions;
 pub mod settings;
 pub mod tenants;
 pub mod wa_sessions;
+pub mod webhooks;
 
 pub use activity::ActivityRow;
 pub use devices::DeviceRow;
-pub use messages::{MessageFilter, MessageRow, NewMessage, StatusEventRow};
+pub use messages::{MessageFilter, MessagePage, MessageRow, NewMessage, StatusEventRow};
 pub use tenants::{ApiKeyRow, AuthRow, TenantRow};
 
 /// Storage failures. Unique-constraint violations are `Conflict`, so callers can answer 409.
@@ -113,8 +116,7 @@ impl Db {
             if !path.is_empty() && path != ":memory:" {
                 if let Some(parent) = std::path::Path::new(path).parent() {
                     if !parent.as_os_str().is_empty() {
-                        std::fs::create_dir_all(parent)
-                            .map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
+                        std::fs::create_dir_all(parent).map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
                     }
                 }
             }
@@ -134,9 +136,7 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(base)
                 .await?;
-            Ok(Db {
-                pools: Pools::Sqlite { read, write },
-            })
+            Ok(Db { pools: Pools::Sqlite { read, write } })
         } else {
             let options = PgConnectOptions::from_str(&opts.url)?;
             let pool = PgPoolOptions::new()
@@ -144,9 +144,7 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options)
                 .await?;
-            Ok(Db {
-                pools: Pools::Postgres(pool),
-            })
+            Ok(Db { pools: Pools::Postgres(pool) })
         }
     }
 
@@ -168,10 +166,7 @@ impl Db {
 
     /// Answers whether the database takes a query (for `/readyz`).
     pub async fn ping(&self) -> DbResult<()> {
-        reader!(self, |p| sqlx::query("SELECT 1")
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        reader!(self, |p| sqlx::query("SELECT 1").execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -203,8 +198,5 @@ pub fn now_ms() -> i64 {
 
 /// Clamps list paging to sane bounds: limit 1..=500 (default 50), offset >= 0.
 pub fn page(limit: Option<i64>, offset: Option<i64>) -> (i64, i64) {
-    (
-        limit.unwrap_or(50).clamp(1, 500),
-        offset.unwrap_or(0).max(0),
-    )
+    (limit.unwrap_or(50).clamp(1, 500), offset.unwrap_or(0).max(0))
 }

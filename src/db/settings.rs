@@ -4,12 +4,10 @@ use super::{reader, writer, Db, DbResult};
 
 impl Db {
     pub async fn setting(&self, key: &str) -> DbResult<Option<String>> {
-        Ok(reader!(self, |p| sqlx::query_scalar(
-            "SELECT value FROM settings WHERE key = $1"
-        )
-        .bind(key)
-        .fetch_optional(p)
-        .await)?)
+        Ok(reader!(self, |p| sqlx::query_scalar("SELECT value FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(p)
+            .await)?)
     }
 
     /// Stores `value` under `key` unless the key already has a value; returns the stored value.
@@ -22,9 +20,6 @@ impl Db {
         .execute(p)
         .await
         .map(|r| r.rows_affected()))?;
-        Ok(self
-            .setting(key)
-            .await?
-            .unwrap_or_else(|| value.to_string()))
+        Ok(self.setting(key).await?.unwrap_or_else(|| value.to_string()))
     }
 }

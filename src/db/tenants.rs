@@ -80,9 +80,7 @@ impl Db {
                 .fetch_one(&mut *tx)
                 .await
                 .map_err(|e| match DbError::from(e) {
-                    DbError::Conflict(_) => {
-                        DbError::Conflict("a tenant with this email exists".into())
-                    }
+                    DbError::Conflict(_) => DbError::Conflict("a tenant with this email exists".into()),
                     other => other,
                 })?;
             sqlx::query("INSERT INTO user_limits (user_id, updated_at) VALUES ($1, $2)")
@@ -108,42 +106,28 @@ impl Db {
 
     pub async fn tenant(&self, id: i64) -> DbResult<Option<TenantRow>> {
         let sql = format!("SELECT {TENANT_COLUMNS} FROM users WHERE id = $1");
-        Ok(reader!(self, |p| sqlx::query_as(&sql)
-            .bind(id)
-            .fetch_optional(p)
-            .await)?)
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
     }
 
-    pub async fn tenant_by_email(
-        &self,
-        email: &str,
-    ) -> DbResult<Option<(TenantRow, Option<String>)>> {
+    pub async fn tenant_by_email(&self, email: &str) -> DbResult<Option<(TenantRow, Option<String>)>> {
         let sql = format!("SELECT {TENANT_COLUMNS} FROM users WHERE email = $1");
-        let row: Option<TenantRow> = reader!(self, |p| sqlx::query_as(&sql)
-            .bind(email)
-            .fetch_optional(p)
-            .await)?;
+        let row: Option<TenantRow> =
+            reader!(self, |p| sqlx::query_as(&sql).bind(email).fetch_optional(p).await)?;
         let Some(row) = row else { return Ok(None) };
-        let hash: Option<String> = reader!(self, |p| sqlx::query_scalar(
-            "SELECT password_hash FROM users WHERE id = $1"
-        )
-        .bind(row.id)
-        .fetch_one(p)
-        .await)?;
+        let hash: Option<String> =
+            reader!(self, |p| sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+                .bind(row.id)
+                .fetch_one(p)
+                .await)?;
         Ok(Some((row, hash)))
     }
 
     /// Tenants, newest first, with the total count.
     pub async fn list_tenants(&self, limit: i64, offset: i64) -> DbResult<(Vec<TenantRow>, i64)> {
         let sql = format!("SELECT {TENANT_COLUMNS} FROM users ORDER BY id DESC LIMIT $1 OFFSET $2");
-        let rows = reader!(self, |p| sqlx::query_as(&sql)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(p)
-            .await)?;
-        let total: i64 = reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM users")
-            .fetch_one(p)
-            .await)?;
+        let rows = reader!(self, |p| sqlx::query_as(&sql).bind(limit).bind(offset).fetch_all(p).await)?;
+        let total: i64 =
+            reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(p).await)?;
         Ok((rows, total))
     }
 
@@ -187,14 +171,12 @@ impl Db {
 
     /// Records that a key was used (callers throttle this to avoid a write per request).
     pub async fn touch_api_key(&self, key_id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
-            "UPDATE user_api_keys SET last_used_at = $2 WHERE id = $1"
-        )
-        .bind(key_id)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        writer!(self, |p| sqlx::query("UPDATE user_api_keys SET last_used_at = $2 WHERE id = $1")
+            .bind(key_id)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -260,15 +242,14 @@ impl Db {
     }
 
     pub async fn limits_row(&self, tenant: i64) -> DbResult<LimitsRow> {
-        let row: Option<LimitsRow> =
-            reader!(self, |p| {
-                sqlx::query_as(
-            "SELECT overrides, messages_period, messages_used FROM user_limits WHERE user_id = $1"
-        )
-        .bind(tenant)
-        .fetch_optional(p)
-        .await
-            })?;
+        let row: Option<LimitsRow> = reader!(self, |p| {
+            sqlx::query_as(
+                "SELECT overrides, messages_period, messages_used FROM user_limits WHERE user_id = $1",
+            )
+            .bind(tenant)
+            .fetch_optional(p)
+            .await
+        })?;
         row.ok_or(DbError::NotFound)
     }
 
@@ -297,18 +278,20 @@ impl Db {
     ) -> DbResult<bool> {
         let done = writer!(self, |p| {
             sqlx::query(
-            "UPDATE user_limits SET \
+                "UPDATE user_limits SET \
                messages_used = (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3, \
                messages_period = $2, updated_at = $5 \
              WHERE user_id = $1 AND ($4 IS NULL OR \
-               (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3 <= $4)"
-        )
-        .bind(tenant)
-        .bind(period)
-        .bind(n)
-        .bind(limit)
-        .bind(now_ms())
-        .execute(p).await.map(|r| r.rows_affected())
+               (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3 <= $4)",
+            )
+            .bind(tenant)
+            .bind(period)
+            .bind(n)
+            .bind(limit)
+            .bind(now_ms())
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
         })?;
         Ok(done == 1)
     }
@@ -334,9 +317,10 @@ pub(crate) fn count_sql(resource: Resource) -> Option<&'static str> {
     match resource {
         Resource::Devices => Some("SELECT COUNT(*) FROM devices WHERE user_id = $1"),
         Resource::AutoReplies => Some("SELECT COUNT(*) FROM auto_replies WHERE user_id = $1"),
-        Resource::ScheduledMessages => Some(
-            "SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND status = 'pending'",
-        ),
+        Resource::ScheduledMessages => {
+            Some("SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND status = 'pending'")
+        }
+        Resource::WebhookEndpoints => Some("SELECT COUNT(*) FROM webhook_endpoints WHERE user_id = $1"),
         _ => None,
     }
 }
@@ -347,10 +331,7 @@ impl Db {
         let mut out = Vec::new();
         for r in Resource::ALL {
             if let Some(sql) = count_sql(r) {
-                let n: i64 = reader!(self, |p| sqlx::query_scalar(sql)
-                    .bind(tenant)
-                    .fetch_one(p)
-                    .await)?;
+                let n: i64 = reader!(self, |p| sqlx::query_scalar(sql).bind(tenant).fetch_one(p).await)?;
                 out.push((r, n));
             }
         }

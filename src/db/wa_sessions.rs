@@ -205,12 +205,11 @@ impl Db {
 
     /// Whether the device has a stored `Device` row (paired or not).
     pub async fn wa_device_exists(&self, device_id: i64) -> DbResult<bool> {
-        let found: Option<i64> = reader!(self, |p| sqlx::query_scalar(
-            "SELECT device_id FROM wa_device WHERE device_id = $1"
-        )
-        .bind(device_id)
-        .fetch_optional(p)
-        .await)?;
+        let found: Option<i64> =
+            reader!(self, |p| sqlx::query_scalar("SELECT device_id FROM wa_device WHERE device_id = $1")
+                .bind(device_id)
+                .fetch_optional(p)
+                .await)?;
         Ok(found.is_some())
     }
 
@@ -256,27 +255,25 @@ impl Db {
     pub async fn wa_blob(&self, table: WaBlobTable, device_id: i64, key: &str) -> DbResult<Option<Vec<u8>>> {
         let (table, key_col, value_col) = table.parts();
         let sql = format!("SELECT {value_col} FROM {table} WHERE device_id = $1 AND {key_col} = $2");
-        Ok(reader!(self, |p| sqlx::query_scalar(&sql)
-            .bind(device_id)
-            .bind(key)
-            .fetch_optional(p)
-            .await)?)
+        Ok(reader!(self, |p| sqlx::query_scalar(&sql).bind(device_id).bind(key).fetch_optional(p).await)?)
     }
 
     /// Whether `table` has a row under `key`.
     pub async fn wa_blob_exists(&self, table: WaBlobTable, device_id: i64, key: &str) -> DbResult<bool> {
         let (table, key_col, _) = table.parts();
         let sql = format!("SELECT device_id FROM {table} WHERE device_id = $1 AND {key_col} = $2");
-        let found: Option<i64> = reader!(self, |p| sqlx::query_scalar(&sql)
-            .bind(device_id)
-            .bind(key)
-            .fetch_optional(p)
-            .await)?;
+        let found: Option<i64> =
+            reader!(self, |p| sqlx::query_scalar(&sql).bind(device_id).bind(key).fetch_optional(p).await)?;
         Ok(found.is_some())
     }
 
     /// Stores each `(key, bytes)` in `table`, replacing existing values, in one transaction.
-    pub async fn wa_put_blobs(&self, table: WaBlobTable, device_id: i64, rows: &[(&str, &[u8])]) -> DbResult<()> {
+    pub async fn wa_put_blobs(
+        &self,
+        table: WaBlobTable,
+        device_id: i64,
+        rows: &[(&str, &[u8])],
+    ) -> DbResult<()> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -17,7 +17,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::driver::{DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, ReceiptKind, Session, StopReason};
+use super::driver::{
+    DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, ReceiptKind, Session, StopReason,
+};
 use crate::db::{Db, DeviceRow};
 
 /// A device's connection state as the API reports it.
@@ -247,8 +249,9 @@ impl DeviceManager {
 
     /// The live status, or the stored one when no session ever ran in this process.
     pub fn status_of(&self, device: &DeviceRow) -> LiveStatus {
-        self.live(device.id)
-            .unwrap_or_else(|| LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone()))
+        self.live(device.id).unwrap_or_else(|| {
+            LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone())
+        })
     }
 
     /// The session of a connected device.
@@ -292,7 +295,8 @@ impl DeviceManager {
             return Err(DeviceError::AlreadyConnected);
         }
         self.qr(device).await?;
-        let session = self.lock().get(&device.id).and_then(|s| s.session.clone()).ok_or(DeviceError::NoQrYet)?;
+        let session =
+            self.lock().get(&device.id).and_then(|s| s.session.clone()).ok_or(DeviceError::NoQrYet)?;
         let code = session.request_pair_code(phone).await?;
         let offered = Offered { code, expires_at: Utc::now() + chrono::Duration::seconds(180) };
         Ok(offered)
@@ -300,16 +304,32 @@ impl DeviceManager {
 
     /// Logs the device out (unlinks it from the phone) and clears its keys; no reconnect.
     pub async fn logout(&self, device: &DeviceRow) -> Result<(), DeviceError> {
-        let session = self.lock().get(&device.id).and_then(|s| s.session.clone());
-        self.stop(device.id);
+        // Take the run out of the slot at once (it no longer reconnects, sets the status or
+        // deletes keys: this logout does, and a reset's new run may follow), but cancel it only
+        // after the session logged out: cancelling closes the connection, and a logout under
+        // a closed connection never tells WhatsApp that the device left.
+        let (session, run) = match self.lock().get_mut(&device.id) {
+            Some(slot) => (slot.session.clone(), slot.run.take()),
+            None => (None, None),
+        };
         if let Some(s) = session {
             if let Err(e) = s.logout().await {
                 tracing::warn!(device_id = device.id, error = %e, "logout through the session failed");
             }
         }
+        if let Some((_, run)) = run {
+            run.cancel();
+        }
         self.inner.driver.forget(device.id).await?;
-        self.set_status(device.id, device.user_id, DeviceStatus::LoggedOut, Some("logged out".into()), Some(false), None)
-            .await;
+        self.set_status(
+            device.id,
+            device.user_id,
+            DeviceStatus::LoggedOut,
+            Some("logged out".into()),
+            Some(false),
+            None,
+        )
+        .await;
         Ok(())
     }
 
@@ -378,8 +398,15 @@ impl DeviceManager {
                 Ok(s) => s,
                 Err(e) => {
                     let detail = format!("could not connect: {e}");
-                    self.set_status(key.device_id, key.tenant_id, DeviceStatus::Connecting, Some(detail), None, None)
-                        .await;
+                    self.set_status(
+                        key.device_id,
+                        key.tenant_id,
+                        DeviceStatus::Connecting,
+                        Some(detail),
+                        None,
+                        None,
+                    )
+                    .await;
                     if !self.pause(&cancel, &mut backoff).await {
                         break;
                     }
@@ -423,10 +450,16 @@ impl DeviceManager {
                     break;
                 }
                 StopReason::LoggedOut(why) => {
-                    if let Err(e) = self.inner.driver.forget(id).await {
-                        tracing::warn!(device_id = id, error = %e, "could not delete session keys after logout");
+                    // Unless a logout through the gateway took this run over (it cleans up).
+                    let mut own = false;
+                    self.with_own_slot(id, run_id, |_| own = true);
+                    if own {
+                        if let Err(e) = self.inner.driver.forget(id).await {
+                            tracing::warn!(device_id = id, error = %e, "could not delete session keys after logout");
+                        }
+                        self.set_status(id, tenant, DeviceStatus::LoggedOut, Some(why), Some(false), None)
+                            .await;
                     }
-                    self.set_status(id, tenant, DeviceStatus::LoggedOut, Some(why), Some(false), None).await;
                     break;
                 }
                 StopReason::Refused(why) => {
@@ -472,18 +505,35 @@ impl DeviceManager {
                 if let Some(slot) = self.lock().get_mut(&id) {
                     slot.live.qr = Some(Offered { code: code.clone(), expires_at });
                 }
-                let _ = self.inner.updates.send(DeviceUpdate::Qr { device_id: id, tenant_id: tenant, qr: code, expires_at });
+                let _ = self.inner.updates.send(DeviceUpdate::Qr {
+                    device_id: id,
+                    tenant_id: tenant,
+                    qr: code,
+                    expires_at,
+                });
             }
             DriverEvent::PairCode { code, ttl } => {
                 let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
                 if let Some(slot) = self.lock().get_mut(&id) {
                     slot.live.pair_code = Some(Offered { code: code.clone(), expires_at });
                 }
-                let _ = self.inner.updates.send(DeviceUpdate::PairCode { device_id: id, tenant_id: tenant, code, expires_at });
+                let _ = self.inner.updates.send(DeviceUpdate::PairCode {
+                    device_id: id,
+                    tenant_id: tenant,
+                    code,
+                    expires_at,
+                });
             }
             DriverEvent::Paired { jid } => {
-                self.set_status(id, tenant, DeviceStatus::Connecting, Some("paired".into()), Some(true), Some(&jid))
-                    .await;
+                self.set_status(
+                    id,
+                    tenant,
+                    DeviceStatus::Connecting,
+                    Some("paired".into()),
+                    Some(true),
+                    Some(&jid),
+                )
+                .await;
             }
             DriverEvent::Connected => {
                 *backoff = self.inner.reconnect_min;

@@ -79,10 +79,8 @@ impl Limits {
 
     /// As JSON: every resource, `null` for unlimited.
     pub fn to_json(&self) -> serde_json::Value {
-        let map: serde_json::Map<String, serde_json::Value> = Resource::ALL
-            .iter()
-            .map(|r| (r.name().to_string(), serde_json::json!(self.get(*r))))
-            .collect();
+        let map: serde_json::Map<String, serde_json::Value> =
+            Resource::ALL.iter().map(|r| (r.name().to_string(), serde_json::json!(self.get(*r)))).collect();
         serde_json::Value::Object(map)
     }
 }
@@ -114,19 +112,9 @@ pub fn effective(package: &Limits, overrides: &Overrides) -> Limits {
 
 /// The calendar month (UTC) that contains `at`, as `YYYY-MM`, with its start and end.
 pub fn month_period(at: DateTime<Utc>) -> (String, DateTime<Utc>, DateTime<Utc>) {
-    let start = Utc
-        .with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0)
-        .single()
-        .unwrap_or(at);
-    let (ny, nm) = if at.month() == 12 {
-        (at.year() + 1, 1)
-    } else {
-        (at.year(), at.month() + 1)
-    };
-    let end = Utc
-        .with_ymd_and_hms(ny, nm, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(at);
+    let start = Utc.with_ymd_and_hms(at.year(), at.month(), 1, 0, 0, 0).single().unwrap_or(at);
+    let (ny, nm) = if at.month() == 12 { (at.year() + 1, 1) } else { (at.year(), at.month() + 1) };
+    let end = Utc.with_ymd_and_hms(ny, nm, 1, 0, 0, 0).single().unwrap_or(at);
     (format!("{:04}-{:02}", at.year(), at.month()), start, end)
 }
 
@@ -139,15 +127,8 @@ pub struct LimitsService {
 
 impl LimitsService {
     pub fn new(db: Db, config: &Config) -> Self {
-        let packages = config
-            .packages
-            .iter()
-            .map(|(name, p)| (name.clone(), package_limits(p)))
-            .collect();
-        LimitsService {
-            db,
-            packages: Arc::new(packages),
-        }
+        let packages = config.packages.iter().map(|(name, p)| (name.clone(), package_limits(p))).collect();
+        LimitsService { db, packages: Arc::new(packages) }
     }
 
     pub fn has_package(&self, name: &str) -> bool {
@@ -175,42 +156,25 @@ impl LimitsService {
 
     /// The limits in effect for a tenant on `package`.
     pub async fn limits(&self, tenant: i64, package: &str) -> Result<Limits, LimitError> {
-        Ok(effective(
-            &self.package(package),
-            &self.overrides(tenant).await?,
-        ))
+        Ok(effective(&self.package(package), &self.overrides(tenant).await?))
     }
 
     /// Messages used in the current month.
     pub async fn messages_used(&self, tenant: i64) -> Result<i64, LimitError> {
         let row = self.db.limits_row(tenant).await?;
         let (period, _, _) = month_period(Utc::now());
-        Ok(if row.messages_period == period {
-            row.messages_used
-        } else {
-            0
-        })
+        Ok(if row.messages_period == period { row.messages_used } else { 0 })
     }
 
     /// Reserves `n` outbound messages in this month's allowance, or refuses with
     /// `limit_exceeded`. Atomic on both databases: concurrent callers never overshoot.
-    pub async fn reserve_messages(
-        &self,
-        tenant: i64,
-        package: &str,
-        n: i64,
-    ) -> Result<(), LimitError> {
-        let limit = self
-            .limits(tenant, package)
-            .await?
-            .get(Resource::MessagesPerMonth);
+    pub async fn reserve_messages(&self, tenant: i64, package: &str, n: i64) -> Result<(), LimitError> {
+        let limit = self.limits(tenant, package).await?.get(Resource::MessagesPerMonth);
         let (period, _, _) = month_period(Utc::now());
         if self.db.reserve_messages(tenant, &period, n, limit).await? {
             Ok(())
         } else {
-            Err(LimitError::Exceeded {
-                limit: Resource::MessagesPerMonth,
-            })
+            Err(LimitError::Exceeded { limit: Resource::MessagesPerMonth })
         }
     }
 
@@ -234,10 +198,7 @@ mod tests {
             requests_per_minute: Some(600),
             ..Default::default()
         });
-        let over = Overrides::from([
-            (Resource::Devices, Some(3)),
-            (Resource::MessagesPerMonth, None),
-        ]);
+        let over = Overrides::from([(Resource::Devices, Some(3)), (Resource::MessagesPerMonth, None)]);
         let eff = effective(&basic, &over);
         assert_eq!(eff.get(Resource::Devices), Some(3));
         assert_eq!(eff.get(Resource::MessagesPerMonth), None);

@@ -26,10 +26,7 @@ fn take(bucket: Bucket, now: Instant, per_minute: f64) -> Result<Bucket, Duratio
     let elapsed = now.saturating_duration_since(bucket.updated).as_secs_f64();
     let tokens = (bucket.tokens + elapsed * rate).min(per_minute);
     if tokens >= 1.0 {
-        Ok(Bucket {
-            tokens: tokens - 1.0,
-            updated: now,
-        })
+        Ok(Bucket { tokens: tokens - 1.0, updated: now })
     } else {
         Err(Duration::from_secs_f64((1.0 - tokens) / rate))
     }
@@ -48,13 +45,9 @@ impl RateLimiter {
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Forget buckets that have been full for a while, so memory stays bounded.
-            buckets
-                .retain(|_, b| now.saturating_duration_since(b.updated) < Duration::from_secs(60));
+            buckets.retain(|_, b| now.saturating_duration_since(b.updated) < Duration::from_secs(60));
         }
-        let bucket = buckets.entry(key).or_insert(Bucket {
-            tokens: per_minute as f64,
-            updated: now,
-        });
+        let bucket = buckets.entry(key).or_insert(Bucket { tokens: per_minute as f64, updated: now });
         match take(*bucket, now, per_minute as f64) {
             Ok(next) => {
                 *bucket = next;
@@ -77,10 +70,7 @@ mod tests {
             assert!(limiter.check(1, Some(5)).is_ok());
         }
         let wait = limiter.check(1, Some(5)).unwrap_err();
-        assert!(
-            wait > Duration::from_secs(10) && wait <= Duration::from_secs(12),
-            "{wait:?}"
-        );
+        assert!(wait > Duration::from_secs(10) && wait <= Duration::from_secs(12), "{wait:?}");
         // Another key has its own bucket.
         assert!(limiter.check(2, Some(5)).is_ok());
         assert!(limiter.check(1, None).is_ok());

@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::outbound::{Outbound, SendRequest};
+use super::outbound::{Outbound, SendError, SendRequest};
 use super::phone::Recipient;
 use crate::db::{Db, DbError, DeviceRow, MessageRow, NewMessage};
 use crate::devices::driver::{DeviceKey, InboundMessage, ReceiptKind};
 use crate::devices::manager::MessageSink;
+use crate::limits::LimitError;
 
 /// What a stage sees: the stored message and the device it arrived at.
 pub struct InboundContext {
@@ -57,7 +58,12 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(db: Db, outbound: Outbound, stages: Vec<Arc<dyn Stage>>, tasks: tokio_util::task::TaskTracker) -> Self {
+    pub fn new(
+        db: Db,
+        outbound: Outbound,
+        stages: Vec<Arc<dyn Stage>>,
+        tasks: tokio_util::task::TaskTracker,
+    ) -> Self {
         Inbound { db, outbound, stages: Arc::new(stages), tasks }
     }
 
@@ -94,10 +100,13 @@ impl Inbound {
             return Ok(());
         }
         let ctx = InboundContext { tenant_id: tenant.id, package: tenant.package, device, message };
-        for stage in self.stages.iter() {
+        for (stage_no, stage) in self.stages.iter().enumerate() {
             let outcome = stage.run(&ctx).await;
-            for reply in outcome.replies {
-                self.reply(&ctx, reply).await;
+            for (reply_no, reply) in outcome.replies.into_iter().enumerate() {
+                // Keyed by message, stage and position: a pipeline run again after a crash
+                // finds its replies already queued and sends none twice.
+                let key = format!("reply:{}:{stage_no}:{reply_no}", ctx.message.id);
+                self.reply(&ctx, reply, key).await;
             }
             if outcome.stop {
                 break;
@@ -107,22 +116,44 @@ impl Inbound {
     }
 
     /// Sends a reply to the chat the message came from, through the same device.
-    async fn reply(&self, ctx: &InboundContext, reply: Reply) {
+    async fn reply(&self, ctx: &InboundContext, reply: Reply, idempotency_key: String) {
         let Ok(to) = Recipient::parse(&ctx.message.chat, "0") else { return };
         let req = SendRequest {
             tenant: ctx.tenant_id,
             package: ctx.package.clone(),
             device: ctx.device.clone(),
-            to,
-            text: Some(reply.text),
+            to: to.clone(),
+            text: Some(reply.text.clone()),
             media: None,
             source: reply.source,
-            idempotency_key: None,
+            idempotency_key: Some(idempotency_key),
             asynchronous: true,
             require_connected: false,
         };
-        if let Err(e) = self.outbound.send(req).await {
-            tracing::info!(message_id = ctx.message.id, error = %e, "reply not sent");
+        match self.outbound.send(req).await {
+            Ok(_) => {}
+            Err(SendError::Limit(LimitError::Exceeded { limit })) => {
+                // Not sent; stored as a failed outbound message so the tenant sees why.
+                let failed = NewMessage {
+                    user_id: ctx.tenant_id,
+                    device_id: ctx.device.id,
+                    direction: "out".into(),
+                    chat: to.jid(),
+                    sender: ctx.device.phone.clone(),
+                    recipient: to.as_str().to_string(),
+                    text: Some(reply.text),
+                    kind: "text".into(),
+                    status: "failed".into(),
+                    is_group: to.is_group(),
+                    source: reply.source.into(),
+                    error: Some(format!("limit_exceeded: {limit}")),
+                    ..Default::default()
+                };
+                if let Err(e) = self.db.insert_outbound(&failed).await {
+                    tracing::warn!(message_id = ctx.message.id, error = %e, "could not record a refused reply");
+                }
+            }
+            Err(e) => tracing::info!(message_id = ctx.message.id, error = %e, "reply not sent"),
         }
     }
 }
@@ -199,7 +230,8 @@ impl MessageSink for Inbound {
             ReceiptKind::Error => {
                 for wa_id in &wa_ids {
                     if let Ok(Some((_, id))) = self.db.system_outbound_by_wa_id(wa_id).await {
-                        let _ = self.db.set_message_status(id, "failed", None, Some("refused by WhatsApp")).await;
+                        let _ =
+                            self.db.set_message_status(id, "failed", None, Some("refused by WhatsApp")).await;
                     }
                 }
                 return;

@@ -155,7 +155,7 @@ impl Outbound {
         }
         inner.limits.reserve_messages(req.tenant, &req.package, 1).await?;
         let stored = self.store(&req).await;
-        let (row, fresh) = match stored {
+        let (row, fresh, blob) = match stored {
             Ok(v) => v,
             Err(e) => {
                 let _ = inner.limits.release_messages(req.tenant, 1).await;
@@ -165,6 +165,9 @@ impl Outbound {
         if !fresh {
             // A repeated idempotency key: the first result stands and nothing is sent.
             let _ = inner.limits.release_messages(req.tenant, 1).await;
+            if let Some(blob_id) = blob {
+                let _ = inner.db.delete_media_blob(req.tenant, blob_id).await;
+            }
             return Ok(row);
         }
         if req.asynchronous {
@@ -179,11 +182,14 @@ impl Outbound {
         Ok(inner.db.message(req.tenant, row.id).await?.unwrap_or(row))
     }
 
-    async fn store(&self, req: &SendRequest) -> Result<(MessageRow, bool), DbError> {
+    /// Stores the message; returns it, whether it is new, and the blob holding its media.
+    async fn store(&self, req: &SendRequest) -> Result<(MessageRow, bool, Option<i64>), DbError> {
         let db = &self.inner.db;
+        let mut blob = None;
         let (kind, media) = match &req.media {
             Some(m) => {
                 let blob_id = db.put_media_blob(req.tenant, &m.bytes).await?;
+                blob = Some(blob_id);
                 let meta = MediaMeta {
                     kind: m.kind.as_str().into(),
                     mime: Some(m.mime.clone()),
@@ -213,7 +219,8 @@ impl Outbound {
             idempotency_key: req.idempotency_key.clone(),
             ..Default::default()
         };
-        db.insert_outbound(&new).await
+        let (row, fresh) = db.insert_outbound(&new).await?;
+        Ok((row, fresh, blob))
     }
 
     /// Wakes the device's sender, starting it if needed.
@@ -263,7 +270,9 @@ impl Outbound {
             };
             let Some((id, tenant)) = next else {
                 let due = inner.db.next_queued_due(device_id).await.ok().flatten();
-                let wait = due.map(|d| Duration::from_millis((d - now_ms()).clamp(10, 30_000) as u64)).unwrap_or(idle);
+                let wait = due
+                    .map(|d| Duration::from_millis((d - now_ms()).clamp(10, 30_000) as u64))
+                    .unwrap_or(idle);
                 if !self.wait(&notify, wait).await {
                     break;
                 }
@@ -294,7 +303,9 @@ impl Outbound {
                 Err(e) => {
                     let attempts = msg.attempts + 1;
                     let reason = e.to_string();
-                    if attempts >= i64::from(inner.pacing.max_attempts) || matches!(e, DriverError::Invalid(_)) {
+                    if attempts >= i64::from(inner.pacing.max_attempts)
+                        || matches!(e, DriverError::Invalid(_))
+                    {
                         tracing::info!(message_id = id, error = %reason, "send failed");
                         let _ = inner.db.set_message_status(id, "failed", None, Some(&reason)).await;
                         let _ = inner.limits.release_messages(tenant, 1).await;
@@ -319,7 +330,11 @@ impl Outbound {
         }
     }
 
-    async fn deliver(&self, session: &dyn crate::devices::driver::Session, msg: &MessageRow) -> Result<String, DriverError> {
+    async fn deliver(
+        &self,
+        session: &dyn crate::devices::driver::Session,
+        msg: &MessageRow,
+    ) -> Result<String, DriverError> {
         let meta: Option<MediaMeta> = msg.media.as_deref().and_then(|m| serde_json::from_str(m).ok());
         match meta {
             None => session.send_text(&msg.chat, msg.text.as_deref().unwrap_or_default()).await,

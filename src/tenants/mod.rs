@@ -14,10 +14,7 @@ pub const KEY_PREFIX: &str = "wag_";
 #[derive(Debug, thiserror::Error)]
 pub enum TenantError {
     #[error("{field}: {message}")]
-    Invalid {
-        field: &'static str,
-        message: String,
-    },
+    Invalid { field: &'static str, message: String },
     #[error("a tenant with this email exists")]
     EmailTaken,
     #[error("tenant not found")]
@@ -61,11 +58,7 @@ pub fn generate_key() -> NewKey {
     let secret = format!("{KEY_PREFIX}{}", hex::encode(bytes));
     let prefix = secret[..KEY_PREFIX.len() + 8].to_string();
     let hash = hash_key(&secret);
-    NewKey {
-        secret,
-        prefix,
-        hash,
-    }
+    NewKey { secret, prefix, hash }
 }
 
 /// Keys carry enough entropy that a fast hash is safe; it keeps authentication cheap.
@@ -83,30 +76,20 @@ pub fn hash_password(password: &str) -> Result<String, TenantError> {
         });
     }
     if password.len() > 1024 {
-        return Err(TenantError::Invalid {
-            field: "password",
-            message: "is too long".into(),
-        });
+        return Err(TenantError::Invalid { field: "password", message: "is too long".into() });
     }
     let salt = SaltString::generate(&mut OsRng);
     argon2::Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|h| h.to_string())
-        .map_err(|e| TenantError::Invalid {
-            field: "password",
-            message: e.to_string(),
-        })
+        .map_err(|e| TenantError::Invalid { field: "password", message: e.to_string() })
 }
 
 /// Checks a password against its stored argon2 hash.
 pub fn verify_password(password: &str, hash: &str) -> bool {
     use argon2::password_hash::{PasswordHash, PasswordVerifier};
     PasswordHash::new(hash)
-        .map(|parsed| {
-            argon2::Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok()
-        })
+        .map(|parsed| argon2::Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
         .unwrap_or(false)
 }
 
@@ -128,10 +111,7 @@ fn parse_email(raw: &str) -> Result<String, TenantError> {
     if ok {
         Ok(email)
     } else {
-        Err(TenantError::Invalid {
-            field: "email",
-            message: "is not a valid email address".into(),
-        })
+        Err(TenantError::Invalid { field: "email", message: "is not a valid email address".into() })
     }
 }
 
@@ -145,11 +125,7 @@ pub struct TenantService {
 
 impl TenantService {
     pub fn new(db: Db, limits: LimitsService, default_package: String) -> Self {
-        TenantService {
-            db,
-            limits,
-            default_package,
-        }
+        TenantService { db, limits, default_package }
     }
 
     /// Creates a tenant and its first API key; returns the tenant and the key's secret.
@@ -162,26 +138,17 @@ impl TenantService {
             });
         }
         let email = parse_email(&input.email)?;
-        let package = input
-            .package
-            .unwrap_or_else(|| self.default_package.clone());
+        let package = input.package.unwrap_or_else(|| self.default_package.clone());
         if !self.limits.has_package(&package) {
             return Err(TenantError::Invalid {
                 field: "package",
-                message: format!(
-                    "unknown package; configured: {}",
-                    self.limits.package_names().join(", ")
-                ),
+                message: format!("unknown package; configured: {}", self.limits.package_names().join(", ")),
             });
         }
         let password_hash = input.password.as_deref().map(hash_password).transpose()?;
         let key = generate_key();
-        let new = NewTenant {
-            name,
-            email: &email,
-            package: &package,
-            password_hash: password_hash.as_deref(),
-        };
+        let new =
+            NewTenant { name, email: &email, package: &package, password_hash: password_hash.as_deref() };
         match self.db.create_tenant(&new, &key.prefix, &key.hash).await {
             Ok(row) => Ok((row, key.secret)),
             Err(DbError::Conflict(_)) => Err(TenantError::EmailTaken),
@@ -190,11 +157,7 @@ impl TenantService {
     }
 
     /// Issues another API key for a tenant.
-    pub async fn issue_key(
-        &self,
-        tenant: i64,
-        name: &str,
-    ) -> Result<(ApiKeyRow, String), TenantError> {
+    pub async fn issue_key(&self, tenant: i64, name: &str) -> Result<(ApiKeyRow, String), TenantError> {
         let name = name.trim();
         if name.chars().count() > 100 {
             return Err(TenantError::Invalid {
@@ -204,10 +167,7 @@ impl TenantService {
         }
         let key = generate_key();
         let name = if name.is_empty() { "api key" } else { name };
-        let row = self
-            .db
-            .create_api_key(tenant, name, &key.prefix, &key.hash)
-            .await?;
+        let row = self.db.create_api_key(tenant, name, &key.prefix, &key.hash).await?;
         Ok((row, key.secret))
     }
 
@@ -219,9 +179,7 @@ impl TenantService {
         let auth = self.db.auth_by_key_hash(&hash_key(secret)).await?;
         if let Some(a) = &auth {
             // Record use at most once a minute per key.
-            if a.last_used_at
-                .is_none_or(|t| crate::db::now_ms() - t > 60_000)
-            {
+            if a.last_used_at.is_none_or(|t| crate::db::now_ms() - t > 60_000) {
                 let _ = self.db.touch_api_key(a.key_id).await;
             }
         }
@@ -244,10 +202,7 @@ pub enum AdminToken {
 impl AdminToken {
     /// Resolves the token at start-up. Returns the token and, when one was just generated,
     /// its secret (to print once).
-    pub async fn bootstrap(
-        db: &Db,
-        configured: &str,
-    ) -> Result<(AdminToken, Option<String>), DbError> {
+    pub async fn bootstrap(db: &Db, configured: &str) -> Result<(AdminToken, Option<String>), DbError> {
         if !configured.is_empty() {
             return Ok((AdminToken::Hash(hash_key(configured)), None));
         }
@@ -257,9 +212,7 @@ impl AdminToken {
         let mut bytes = [0u8; 24];
         rand::thread_rng().fill_bytes(&mut bytes);
         let secret = format!("wagadm_{}", hex::encode(bytes));
-        let stored = db
-            .setting_insert_once("admin_token_hash", &hash_key(&secret))
-            .await?;
+        let stored = db.setting_insert_once("admin_token_hash", &hash_key(&secret)).await?;
         // Another process may have won the race; then its token stands and ours is not shown.
         let shown = (stored == hash_key(&secret)).then_some(secret);
         Ok((AdminToken::Hash(stored), shown))
@@ -300,15 +253,7 @@ mod tests {
     #[test]
     fn emails_are_normalised_and_checked() {
         assert_eq!(parse_email(" Budi@Toko.CO.id ").unwrap(), "budi@toko.co.id");
-        for bad in [
-            "",
-            "budi",
-            "budi@",
-            "@toko.id",
-            "budi@toko",
-            "bu di@toko.id",
-            "a@b@c.id",
-        ] {
+        for bad in ["", "budi", "budi@", "@toko.id", "budi@toko", "bu di@toko.id", "a@b@c.id"] {
             assert!(parse_email(bad).is_err(), "{bad}");
         }
     }

@@ -74,7 +74,12 @@ impl Db {
         .await)?)
     }
 
-    pub async fn wa_put_app_state_version(&self, device_id: i64, collection: &str, state: &str) -> DbResult<()> {
+    pub async fn wa_put_app_state_version(
+        &self,
+        device_id: i64,
+        collection: &str,
+        state: &str,
+    ) -> DbResult<()> {
         writer!(self, |p| sqlx::query(
             "INSERT INTO wa_app_state_versions (device_id, collection, state) VALUES ($1, $2, $3) \
              ON CONFLICT (device_id, collection) DO UPDATE SET state = excluded.state"
@@ -121,7 +126,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn wa_mutation_mac(&self, device_id: i64, collection: &str, index_mac: &[u8]) -> DbResult<Option<Vec<u8>>> {
+    pub async fn wa_mutation_mac(
+        &self,
+        device_id: i64,
+        collection: &str,
+        index_mac: &[u8],
+    ) -> DbResult<Option<Vec<u8>>> {
         Ok(reader!(self, |p| sqlx::query_scalar(
             "SELECT value_mac FROM wa_app_state_mutation_macs \
              WHERE device_id = $1 AND collection = $2 AND index_mac = $3"
@@ -160,7 +170,12 @@ impl Db {
     }
 
     /// Deletes the MACs under `index_macs` of a collection, in one transaction.
-    pub async fn wa_delete_mutation_macs(&self, device_id: i64, collection: &str, index_macs: &[&[u8]]) -> DbResult<()> {
+    pub async fn wa_delete_mutation_macs(
+        &self,
+        device_id: i64,
+        collection: &str,
+        index_macs: &[&[u8]],
+    ) -> DbResult<()> {
         if index_macs.is_empty() {
             return Ok(());
         }

@@ -89,7 +89,12 @@ impl Db {
 
     /// Moves the sender time of a contact's token forward to `sender_timestamp` (never back),
     /// creating a placeholder row when there is none; the token bytes are left alone.
-    pub async fn wa_touch_tc_token_sender(&self, device_id: i64, jid: &str, sender_timestamp: i64) -> DbResult<()> {
+    pub async fn wa_touch_tc_token_sender(
+        &self,
+        device_id: i64,
+        jid: &str,
+        sender_timestamp: i64,
+    ) -> DbResult<()> {
         writer!(self, |p| sqlx::query(
             "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (device_id, jid) DO UPDATE SET \
@@ -201,7 +206,12 @@ impl Db {
 
     /// Removes a sent message's payload and answers it, in one statement: of two concurrent
     /// takes only one gets it.
-    pub async fn wa_take_sent_message(&self, device_id: i64, chat_jid: &str, message_id: &str) -> DbResult<Option<Vec<u8>>> {
+    pub async fn wa_take_sent_message(
+        &self,
+        device_id: i64,
+        chat_jid: &str,
+        message_id: &str,
+    ) -> DbResult<Option<Vec<u8>>> {
         Ok(writer!(self, |p| sqlx::query_scalar(
             "DELETE FROM wa_sent_messages WHERE device_id = $1 AND chat_jid = $2 AND message_id = $3 \
              RETURNING payload"
@@ -226,7 +236,12 @@ impl Db {
     }
 
     /// Buffers inbound messages (replacing ones with the same key), in one transaction.
-    pub async fn wa_put_pending_inbound(&self, device_id: i64, rows: &[WaPendingInbound<'_>], stored_at: i64) -> DbResult<()> {
+    pub async fn wa_put_pending_inbound(
+        &self,
+        device_id: i64,
+        rows: &[WaPendingInbound<'_>],
+        stored_at: i64,
+    ) -> DbResult<()> {
         if rows.is_empty() {
             return Ok(());
         }
@@ -252,7 +267,13 @@ impl Db {
         Ok(())
     }
 
-    pub async fn wa_pending_inbound(&self, device_id: i64, chat: &str, sender: &str, id: &str) -> DbResult<Option<Vec<u8>>> {
+    pub async fn wa_pending_inbound(
+        &self,
+        device_id: i64,
+        chat: &str,
+        sender: &str,
+        id: &str,
+    ) -> DbResult<Option<Vec<u8>>> {
         Ok(reader!(self, |p| sqlx::query_scalar(
             "SELECT message FROM wa_pending_inbound \
              WHERE device_id = $1 AND chat = $2 AND sender = $3 AND message_id = $4"
@@ -266,7 +287,11 @@ impl Db {
     }
 
     /// Deletes buffered inbound messages by `(chat, sender, id)`, in one transaction.
-    pub async fn wa_delete_pending_inbound(&self, device_id: i64, keys: &[(&str, &str, &str)]) -> DbResult<()> {
+    pub async fn wa_delete_pending_inbound(
+        &self,
+        device_id: i64,
+        keys: &[(&str, &str, &str)],
+    ) -> DbResult<()> {
         if keys.is_empty() {
             return Ok(());
         }

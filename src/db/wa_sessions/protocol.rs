@@ -28,7 +28,11 @@ const LID_COLUMNS: &str = "lid, phone_number, created_at, updated_at, learning_s
 
 impl Db {
     /// `(device_jid, has_key)` for every tracked device of a group, by device JID.
-    pub async fn wa_sender_key_devices(&self, device_id: i64, group_jid: &str) -> DbResult<Vec<(String, bool)>> {
+    pub async fn wa_sender_key_devices(
+        &self,
+        device_id: i64,
+        group_jid: &str,
+    ) -> DbResult<Vec<(String, bool)>> {
         Ok(reader!(self, |p| sqlx::query_as(
             "SELECT device_jid, has_key FROM wa_sender_key_devices \
              WHERE device_id = $1 AND group_jid = $2 ORDER BY device_jid"
@@ -84,7 +88,11 @@ impl Db {
     }
 
     /// Forgets the sender-key status of these device JIDs in every group, in one transaction.
-    pub async fn wa_delete_sender_key_device_rows(&self, device_id: i64, device_jids: &[&str]) -> DbResult<()> {
+    pub async fn wa_delete_sender_key_device_rows(
+        &self,
+        device_id: i64,
+        device_jids: &[&str],
+    ) -> DbResult<()> {
         if device_jids.is_empty() {
             return Ok(());
         }
@@ -118,15 +126,15 @@ impl Db {
 
     pub async fn wa_lid_mapping(&self, device_id: i64, lid: &str) -> DbResult<Option<WaLidMappingRow>> {
         let sql = format!("SELECT {LID_COLUMNS} FROM wa_lid_pn_mappings WHERE device_id = $1 AND lid = $2");
-        Ok(reader!(self, |p| sqlx::query_as(&sql)
-            .bind(device_id)
-            .bind(lid)
-            .fetch_optional(p)
-            .await)?)
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(device_id).bind(lid).fetch_optional(p).await)?)
     }
 
     /// The mapping written last among those that map a LID to `phone_number`.
-    pub async fn wa_pn_mapping(&self, device_id: i64, phone_number: &str) -> DbResult<Option<WaLidMappingRow>> {
+    pub async fn wa_pn_mapping(
+        &self,
+        device_id: i64,
+        phone_number: &str,
+    ) -> DbResult<Option<WaLidMappingRow>> {
         let sql = format!(
             "SELECT {LID_COLUMNS} FROM wa_lid_pn_mappings WHERE device_id = $1 AND phone_number = $2 \
              ORDER BY seq DESC LIMIT 1"
@@ -186,7 +194,13 @@ impl Db {
         Ok(())
     }
 
-    pub async fn wa_put_base_key(&self, device_id: i64, address: &str, message_id: &str, base_key: &[u8]) -> DbResult<()> {
+    pub async fn wa_put_base_key(
+        &self,
+        device_id: i64,
+        address: &str,
+        message_id: &str,
+        base_key: &[u8],
+    ) -> DbResult<()> {
         writer!(self, |p| sqlx::query(
             "INSERT INTO wa_base_keys (device_id, address, message_id, base_key) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (device_id, address, message_id) DO UPDATE SET base_key = excluded.base_key"
@@ -201,7 +215,12 @@ impl Db {
         Ok(())
     }
 
-    pub async fn wa_base_key(&self, device_id: i64, address: &str, message_id: &str) -> DbResult<Option<Vec<u8>>> {
+    pub async fn wa_base_key(
+        &self,
+        device_id: i64,
+        address: &str,
+        message_id: &str,
+    ) -> DbResult<Option<Vec<u8>>> {
         Ok(reader!(self, |p| sqlx::query_scalar(
             "SELECT base_key FROM wa_base_keys WHERE device_id = $1 AND address = $2 AND message_id = $3"
         )

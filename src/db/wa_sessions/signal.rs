@@ -14,16 +14,18 @@ impl Db {
             "SELECT device_id FROM wa_signal_sessions WHERE {MATCH} \
              UNION ALL SELECT device_id FROM wa_identities WHERE {MATCH} LIMIT 1"
         );
-        let found: Option<i64> = reader!(self, |p| sqlx::query_scalar(&sql)
-            .bind(device_id)
-            .bind(user)
-            .fetch_optional(p)
-            .await)?;
+        let found: Option<i64> =
+            reader!(self, |p| sqlx::query_scalar(&sql).bind(device_id).bind(user).fetch_optional(p).await)?;
         Ok(found.is_some())
     }
 
     /// Stores one-time pre-keys `(id, record)`, replacing existing ones, in one transaction.
-    pub async fn wa_put_prekeys(&self, device_id: i64, rows: &[(i64, &[u8])], uploaded: bool) -> DbResult<()> {
+    pub async fn wa_put_prekeys(
+        &self,
+        device_id: i64,
+        rows: &[(i64, &[u8])],
+        uploaded: bool,
+    ) -> DbResult<()> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -21,7 +21,8 @@ use super::mapping;
 use super::store::SqlxStore;
 use crate::db::Db;
 use crate::devices::driver::{
-    Ack, DeviceKey, Driver, DriverError, DriverEvent, MediaKind, NumberCheck, OutboundMedia, Session, StopReason,
+    Ack, DeviceKey, Driver, DriverError, DriverEvent, MediaKind, NumberCheck, OutboundMedia, Session,
+    StopReason,
 };
 
 /// How long a new session may stay silent before its status says WhatsApp is unreachable.
@@ -51,7 +52,8 @@ struct SharedTransport(Arc<dyn TransportFactory>);
 impl TransportFactory for SharedTransport {
     async fn create_transport(
         &self,
-    ) -> Result<(Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>), anyhow::Error> {
+    ) -> Result<(Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>), anyhow::Error>
+    {
         self.0.create_transport().await
     }
 }
@@ -74,11 +76,13 @@ pub struct WhatsappWeb {
     db: Db,
     network: WaNetwork,
     device_name: String,
+    version: Option<(u32, u32, u32)>,
 }
 
 impl WhatsappWeb {
-    pub fn new(db: Db, network: WaNetwork, device_name: String) -> Self {
-        WhatsappWeb { db, network, device_name }
+    /// `version` pins the WhatsApp Web version announced; `None` asks WhatsApp for the latest.
+    pub fn new(db: Db, network: WaNetwork, device_name: String, version: Option<(u32, u32, u32)>) -> Self {
+        WhatsappWeb { db, network, device_name, version }
     }
 }
 
@@ -110,15 +114,20 @@ impl InboundDurabilityHook for StoreFirst {
 
 #[async_trait]
 impl Driver for WhatsappWeb {
-    async fn open(&self, device: DeviceKey, events: mpsc::Sender<DriverEvent>) -> Result<Arc<dyn Session>, DriverError> {
+    async fn open(
+        &self,
+        device: DeviceKey,
+        events: mpsc::Sender<DriverEvent>,
+    ) -> Result<Arc<dyn Session>, DriverError> {
         let store = Arc::new(SqlxStore::new(self.db.clone(), device.device_id));
         let handler_events = events.clone();
+        let handler_store = store.clone();
         // The library retries failed connection attempts silently (it only logs them); note
         // whether anything happened so a session that cannot reach WhatsApp says so.
         let progressed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handler_progress = progressed.clone();
-        let bot = Bot::builder()
-            .with_backend_arc(store)
+        let mut builder = Bot::builder()
+            .with_backend_arc(store.clone())
             .with_transport_factory(SharedTransport(self.network.transport.clone()))
             .with_http_client(SharedHttp(self.network.http.clone()))
             .with_runtime(TokioRuntime)
@@ -126,13 +135,25 @@ impl Driver for WhatsappWeb {
             .with_device_props(
                 whatsapp_rust::wacore::store::DevicePropsOverride::new().with_os(self.device_name.clone()),
             )
-            .with_inbound_durability_hook(StoreFirst { events: events.clone() })
+            .with_inbound_durability_hook(StoreFirst { events: events.clone() });
+        if let Some(version) = self.version {
+            builder = builder.with_version(version);
+        }
+        let bot = builder
             .on_event(move |event: Arc<Event>, _client| {
                 let events = handler_events.clone();
                 let progressed = handler_progress.clone();
+                let store = handler_store.clone();
                 async move {
                     if let Some(mapped) = mapping::driver_event(&event) {
-                        if matches!(mapped, DriverEvent::Qr { .. } | DriverEvent::Connected | DriverEvent::Paired { .. }) {
+                        if matches!(mapped, DriverEvent::Stopped(StopReason::LoggedOut(_))) {
+                            // Dead keys: the supervisor wipes them, a late save must not return.
+                            store.retire().await;
+                        }
+                        if matches!(
+                            mapped,
+                            DriverEvent::Qr { .. } | DriverEvent::Connected | DriverEvent::Paired { .. }
+                        ) {
                             progressed.store(true, std::sync::atomic::Ordering::Relaxed);
                         }
                         let _ = events.send(mapped).await;
@@ -155,7 +176,14 @@ impl Driver for WhatsappWeb {
                 let _ = watchdog_events.send(DriverEvent::Disconnected { reason }).await;
             }
         });
-        Ok(Arc::new(WaSession { client, handle: Mutex::new(Some(handle)), events, db: self.db.clone(), device }))
+        Ok(Arc::new(WaSession {
+            client,
+            handle: Mutex::new(Some(handle)),
+            events,
+            db: self.db.clone(),
+            device,
+            store,
+        }))
     }
 
     async fn forget(&self, device_id: i64) -> Result<(), DriverError> {
@@ -174,6 +202,7 @@ struct WaSession {
     events: mpsc::Sender<DriverEvent>,
     db: Db,
     device: DeviceKey,
+    store: Arc<SqlxStore>,
 }
 
 fn parse_jid(to: &str) -> Result<Jid, DriverError> {
@@ -255,7 +284,10 @@ impl Session for WaSession {
             phone_number: phone.to_string(),
             ..Default::default()
         };
-        self.client.pair_with_code(options).await.map_err(|e| DriverError::Failed(format!("pair code refused: {e}")))
+        self.client
+            .pair_with_code(options)
+            .await
+            .map_err(|e| DriverError::Failed(format!("pair code refused: {e}")))
     }
 
     async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
@@ -287,8 +319,14 @@ impl Session for WaSession {
         if let Some(handle) = self.take_handle() {
             handle.shutdown().await;
         }
-        SqlxStore::wipe(&self.db, self.device.device_id).await.map_err(|e| DriverError::Failed(e.to_string()))?;
-        let _ = self.events.send(DriverEvent::Stopped(StopReason::LoggedOut("logged out by the gateway".into()))).await;
+        self.store.retire().await;
+        SqlxStore::wipe(&self.db, self.device.device_id)
+            .await
+            .map_err(|e| DriverError::Failed(e.to_string()))?;
+        let _ = self
+            .events
+            .send(DriverEvent::Stopped(StopReason::LoggedOut("logged out by the gateway".into())))
+            .await;
         Ok(())
     }
 

@@ -114,20 +114,28 @@ pub fn driver_event(event: &Event) -> Option<DriverEvent> {
         Event::PairSuccess(ok) => DriverEvent::Paired { jid: ok.id.to_non_ad_string() },
         Event::Connected(_) => DriverEvent::Connected,
         Event::Disconnected(d) => DriverEvent::Disconnected { reason: d.reason.to_string() },
-        Event::LoggedOut(l) => DriverEvent::Stopped(StopReason::LoggedOut(format!("logged out ({:?})", l.reason))),
+        Event::LoggedOut(l) => {
+            DriverEvent::Stopped(StopReason::LoggedOut(format!("logged out ({:?})", l.reason)))
+        }
         Event::StreamReplaced(_) => DriverEvent::Stopped(StopReason::StreamReplaced),
         Event::TemporaryBan(b) => DriverEvent::Stopped(StopReason::Refused(format!(
             "temporarily banned by WhatsApp for {} minutes ({:?})",
             b.expire.num_minutes().max(1),
             b.code
         ))),
-        Event::ConnectFailure(f) if f.reason.is_logged_out() => {
-            DriverEvent::Stopped(StopReason::LoggedOut(format!("WhatsApp refused the session ({:?})", f.reason)))
-        }
-        Event::ConnectFailure(f) if !f.reason.should_reconnect() => DriverEvent::Stopped(StopReason::Refused(
-            format!("WhatsApp refused the connection ({:?}{})", f.reason, f.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()),
+        Event::ConnectFailure(f) if f.reason.is_logged_out() => DriverEvent::Stopped(StopReason::LoggedOut(
+            format!("WhatsApp refused the session ({:?})", f.reason),
         )),
-        Event::ConnectFailure(f) => DriverEvent::Disconnected { reason: format!("connect failure ({:?})", f.reason) },
+        Event::ConnectFailure(f) if !f.reason.should_reconnect() => {
+            DriverEvent::Stopped(StopReason::Refused(format!(
+                "WhatsApp refused the connection ({:?}{})",
+                f.reason,
+                f.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default()
+            )))
+        }
+        Event::ConnectFailure(f) => {
+            DriverEvent::Disconnected { reason: format!("connect failure ({:?})", f.reason) }
+        }
         Event::ClientOutdated(_) => {
             DriverEvent::Stopped(StopReason::Refused("WhatsApp says this client version is outdated".into()))
         }
@@ -174,7 +182,10 @@ mod tests {
     #[test]
     fn a_plain_text_message_maps_to_text_and_sender() {
         let msg = wa::Message { conversation: Some("halo".into()), ..Default::default() };
-        let m = inbound_message(&msg, &info("6281234567890@s.whatsapp.net", "6281234567890@s.whatsapp.net", false, false));
+        let m = inbound_message(
+            &msg,
+            &info("6281234567890@s.whatsapp.net", "6281234567890@s.whatsapp.net", false, false),
+        );
         assert_eq!(m.text.as_deref(), Some("halo"));
         assert_eq!(m.sender, "6281234567890");
         assert_eq!(m.chat, "6281234567890@s.whatsapp.net");
@@ -210,7 +221,10 @@ mod tests {
         let m = inbound_message(&msg, &info("628111@s.whatsapp.net", "628111@s.whatsapp.net", false, false));
         assert_eq!(m.text.as_deref(), Some("foto produk"));
         let media = m.media.unwrap();
-        assert_eq!((media.kind.as_str(), media.mime.as_deref(), media.size), ("image", Some("image/jpeg"), Some(2048)));
+        assert_eq!(
+            (media.kind.as_str(), media.mime.as_deref(), media.size),
+            ("image", Some("image/jpeg"), Some(2048))
+        );
     }
 
     #[test]
@@ -233,7 +247,10 @@ mod tests {
     #[test]
     fn a_group_message_has_the_group_as_chat_and_the_member_as_sender() {
         let msg = wa::Message { conversation: Some("rapat jam 3".into()), ..Default::default() };
-        let m = inbound_message(&msg, &info("120363012345678901@g.us", "6281234567890@s.whatsapp.net", true, false));
+        let m = inbound_message(
+            &msg,
+            &info("120363012345678901@g.us", "6281234567890@s.whatsapp.net", true, false),
+        );
         assert!(m.is_group);
         assert_eq!(m.chat, "120363012345678901@g.us");
         assert_eq!(m.sender, "6281234567890");

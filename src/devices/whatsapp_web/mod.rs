@@ -1,3 +1,3 @@
-pub mod store;
 pub mod driver;
 pub mod mapping;
+pub mod store;

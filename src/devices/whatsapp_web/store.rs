@@ -31,12 +31,23 @@ mod signal;
 pub struct SqlxStore {
     db: Db,
     device_id: i64,
+    /// Set by [`SqlxStore::retire`]: the keys are dead (logged out) and later saves of the
+    /// device row are dropped. Saves hold the read side while they write.
+    retired: Arc<tokio::sync::RwLock<bool>>,
 }
 
 impl SqlxStore {
     /// The store of the gateway device `device_id` (a row of `devices`).
     pub fn new(db: Db, device_id: i64) -> SqlxStore {
-        SqlxStore { db, device_id }
+        SqlxStore { db, device_id, retired: Arc::new(tokio::sync::RwLock::new(false)) }
+    }
+
+    /// Drops every later save of the device row by this store (and its clones), once a save in
+    /// flight has finished. For a logged-out session, before its rows are wiped: the client
+    /// flushes its device state in a detached task when it stops, and that late save would
+    /// otherwise bring the wiped session back as a paired device.
+    pub async fn retire(&self) {
+        *self.retired.write().await = true;
     }
 
     /// The gateway device this store belongs to.
@@ -94,12 +105,13 @@ fn count(rows: u64) -> u32 {
 #[async_trait]
 impl DeviceStore for SqlxStore {
     async fn save(&self, device: &Device) -> Result<()> {
+        let retired = self.retired.read().await;
+        if *retired {
+            return Ok(());
+        }
         let data = serde_json::to_string(device).map_err(json_err)?;
         let pn = device.pn.as_ref().map(|jid| jid.to_string());
-        self.db
-            .wa_put_device(self.device_id, pn.as_deref(), &data)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_device(self.device_id, pn.as_deref(), &data).await.map_err(db_err)
     }
 
     async fn load(&self) -> Result<Option<Device>> {
@@ -123,19 +135,13 @@ impl DeviceStore for SqlxStore {
         let id = i32::try_from(self.device_id)
             .map_err(|_| StoreError::Validation(format!("device id {} does not fit i32", self.device_id)))?;
         let data = serde_json::to_string(&Device::new()).map_err(json_err)?;
-        self.db
-            .wa_insert_device(self.device_id, None, &data)
-            .await
-            .map_err(db_err)?;
+        self.db.wa_insert_device(self.device_id, None, &data).await.map_err(db_err)?;
         Ok(id)
     }
 
     async fn resource_report(&self) -> StorageResourceReport {
         // The data lives in the shared database, not in per-session memory.
-        StorageResourceReport {
-            memory_bytes: Some(0),
-            ..StorageResourceReport::default()
-        }
+        StorageResourceReport { memory_bytes: Some(0), ..StorageResourceReport::default() }
     }
 }
 
@@ -153,18 +159,12 @@ impl MsgSecretStore for SqlxStore {
                 message_ts: e.message_ts,
             })
             .collect();
-        self.db
-            .wa_put_msg_secrets(self.device_id, &rows)
-            .await
-            .map_err(db_err)?;
+        self.db.wa_put_msg_secrets(self.device_id, &rows).await.map_err(db_err)?;
         Ok(entries.len())
     }
 
     async fn get_msg_secret(&self, chat: &str, sender: &str, msg_id: &str) -> Result<Option<Vec<u8>>> {
-        Ok(self
-            .get_msg_secret_with_ts(chat, sender, msg_id)
-            .await?
-            .map(|(secret, _)| secret))
+        Ok(self.get_msg_secret_with_ts(chat, sender, msg_id).await?.map(|(secret, _)| secret))
     }
 
     async fn get_msg_secret_with_ts(
@@ -173,10 +173,7 @@ impl MsgSecretStore for SqlxStore {
         sender: &str,
         msg_id: &str,
     ) -> Result<Option<(Vec<u8>, i64)>> {
-        self.db
-            .wa_msg_secret(self.device_id, chat, sender, msg_id)
-            .await
-            .map_err(db_err)
+        self.db.wa_msg_secret(self.device_id, chat, sender, msg_id).await.map_err(db_err)
     }
 
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {

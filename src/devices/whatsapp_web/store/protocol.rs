@@ -35,72 +35,41 @@ fn lid_row(entry: &LidPnMappingEntry) -> WaLidMapping<'_> {
 #[async_trait]
 impl ProtocolStore for SqlxStore {
     async fn get_sender_key_devices(&self, group_jid: &str) -> Result<Vec<(String, bool)>> {
-        self.db
-            .wa_sender_key_devices(self.device_id, group_jid)
-            .await
-            .map_err(db_err)
+        self.db.wa_sender_key_devices(self.device_id, group_jid).await.map_err(db_err)
     }
 
     async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
-        self.db
-            .wa_set_sender_key_devices(self.device_id, group_jid, entries)
-            .await
-            .map_err(db_err)
+        self.db.wa_set_sender_key_devices(self.device_id, group_jid, entries).await.map_err(db_err)
     }
 
     async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
-        self.db
-            .wa_clear_sender_key_devices(self.device_id, group_jid)
-            .await
-            .map_err(db_err)
+        self.db.wa_clear_sender_key_devices(self.device_id, group_jid).await.map_err(db_err)
     }
 
     async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
-        self.db
-            .wa_delete_sender_key_device_rows(self.device_id, device_jids)
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_sender_key_device_rows(self.device_id, device_jids).await.map_err(db_err)
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
-        self.db
-            .wa_clear_all_sender_key_devices(self.device_id)
-            .await
-            .map_err(db_err)
+        self.db.wa_clear_all_sender_key_devices(self.device_id).await.map_err(db_err)
     }
 
     async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
-        Ok(self
-            .db
-            .wa_lid_mapping(self.device_id, lid)
-            .await
-            .map_err(db_err)?
-            .map(lid_entry))
+        Ok(self.db.wa_lid_mapping(self.device_id, lid).await.map_err(db_err)?.map(lid_entry))
     }
 
     /// The mapping stored last among those whose LID currently maps to `phone`.
     async fn get_pn_mapping(&self, phone: &str) -> Result<Option<LidPnMappingEntry>> {
-        Ok(self
-            .db
-            .wa_pn_mapping(self.device_id, phone)
-            .await
-            .map_err(db_err)?
-            .map(lid_entry))
+        Ok(self.db.wa_pn_mapping(self.device_id, phone).await.map_err(db_err)?.map(lid_entry))
     }
 
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
-        self.db
-            .wa_put_lid_mappings(self.device_id, &[lid_row(entry)])
-            .await
-            .map_err(db_err)
+        self.db.wa_put_lid_mappings(self.device_id, &[lid_row(entry)]).await.map_err(db_err)
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
         let rows: Vec<WaLidMapping<'_>> = entries.iter().map(lid_row).collect();
-        self.db
-            .wa_put_lid_mappings(self.device_id, &rows)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_lid_mappings(self.device_id, &rows).await.map_err(db_err)
     }
 
     async fn get_all_lid_mappings(&self) -> Result<Vec<LidPnMappingEntry>> {
@@ -115,26 +84,21 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
-        self.db
-            .wa_put_base_key(self.device_id, address, message_id, base_key)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_base_key(self.device_id, address, message_id, base_key).await.map_err(db_err)
     }
 
-    async fn has_same_base_key(&self, address: &str, message_id: &str, current_base_key: &[u8]) -> Result<bool> {
-        let stored = self
-            .db
-            .wa_base_key(self.device_id, address, message_id)
-            .await
-            .map_err(db_err)?;
+    async fn has_same_base_key(
+        &self,
+        address: &str,
+        message_id: &str,
+        current_base_key: &[u8],
+    ) -> Result<bool> {
+        let stored = self.db.wa_base_key(self.device_id, address, message_id).await.map_err(db_err)?;
         Ok(stored.is_some_and(|stored| stored == current_base_key))
     }
 
     async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
-        self.db
-            .wa_delete_base_key(self.device_id, address, message_id)
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_base_key(self.device_id, address, message_id).await.map_err(db_err)
     }
 
     async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
@@ -147,15 +111,9 @@ impl ProtocolStore for SqlxStore {
             .map(serde_json::to_string)
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(json_err)?;
-        let rows: Vec<(&str, &str)> = records
-            .iter()
-            .zip(&json)
-            .map(|(record, json)| (record.user.as_str(), json.as_str()))
-            .collect();
-        self.db
-            .wa_put_device_lists(self.device_id, &rows)
-            .await
-            .map_err(db_err)
+        let rows: Vec<(&str, &str)> =
+            records.iter().zip(&json).map(|(record, json)| (record.user.as_str(), json.as_str())).collect();
+        self.db.wa_put_device_lists(self.device_id, &rows).await.map_err(db_err)
     }
 
     async fn get_devices(&self, user: &str) -> Result<Option<DeviceListRecord>> {
@@ -166,10 +124,7 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn delete_devices(&self, user: &str) -> Result<()> {
-        self.db
-            .wa_delete_device_list(self.device_id, user)
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_device_list(self.device_id, user).await.map_err(db_err)
     }
 
     async fn get_group_metadata(&self, group_jid: &str) -> Result<Option<Vec<u8>>> {
@@ -177,8 +132,7 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn put_group_metadata(&self, group_jid: &str, blob: &[u8]) -> Result<()> {
-        self.put_blobs(WaBlobTable::GroupMetadata, &[(group_jid, blob)])
-            .await
+        self.put_blobs(WaBlobTable::GroupMetadata, &[(group_jid, blob)]).await
     }
 
     async fn delete_group_metadata(&self, group_jid: &str) -> Result<()> {
@@ -186,16 +140,11 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn get_tc_token(&self, jid: &str) -> Result<Option<TcTokenEntry>> {
-        Ok(self
-            .db
-            .wa_tc_token(self.device_id, jid)
-            .await
-            .map_err(db_err)?
-            .map(|row| TcTokenEntry {
-                token: row.token,
-                token_timestamp: row.token_timestamp,
-                sender_timestamp: row.sender_timestamp,
-            }))
+        Ok(self.db.wa_tc_token(self.device_id, jid).await.map_err(db_err)?.map(|row| TcTokenEntry {
+            token: row.token,
+            token_timestamp: row.token_timestamp,
+            sender_timestamp: row.sender_timestamp,
+        }))
     }
 
     async fn put_tc_token(&self, jid: &str, entry: &TcTokenEntry) -> Result<()> {
@@ -204,17 +153,11 @@ impl ProtocolStore for SqlxStore {
             token_timestamp: entry.token_timestamp,
             sender_timestamp: entry.sender_timestamp,
         };
-        self.db
-            .wa_put_tc_token(self.device_id, jid, &row)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_tc_token(self.device_id, jid, &row).await.map_err(db_err)
     }
 
     async fn delete_tc_token(&self, jid: &str) -> Result<()> {
-        self.db
-            .wa_delete_tc_token(self.device_id, jid)
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_tc_token(self.device_id, jid).await.map_err(db_err)
     }
 
     async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
@@ -231,19 +174,13 @@ impl ProtocolStore for SqlxStore {
 
     /// One upsert: the sender time only moves forward and the token bytes stay.
     async fn touch_tc_token_sender_timestamp(&self, jid: &str, sender_timestamp: i64) -> Result<()> {
-        self.db
-            .wa_touch_tc_token_sender(self.device_id, jid, sender_timestamp)
-            .await
-            .map_err(db_err)
+        self.db.wa_touch_tc_token_sender(self.device_id, jid, sender_timestamp).await.map_err(db_err)
     }
 
     /// One upsert: newer-wins over a real token, a placeholder always yields, and the sender
     /// time stays.
     async fn store_received_tc_token(&self, jid: &str, token: &[u8], token_timestamp: i64) -> Result<()> {
-        self.db
-            .wa_store_received_tc_token(self.device_id, jid, token, token_timestamp)
-            .await
-            .map_err(db_err)
+        self.db.wa_store_received_tc_token(self.device_id, jid, token, token_timestamp).await.map_err(db_err)
     }
 
     async fn store_sent_message(&self, chat_jid: &str, message_id: &str, payload: &[u8]) -> Result<()> {
@@ -255,10 +192,7 @@ impl ProtocolStore for SqlxStore {
 
     /// `DELETE … RETURNING`: a payload is handed out once.
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
-        self.db
-            .wa_take_sent_message(self.device_id, chat_jid, message_id)
-            .await
-            .map_err(db_err)
+        self.db.wa_take_sent_message(self.device_id, chat_jid, message_id).await.map_err(db_err)
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
@@ -270,30 +204,16 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn store_pending_inbound(&self, chat: &str, sender: &str, id: &str, message: &[u8]) -> Result<()> {
-        let row = WaPendingInbound {
-            chat,
-            sender,
-            id,
-            message,
-        };
-        self.db
-            .wa_put_pending_inbound(self.device_id, &[row], now_secs())
-            .await
-            .map_err(db_err)
+        let row = WaPendingInbound { chat, sender, id, message };
+        self.db.wa_put_pending_inbound(self.device_id, &[row], now_secs()).await.map_err(db_err)
     }
 
     async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
-        self.db
-            .wa_pending_inbound(self.device_id, chat, sender, id)
-            .await
-            .map_err(db_err)
+        self.db.wa_pending_inbound(self.device_id, chat, sender, id).await.map_err(db_err)
     }
 
     async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
-        self.db
-            .wa_delete_pending_inbound(self.device_id, &[(chat, sender, id)])
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_pending_inbound(self.device_id, &[(chat, sender, id)]).await.map_err(db_err)
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
@@ -307,24 +227,13 @@ impl ProtocolStore for SqlxStore {
     async fn store_pending_inbound_batch(&self, rows: &[PendingInboundRow<'_>]) -> Result<()> {
         let rows: Vec<WaPendingInbound<'_>> = rows
             .iter()
-            .map(|r| WaPendingInbound {
-                chat: r.chat,
-                sender: r.sender,
-                id: r.id,
-                message: r.message,
-            })
+            .map(|r| WaPendingInbound { chat: r.chat, sender: r.sender, id: r.id, message: r.message })
             .collect();
-        self.db
-            .wa_put_pending_inbound(self.device_id, &rows, now_secs())
-            .await
-            .map_err(db_err)
+        self.db.wa_put_pending_inbound(self.device_id, &rows, now_secs()).await.map_err(db_err)
     }
 
     async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
         let keys: Vec<(&str, &str, &str)> = keys.iter().map(|k| (k.chat, k.sender, k.id)).collect();
-        self.db
-            .wa_delete_pending_inbound(self.device_id, &keys)
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_pending_inbound(self.device_id, &keys).await.map_err(db_err)
     }
 }

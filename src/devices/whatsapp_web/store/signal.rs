@@ -22,17 +22,11 @@ impl SqlxStore {
     }
 
     pub(super) async fn put_blobs(&self, table: WaBlobTable, rows: &[(&str, &[u8])]) -> Result<()> {
-        self.db
-            .wa_put_blobs(table, self.device_id, rows)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_blobs(table, self.device_id, rows).await.map_err(db_err)
     }
 
     pub(super) async fn delete_blob(&self, table: WaBlobTable, key: &str) -> Result<()> {
-        self.db
-            .wa_delete_blob(table, self.device_id, key)
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_blob(table, self.device_id, key).await.map_err(db_err)
     }
 }
 
@@ -43,8 +37,7 @@ impl SignalStore for SqlxStore {
     }
 
     async fn put_identities_batch(&self, identities: &[(Arc<str>, [u8; 32])]) -> Result<()> {
-        self.put_blobs(WaBlobTable::Identities, &blob_rows(identities))
-            .await
+        self.put_blobs(WaBlobTable::Identities, &blob_rows(identities)).await
     }
 
     async fn load_identity(&self, address: &str) -> Result<Option<[u8; 32]>> {
@@ -62,20 +55,15 @@ impl SignalStore for SqlxStore {
     }
 
     async fn get_session(&self, address: &str) -> Result<Option<Bytes>> {
-        Ok(self
-            .blob(WaBlobTable::SignalSessions, address)
-            .await?
-            .map(Bytes::from))
+        Ok(self.blob(WaBlobTable::SignalSessions, address).await?.map(Bytes::from))
     }
 
     async fn put_session(&self, address: &str, session: &[u8]) -> Result<()> {
-        self.put_blobs(WaBlobTable::SignalSessions, &[(address, session)])
-            .await
+        self.put_blobs(WaBlobTable::SignalSessions, &[(address, session)]).await
     }
 
     async fn put_sessions_batch(&self, sessions: &[(Arc<str>, Bytes)]) -> Result<()> {
-        self.put_blobs(WaBlobTable::SignalSessions, &blob_rows(sessions))
-            .await
+        self.put_blobs(WaBlobTable::SignalSessions, &blob_rows(sessions)).await
     }
 
     async fn delete_session(&self, address: &str) -> Result<()> {
@@ -83,44 +71,25 @@ impl SignalStore for SqlxStore {
     }
 
     async fn has_session(&self, address: &str) -> Result<bool> {
-        self.db
-            .wa_blob_exists(WaBlobTable::SignalSessions, self.device_id, address)
-            .await
-            .map_err(db_err)
+        self.db.wa_blob_exists(WaBlobTable::SignalSessions, self.device_id, address).await.map_err(db_err)
     }
 
     async fn has_signal_state_for_user(&self, user: &str) -> Result<bool> {
-        self.db
-            .wa_has_signal_state_for_user(self.device_id, user)
-            .await
-            .map_err(db_err)
+        self.db.wa_has_signal_state_for_user(self.device_id, user).await.map_err(db_err)
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
-        self.db
-            .wa_put_prekeys(self.device_id, &[(i64::from(id), record)], uploaded)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_prekeys(self.device_id, &[(i64::from(id), record)], uploaded).await.map_err(db_err)
     }
 
     async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
-        let rows: Vec<(i64, &[u8])> = keys
-            .iter()
-            .map(|(id, record)| (i64::from(*id), record.as_ref()))
-            .collect();
-        self.db
-            .wa_put_prekeys(self.device_id, &rows, uploaded)
-            .await
-            .map_err(db_err)
+        let rows: Vec<(i64, &[u8])> =
+            keys.iter().map(|(id, record)| (i64::from(*id), record.as_ref())).collect();
+        self.db.wa_put_prekeys(self.device_id, &rows, uploaded).await.map_err(db_err)
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
-        Ok(self
-            .db
-            .wa_prekey(self.device_id, i64::from(id))
-            .await
-            .map_err(db_err)?
-            .map(Bytes::from))
+        Ok(self.db.wa_prekey(self.device_id, i64::from(id)).await.map_err(db_err)?.map(Bytes::from))
     }
 
     /// In the order of `ids`, leaving out the ids that are not stored.
@@ -142,17 +111,11 @@ impl SignalStore for SqlxStore {
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
         let ids: Vec<i64> = ids.iter().map(|id| i64::from(*id)).collect();
-        self.db
-            .wa_mark_prekeys_uploaded(self.device_id, &ids)
-            .await
-            .map_err(db_err)
+        self.db.wa_mark_prekeys_uploaded(self.device_id, &ids).await.map_err(db_err)
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
-        self.db
-            .wa_delete_prekey(self.device_id, i64::from(id))
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {
@@ -161,17 +124,11 @@ impl SignalStore for SqlxStore {
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
-        self.db
-            .wa_put_signed_prekey(self.device_id, i64::from(id), record)
-            .await
-            .map_err(db_err)
+        self.db.wa_put_signed_prekey(self.device_id, i64::from(id), record).await.map_err(db_err)
     }
 
     async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
-        self.db
-            .wa_signed_prekey(self.device_id, i64::from(id))
-            .await
-            .map_err(db_err)
+        self.db.wa_signed_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
     }
 
     async fn load_all_signed_prekeys(&self) -> Result<Vec<(u32, Vec<u8>)>> {
@@ -185,10 +142,7 @@ impl SignalStore for SqlxStore {
     }
 
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
-        self.db
-            .wa_delete_signed_prekey(self.device_id, i64::from(id))
-            .await
-            .map_err(db_err)
+        self.db.wa_delete_signed_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
@@ -196,8 +150,7 @@ impl SignalStore for SqlxStore {
     }
 
     async fn put_sender_keys_batch(&self, sender_keys: &[(Arc<str>, Bytes)]) -> Result<()> {
-        self.put_blobs(WaBlobTable::SenderKeys, &blob_rows(sender_keys))
-            .await
+        self.put_blobs(WaBlobTable::SenderKeys, &blob_rows(sender_keys)).await
     }
 
     async fn get_sender_key(&self, address: &str) -> Result<Option<Vec<u8>>> {

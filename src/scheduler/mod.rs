@@ -1,0 +1,77 @@
+//! Scheduled messages (SPEC §10): one-off at `send_at`, or recurring by `cron` in an IANA time
+//! zone; text, or media fetched by URL when the message goes out.
+//!
+//! Durable work is rows: the worker ([`worker::Scheduler`]) claims due rows with a lease and
+//! hands each to the outbound queue with an idempotency key made of the row and the run time,
+//! so a send repeated after a crash, or by a second process that took over an expired lease,
+//! finds the message already queued and sends nothing. See `worker.rs` for the whole story.
+
+pub mod cron;
+pub mod worker;
+
+pub use worker::Scheduler;
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::schedules::ScheduleRow;
+use crate::db::MessageRow;
+
+/// Statuses of a scheduled message.
+pub const STATUSES: [&str; 5] = ["pending", "sent", "failed", "missed", "cancelled"];
+
+/// Media of a scheduled message, stored as JSON in `scheduled_messages.media` and fetched when
+/// the message goes out (so a long-lived recurring message sends the URL's current content).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledMedia {
+    pub url: String,
+    /// `image`, `video`, `audio` or `document`; detected from the content when absent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+/// The idempotency key of one run: the same for every attempt at that run, different for the
+/// next run of a recurring message.
+pub fn run_key(schedule_id: i64, run_at_ms: i64) -> String {
+    format!("scheduled:{schedule_id}:{run_at_ms}")
+}
+
+/// The hook for the `scheduled.sent` webhook event: called once a run of a scheduled message
+/// has been handed to the outbound queue and recorded. Webhooks do not exist yet, so it only
+/// logs; the webhook worker will enqueue the event here.
+pub fn on_scheduled_sent(schedule: &ScheduleRow, message: &MessageRow) {
+    tracing::info!(
+        tenant = schedule.user_id,
+        schedule_id = schedule.id,
+        message_id = message.id,
+        recurring = schedule.cron.is_some(),
+        "scheduled message sent"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    #[test]
+    fn the_documented_defaults_load_and_unknown_keys_are_refused() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.scheduler.poll_interval_ms, 1000);
+        assert_eq!(c.scheduler.missed_grace, 3600);
+        assert_eq!(c.scheduler.claim_lease, 60);
+        assert_eq!(c.rules.max_replies_per_chat_per_minute, 5);
+        let err = Config::from_toml("[scheduler]\nmissed_grase = 1").unwrap_err().to_string();
+        assert!(err.contains("scheduler.missed_grase"), "{err}");
+        let err = Config::from_toml("[rules]\nmax_replies = 1").unwrap_err().to_string();
+        assert!(err.contains("rules.max_replies"), "{err}");
+        let err = Config::from_toml("[scheduler]\nclaim_lease = 0").unwrap_err().to_string();
+        assert!(err.contains("scheduler.claim_lease"), "{err}");
+    }
+
+    #[test]
+    fn a_run_key_names_the_row_and_the_run() {
+        assert_eq!(super::run_key(7, 1_764_000_000_000), "scheduled:7:1764000000000");
+        assert_ne!(super::run_key(7, 1), super::run_key(7, 2));
+    }
+}

@@ -1,0 +1,144 @@
+//! Where events come from: message status changes and device updates.
+//!
+//! Message events are read from `message_status_history`, the table every status change
+//! (inbound stored, queued, sent, delivered, read, failed) is written to in the same
+//! transaction as the change. The pump takes history rows not yet turned into events, builds
+//! the event of each for the tenant's subscribed endpoints and queues the deliveries, marking
+//! the rows done in the same transaction: the event of a committed change is never lost and
+//! never queued twice, and no send or receive path has to remember to emit anything. A quiet
+//! database costs one indexed read per poll.
+//!
+//! Device events come from the device supervisor's broadcast (status changes, QR codes). They
+//! describe live state, so an update missed while the process was down is not replayed; the
+//! next change reports the current state.
+
+use std::time::Duration;
+
+use chrono::SecondsFormat;
+use tokio::sync::broadcast;
+
+use super::events::{self, DeviceQrData, DeviceStatusData, EventType, MessageData};
+use super::{signing, Webhooks};
+use crate::db::webhooks::NewDelivery;
+use crate::db::DbError;
+use crate::devices::manager::DeviceUpdate;
+
+/// History rows taken per transaction.
+const BATCH: i64 = 200;
+/// How often the pump looks for new history rows.
+const POLL: Duration = Duration::from_millis(100);
+
+impl Webhooks {
+    pub(super) async fn run_pump(&self) {
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            let wait = match self.pump_once().await {
+                Ok(n) if n as i64 >= BATCH => Duration::ZERO,
+                Ok(_) => POLL,
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook event pump failed");
+                    Duration::from_secs(1)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    /// Turns one batch of status-history rows into deliveries; returns the rows taken.
+    pub async fn pump_once(&self) -> Result<usize, DbError> {
+        if !self.inner.db.system_has_unhooked_history().await? {
+            return Ok(0);
+        }
+        let max_attempts = self.inner.events.max_attempts;
+        let mut queued = 0usize;
+        let taken = self
+            .inner
+            .db
+            .system_pump_message_events(BATCH, |item, message, targets| {
+                let Some(event) = EventType::for_message_status(&item.status) else { return Vec::new() };
+                let targets: Vec<_> =
+                    targets.iter().filter(|t| t.takes(event.as_str(), Some(message.device_id))).collect();
+                if targets.is_empty() {
+                    return Vec::new();
+                }
+                let data = MessageData::from_row(message, &item.status, item.detail.as_deref());
+                let payload = events::body(event, item.created_at, &data);
+                let webhook_id = signing::new_message_id();
+                queued += targets.len();
+                targets
+                    .into_iter()
+                    .map(|t| NewDelivery {
+                        user_id: message.user_id,
+                        endpoint_id: t.id,
+                        webhook_id: webhook_id.clone(),
+                        event: event.as_str().to_string(),
+                        message_id: Some(message.id),
+                        payload: payload.clone(),
+                        max_attempts,
+                        due: item.created_at.max(crate::db::now_ms()),
+                    })
+                    .collect()
+            })
+            .await?;
+        if queued > 0 {
+            self.inner.events.wake();
+        }
+        Ok(taken)
+    }
+
+    pub(super) async fn run_device_events(&self, mut updates: broadcast::Receiver<DeviceUpdate>) {
+        let shutdown = self.inner.shutdown.clone();
+        loop {
+            let update = tokio::select! {
+                u = updates.recv() => u,
+                _ = shutdown.cancelled() => break,
+            };
+            match update {
+                Ok(u) => {
+                    if let Err(e) = self.device_event(u).await {
+                        tracing::warn!(error = %e, "could not queue a device webhook event");
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "device updates came faster than webhooks could queue them")
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    }
+
+    async fn device_event(&self, update: DeviceUpdate) -> Result<(), DbError> {
+        let events = &self.inner.events;
+        let (tenant, device_id) = match &update {
+            DeviceUpdate::Status { tenant_id, device_id, .. }
+            | DeviceUpdate::Qr { tenant_id, device_id, .. } => (*tenant_id, *device_id),
+            DeviceUpdate::PairCode { .. } => return Ok(()),
+        };
+        let Some(device) = self.inner.db.device(tenant, device_id).await? else { return Ok(()) };
+        match update {
+            DeviceUpdate::Status { status, detail, .. } => {
+                let data = DeviceStatusData {
+                    device_id,
+                    device: device.phone,
+                    status: status.as_str().into(),
+                    detail,
+                };
+                events.emit(tenant, Some(device_id), EventType::DeviceStatus, &data).await?;
+            }
+            DeviceUpdate::Qr { qr, expires_at, .. } => {
+                let data = DeviceQrData {
+                    device_id,
+                    device: device.phone,
+                    qr,
+                    expires_at: expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                };
+                events.emit(tenant, Some(device_id), EventType::DeviceQr, &data).await?;
+            }
+            DeviceUpdate::PairCode { .. } => {}
+        }
+        Ok(())
+    }
+}
