@@ -90,12 +90,13 @@ CREATE TABLE messages (
 -- History (newest first: created_at DESC, id DESC). Each filter has an index ending in the sort
 -- order, so the first page of a filtered list reads about one page of index entries, a time
 -- range (since/until) is a range of the same index, and the capped `total` (at most 1,000 rows)
--- counts index entries.
+-- counts index entries. The trailing columns let a second filter (status with device or
+-- direction, device with direction) be checked in the index without reading the rows.
 CREATE INDEX messages_user ON messages (user_id, created_at, id);
-CREATE INDEX messages_user_device ON messages (user_id, device_id, created_at, id);
+CREATE INDEX messages_user_device ON messages (user_id, device_id, created_at, id, direction);
 CREATE INDEX messages_user_chat ON messages (user_id, chat, created_at, id);
 CREATE INDEX messages_user_direction ON messages (user_id, direction, created_at, id);
-CREATE INDEX messages_user_status ON messages (user_id, status, created_at, id);
+CREATE INDEX messages_user_status ON messages (user_id, status, created_at, id, device_id, direction);
 CREATE INDEX messages_unprocessed ON messages (id) WHERE processed_at IS NULL AND direction = 'in';
 -- The outbound queue: queued messages per device, oldest first.
 CREATE INDEX messages_queue ON messages (device_id, id) WHERE status = 'queued';

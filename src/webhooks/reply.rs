@@ -23,7 +23,6 @@
 //! Loop guard: at most [`MAX_PER_CHAT_PER_MINUTE`] webhook replies go to one chat of a device
 //! per minute; more are dropped (and logged in the gateway's log).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -316,8 +315,7 @@ impl Stage for ReplyStage {
             }
         };
         let data = MessageData::from_row(&ctx.message, "received", None);
-        let payload: Arc<str> =
-            events::body(EventType::MessageReceived, ctx.message.created_at, &data).into();
+        let payload = events::body(EventType::MessageReceived, ctx.message.created_at, &data);
         let answers = futures::future::join_all(endpoints.iter().map(|e| self.ask(ctx, e, &payload))).await;
         let mut items: Vec<ReplyItem> = answers.into_iter().flatten().collect();
         let allowed = items
