@@ -66,6 +66,15 @@ fn report(step: &str, since: Instant) {
     eprintln!("[whatsapp_web] {step}: {:.3} s", since.elapsed().as_secs_f64());
 }
 
+/// Reads the gateway's device updates until `device` left `connected` (to `connecting`) and
+/// came back; returns what it went through. (An update of the earlier `connected` may still be
+/// in flight when a test drains the receiver: the status is visible before it is broadcast.)
+async fn reconnected(updates: &mut broadcast::Receiver<DeviceUpdate>, device: i64) -> Vec<String> {
+    let mut seen = updates_until(updates, device, DeviceStatus::Connecting, STEP).await;
+    seen.extend(updates_until(updates, device, DeviceStatus::Connected, LOGIN).await);
+    seen
+}
+
 /// Forgets the device updates received so far.
 fn drain(updates: &mut broadcast::Receiver<DeviceUpdate>) {
     while !matches!(
@@ -289,7 +298,7 @@ async fn whatsapp_web_lifecycle_through_the_api() {
     drain(&mut app.updates);
     let t = Instant::now();
     assert_eq!(fake.drop_connection(PHONE), 1);
-    let seen = updates_until(&mut app.updates, id, DeviceStatus::Connected, LOGIN).await;
+    let seen = reconnected(&mut app.updates, id).await;
     wait_status(&app, &tenant, id, "connected", STEP).await;
     report("dropped connection → connected", t);
     assert!(seen.iter().any(|s| s.starts_with("connecting")), "it noticed the drop: {seen:?}");
@@ -358,7 +367,7 @@ async fn whatsapp_web_stream_replaced_is_restarted_by_the_supervisor() {
     drain(&mut app.updates);
     let t = Instant::now();
     assert_eq!(fake.stream_replaced(phone), 1);
-    let seen = updates_until(&mut app.updates, id, DeviceStatus::Connected, LOGIN).await;
+    let seen = reconnected(&mut app.updates, id).await;
     wait_status(&app, &tenant, id, "connected", STEP).await;
     report("stream replaced → connected", t);
     assert!(seen.iter().any(|s| s.contains("another client took over")), "{seen:?}");
