@@ -45,8 +45,12 @@ impl WaNetwork {
     }
 }
 
-/// Hands the builder a shared factory (the builder wants an owned one).
-struct SharedTransport(Arc<dyn TransportFactory>);
+/// Hands the builder a shared factory (the builder wants an owned one), and remembers the
+/// session's latest connection error for its status.
+struct SharedTransport {
+    factory: Arc<dyn TransportFactory>,
+    last_error: Arc<Mutex<Option<String>>>,
+}
 
 #[async_trait]
 impl TransportFactory for SharedTransport {
@@ -54,7 +58,10 @@ impl TransportFactory for SharedTransport {
         &self,
     ) -> Result<(Arc<dyn Transport>, whatsapp_rust::async_channel::Receiver<TransportEvent>), anyhow::Error>
     {
-        self.0.create_transport().await
+        let created = self.factory.create_transport().await;
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            created.as_ref().err().map(|e| format!("{e:#}"));
+        created
     }
 }
 
@@ -126,9 +133,13 @@ impl Driver for WhatsappWeb {
         // whether anything happened so a session that cannot reach WhatsApp says so.
         let progressed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let handler_progress = progressed.clone();
+        let last_error = Arc::new(Mutex::new(None));
         let mut builder = Bot::builder()
             .with_backend_arc(store.clone())
-            .with_transport_factory(SharedTransport(self.network.transport.clone()))
+            .with_transport_factory(SharedTransport {
+                factory: self.network.transport.clone(),
+                last_error: last_error.clone(),
+            })
             .with_http_client(SharedHttp(self.network.http.clone()))
             .with_runtime(TokioRuntime)
             .skip_history_sync()
@@ -169,8 +180,12 @@ impl Driver for WhatsappWeb {
         tokio::spawn(async move {
             tokio::time::sleep(NO_ANSWER_AFTER).await;
             if !progressed.load(std::sync::atomic::Ordering::Relaxed) && !watchdog_events.is_closed() {
+                let cause = match last_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                    Some(error) => format!("last error: {error}"),
+                    None => "is the network reachable?".to_string(),
+                };
                 let reason = format!(
-                    "no answer from WhatsApp within {} s (is the network reachable?); still retrying",
+                    "no answer from WhatsApp within {} s ({cause}); still retrying",
                     NO_ANSWER_AFTER.as_secs()
                 );
                 let _ = watchdog_events.send(DriverEvent::Disconnected { reason }).await;

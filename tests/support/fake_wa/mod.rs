@@ -8,6 +8,9 @@
 //! - an unpaired client gets `<pair-device>` refs and shows QR codes; [`FakeWhatsApp::scan_as`]
 //!   plays the phone scanning one (`<pair-success>` with an ADV identity signed by the account
 //!   key), then sends stream error 515; the client reconnects and logs in;
+//! - an unpaired client may ask for a pair code instead (`companion_hello`, answered with a
+//!   ref); [`FakeWhatsApp::enter_pair_code`] plays the user typing the code on the phone (the
+//!   primary's side of the exchange, see `pair_code.rs`), then links it as a scan does;
 //! - a paired client gets `<success>` and answers to its login IQs, and reaches
 //!   `Event::Connected`. Right after `<success>` the phone (a Signal peer with the account key
 //!   as identity) sends the companion an encrypted app-state key share, as a real phone does
@@ -25,14 +28,15 @@
 //!
 //! Not modelled: delivery of messages between clients or to the test, inbound messages,
 //! receipts, app-state contents (every collection answers 409 "in sync", so no push name comes
-//! from app state), pair-code linking, media, groups, notifications, offline queues, history
-//! sync. Set `FAKE_WA_LOG=1` to print the server side as it happens.
+//! from app state), media, groups, notifications (but the pair-code one), offline queues,
+//! history sync. Set `FAKE_WA_LOG=1` to print the server side as it happens.
 
 #![allow(dead_code)]
 
 mod conn;
 mod handshake;
 mod login;
+mod pair_code;
 mod phone;
 mod signal;
 
@@ -53,6 +57,8 @@ use whatsapp_rust::waproto::whatsapp as wa;
 
 pub use conn::ConnectionInfo;
 pub use handshake::HandshakeKind;
+#[allow(unused_imports)]
+pub use pair_code::PairCodeRequest;
 pub use phone::QrCode;
 
 use conn::{attr, Conn};
@@ -150,6 +156,20 @@ pub enum FakeEvent {
         conn: u64,
         refs: Vec<String>,
     },
+    /// A `companion_hello` was accepted (a code is on the companion's screen).
+    PairCodeRequested {
+        conn: u64,
+        phone: String,
+        platform_id: String,
+        platform_display: String,
+    },
+    /// The phone went through the code exchange; `accepted` when the companion's key bundle
+    /// opened with the code typed.
+    PairCodeEntered {
+        conn: u64,
+        phone: String,
+        accepted: bool,
+    },
     Paired {
         conn: u64,
         phone: String,
@@ -243,6 +263,8 @@ struct State {
     unregistered: std::collections::HashSet<String>,
     /// Logins of these accounts are refused with this failure.
     login_failures: HashMap<String, LoginFailure>,
+    /// Pair-code requests and the phones answering them.
+    pair_codes: pair_code::Registry,
 }
 
 pub struct FakeWhatsApp {
@@ -342,30 +364,25 @@ impl FakeWhatsApp {
         if conn.info().client_static != Some(qr.noise_pub) {
             bail!("the QR code's noise key is not the key of the connection showing its ref");
         }
-        let (key, device, lid) = {
+        self.link(conn, &qr, &options).await
+    }
+
+    /// The phone vouches for a companion whose keys it learnt (from a QR code or a pair-code
+    /// exchange): `<pair-success>` with an ADV identity signed by the account key, checks the
+    /// companion's `<pair-device-sign>`, registers the companion, then sends the 515.
+    async fn link(&self, conn: Arc<Conn>, qr: &QrCode, options: &ScanOptions) -> Result<PairedPhone> {
+        let phone = options.phone.clone();
+        let key = self.account_key(&phone);
+        let (device, lid) = {
             let mut state = self.state.lock().unwrap();
-            let account = state.accounts.entry(phone.clone()).or_insert_with(|| Account {
-                phone: phone.clone(),
-                lid: format!("1{:014}", rand::random::<u64>() % 100_000_000_000_000),
-                key: Arc::new(generate_curve_key_pair()),
-                devices: BTreeMap::new(),
-                next_device: 1,
-                sent: Vec::new(),
-                signal: Arc::new(tokio::sync::OnceCell::new()),
-                sync_key_id: {
-                    let mut id = vec![0, 0, 0, 0];
-                    id.extend_from_slice(&rand::random::<[u8; 2]>());
-                    id
-                },
-                sync_key: rand::random(),
-            });
+            let account = state.accounts.get_mut(&phone).expect("account created above");
             let device = account.next_device;
             account.next_device += 1;
-            (account.key.clone(), device, account.lid.clone())
+            (device, account.lid.clone())
         };
         let jid = Jid::pn_device(phone.clone(), device);
         let lid_jid = Jid::lid_device(lid.clone(), device);
-        let identity = phone::device_identity(&key, &qr, u32::from(device), rand::random())?;
+        let identity = phone::device_identity(&key, qr, u32::from(device), rand::random())?;
         let mut success_children = vec![
             NodeBuilder::new("device-identity").bytes(identity).build(),
             NodeBuilder::new("platform").attr("name", options.platform.clone()).build(),
@@ -395,7 +412,7 @@ impl FakeWhatsApp {
             .and_then(|s| s.get_optional_child("device-identity"))
             .and_then(content_bytes)
             .ok_or_else(|| anyhow!("no <pair-device-sign> in {}", render(&answer)))?;
-        phone::verify_device_sign(&key, &qr, signed)?;
+        phone::verify_device_sign(&key, qr, signed)?;
         let adv_identity = signed.to_vec();
         let registration = conn.registration.lock().unwrap().take();
         {
@@ -432,6 +449,27 @@ impl FakeWhatsApp {
             pair_success_at,
             stream_error_at: Instant::now(),
         })
+    }
+
+    /// The identity key of `phone`'s account, creating the account on first use.
+    fn account_key(&self, phone: &str) -> Arc<KeyPair> {
+        let mut state = self.state.lock().unwrap();
+        let account = state.accounts.entry(phone.to_string()).or_insert_with(|| Account {
+            phone: phone.to_string(),
+            lid: format!("1{:014}", rand::random::<u64>() % 100_000_000_000_000),
+            key: Arc::new(generate_curve_key_pair()),
+            devices: BTreeMap::new(),
+            next_device: 1,
+            sent: Vec::new(),
+            signal: Arc::new(tokio::sync::OnceCell::new()),
+            sync_key_id: {
+                let mut id = vec![0, 0, 0, 0];
+                id.extend_from_slice(&rand::random::<[u8; 2]>());
+                id
+            },
+            sync_key: rand::random(),
+        });
+        account.key.clone()
     }
 
     /// Whether the phone sends the app-state key share to a companion after each of its logins
@@ -971,6 +1009,10 @@ impl FakeWhatsApp {
                 let answer = self.prekey_answer(&node).await;
                 let _ = conn.send_node(&answer);
             }
+            "iq" if node.get_optional_child("link_code_companion_reg").is_some() => {
+                let reg = node.get_optional_child("link_code_companion_reg").expect("checked above");
+                self.link_code_iq(conn, &node, reg);
+            }
             "iq" => {
                 if attr(&node, "xmlns").as_deref() == Some("encrypt")
                     && attr(&node, "type").as_deref() == Some("set")
@@ -1073,6 +1115,7 @@ impl FakeWhatsApp {
             let mut state = self.state.lock().unwrap();
             state.conns.remove(&conn.id);
             state.refs.retain(|_, c| *c != conn.id);
+            state.pair_codes.connection_closed(conn.id);
         }
         self.record(FakeEvent::ConnectionClosed { conn: conn.id, phone });
     }
