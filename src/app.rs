@@ -16,8 +16,11 @@ use crate::devices::manager::DeviceManager;
 use crate::devices::simulator::{SimTiming, Simulator};
 use crate::devices::whatsapp_web::driver::{WaNetwork, WhatsappWeb};
 use crate::limits::{LimitsService, RateLimiter};
-use crate::messages::inbound::Inbound;
+use crate::messages::inbound::{Inbound, MediaFetch};
 use crate::messages::outbound::Outbound;
+use crate::net::{HttpClient, HttpOptions};
+use crate::plugins::runtime::Runtime;
+use crate::plugins::{PluginStage, Plugins};
 use crate::rules::RulesStage;
 use crate::scheduler::Scheduler;
 use crate::tenants::{AdminToken, TenantService};
@@ -39,6 +42,8 @@ pub struct AppState {
     pub scheduler: Scheduler,
     /// Webhook endpoints' secrets, the delivery worker and event emission.
     pub webhooks: Webhooks,
+    /// Tenant-uploaded WebAssembly plugins.
+    pub plugins: Plugins,
     /// The simulated network, when `whatsapp.driver = "simulator"`.
     pub simulator: Option<Arc<Simulator>>,
     pub shutdown: CancellationToken,
@@ -145,18 +150,34 @@ impl App {
         // Keyword rules run first after a message is stored (SPEC §8).
         let mut stages: Vec<Arc<dyn crate::messages::inbound::Stage>> =
             vec![Arc::new(RulesStage::new(db.clone(), &config.rules))];
-        // Reply-mode webhooks answer after the rules (SPEC §8, §11).
         let webhooks = Webhooks::build(db.clone(), &config, shutdown.clone(), tasks.clone())
             .await
             .context("cannot set up webhooks")?;
-        stages.push(Arc::new(
-            webhooks
-                .reply_stage(outbound.clone(), &config.whatsapp)
-                .context("cannot set up reply webhooks")?,
-        ));
-        let inbound = Inbound::new(db.clone(), outbound.clone(), stages, tasks.clone());
-        let scheduler =
-            Scheduler::new(db.clone(), outbound.clone(), &config, shutdown.clone(), tasks.clone());
+        // Then the tenant's plugins (SPEC §8, §12).
+        let runtime = Runtime::new(&config.plugins).context("cannot set up the plugin runtime")?;
+        let plugins = Plugins::new(db.clone(), runtime, config.plugins.clone(), webhooks.events());
+        stages.push(Arc::new(PluginStage::new(
+            plugins.clone(),
+            db.clone(),
+            config.rules.max_replies_per_chat_per_minute,
+        )));
+        // Then reply-mode webhooks (SPEC §8, §11).
+        stages.push(Arc::new(webhooks.reply_stage()));
+        let media_timeout = Duration::from_secs(config.whatsapp.media_fetch_timeout.max(1));
+        let media = MediaFetch {
+            http: HttpClient::new(HttpOptions::new(media_timeout, config.webhooks.allow_private_targets))
+                .context("cannot set up the media client")?,
+            whatsapp: config.whatsapp.clone(),
+        };
+        let inbound = Inbound::new(db.clone(), outbound.clone(), stages, media, tasks.clone());
+        let scheduler = Scheduler::new(
+            db.clone(),
+            outbound.clone(),
+            webhooks.events(),
+            &config,
+            shutdown.clone(),
+            tasks.clone(),
+        );
         devices.set_sink(Arc::new(inbound.clone()));
         let state = AppState {
             config: Arc::new(config),
@@ -170,6 +191,7 @@ impl App {
             inbound,
             scheduler,
             webhooks,
+            plugins,
             simulator,
             shutdown,
             tasks,

@@ -1,4 +1,4 @@
-//! The command line: `serve`, `migrate`, `tenant create|list`, `check-config`.
+//! The command line: `serve`, `migrate`, `tenant create|list`, `check-config`, `plugin check`.
 
 use std::path::PathBuf;
 
@@ -33,6 +33,20 @@ pub enum Command {
     /// Work with a running gateway's devices.
     #[command(subcommand)]
     Device(DeviceCommand),
+    /// Work with WebAssembly plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Check that a component is a plugin the gateway can run (the `auto-reply` world and
+    /// the `[plugins]` limits) and print what it imports and exports. Exits non-zero when it
+    /// is not.
+    Check {
+        /// The component (`.wasm`).
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +111,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tenant(cmd) => tenant(config, cmd).await,
         Command::Device(_) => Ok(()),
+        Command::Plugin(PluginCommand::Check { file }) => plugin_check(&config, &file),
+    }
+}
+
+/// Prints what the component at `file` imports and exports; an error when it is not a plugin
+/// the gateway can run.
+fn plugin_check(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
+    let wasm = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let runtime = crate::plugins::runtime::Runtime::new(&config.plugins)?;
+    let found = crate::plugins::check::inspect(&runtime, &wasm);
+    if let Some(listing) = &found.listing {
+        print!("{listing}");
+    }
+    match found.verdict {
+        Ok(()) => {
+            println!("\nfits the {} world: yes", crate::plugins::runtime::WORLD);
+            Ok(())
+        }
+        Err(invalid) => {
+            if found.listing.is_some() {
+                println!("\nfits the {} world: no", crate::plugins::runtime::WORLD);
+            }
+            anyhow::bail!("{} is not a plugin the gateway can run: {invalid}", file.display())
+        }
     }
 }
 

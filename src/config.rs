@@ -187,6 +187,14 @@ pub struct PluginsConfig {
     pub memory_limit: usize,
     pub cpu_ms: u64,
     pub timeout_ms: u64,
+    pub max_actions: usize,
+    pub max_reply_bytes: usize,
+    pub max_log_lines: usize,
+    pub max_log_line_bytes: usize,
+    pub kv_max_key_bytes: usize,
+    pub kv_max_value_bytes: usize,
+    pub kv_quota_bytes: usize,
+    pub disable_after_failures: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -296,6 +304,22 @@ impl Config {
                 "webhooks.max_in_flight",
                 "webhooks.max_in_flight and webhooks.concurrency must be at least 1",
             );
+        }
+        let p = &self.plugins;
+        if p.memory_limit < 1 << 20 {
+            return bad("plugins.memory_limit", "must be at least 1 MiB (1048576)");
+        }
+        if p.cpu_ms == 0 || p.timeout_ms < p.cpu_ms {
+            return bad("plugins.timeout_ms", "must be at least plugins.cpu_ms, which must be positive");
+        }
+        if p.max_size == 0 || p.max_reply_bytes == 0 || p.kv_max_key_bytes == 0 {
+            return bad(
+                "plugins.max_size",
+                "plugins.max_size, max_reply_bytes and kv_max_key_bytes must be positive",
+            );
+        }
+        if p.disable_after_failures == 0 {
+            return bad("plugins.disable_after_failures", "must be at least 1");
         }
         if self.server.body_limit < 1024 {
             return bad("server.body_limit", "must be at least 1024 bytes");

@@ -24,6 +24,7 @@ pub mod devices;
 pub mod extract;
 pub mod media;
 pub mod messages;
+pub mod plugins;
 pub mod rules;
 pub mod schedules;
 pub mod simulator;
@@ -67,6 +68,7 @@ pub fn router(state: AppState) -> Router {
         .merge(devices::router())
         .merge(messages::router())
         .merge(media::router())
+        .merge(plugins::router())
         .merge(rules::router())
         .merge(schedules::router())
         .merge(simulator::router())

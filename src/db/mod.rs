@@ -18,6 +18,8 @@ use sqlx::{PgPool, SqlitePool};
 pub mod activity;
 pub mod devices;
 pub mod messages;
+pub mod plugin_kv;
+pub mod plugins;
 pub mod rules;
 pub mod schedules;
 pub mod sessions;

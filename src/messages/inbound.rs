@@ -10,12 +10,15 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use super::media::{filename_from_url, MediaOptions};
 use super::outbound::{Outbound, SendError, SendRequest};
 use super::phone::Recipient;
+use crate::config::WhatsappConfig;
 use crate::db::{Db, DbError, DeviceRow, MessageRow, NewMessage};
-use crate::devices::driver::{DeviceKey, InboundMessage, ReceiptKind};
+use crate::devices::driver::{DeviceKey, InboundMessage, OutboundMedia, ReceiptKind};
 use crate::devices::manager::MessageSink;
 use crate::limits::LimitError;
+use crate::net::HttpClient;
 
 /// What a stage sees: the stored message and the device it arrived at.
 pub struct InboundContext {
@@ -28,9 +31,37 @@ pub struct InboundContext {
 /// A reply a stage wants sent to the chat.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
-    pub text: String,
+    pub content: ReplyContent,
     /// Which stage produced it (`auto_reply`, `plugin`, `webhook`), recorded as the source.
     pub source: &'static str,
+}
+
+/// What a reply sends.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyContent {
+    Text(String),
+    /// Media fetched from `url` (public addresses only, size- and time-limited) when sent.
+    Media(ReplyMedia),
+}
+
+/// A media reply by URL.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyMedia {
+    pub url: String,
+    /// `image`, `video`, `audio` or `document`; detected from the content when absent.
+    pub kind: Option<String>,
+    pub caption: Option<String>,
+    pub filename: Option<String>,
+}
+
+impl Reply {
+    pub fn text(text: impl Into<String>, source: &'static str) -> Reply {
+        Reply { content: ReplyContent::Text(text.into()), source }
+    }
+
+    pub fn media(media: ReplyMedia, source: &'static str) -> Reply {
+        Reply { content: ReplyContent::Media(media), source }
+    }
 }
 
 /// What a stage decided.
@@ -54,7 +85,14 @@ pub struct Inbound {
     db: Db,
     outbound: Outbound,
     stages: Arc<Vec<Arc<dyn Stage>>>,
+    media: Arc<MediaFetch>,
     tasks: tokio_util::task::TaskTracker,
+}
+
+/// How media replies are fetched: the hardened client and the size caps.
+pub struct MediaFetch {
+    pub http: HttpClient,
+    pub whatsapp: WhatsappConfig,
 }
 
 impl Inbound {
@@ -62,9 +100,10 @@ impl Inbound {
         db: Db,
         outbound: Outbound,
         stages: Vec<Arc<dyn Stage>>,
+        media: MediaFetch,
         tasks: tokio_util::task::TaskTracker,
     ) -> Self {
-        Inbound { db, outbound, stages: Arc::new(stages), tasks }
+        Inbound { db, outbound, stages: Arc::new(stages), media: Arc::new(media), tasks }
     }
 
     /// Runs the pipeline for messages stored before a restart whose pipeline never finished.
@@ -115,16 +154,32 @@ impl Inbound {
         Ok(())
     }
 
-    /// Sends a reply to the chat the message came from, through the same device.
+    /// Sends a reply to the chat the message came from, through the same device. A reply that
+    /// cannot be sent (over the monthly limit, media that cannot be fetched) is stored as a
+    /// failed outbound message with the reason, so the tenant sees it in the history.
     async fn reply(&self, ctx: &InboundContext, reply: Reply, idempotency_key: String) {
         let Ok(to) = Recipient::parse(&ctx.message.chat, "0") else { return };
+        let (text, media) = match reply.content {
+            ReplyContent::Text(text) => (Some(text), None),
+            ReplyContent::Media(m) => {
+                let caption = m.caption.clone();
+                match self.fetch(m).await {
+                    Ok(media) => (caption, Some(media)),
+                    Err(why) => {
+                        let error = format!("cannot fetch the media reply: {why}");
+                        self.record_unsent(ctx, &to, caption, reply.source, error).await;
+                        return;
+                    }
+                }
+            }
+        };
         let req = SendRequest {
             tenant: ctx.tenant_id,
             package: ctx.package.clone(),
             device: ctx.device.clone(),
             to: to.clone(),
-            text: Some(reply.text.clone()),
-            media: None,
+            text: text.clone(),
+            media,
             source: reply.source,
             idempotency_key: Some(idempotency_key),
             asynchronous: true,
@@ -133,27 +188,53 @@ impl Inbound {
         match self.outbound.send(req).await {
             Ok(_) => {}
             Err(SendError::Limit(LimitError::Exceeded { limit })) => {
-                // Not sent; stored as a failed outbound message so the tenant sees why.
-                let failed = NewMessage {
-                    user_id: ctx.tenant_id,
-                    device_id: ctx.device.id,
-                    direction: "out".into(),
-                    chat: to.jid(),
-                    sender: ctx.device.phone.clone(),
-                    recipient: to.as_str().to_string(),
-                    text: Some(reply.text),
-                    kind: "text".into(),
-                    status: "failed".into(),
-                    is_group: to.is_group(),
-                    source: reply.source.into(),
-                    error: Some(format!("limit_exceeded: {limit}")),
-                    ..Default::default()
-                };
-                if let Err(e) = self.db.insert_outbound(&failed).await {
-                    tracing::warn!(message_id = ctx.message.id, error = %e, "could not record a refused reply");
-                }
+                self.record_unsent(ctx, &to, text, reply.source, format!("limit_exceeded: {limit}")).await
             }
             Err(e) => tracing::info!(message_id = ctx.message.id, error = %e, "reply not sent"),
+        }
+    }
+
+    async fn fetch(&self, m: ReplyMedia) -> Result<OutboundMedia, String> {
+        let options = MediaOptions::parse(m.kind.as_deref(), m.caption, m.filename.as_deref())
+            .map_err(|e| e.to_string())?;
+        let (_, cap) = options.read_cap(&self.media.whatsapp);
+        let (bytes, content_type) =
+            self.media.http.get_capped(&m.url, cap).await.map_err(|e| e.to_string())?;
+        options
+            .build(
+                Vec::from(bytes),
+                content_type.as_deref(),
+                filename_from_url(&m.url).as_deref(),
+                &self.media.whatsapp,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    async fn record_unsent(
+        &self,
+        ctx: &InboundContext,
+        to: &Recipient,
+        text: Option<String>,
+        source: &str,
+        error: String,
+    ) {
+        let failed = NewMessage {
+            user_id: ctx.tenant_id,
+            device_id: ctx.device.id,
+            direction: "out".into(),
+            chat: to.jid(),
+            sender: ctx.device.phone.clone(),
+            recipient: to.as_str().to_string(),
+            text,
+            kind: "text".into(),
+            status: "failed".into(),
+            is_group: to.is_group(),
+            source: source.into(),
+            error: Some(error),
+            ..Default::default()
+        };
+        if let Err(e) = self.db.insert_outbound(&failed).await {
+            tracing::warn!(message_id = ctx.message.id, error = %e, "could not record an unsent reply");
         }
     }
 }

@@ -176,7 +176,7 @@ impl RulesStage {
             };
             let text = engine::render(&rule.reply, &vars);
             tracing::debug!(message_id = message.id, rule_id = rule.id, "auto-reply rule matched");
-            return Ok(StageOutcome { replies: vec![Reply { text, source: "auto_reply" }], stop: rule.stop });
+            return Ok(StageOutcome { replies: vec![Reply::text(text, "auto_reply")], stop: rule.stop });
         }
         // Every matching rule is cooling down for this chat: nothing was sent.
         self.window.give_back(ctx.device.id, &message.chat);

@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::schedules::ScheduleRow;
 use crate::db::MessageRow;
+use crate::webhooks::events::{rfc3339, EventType, ScheduledSentData};
+use crate::webhooks::Events;
 
 /// Statuses of a scheduled message.
 pub const STATUSES: [&str; 5] = ["pending", "sent", "failed", "missed", "cancelled"];
@@ -37,10 +39,17 @@ pub fn run_key(schedule_id: i64, run_at_ms: i64) -> String {
     format!("scheduled:{schedule_id}:{run_at_ms}")
 }
 
-/// The hook for the `scheduled.sent` webhook event: called once a run of a scheduled message
-/// has been handed to the outbound queue and recorded. Webhooks do not exist yet, so it only
-/// logs; the webhook worker will enqueue the event here.
-pub fn on_scheduled_sent(schedule: &ScheduleRow, message: &MessageRow) {
+/// Emits `scheduled.sent` once a run of a scheduled message has been handed to the outbound
+/// queue and recorded. The event follows the record: a crash between the two loses this
+/// notification (the message itself is sent, and its `message.sent` event comes from the
+/// durable status pump).
+pub async fn on_scheduled_sent(
+    events: &Events,
+    schedule: &ScheduleRow,
+    message: &MessageRow,
+    run_at_ms: i64,
+    next_run_ms: Option<i64>,
+) {
     tracing::info!(
         tenant = schedule.user_id,
         schedule_id = schedule.id,
@@ -48,6 +57,21 @@ pub fn on_scheduled_sent(schedule: &ScheduleRow, message: &MessageRow) {
         recurring = schedule.cron.is_some(),
         "scheduled message sent"
     );
+    let data = ScheduledSentData {
+        schedule_id: schedule.id,
+        message_id: message.id,
+        device_id: schedule.device_id,
+        device: schedule.device_phone.clone(),
+        to: schedule.recipient.clone(),
+        text: schedule.text.clone(),
+        run_at: rfc3339(run_at_ms),
+        next_run_at: next_run_ms.map(rfc3339),
+    };
+    if let Err(e) =
+        events.emit(schedule.user_id, Some(schedule.device_id), EventType::ScheduledSent, &data).await
+    {
+        tracing::warn!(schedule_id = schedule.id, error = %e, "could not queue the scheduled.sent event");
+    }
 }
 
 #[cfg(test)]

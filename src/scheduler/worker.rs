@@ -39,6 +39,7 @@ use crate::messages::media::{filename_from_url, MediaOptions};
 use crate::messages::outbound::{Outbound, SendError, SendRequest};
 use crate::messages::phone::Recipient;
 use crate::net::{HttpClient, HttpOptions};
+use crate::webhooks::Events;
 
 /// Rows claimed per statement.
 const BATCH: i64 = 50;
@@ -54,6 +55,7 @@ struct Inner {
     http: OnceLock<HttpClient>,
     wake: Notify,
     halt_after_send: AtomicBool,
+    events: Events,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -86,6 +88,7 @@ impl Scheduler {
     pub fn new(
         db: Db,
         outbound: Outbound,
+        events: Events,
         config: &Config,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -100,6 +103,7 @@ impl Scheduler {
                 http: OnceLock::new(),
                 wake: Notify::new(),
                 halt_after_send: AtomicBool::new(false),
+                events,
                 shutdown,
                 tasks,
             }),
@@ -313,7 +317,7 @@ impl Scheduler {
         };
         let recorded = self.inner.db.system_record_run(row.id, run_at, &record).await?;
         match (&message, recorded) {
-            (Some(m), true) => on_scheduled_sent(row, m),
+            (Some(m), true) => on_scheduled_sent(&self.inner.events, row, m, run_at, next).await,
             (_, false) => {
                 tracing::debug!(schedule_id = row.id, "the run was recorded elsewhere or cancelled")
             }

@@ -15,9 +15,9 @@
 //! An empty body, `{}` or `null` fields send nothing. At most [`MAX_REPLIES`] items; a text up
 //! to 65,536 characters; `type` is `image`, `video`, `audio` or `document` (detected from the
 //! content when left out) and the media is fetched through the hardened client. An answer that
-//! is not like this is logged as a failure with the reason and nothing is sent. Text-only
-//! answers go back through the pipeline (`StageOutcome.replies`); an answer with media is sent
-//! by this stage, item by item in order. A slow endpoint holds up only the message it is
+//! is not like this is logged as a failure with the reason and nothing is sent. The answers go
+//! back through the pipeline (`StageOutcome.replies`), which sends them in order (fetching
+//! media) and records one it cannot send as a failed message. A slow endpoint holds up only the message it is
 //! answering: every inbound message runs its pipeline in its own task.
 //!
 //! Loop guard: at most [`MAX_PER_CHAT_PER_MINUTE`] webhook replies go to one chat of a device
@@ -30,16 +30,10 @@ use serde_json::Value;
 
 use super::events::{self, EventType, MessageData};
 use super::{signing, Webhooks};
-use crate::config::WhatsappConfig;
 use crate::db::webhooks::{EndpointRow, NewDelivery, NewLog};
-use crate::db::{now_ms, Db, NewMessage};
-use crate::devices::driver::OutboundMedia;
-use crate::limits::LimitError;
-use crate::messages::inbound::{InboundContext, Reply, Stage, StageOutcome};
-use crate::messages::media::{filename_from_url, MediaOptions};
-use crate::messages::outbound::{Outbound, SendError, SendRequest};
-use crate::messages::phone::Recipient;
-use crate::net::{HttpClient, HttpOptions};
+use crate::db::{now_ms, Db};
+use crate::messages::inbound::{InboundContext, Reply, ReplyMedia, Stage, StageOutcome};
+use crate::messages::media::MediaOptions;
 use crate::rules::guard::ReplyWindow;
 
 /// Most items one answer may ask to send.
@@ -126,29 +120,17 @@ fn check_text(text: &str, field: &str) -> Result<String, String> {
 pub struct ReplyStage {
     webhooks: Webhooks,
     db: Db,
-    outbound: Outbound,
-    media: HttpClient,
-    whatsapp: WhatsappConfig,
     window: ReplyWindow,
 }
 
 impl Webhooks {
-    /// The reply-mode pipeline stage, sending media answers through `outbound`.
-    pub fn reply_stage(
-        &self,
-        outbound: Outbound,
-        whatsapp: &WhatsappConfig,
-    ) -> Result<ReplyStage, crate::net::NetError> {
-        let timeout = Duration::from_secs(whatsapp.media_fetch_timeout.max(1));
-        let media = HttpClient::new(HttpOptions::new(timeout, self.inner.config.allow_private_targets))?;
-        Ok(ReplyStage {
+    /// The reply-mode pipeline stage. Its answers are sent by the pipeline, media included.
+    pub fn reply_stage(&self) -> ReplyStage {
+        ReplyStage {
             webhooks: self.clone(),
             db: self.inner.db.clone(),
-            outbound,
-            media,
-            whatsapp: whatsapp.clone(),
             window: ReplyWindow::new(MAX_PER_CHAT_PER_MINUTE),
-        })
+        }
     }
 }
 
@@ -209,91 +191,6 @@ impl ReplyStage {
         }
         items
     }
-
-    /// Sends one item to the chat (the path for answers with media).
-    async fn send(&self, ctx: &InboundContext, item: ReplyItem) {
-        let Ok(to) = Recipient::parse(&ctx.message.chat, "0") else { return };
-        let (text, media) = match item {
-            ReplyItem::Text(t) => (Some(t), None),
-            ReplyItem::Media { url, kind, caption, filename } => {
-                match self.fetch(&url, kind, caption.clone(), filename).await {
-                    Ok(m) => (caption, Some(m)),
-                    Err(why) => {
-                        self.record_unsent(
-                            ctx,
-                            &to,
-                            caption,
-                            &format!("cannot send the webhook's media reply: {why}"),
-                        )
-                        .await;
-                        return;
-                    }
-                }
-            }
-        };
-        let request = SendRequest {
-            tenant: ctx.tenant_id,
-            package: ctx.package.clone(),
-            device: ctx.device.clone(),
-            to: to.clone(),
-            text: text.clone(),
-            media,
-            source: "webhook",
-            idempotency_key: None,
-            asynchronous: true,
-            require_connected: false,
-        };
-        match self.outbound.send(request).await {
-            Ok(_) => {}
-            Err(SendError::Limit(LimitError::Exceeded { limit })) => {
-                self.record_unsent(ctx, &to, text, &format!("limit_exceeded: {limit}")).await
-            }
-            Err(e) => tracing::info!(message_id = ctx.message.id, error = %e, "webhook reply not sent"),
-        }
-    }
-
-    async fn fetch(
-        &self,
-        url: &str,
-        kind: Option<String>,
-        caption: Option<String>,
-        filename: Option<String>,
-    ) -> Result<OutboundMedia, String> {
-        let options =
-            MediaOptions::parse(kind.as_deref(), caption, filename.as_deref()).map_err(|e| e.to_string())?;
-        let (_, cap) = options.read_cap(&self.whatsapp);
-        let (bytes, content_type) = self.media.get_capped(url, cap).await.map_err(|e| e.to_string())?;
-        options
-            .build(
-                Vec::from(bytes),
-                content_type.as_deref(),
-                filename_from_url(url).as_deref(),
-                &self.whatsapp,
-            )
-            .map_err(|e| e.to_string())
-    }
-
-    /// Stores a reply that was not sent as a failed outbound message, so the tenant sees why.
-    async fn record_unsent(&self, ctx: &InboundContext, to: &Recipient, text: Option<String>, error: &str) {
-        let failed = NewMessage {
-            user_id: ctx.tenant_id,
-            device_id: ctx.device.id,
-            direction: "out".into(),
-            chat: to.jid(),
-            sender: ctx.device.phone.clone(),
-            recipient: to.as_str().to_string(),
-            text,
-            kind: "text".into(),
-            status: "failed".into(),
-            is_group: to.is_group(),
-            source: "webhook".into(),
-            error: Some(error.to_string()),
-            ..Default::default()
-        };
-        if let Err(e) = self.db.insert_outbound(&failed).await {
-            tracing::warn!(message_id = ctx.message.id, error = %e, "could not record an unsent webhook reply");
-        }
-    }
 }
 
 #[async_trait]
@@ -330,20 +227,16 @@ impl Stage for ReplyStage {
             );
             items.truncate(allowed);
         }
-        if items.iter().all(|i| matches!(i, ReplyItem::Text(_))) {
-            let replies = items
-                .into_iter()
-                .filter_map(|i| match i {
-                    ReplyItem::Text(text) => Some(Reply { text, source: "webhook" }),
-                    ReplyItem::Media { .. } => None,
-                })
-                .collect();
-            return StageOutcome { replies, stop: false };
-        }
-        for item in items {
-            self.send(ctx, item).await;
-        }
-        StageOutcome::default()
+        let replies = items
+            .into_iter()
+            .map(|item| match item {
+                ReplyItem::Text(text) => Reply::text(text, "webhook"),
+                ReplyItem::Media { url, kind, caption, filename } => {
+                    Reply::media(ReplyMedia { url, kind, caption, filename }, "webhook")
+                }
+            })
+            .collect();
+        StageOutcome { replies, stop: false }
     }
 }
 

@@ -12,6 +12,7 @@ mod limits;
 mod media;
 mod messages;
 mod pairing;
+mod plugins;
 mod rate_limit;
 mod rules;
 mod schedules;

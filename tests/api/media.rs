@@ -48,17 +48,18 @@ async fn connected(app: &TestApp) -> (TestTenant, i64) {
 }
 
 /// A `multipart/form-data` body, built by hand so malformed ones can be built too.
-struct Form {
+pub struct Form {
     boundary: &'static str,
     body: Vec<u8>,
 }
 
+#[allow(clippy::new_without_default)]
 impl Form {
-    fn new() -> Form {
+    pub fn new() -> Form {
         Form { boundary: "wa-gateway-test-boundary-7d2f", body: Vec::new() }
     }
 
-    fn text(mut self, name: &str, value: &str) -> Form {
+    pub fn text(mut self, name: &str, value: &str) -> Form {
         let part = format!(
             "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
             self.boundary
@@ -67,7 +68,7 @@ impl Form {
         self
     }
 
-    fn file(mut self, name: &str, filename: &str, content_type: &str, bytes: &[u8]) -> Form {
+    pub fn file(mut self, name: &str, filename: &str, content_type: &str, bytes: &[u8]) -> Form {
         let head = format!(
             "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
              Content-Type: {content_type}\r\n\r\n",
@@ -79,7 +80,7 @@ impl Form {
         self
     }
 
-    fn finish(mut self) -> (String, Vec<u8>) {
+    pub fn finish(mut self) -> (String, Vec<u8>) {
         self.body.extend(format!("--{}--\r\n", self.boundary).as_bytes());
         (format!("multipart/form-data; boundary={}", self.boundary), self.body)
     }

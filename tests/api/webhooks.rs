@@ -3,7 +3,7 @@
 //! here; delivery and reply mode in the files next to this one.
 
 mod delivery;
-mod receiver;
+pub mod receiver;
 mod reply;
 
 use reqwest::{Method, StatusCode};

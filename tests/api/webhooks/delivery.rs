@@ -343,3 +343,38 @@ async fn the_device_filter_limits_events_to_that_device() {
     assert_eq!(got.len(), 1, "{:?}", event_types(&got));
     assert_eq!(got[0].json()["data"]["text"], "to the second");
 }
+
+#[tokio::test]
+async fn a_scheduled_message_run_emits_scheduled_sent() {
+    let receiver = Receiver::start().await;
+    let app = spawn().await;
+    let (tenant, device, _, _) = setup(&app, &receiver.url("/hook"), &["scheduled.sent"]).await;
+    let send_at = chrono::Utc::now() + chrono::Duration::milliseconds(500);
+    let body = json!({
+        "device": DEVICE,
+        "to": CUSTOMER,
+        "text": "Tagihan bulan ini",
+        "send_at": send_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    });
+    let (status, schedule) = app.post("/api/user/scheduled-messages", &tenant.api_key, &body).await;
+    assert_eq!(status, StatusCode::CREATED, "{schedule}");
+    let got = receiver.wait_for(1, WAIT).await;
+    let event = got[0].json();
+    assert_eq!(event["type"], "scheduled.sent", "{event}");
+    let data = &event["data"];
+    assert_eq!(data["schedule_id"], schedule["id"]);
+    assert_eq!(data["device_id"], device);
+    assert_eq!(data["device"], DEVICE);
+    assert_eq!(data["to"], CUSTOMER);
+    assert_eq!(data["text"], "Tagihan bulan ini");
+    assert!(data["next_run_at"].is_null(), "{data}");
+    // The event names the message the run queued, as the schedule and the history do.
+    let message_id = data["message_id"].as_i64().expect("a message id");
+    let (status, row) =
+        app.get(&format!("/api/user/scheduled-messages/{}", schedule["id"]), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{row}");
+    let (status, message) = app.get(&format!("/api/user/chat-history/{message_id}"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{message}");
+    assert_eq!(message["text"], "Tagihan bulan ini");
+    assert_eq!(message["source"], "scheduled");
+}

@@ -1,0 +1,328 @@
+//! Uploaded plugins (`plugins`): the component as uploaded, wasmtime's compiled artefact, and
+//! what the tenant set (enabled, devices, order, config), plus the run tally that disables a
+//! plugin failing too often.
+
+use super::{now_ms, reader, writer, Db, DbResult};
+
+/// A plugin as listed: everything but the component and the artefact.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PluginRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub size: i64,
+    pub sha256: String,
+    pub enabled: bool,
+    /// JSON array of device ids; empty means every device of the tenant.
+    pub devices: String,
+    pub run_order: i64,
+    /// The plugin's JSON configuration.
+    pub config: String,
+    /// Failed runs in a row.
+    pub failures: i64,
+    pub disabled_reason: Option<String>,
+    pub runs: i64,
+    pub last_run_at: Option<i64>,
+    pub last_outcome: Option<String>,
+    /// The wasmtime engine that compiled the stored artefact.
+    pub engine: Option<String>,
+    pub compiled_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl PluginRow {
+    /// The device ids the plugin is attached to (empty: every device).
+    pub fn device_ids(&self) -> Vec<i64> {
+        serde_json::from_str(&self.devices).unwrap_or_default()
+    }
+
+    /// Whether the plugin runs for messages of `device_id`.
+    pub fn applies_to(&self, device_id: i64) -> bool {
+        let ids = self.device_ids();
+        ids.is_empty() || ids.contains(&device_id)
+    }
+}
+
+const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, failures, \
+     disabled_reason, runs, last_run_at, last_outcome, engine, compiled_at, created_at, updated_at FROM plugins";
+
+/// The component and its compiled artefact.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PluginCode {
+    pub sha256: String,
+    pub wasm: Vec<u8>,
+    pub compiled: Option<Vec<u8>>,
+    pub engine: Option<String>,
+}
+
+/// A plugin to store (already validated and compiled by the caller).
+#[derive(Debug, Clone)]
+pub struct NewPlugin {
+    pub name: String,
+    pub sha256: String,
+    pub wasm: Vec<u8>,
+    pub compiled: Vec<u8>,
+    pub engine: String,
+    pub enabled: bool,
+    pub devices: Vec<i64>,
+    pub run_order: i64,
+    pub config: String,
+}
+
+/// Outcome of creating a plugin under the package's `plugins` limit.
+#[derive(Debug)]
+pub enum CreatePlugin {
+    Created(Box<PluginRow>),
+    OverLimit,
+}
+
+/// What a tenant may change; `None` keeps the stored value.
+#[derive(Debug, Clone, Default)]
+pub struct PluginPatch {
+    pub name: Option<String>,
+    pub enabled: Option<bool>,
+    pub devices: Option<Vec<i64>>,
+    pub run_order: Option<i64>,
+    pub config: Option<String>,
+}
+
+/// What recording a failed run did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tally {
+    /// Failed runs in a row, this one included (0 after a success).
+    pub failures: i64,
+    /// This run's failure disabled the plugin.
+    pub disabled_now: bool,
+}
+
+impl Db {
+    /// Creates a plugin unless the tenant already has `limit` plugins (`None` = unlimited). The
+    /// count and the insert run in one transaction holding the tenant's lock. A name the
+    /// tenant already uses is `DbError::Conflict`.
+    pub async fn create_plugin(
+        &self,
+        tenant: i64,
+        plugin: &NewPlugin,
+        limit: Option<i64>,
+    ) -> DbResult<CreatePlugin> {
+        let lock = self.lock_tenant_sql();
+        let devices = serde_json::to_string(&plugin.devices).unwrap_or_else(|_| "[]".into());
+        let size = plugin.wasm.len() as i64;
+        let id: Option<i64> = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plugins WHERE user_id = $1")
+                .bind(tenant)
+                .fetch_one(&mut *tx)
+                .await?;
+            if limit.is_some_and(|l| count >= l) {
+                None
+            } else {
+                let now = now_ms();
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO plugins (user_id, name, size, sha256, wasm, compiled, engine, compiled_at, \
+                     enabled, devices, run_order, config, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8, $8) RETURNING id",
+                )
+                .bind(tenant)
+                .bind(&plugin.name)
+                .bind(size)
+                .bind(&plugin.sha256)
+                .bind(&plugin.wasm)
+                .bind(&plugin.compiled)
+                .bind(&plugin.engine)
+                .bind(now)
+                .bind(plugin.enabled)
+                .bind(&devices)
+                .bind(plugin.run_order)
+                .bind(&plugin.config)
+                .fetch_one(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Some(id)
+            }
+        });
+        match id {
+            None => Ok(CreatePlugin::OverLimit),
+            Some(id) => Ok(self
+                .plugin(tenant, id)
+                .await?
+                .map(|r| CreatePlugin::Created(Box::new(r)))
+                .unwrap_or(CreatePlugin::OverLimit)),
+        }
+    }
+
+    pub async fn plugin(&self, tenant: i64, id: i64) -> DbResult<Option<PluginRow>> {
+        let sql = format!("{SELECT} WHERE user_id = $1 AND id = $2");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// A page of the tenant's plugins in the order they run, with the total.
+    pub async fn list_plugins(
+        &self,
+        tenant: i64,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<PluginRow>, i64)> {
+        let sql = format!("{SELECT} WHERE user_id = $1 ORDER BY run_order, id LIMIT $2 OFFSET $3");
+        let rows =
+            reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
+        let total: i64 =
+            reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM plugins WHERE user_id = $1")
+                .bind(tenant)
+                .fetch_one(p)
+                .await)?;
+        Ok((rows, total))
+    }
+
+    /// The tenant's enabled plugins for messages of `device_id`, in the order they run.
+    pub async fn active_plugins(&self, tenant: i64, device_id: i64) -> DbResult<Vec<PluginRow>> {
+        let sql = format!("{SELECT} WHERE user_id = $1 AND enabled = $2 ORDER BY run_order, id");
+        let rows: Vec<PluginRow> =
+            reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(true).fetch_all(p).await)?;
+        Ok(rows.into_iter().filter(|r| r.applies_to(device_id)).collect())
+    }
+
+    /// The component and artefact of a plugin of the tenant.
+    pub async fn plugin_code(&self, tenant: i64, id: i64) -> DbResult<Option<PluginCode>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT sha256, wasm, compiled, engine FROM plugins WHERE user_id = $1 AND id = $2"
+        )
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(p)
+        .await)?)
+    }
+
+    /// Stores an artefact compiled again (after a wasmtime upgrade or a setting change).
+    pub async fn store_plugin_artefact(
+        &self,
+        tenant: i64,
+        id: i64,
+        compiled: &[u8],
+        engine: &str,
+    ) -> DbResult<()> {
+        writer!(self, |p| sqlx::query(
+            "UPDATE plugins SET compiled = $3, engine = $4, compiled_at = $5 WHERE user_id = $1 AND id = $2"
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(compiled)
+        .bind(engine)
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Applies a patch; `None` when the tenant has no such plugin. Enabling a plugin clears
+    /// its failure count and the reason it was disabled.
+    pub async fn update_plugin(
+        &self,
+        tenant: i64,
+        id: i64,
+        patch: &PluginPatch,
+    ) -> DbResult<Option<PluginRow>> {
+        let devices =
+            patch.devices.as_ref().map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".into()));
+        let enable = patch.enabled == Some(true);
+        let n = writer!(self, |p| {
+            sqlx::query(
+            "UPDATE plugins SET name = COALESCE($3, name), enabled = COALESCE($4, enabled), \
+             devices = COALESCE($5, devices), run_order = COALESCE($6, run_order), config = COALESCE($7, config), \
+             failures = CASE WHEN $8 THEN 0 ELSE failures END, \
+             disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END, \
+             updated_at = $9 WHERE user_id = $1 AND id = $2"
+        )
+        .bind(tenant)
+        .bind(id)
+        .bind(&patch.name)
+        .bind(patch.enabled)
+        .bind(&devices)
+        .bind(patch.run_order)
+        .bind(&patch.config)
+        .bind(enable)
+        .bind(now_ms())
+        .execute(p)
+        .await
+        .map(|r| r.rows_affected())
+        })?;
+        if n == 0 {
+            return Ok(None);
+        }
+        self.plugin(tenant, id).await
+    }
+
+    /// Deletes a plugin and its key-value data; false when the tenant has no such plugin.
+    pub async fn delete_plugin(&self, tenant: i64, id: i64) -> DbResult<bool> {
+        let n = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query("DELETE FROM plugin_kv WHERE user_id = $1 AND plugin_id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            let n = sqlx::query("DELETE FROM plugins WHERE user_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            n
+        });
+        Ok(n == 1)
+    }
+
+    /// Records a run's outcome. A success clears the failure count; a failure adds one, and
+    /// the failure that reaches `disable_after` disables the plugin with `reason` (exactly one
+    /// run sees `disabled_now`, however many fail together).
+    pub async fn record_plugin_run(
+        &self,
+        tenant: i64,
+        id: i64,
+        outcome: &str,
+        success: bool,
+        disable_after: i64,
+        reason: &str,
+    ) -> DbResult<Tally> {
+        let now = now_ms();
+        let (failures, disabled_now) = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let failures: Option<i64> = sqlx::query_scalar(
+                "UPDATE plugins SET runs = runs + 1, last_run_at = $3, last_outcome = $4, \
+                 failures = CASE WHEN $5 THEN 0 ELSE failures + 1 END \
+                 WHERE user_id = $1 AND id = $2 RETURNING failures",
+            )
+            .bind(tenant)
+            .bind(id)
+            .bind(now)
+            .bind(outcome)
+            .bind(success)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let failures = failures.unwrap_or(0);
+            let mut disabled = 0;
+            if !success && failures >= disable_after {
+                disabled = sqlx::query(
+                    "UPDATE plugins SET enabled = $3, disabled_reason = $4, updated_at = $5 \
+                     WHERE user_id = $1 AND id = $2 AND enabled = $6",
+                )
+                .bind(tenant)
+                .bind(id)
+                .bind(false)
+                .bind(reason)
+                .bind(now)
+                .bind(true)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            }
+            tx.commit().await?;
+            (failures, disabled == 1)
+        });
+        Ok(Tally { failures, disabled_now })
+    }
+}

@@ -1,0 +1,12 @@
+//! Tenant-uploaded WebAssembly plugins (SPEC §12): the wasmtime host (`runtime`), the
+//! key-value store plugins import (`kv`), the service that keeps each tenant's plugins ready to
+//! run, and the inbound pipeline stage that runs them.
+
+pub mod check;
+pub mod kv;
+pub mod runtime;
+pub mod service;
+pub mod stage;
+
+pub use service::Plugins;
+pub use stage::PluginStage;

@@ -1,0 +1,487 @@
+//! The wasmtime host: one engine, components validated against the `auto-reply` world and
+//! compiled once, and each message run in a fresh, limited store.
+//!
+//! A [`Runtime`] holds the engine (component model, pooling allocator, epoch interruption with
+//! a ticker thread) and the one linker with the gateway's imports. [`Runtime::compile`] turns
+//! an upload into a [`Prepared`] plugin (an `InstancePre`, cheap to clone and cache) plus the
+//! artefact to store; [`Runtime::load`] gets the same back from a stored artefact without
+//! compiling. [`Runtime::run`] runs one message: a fresh `Store` with a memory cap, a CPU
+//! deadline and a wall-clock timeout, output caps, bounded logs, and the plugin's key-value
+//! store; every failure is a [`RunReport`] outcome, never a panic or an error.
+
+mod bindings;
+mod engine;
+mod host;
+mod output;
+mod types;
+mod validate;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Engine, Store, UpdateDeadline};
+
+use self::bindings::{AutoReply, AutoReplyPre};
+use self::host::{Deadline, HostState, Limiter, LogBuffer, Stopped};
+use self::output::OutputCaps;
+use crate::config::PluginsConfig;
+pub use crate::plugins::kv::KvAccess;
+use crate::plugins::kv::{KvLimits, KvSession};
+
+pub use self::types::{
+    Action, Decision, LogLine, Outcome, PluginContext, PluginMedia, PluginMessage, RunInput, RunReport,
+};
+pub use self::validate::{EXPORT, INTERFACES, PACKAGE, WORLD};
+
+/// Why bytes are not a plugin the gateway can run. The reason is meant for the tenant (the
+/// API answers 422 with it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidPlugin {
+    reason: String,
+}
+
+impl InvalidPlugin {
+    pub fn new(reason: impl Into<String>) -> InvalidPlugin {
+        InvalidPlugin { reason: reason.into() }
+    }
+
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// A compiled upload: the artefact to store with it, and the plugin ready to run.
+pub struct Compiled {
+    pub artefact: Vec<u8>,
+    pub prepared: Prepared,
+}
+
+/// A stored plugin made ready to run.
+pub struct Loaded {
+    pub prepared: Prepared,
+    /// `Some(artefact)` when the stored artefact could not be used and the component was
+    /// compiled again: store this one in its place (under [`Runtime::engine_id`]).
+    pub recompiled: Option<Vec<u8>>,
+}
+
+/// A plugin ready to instantiate: imports resolved and types checked. Cheap to clone.
+#[derive(Clone)]
+pub struct Prepared {
+    pre: Arc<AutoReplyPre<HostState>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
+
+/// The limits of one run, from `[plugins]`.
+#[derive(Debug, Clone, Copy)]
+struct RunLimits {
+    max_size: usize,
+    memory_limit: usize,
+    cpu_ms: u64,
+    timeout_ms: u64,
+    output: OutputCaps,
+    max_log_lines: usize,
+    max_log_line_bytes: usize,
+    kv: KvLimits,
+    /// Bytes the host copies out of the guest in one call (a decision, a log line, a value).
+    copy_budget: usize,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<HostState>,
+    id: String,
+    limits: RunLimits,
+    slots: Arc<Semaphore>,
+}
+
+/// The plugin host. Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime").field("engine_id", &self.inner.id).finish()
+    }
+}
+
+impl Runtime {
+    /// Builds the engine and the linker, and starts the epoch ticker.
+    pub fn new(cfg: &PluginsConfig) -> anyhow::Result<Runtime> {
+        let engine = engine::build(cfg).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        AutoReply::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .map_err(|e| anyhow::anyhow!("cannot link the plugin imports: {e:#}"))?;
+        engine::start_ticker(&engine)?;
+        let output = OutputCaps { max_actions: cfg.max_actions, max_reply_bytes: cfg.max_reply_bytes };
+        let kv = KvLimits::from_config(cfg);
+        let copy_budget = (1usize << 20)
+            .max(output.copy_budget())
+            .max(kv.max_value_bytes.saturating_add(kv.max_key_bytes).saturating_mul(2))
+            .max(cfg.max_log_line_bytes.saturating_mul(4));
+        let limits = RunLimits {
+            max_size: cfg.max_size,
+            memory_limit: cfg.memory_limit,
+            cpu_ms: cfg.cpu_ms,
+            timeout_ms: cfg.timeout_ms,
+            output,
+            max_log_lines: cfg.max_log_lines,
+            max_log_line_bytes: cfg.max_log_line_bytes,
+            kv,
+            copy_budget,
+        };
+        let id = engine::id(&engine);
+        let slots = Arc::new(Semaphore::new(engine::SLOTS as usize));
+        Ok(Runtime { inner: Arc::new(Inner { engine, linker, id, limits, slots }) })
+    }
+
+    /// Names the wasmtime version and the settings that shape compiled code. Artefacts are
+    /// stored with it; one made under another id is compiled again.
+    pub fn engine_id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The engine, for describing components (`plugin check`).
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Validates an upload (size, a component, imports only the gateway's interfaces, exports
+    /// `handle` with the world's type, fits the limits) and compiles it.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, InvalidPlugin> {
+        self.check_size(wasm)?;
+        self.compile_unchecked_size(wasm)
+    }
+
+    /// Refuses an upload over `[plugins] max_size`.
+    pub(crate) fn check_size(&self, wasm: &[u8]) -> Result<(), InvalidPlugin> {
+        let max = self.inner.limits.max_size;
+        if wasm.len() > max {
+            return Err(InvalidPlugin::new(format!(
+                "the plugin is {} bytes, the limit is {max}",
+                wasm.len()
+            )));
+        }
+        Ok(())
+    }
+
+    fn compile_unchecked_size(&self, wasm: &[u8]) -> Result<Compiled, InvalidPlugin> {
+        let component = self.component(wasm)?;
+        let prepared = self.prepare(&component)?;
+        let artefact = component
+            .serialize()
+            .map_err(|e| InvalidPlugin::new(format!("the compiled plugin cannot be stored: {e:#}")))?;
+        Ok(Compiled { artefact, prepared })
+    }
+
+    /// Parses and compiles `wasm` as a component (no world checks).
+    pub(crate) fn component(&self, wasm: &[u8]) -> Result<Component, InvalidPlugin> {
+        validate::header(wasm)?;
+        Component::new(&self.inner.engine, wasm).map_err(|e| {
+            let why = format!("{e:#}");
+            if why.contains("pooling allocator") {
+                // Checked while compiling: a memory or table that starts over the limits.
+                InvalidPlugin::new(format!("it needs more than the plugin limits allow: {why}"))
+            } else {
+                InvalidPlugin::new(format!("not a valid WebAssembly component: {why}"))
+            }
+        })
+    }
+
+    /// Checks a compiled component against the world and the limits, and pre-instantiates it.
+    pub(crate) fn prepare(&self, component: &Component) -> Result<Prepared, InvalidPlugin> {
+        let engine = &self.inner.engine;
+        validate::imports(engine, component)?;
+        let pre = self.inner.linker.instantiate_pre(component).map_err(|e| {
+            InvalidPlugin::new(format!("its imports do not match what the gateway provides: {e:#}"))
+        })?;
+        validate::exports(engine, component)?;
+        validate::resources(component, self.inner.limits.memory_limit)?;
+        let pre = AutoReplyPre::new(pre).map_err(|e| {
+            InvalidPlugin::new(format!(
+                "its `{EXPORT}` export does not have the type of the {WORLD} world: {e:#}"
+            ))
+        })?;
+        Ok(Prepared { pre: Arc::new(pre) })
+    }
+
+    /// Makes a stored plugin ready: from `artefact` (bytes and the engine id they were made
+    /// under) when it was made by this engine, else by compiling `wasm` again. The upload size
+    /// cap is not applied again.
+    pub fn load(&self, wasm: &[u8], artefact: Option<(&[u8], &str)>) -> Result<Loaded, InvalidPlugin> {
+        if let Some((bytes, id)) = artefact.filter(|(_, id)| *id == self.engine_id()) {
+            // SAFETY: `Component::deserialize` trusts its input to be wasmtime's own output.
+            // These bytes are: they were produced by `Component::serialize` on an engine with
+            // this very engine id (wasmtime version plus every setting that shapes compiled
+            // code), stored by the gateway in its own database, and never taken from a tenant
+            // (uploads always go through `compile`). wasmtime additionally checks the
+            // artefact's header against the engine before using it.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize(&self.inner.engine, bytes) };
+            match loaded {
+                Ok(component) => {
+                    return Ok(Loaded { prepared: self.prepare(&component)?, recompiled: None });
+                }
+                Err(err) => {
+                    tracing::warn!(engine = id, error = %format!("{err:#}"), "stored plugin artefact unusable, compiling again");
+                }
+            }
+        }
+        let compiled = self.compile_unchecked_size(wasm)?;
+        Ok(Loaded { prepared: compiled.prepared, recompiled: Some(compiled.artefact) })
+    }
+
+    /// Runs one message through a plugin in a fresh store, on a blocking thread. At most
+    /// [`engine::SLOTS`] runs are in flight; further calls wait for a slot. A successful
+    /// run's key-value writes are applied before this returns (with [`KvAccess::Store`]).
+    pub async fn run(&self, prepared: &Prepared, input: RunInput, kv: KvAccess) -> RunReport {
+        let started = Instant::now();
+        let Ok(permit) = self.inner.slots.clone().acquire_owned().await else {
+            return failed(Outcome::Internal, "the plugin runtime is shut down", started);
+        };
+        let runtime = self.clone();
+        let prepared = prepared.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            let report = runtime.run_blocking(&prepared, input, kv);
+            drop(permit);
+            report
+        });
+        // The run stops itself at its deadlines; this only guards against a thread that
+        // does not come back (it keeps its slot until it does).
+        let guard =
+            Duration::from_millis(self.inner.limits.timeout_ms.saturating_mul(2)) + Duration::from_secs(1);
+        let mut report = match tokio::time::timeout(guard, task).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(err)) => {
+                tracing::error!(error = %err, "plugin run panicked");
+                failed(Outcome::Internal, "the plugin runner failed", started)
+            }
+            Err(_) => failed(Outcome::Timeout, "the run did not stop at its deadline", started),
+        };
+        report.latency = started.elapsed();
+        report
+    }
+
+    /// [`Runtime::run`] on the calling thread, without waiting for a slot: blocks, so call it
+    /// from a blocking thread (or a benchmark). A key-value store needs a tokio runtime to be
+    /// current (a blocking thread of one is).
+    pub fn run_blocking(&self, prepared: &Prepared, input: RunInput, kv: KvAccess) -> RunReport {
+        let started = Instant::now();
+        let handle = match (&kv, tokio::runtime::Handle::try_current()) {
+            (KvAccess::None, _) => None,
+            (_, Ok(handle)) => Some(handle),
+            (_, Err(_)) => {
+                return failed(Outcome::Internal, "a key-value store needs a tokio runtime", started);
+            }
+        };
+        if !Engine::same(prepared.pre.engine(), &self.inner.engine) {
+            return failed(Outcome::Internal, "the plugin was prepared by another runtime", started);
+        }
+        let limits = self.inner.limits;
+        let session = KvSession::new(kv, limits.kv, handle.clone());
+        let state = HostState {
+            limiter: Limiter { memory_limit: limits.memory_limit, refused: false },
+            deadline: Deadline::start(limits.cpu_ms, limits.timeout_ms),
+            logs: LogBuffer::new(limits.max_log_lines, limits.max_log_line_bytes),
+            kv: session,
+            stopped: None,
+        };
+        let mut store = Store::new(&self.inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(limits.copy_budget);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            match state.stopped.or_else(|| state.deadline.check()) {
+                None => Ok(UpdateDeadline::Continue(1)),
+                Some(stopped) => {
+                    state.stopped = Some(stopped);
+                    Err(wasmtime::Error::new(stopped))
+                }
+            }
+        });
+
+        let result = call(&prepared.pre, &mut store, input);
+        // Dropping the store frees the instance's slot before the database is touched.
+        let HostState { limiter, logs, kv, stopped, .. } = store.into_data();
+
+        let (outcome, decision, error) = match result {
+            Ok(Ok(decision)) => match output::check(decision, limits.output) {
+                Ok(decision) => match kv.into_pending() {
+                    // A successful run's writes land in one transaction, or the run fails.
+                    Some(pending) => match handle.as_ref().map(|h| h.block_on(pending.apply())) {
+                        Some(Err(err)) => {
+                            tracing::warn!(error = %err, "plugin key-value writes not applied");
+                            let why = "the plugin's key-value writes could not be saved";
+                            (Outcome::Internal, None, Some(why.to_string()))
+                        }
+                        _ => (Outcome::Success, Some(decision), None),
+                    },
+                    None => (Outcome::Success, Some(decision), None),
+                },
+                Err((outcome, why)) => (outcome, None, Some(why)),
+            },
+            Ok(Err(plugin_error)) => {
+                let max = limits.max_log_line_bytes.max(256);
+                let why = match plugin_error {
+                    bindings::PluginError::BadConfig(m) => format!("bad config: {}", host::cut(&m, max)),
+                    bindings::PluginError::Failed(m) => host::cut(&m, max).to_string(),
+                };
+                (Outcome::Error, None, Some(why))
+            }
+            Err(failure) => {
+                let (outcome, why) = classify(failure, stopped, limiter.refused, limits.memory_limit);
+                (outcome, None, Some(why))
+            }
+        };
+        RunReport { outcome, decision, error, logs: logs.finish(), latency: started.elapsed() }
+    }
+}
+
+/// Where a run went wrong before or while `handle` ran.
+enum Failure {
+    /// Instantiation failed.
+    Instantiate(wasmtime::Error),
+    /// The call failed: a trap, a deadline, or the answer could not be read.
+    Call(wasmtime::Error),
+}
+
+/// Instantiates the plugin and calls `handle`.
+fn call(
+    pre: &AutoReplyPre<HostState>,
+    store: &mut Store<HostState>,
+    input: RunInput,
+) -> Result<Result<bindings::Decision, bindings::PluginError>, Failure> {
+    let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
+    let (message, context) = to_wit(input);
+    plugin.call_handle(&mut *store, &message, &context).map_err(Failure::Call)
+}
+
+/// The outcome and reason of a failed instantiation or call.
+fn classify(
+    failure: Failure,
+    stopped: Option<Stopped>,
+    refused: bool,
+    memory_limit: usize,
+) -> (Outcome, String) {
+    let (err, instantiating) = match failure {
+        Failure::Instantiate(err) => (err, true),
+        Failure::Call(err) => (err, false),
+    };
+    let own = err.downcast_ref::<Stopped>().copied().or(stopped);
+    match own {
+        Some(s @ (Stopped::Cpu(_) | Stopped::Wall(_))) => return (Outcome::Timeout, s.to_string()),
+        Some(s @ Stopped::Memory(_)) => return (Outcome::Memory, s.to_string()),
+        None => {}
+    }
+    if refused {
+        return (Outcome::Memory, Stopped::Memory(memory_limit).to_string());
+    }
+    if let Some(trap) = err.downcast_ref::<wasmtime::Trap>() {
+        let at = err
+            .downcast_ref::<wasmtime::WasmBacktrace>()
+            .and_then(|bt| bt.frames().iter().find_map(|f| f.func_name().map(str::to_string)));
+        let mut why = match at {
+            Some(func) => format!("{trap} (in {func})"),
+            None => trap.to_string(),
+        };
+        if *trap == wasmtime::Trap::UnreachableCodeReached {
+            why.push_str(" (a panic in the plugin ends this way)");
+        }
+        return (Outcome::Trap, why);
+    }
+    let why = format!("{err:#}");
+    if instantiating {
+        // Not the guest's doing (it could not start): a full pool, an allocation failure.
+        tracing::warn!(error = %why, "plugin instantiation failed");
+        return (Outcome::Internal, format!("the plugin could not be started: {why}"));
+    }
+    if why.contains("fuel allocated for hostcalls has been exhausted") {
+        // The guest handed over more than any decision within the caps could hold.
+        return (
+            Outcome::OutputTooLarge,
+            "the plugin returned far more data than the output caps allow".into(),
+        );
+    }
+    (Outcome::InvalidOutput, format!("the plugin's answer could not be read: {why}"))
+}
+
+fn failed(outcome: Outcome, why: &str, started: Instant) -> RunReport {
+    RunReport {
+        outcome,
+        decision: None,
+        error: Some(why.to_string()),
+        logs: Vec::new(),
+        latency: started.elapsed(),
+    }
+}
+
+/// The input in the generated WIT types (moved, not copied).
+fn to_wit(input: RunInput) -> (bindings::Message, bindings::Context) {
+    let RunInput { message: m, context: c } = input;
+    let message = bindings::Message {
+        id: m.id,
+        wa_id: m.wa_id,
+        chat: m.chat,
+        sender: m.sender,
+        push_name: m.push_name,
+        is_group: m.is_group,
+        text: m.text,
+        media: m.media.map(|media| bindings::Media {
+            kind: media.kind,
+            mime_type: media.mime_type,
+            file_name: media.file_name,
+            size: media.size,
+        }),
+        timestamp_ms: m.timestamp_ms,
+    };
+    let context = bindings::Context {
+        tenant_id: c.tenant_id,
+        device_id: c.device_id,
+        device_phone: c.device_phone,
+        plugin_id: c.plugin_id,
+        config: c.config,
+    };
+    (message, context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_id_names_the_wasmtime_version_and_is_stable() {
+        let cfg = crate::Config::from_toml("").unwrap().plugins;
+        let a = Runtime::new(&cfg).unwrap();
+        let b = Runtime::new(&cfg).unwrap();
+        assert!(a.engine_id().starts_with("wasmtime-48.0.8-"), "{}", a.engine_id());
+        assert_eq!(a.engine_id(), b.engine_id());
+        // A memory limit changes the compiled code's bounds checks, so the id too.
+        let other = PluginsConfig { memory_limit: cfg.memory_limit * 2, ..cfg };
+        assert_ne!(Runtime::new(&other).unwrap().engine_id(), a.engine_id());
+    }
+
+    #[test]
+    fn junk_and_core_modules_are_refused_with_a_reason() {
+        let cfg = crate::Config::from_toml("").unwrap().plugins;
+        let runtime = Runtime::new(&cfg).unwrap();
+        let junk = runtime.compile(b"hello, world").err().unwrap();
+        assert!(junk.reason().contains("not a WebAssembly binary"), "{junk}");
+        let module = runtime.compile(b"\0asm\x01\0\0\0").err().unwrap();
+        assert!(module.reason().contains("not a component"), "{module}");
+        let empty = runtime.compile(b"\0asm\x0d\0\x01\0").err().unwrap();
+        assert!(empty.reason().contains("does not export `handle`"), "{empty}");
+        let big = PluginsConfig { max_size: 4, ..cfg };
+        let too_big = Runtime::new(&big).unwrap().compile(b"\0asm\x0d\0\x01\0").err().unwrap();
+        assert!(too_big.reason().contains("the limit is 4"), "{too_big}");
+    }
+}

@@ -1,0 +1,272 @@
+//! The plugin service: uploads (validate, compile, store), a cache of components ready to run,
+//! runs with their record in `webhook_logs`, and the failure tally that disables a plugin.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use super::runtime::{InvalidPlugin, KvAccess, Outcome, Prepared, RunInput, RunReport, Runtime};
+use crate::config::PluginsConfig;
+use crate::db::plugins::{CreatePlugin, NewPlugin, PluginRow};
+use crate::db::webhooks::NewLog;
+use crate::db::{Db, DbError};
+use crate::webhooks::events::{EventType, PluginFailedData};
+use crate::webhooks::Events;
+
+/// Largest request or response kept in a run's log row.
+const LOG_BODY_BYTES: usize = 4096;
+
+/// Why an upload was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("the plugin is larger than {max} bytes")]
+    TooLarge { max: usize },
+    #[error("not a valid plugin: {0}")]
+    Invalid(String),
+    #[error("the plugin limit of the package is reached")]
+    OverLimit,
+    #[error("a plugin with this name exists")]
+    NameTaken,
+    #[error(transparent)]
+    Db(DbError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A plugin to upload.
+pub struct Upload {
+    pub name: String,
+    pub wasm: Vec<u8>,
+    pub enabled: bool,
+    pub devices: Vec<i64>,
+    pub run_order: i64,
+    pub config: String,
+}
+
+/// The plugin service. Cheap to clone.
+#[derive(Clone)]
+pub struct Plugins {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    runtime: Runtime,
+    config: PluginsConfig,
+    events: Events,
+    /// Components ready to run, by plugin id, with the hash of the component they were made
+    /// from (a replaced component is loaded again).
+    cache: Mutex<HashMap<i64, (String, Prepared)>>,
+}
+
+impl Plugins {
+    pub fn new(db: Db, runtime: Runtime, config: PluginsConfig, events: Events) -> Plugins {
+        Plugins { inner: Arc::new(Inner { db, runtime, config, events, cache: Mutex::new(HashMap::new()) }) }
+    }
+
+    pub fn config(&self) -> &PluginsConfig {
+        &self.inner.config
+    }
+
+    pub fn runtime(&self) -> &Runtime {
+        &self.inner.runtime
+    }
+
+    /// Validates, compiles and stores an uploaded plugin (`limit`: the package's plugin count,
+    /// `None` = unlimited).
+    pub async fn upload(
+        &self,
+        tenant: i64,
+        upload: Upload,
+        limit: Option<i64>,
+    ) -> Result<PluginRow, UploadError> {
+        let max = self.inner.config.max_size;
+        if upload.wasm.len() > max {
+            return Err(UploadError::TooLarge { max });
+        }
+        let runtime = self.inner.runtime.clone();
+        let wasm = Arc::new(upload.wasm);
+        let bytes = wasm.clone();
+        // Compiling takes from milliseconds to seconds of CPU: off the async workers.
+        let compiled = tokio::task::spawn_blocking(move || runtime.compile(&bytes))
+            .await
+            .map_err(|e| UploadError::Internal(e.to_string()))?
+            .map_err(|e: InvalidPlugin| UploadError::Invalid(e.to_string()))?;
+        let sha256 = hex::encode(Sha256::digest(wasm.as_slice()));
+        let new = NewPlugin {
+            name: upload.name,
+            sha256: sha256.clone(),
+            wasm: Arc::unwrap_or_clone(wasm),
+            compiled: compiled.artefact,
+            engine: self.inner.runtime.engine_id().to_string(),
+            enabled: upload.enabled,
+            devices: upload.devices,
+            run_order: upload.run_order,
+            config: upload.config,
+        };
+        let row = match self.inner.db.create_plugin(tenant, &new, limit).await {
+            Ok(CreatePlugin::Created(row)) => *row,
+            Ok(CreatePlugin::OverLimit) => return Err(UploadError::OverLimit),
+            Err(DbError::Conflict(_)) => return Err(UploadError::NameTaken),
+            Err(e) => return Err(UploadError::Db(e)),
+        };
+        self.cache().insert(row.id, (sha256, compiled.prepared));
+        Ok(row)
+    }
+
+    /// Forgets a deleted plugin.
+    pub fn forget(&self, plugin_id: i64) {
+        self.cache().remove(&plugin_id);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (String, Prepared)>> {
+        self.inner.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The plugin ready to run: from the cache, else from its stored artefact (compiled
+    /// again, and stored, only when wasmtime or its settings changed).
+    async fn prepared(&self, row: &PluginRow) -> Result<Prepared, String> {
+        if let Some((sha, prepared)) = self.cache().get(&row.id) {
+            if *sha == row.sha256 {
+                return Ok(prepared.clone());
+            }
+        }
+        let code = self
+            .inner
+            .db
+            .plugin_code(row.user_id, row.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| "the plugin was deleted".to_string())?;
+        let runtime = self.inner.runtime.clone();
+        let (wasm, compiled, engine) = (code.wasm, code.compiled, code.engine);
+        let loaded = tokio::task::spawn_blocking(move || {
+            let artefact = compiled.as_deref().zip(engine.as_deref());
+            runtime.load(&wasm, artefact)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        if let Some(artefact) = &loaded.recompiled {
+            tracing::info!(plugin_id = row.id, "plugin compiled again for this wasmtime");
+            let engine = self.inner.runtime.engine_id();
+            if let Err(e) = self.inner.db.store_plugin_artefact(row.user_id, row.id, artefact, engine).await {
+                tracing::warn!(plugin_id = row.id, error = %e, "cannot store the compiled plugin");
+            }
+        }
+        self.cache().insert(row.id, (code.sha256, loaded.prepared.clone()));
+        Ok(loaded.prepared)
+    }
+
+    /// Runs a plugin on one message and records the run (log row, failure tally, and
+    /// `plugin.failed` when it failed). `dry_run` reads the key-value store but keeps no write
+    /// and records nothing.
+    pub async fn run(&self, row: &PluginRow, input: RunInput, dry_run: bool) -> RunReport {
+        let prepared = match self.prepared(row).await {
+            Ok(p) => p,
+            Err(why) => {
+                let report = RunReport {
+                    outcome: Outcome::Internal,
+                    decision: None,
+                    error: Some(format!("cannot load the plugin: {why}")),
+                    logs: Vec::new(),
+                    latency: std::time::Duration::ZERO,
+                };
+                if !dry_run {
+                    self.record(row, &input, &report).await;
+                }
+                return report;
+            }
+        };
+        let (db, tenant, plugin_id) = (self.inner.db.clone(), row.user_id, row.id);
+        let kv = if dry_run {
+            KvAccess::ReadOnly { db, tenant, plugin_id }
+        } else {
+            KvAccess::Store { db, tenant, plugin_id }
+        };
+        let message_id = input.message.id;
+        let report = self.inner.runtime.run(&prepared, input.clone(), kv).await;
+        if !dry_run {
+            self.record(row, &input, &report).await;
+        }
+        if report.outcome != Outcome::Success {
+            tracing::info!(
+                plugin_id = row.id,
+                message_id,
+                outcome = report.outcome.as_str(),
+                error = report.error.as_deref().unwrap_or(""),
+                "plugin run failed"
+            );
+        }
+        report
+    }
+
+    async fn record(&self, row: &PluginRow, input: &RunInput, report: &RunReport) {
+        let db = &self.inner.db;
+        let outcome = report.outcome.as_str();
+        let response = serde_json::json!({ "decision": report.decision, "logs": report.logs });
+        let log = NewLog {
+            user_id: row.user_id,
+            kind: "plugin".into(),
+            target: row.name.clone(),
+            event: EventType::MessageReceived.as_str().into(),
+            message_id: (input.message.id > 0).then_some(input.message.id),
+            attempt: 1,
+            outcome: outcome.into(),
+            http_status: None,
+            latency_ms: Some(report.latency.as_millis() as i64),
+            error: report.error.clone(),
+            request: Some(truncate(serde_json::to_string(input).unwrap_or_default())),
+            response: Some(truncate(response.to_string())),
+            endpoint_id: None,
+            delivery_id: None,
+            webhook_id: None,
+            plugin_id: Some(row.id),
+        };
+        if let Err(e) = db.insert_webhook_log(&log).await {
+            tracing::warn!(plugin_id = row.id, error = %e, "cannot log a plugin run");
+        }
+        let success = report.outcome == Outcome::Success;
+        let limit = i64::from(self.inner.config.disable_after_failures);
+        let reason = format!("disabled after {limit} failed runs in a row (last: {outcome})");
+        let tally = match db.record_plugin_run(row.user_id, row.id, outcome, success, limit, &reason).await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(plugin_id = row.id, error = %e, "cannot record a plugin run");
+                return;
+            }
+        };
+        if success {
+            return;
+        }
+        if tally.disabled_now {
+            self.forget(row.id);
+            tracing::warn!(tenant = row.user_id, plugin_id = row.id, "{reason}");
+        }
+        let data = PluginFailedData {
+            plugin_id: row.id,
+            plugin: row.name.clone(),
+            message_id: (input.message.id > 0).then_some(input.message.id),
+            outcome: outcome.into(),
+            error: report.error.clone().unwrap_or_default(),
+            disabled: tally.disabled_now,
+        };
+        let device = (input.context.device_id > 0).then_some(input.context.device_id);
+        if let Err(e) = self.inner.events.emit(row.user_id, device, EventType::PluginFailed, &data).await {
+            tracing::warn!(plugin_id = row.id, error = %e, "cannot queue plugin.failed");
+        }
+    }
+}
+
+/// Cuts `s` to at most [`LOG_BODY_BYTES`] on a character boundary.
+fn truncate(mut s: String) -> String {
+    if s.len() > LOG_BODY_BYTES {
+        let mut end = LOG_BODY_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
