@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.clone()) }),
         )
         .merge(api)
+        .merge(crate::dashboard::router(&state))
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))

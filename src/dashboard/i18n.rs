@@ -1,0 +1,223 @@
+//! Every string the dashboard shows, in Indonesian and English.
+//!
+//! Templates read them as `t.<key>`; a key missing here renders as nothing, so the unit test
+//! below checks that both languages have every key and no value is empty.
+
+use std::collections::BTreeMap;
+
+/// A dashboard language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Id,
+    En,
+}
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Id => "id",
+            Lang::En => "en",
+        }
+    }
+
+    /// `id` or `en`; anything else is `None`.
+    pub fn parse(code: &str) -> Option<Lang> {
+        match code.trim() {
+            "id" => Some(Lang::Id),
+            "en" => Some(Lang::En),
+            _ => None,
+        }
+    }
+
+    /// Indonesian when the browser's most preferred language is Indonesian, else English.
+    pub fn from_accept_language(header: &str) -> Lang {
+        let best = header
+            .split(',')
+            .filter_map(|part| {
+                let mut pieces = part.split(';');
+                let tag = pieces.next()?.trim().to_ascii_lowercase();
+                let q = pieces
+                    .find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok()))
+                    .unwrap_or(1.0);
+                (!tag.is_empty()).then_some((tag, q))
+            })
+            .fold(None::<(String, f32)>, |best, (tag, q)| match best {
+                Some((_, bq)) if bq >= q => best,
+                _ => Some((tag, q)),
+            });
+        match best {
+            Some((tag, _)) if tag == "id" || tag.starts_with("id-") || tag == "in" => Lang::Id,
+            _ => Lang::En,
+        }
+    }
+
+    /// The dictionary of this language, for templates.
+    pub fn dict(self) -> BTreeMap<&'static str, &'static str> {
+        STRINGS.iter().map(|(k, id, en)| (*k, if self == Lang::Id { *id } else { *en })).collect()
+    }
+
+    /// One string.
+    pub fn t(self, key: &str) -> &'static str {
+        STRINGS
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, id, en)| if self == Lang::Id { *id } else { *en })
+            .unwrap_or("")
+    }
+}
+
+/// `(key, Indonesian, English)`.
+const STRINGS: &[(&str, &str, &str)] = &[
+    ("app_name", "WA Gateway", "WA Gateway"),
+    ("skip", "Langsung ke isi", "Skip to content"),
+    ("nav_home", "Beranda", "Home"),
+    ("nav_devices", "Perangkat", "Devices"),
+    ("nav_send", "Kirim pesan", "Send message"),
+    ("nav_history", "Riwayat", "History"),
+    ("nav_password", "Ganti kata sandi", "Change password"),
+    ("nav_menu", "Menu", "Menu"),
+    ("logout", "Keluar", "Log out"),
+    ("language", "Bahasa", "Language"),
+    ("switch_language", "English", "Bahasa Indonesia"),
+    ("login_title", "Masuk ke dashboard", "Log in to the dashboard"),
+    ("email", "Email", "Email"),
+    ("password", "Kata sandi", "Password"),
+    ("login_button", "Masuk", "Log in"),
+    ("login_failed", "Email atau kata sandi salah.", "Wrong email or password."),
+    (
+        "login_throttled",
+        "Terlalu banyak percobaan gagal. Coba lagi dalam 15 menit.",
+        "Too many failed attempts. Try again in 15 minutes.",
+    ),
+    ("current_password", "Kata sandi saat ini", "Current password"),
+    ("new_password", "Kata sandi baru (minimal 8 karakter)", "New password (at least 8 characters)"),
+    ("save", "Simpan", "Save"),
+    ("password_changed", "Kata sandi sudah diganti.", "Your password was changed."),
+    ("password_wrong", "Kata sandi saat ini salah.", "The current password is wrong."),
+    (
+        "password_too_short",
+        "Kata sandi baru minimal 8 karakter.",
+        "The new password needs at least 8 characters.",
+    ),
+    ("welcome", "Selamat datang", "Welcome"),
+    ("usage", "Pemakaian paket", "Package usage"),
+    ("package", "Paket", "Package"),
+    ("unlimited", "tanpa batas", "unlimited"),
+    ("period", "Periode", "Period"),
+    ("today", "Hari ini", "Today"),
+    ("sent_today", "Terkirim hari ini", "Sent today"),
+    ("received_today", "Diterima hari ini", "Received today"),
+    ("recent_messages", "Pesan terbaru", "Recent messages"),
+    ("no_messages", "Belum ada pesan.", "No messages yet."),
+    ("no_devices", "Belum ada perangkat.", "No devices yet."),
+    ("res_devices", "Perangkat", "Devices"),
+    ("res_messages_per_month", "Pesan per bulan", "Messages per month"),
+    ("res_auto_replies", "Balasan otomatis", "Auto replies"),
+    ("res_scheduled_messages", "Pesan terjadwal", "Scheduled messages"),
+    ("res_plugins", "Plugin", "Plugins"),
+    ("res_webhook_endpoints", "Webhook", "Webhook endpoints"),
+    ("device", "Perangkat", "Device"),
+    ("devices_title", "Perangkat", "Devices"),
+    ("add_device", "Tambah perangkat", "Add a device"),
+    ("phone", "Nomor WhatsApp", "WhatsApp number"),
+    ("phone_hint", "Contoh: 081234567890", "For example: 6281234567890"),
+    ("name", "Nama", "Name"),
+    ("name_optional", "Nama (opsional)", "Name (optional)"),
+    ("add", "Tambah", "Add"),
+    ("status", "Status", "Status"),
+    ("open", "Buka", "Open"),
+    ("st_disconnected", "terputus", "disconnected"),
+    ("st_connecting", "menghubungkan", "connecting"),
+    ("st_qr", "menunggu pindai QR", "waiting for QR scan"),
+    ("st_connected", "terhubung", "connected"),
+    ("st_logged_out", "keluar", "logged out"),
+    ("st_queued", "antre", "queued"),
+    ("st_sent", "terkirim", "sent"),
+    ("st_delivered", "sampai", "delivered"),
+    ("st_read", "dibaca", "read"),
+    ("st_failed", "gagal", "failed"),
+    ("st_received", "diterima", "received"),
+    (
+        "scan_help",
+        "Buka WhatsApp di ponsel, pilih Perangkat tertaut, Tautkan perangkat, lalu pindai kode ini. Kode berganti sendiri.",
+        "Open WhatsApp on the phone, choose Linked devices, Link a device, and scan this code. It rotates by itself.",
+    ),
+    ("qr_alt", "Kode QR untuk menautkan perangkat", "QR code to link the device"),
+    (
+        "connected_help",
+        "Perangkat ini terhubung dan siap mengirim.",
+        "This device is connected and ready to send.",
+    ),
+    ("refresh_qr", "Muat ulang kode QR", "Reload the QR code"),
+    ("live", "Status diperbarui langsung.", "The status updates live."),
+    ("send_title", "Kirim pesan", "Send a message"),
+    ("to", "Nomor tujuan", "Recipient number"),
+    ("to_hint", "Nomor telepon atau ID grup (…@g.us)", "A phone number or a group id (…@g.us)"),
+    ("text", "Pesan", "Message"),
+    ("send", "Kirim", "Send"),
+    ("sent_ok", "Pesan dikirim.", "The message was sent."),
+    ("history_title", "Riwayat pesan", "Message history"),
+    ("direction", "Arah", "Direction"),
+    ("dir_in", "masuk", "in"),
+    ("dir_out", "keluar", "out"),
+    ("all", "Semua", "All"),
+    ("search", "Cari teks", "Search text"),
+    ("filter", "Terapkan", "Apply"),
+    ("export_csv", "Ekspor CSV", "Export CSV"),
+    ("time", "Waktu", "Time"),
+    ("chat", "Obrolan", "Chat"),
+    ("from", "Dari", "From"),
+    ("details", "Detail", "Details"),
+    ("previous", "Sebelumnya", "Previous"),
+    ("next", "Berikutnya", "Next"),
+    ("showing", "Menampilkan", "Showing"),
+    ("of", "dari", "of"),
+    ("message_title", "Detail pesan", "Message details"),
+    ("status_history", "Riwayat status", "Status history"),
+    ("type", "Jenis", "Type"),
+    ("source", "Sumber", "Source"),
+    ("error", "Galat", "Error"),
+    ("back", "Kembali", "Back"),
+    ("not_found_title", "Tidak ditemukan", "Not found"),
+    ("not_found_text", "Halaman atau data ini tidak ada.", "This page or item does not exist."),
+    ("forbidden_title", "Ditolak", "Refused"),
+    (
+        "csrf_text",
+        "Formulir kedaluwarsa atau tidak sah. Muat ulang halaman lalu coba lagi.",
+        "The form expired or is not valid. Reload the page and try again.",
+    ),
+    ("error_title", "Terjadi kesalahan", "Something went wrong"),
+    ("error_text", "Coba lagi sebentar lagi.", "Please try again in a moment."),
+    ("timezone", "Zona waktu", "Time zone"),
+    ("err_device_not_connected", "Perangkat belum terhubung.", "The device is not connected."),
+    ("err_limit_exceeded", "Batas paket Anda sudah tercapai.", "Your package limit is reached."),
+    ("err_validation_failed", "Periksa isian", "Check the field"),
+    ("err_not_found", "Tidak ditemukan.", "Not found."),
+    ("err_conflict", "Sudah ada.", "It already exists."),
+    ("err_unavailable", "Layanan belum siap; coba lagi.", "Not available yet; try again."),
+    ("err_other", "Permintaan gagal.", "The request failed."),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_string_exists_in_both_languages() {
+        let mut seen = std::collections::HashSet::new();
+        for (key, id, en) in STRINGS {
+            assert!(seen.insert(key), "duplicate key {key}");
+            assert!(!id.is_empty() && !en.is_empty(), "{key}");
+        }
+        assert_eq!(Lang::Id.dict().len(), STRINGS.len());
+    }
+
+    #[test]
+    fn indonesian_only_when_the_browser_prefers_it() {
+        assert_eq!(Lang::from_accept_language("id-ID,id;q=0.9,en;q=0.8"), Lang::Id);
+        assert_eq!(Lang::from_accept_language("en-US,en;q=0.9,id;q=0.8"), Lang::En);
+        assert_eq!(Lang::from_accept_language("en;q=0.5, id;q=0.9"), Lang::Id);
+        assert_eq!(Lang::from_accept_language(""), Lang::En);
+        assert_eq!(Lang::from_accept_language("fr"), Lang::En);
+    }
+}

@@ -1,0 +1,264 @@
+//! The web dashboard (SPEC §13): server-rendered pages under `/` for tenants.
+//!
+//! The dashboard is an in-process client of the tenant API: a page calls the API's own
+//! handlers through its router, with the logged-in tenant put in the request as the
+//! authenticated [`Tenant`]. Validation, limits, activity logging and error codes are
+//! therefore the API's by construction; there is no second code path for business rules,
+//! no HTTP round trip and no API key. What the API does not cover (logins, sessions,
+//! passwords, language) lives here.
+//!
+//! Templates (minijinja, HTML auto-escaped) and our own CSS and JavaScript are embedded in
+//! the binary; nothing is loaded from elsewhere, so the dashboard works offline.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use chrono::{DateTime, Utc};
+use minijinja::{context, Environment, Value};
+use tower::ServiceExt;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::api::extract::Tenant;
+use crate::app::AppState;
+
+mod auth;
+pub mod i18n;
+mod pages;
+pub mod session;
+pub mod store;
+
+use session::{Viewer, Visitor};
+
+/// What every dashboard handler shares: templates, the API it calls, the login throttle.
+pub struct Dashboard {
+    templates: Environment<'static>,
+    api: Router,
+    pub throttle: session::Throttle,
+    /// Cookies get `Secure` when the gateway is reached over https.
+    pub secure: bool,
+    pub session_hours: u64,
+}
+
+/// The dashboard's routes, or none when `[dashboard] enabled` is false.
+pub fn router(state: &AppState) -> Router<AppState> {
+    if !state.config.dashboard.enabled {
+        return Router::new();
+    }
+    let dash = Arc::new(Dashboard {
+        templates: templates(),
+        api: api_router(state),
+        throttle: session::Throttle::default(),
+        secure: state.config.server.public_url.trim().to_ascii_lowercase().starts_with("https://"),
+        session_hours: state.config.dashboard.session_hours.max(1),
+    });
+    Router::new()
+        .route("/", get(pages::home))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/lang", post(auth::switch_language))
+        .route("/password", get(auth::password_page).post(auth::change_password))
+        .route("/devices", get(pages::devices).post(pages::add_device))
+        .route("/devices/{id}", get(pages::device))
+        .route("/devices/{id}/events", get(pages::device_events))
+        .route("/devices/{id}/qr.svg", get(pages::device_qr))
+        .route("/send", get(pages::send_page).post(pages::send))
+        .route("/history", get(pages::history))
+        .route("/history/export.csv", get(pages::export_history))
+        .route("/history/{id}", get(pages::message))
+        .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
+        .route(
+            "/assets/app.js",
+            get(|| asset("text/javascript; charset=utf-8", include_str!("assets/app.js"))),
+        )
+        .layer(Extension(dash))
+}
+
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body)
+        .into_response()
+}
+
+fn templates() -> Environment<'static> {
+    let mut env = Environment::new();
+    for (name, source) in [
+        ("base.html", include_str!("templates/base.html")),
+        ("login.html", include_str!("templates/login.html")),
+        ("error.html", include_str!("templates/error.html")),
+        ("home.html", include_str!("templates/home.html")),
+        ("devices.html", include_str!("templates/devices.html")),
+        ("device.html", include_str!("templates/device.html")),
+        ("send.html", include_str!("templates/send.html")),
+        ("history.html", include_str!("templates/history.html")),
+        ("message.html", include_str!("templates/message.html")),
+        ("password.html", include_str!("templates/password.html")),
+    ] {
+        env.add_template(name, source).expect("the embedded dashboard templates parse");
+    }
+    env
+}
+
+/// The tenant API routes the dashboard calls, bound to the gateway's state.
+fn api_router(state: &AppState) -> Router {
+    let (router, _) = OpenApiRouter::new()
+        .merge(crate::api::account::router())
+        .merge(crate::api::devices::router())
+        .merge(crate::api::messages::router())
+        .split_for_parts();
+    router.with_state(state.clone())
+}
+
+/// An error answer of the API, as the dashboard shows it.
+#[derive(Debug)]
+pub struct ApiFailure {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub field: Option<String>,
+}
+
+impl ApiFailure {
+    /// A readable sentence in the visitor's language (the API's own message as detail).
+    pub fn text(&self, v: &Visitor) -> String {
+        let known = v.lang.t(&format!("err_{}", self.code));
+        match (self.code.as_str(), known) {
+            ("validation_failed", k) => {
+                format!("{k} {}: {}", self.field.as_deref().unwrap_or(""), self.message)
+            }
+            ("internal", _) | (_, "") => v.lang.t("err_other").to_string(),
+            (_, k) => format!("{k} ({})", self.message),
+        }
+    }
+}
+
+impl Dashboard {
+    /// Calls the tenant API as the logged-in tenant; the API's answer as it is.
+    pub async fn call(
+        &self,
+        v: &Visitor,
+        me: &Viewer,
+        method: Method,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Response {
+        let mut builder = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(b) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Body::from(b.to_string())
+            }
+            None => Body::empty(),
+        };
+        let mut request = match builder.body(body) {
+            Ok(r) => r,
+            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
+        };
+        request.extensions_mut().insert(Tenant {
+            id: me.tenant.id,
+            key_id: 0,
+            package: me.tenant.package.clone(),
+            ip: v.ip.clone(),
+        });
+        match self.api.clone().oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Like [`Dashboard::call`], for JSON answers: the body, or the API's error.
+    pub async fn json(
+        &self,
+        v: &Visitor,
+        me: &Viewer,
+        method: Method,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ApiFailure> {
+        let response = self.call(v, me, method, uri, body).await;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
+        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        if status.is_success() {
+            return Ok(value);
+        }
+        let error = &value["error"];
+        Err(ApiFailure {
+            status,
+            code: error["code"].as_str().unwrap_or("internal").to_string(),
+            message: error["message"].as_str().unwrap_or("").to_string(),
+            field: error["field"].as_str().map(str::to_string),
+        })
+    }
+}
+
+/// Renders `template` with the page's own `ctx` plus what every page needs.
+pub fn render(v: &Visitor, status: StatusCode, template: &str, ctx: Value) -> Response {
+    let me = v.viewer.as_ref().map(|m| context! { name => m.tenant.name, email => m.tenant.email });
+    let other = if v.lang == i18n::Lang::Id { "en" } else { "id" };
+    let base = context! {
+        t => v.lang.dict(),
+        lang => v.lang.code(),
+        other_lang => other,
+        csrf => v.csrf(),
+        path => v.path,
+        me => me,
+        timezone => v.viewer.as_ref().map(|m| tz_of(m).name().to_string()),
+    };
+    let html = v.dash.templates.get_template(template).and_then(|t| t.render(context! { ..ctx, ..base }));
+    let mut response = match html {
+        Ok(html) => (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, template, "dashboard template failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                v.lang.t("error_title"),
+            )
+                .into_response()
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; \
+             frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    if v.viewer.is_none() && v.anon_csrf_new {
+        let cookie = session::set_cookie(session::CSRF_COOKIE, &v.anon_csrf, 24 * 3600, v.dash.secure);
+        if let Ok(c) = HeaderValue::from_str(&cookie) {
+            headers.append(header::SET_COOKIE, c);
+        }
+    }
+    response
+}
+
+/// A page that says what went wrong, in the visitor's language.
+pub fn error_page(v: &Visitor, status: StatusCode, title_key: &str, text_key: &str) -> Response {
+    render(v, status, "error.html", context! { title => v.lang.t(title_key), text => v.lang.t(text_key) })
+}
+
+/// The 404 page (also for another tenant's ids).
+pub fn not_found(v: &Visitor) -> Response {
+    error_page(v, StatusCode::NOT_FOUND, "not_found_title", "not_found_text")
+}
+
+/// The tenant's time zone, UTC when it is not a known IANA name.
+pub fn tz_of(me: &Viewer) -> chrono_tz::Tz {
+    me.tenant.timezone.parse().unwrap_or(chrono_tz::UTC)
+}
+
+/// An RFC 3339 time from the API, shown in the tenant's time zone.
+pub fn local_time(rfc3339: &str, tz: chrono_tz::Tz) -> String {
+    DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&Utc).with_timezone(&tz).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| rfc3339.to_string())
+}

@@ -1,0 +1,272 @@
+//! Who is asking: the login cookie, the language, CSRF-checked forms and the login throttle.
+//!
+//! A login is a random 256-bit token in the `wag_session` cookie (HttpOnly, SameSite=Lax,
+//! Secure when `server.public_url` is https); the database keeps only its SHA-256. Each login
+//! has its own CSRF token, which every form carries in the hidden field `csrf`. Before login
+//! the forms (login, language) carry the value of a `wag_csrf` cookie instead (double submit).
+//!
+//! Failed logins are throttled per email and client IP, in memory: after
+//! [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`] that pair is refused until the window
+//! has passed. The count is per process, so with several gateway processes an attacker gets
+//! that many tries per process; the argon2 cost bounds the rest.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use rand::RngCore;
+
+use super::i18n::Lang;
+use super::Dashboard;
+use crate::app::AppState;
+use crate::db::TenantRow;
+use crate::tenants::hash_key;
+
+pub const SESSION_COOKIE: &str = "wag_session";
+pub const CSRF_COOKIE: &str = "wag_csrf";
+pub const LANG_COOKIE: &str = "wag_lang";
+
+/// Failed logins allowed per email and IP within [`FAILURE_WINDOW`].
+pub const MAX_FAILURES: u32 = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
+
+/// 256 random bits as hex.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// The value of cookie `name` in the request.
+pub fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim().to_string())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Lax, whole site, Secure over https.
+pub fn set_cookie(name: &str, value: &str, max_age_secs: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}")
+}
+
+/// The logged-in tenant of a request.
+#[derive(Debug, Clone)]
+pub struct Viewer {
+    pub tenant: TenantRow,
+    pub token_hash: String,
+    pub csrf: String,
+}
+
+/// Every dashboard request: the language to answer in and, when logged in, the tenant.
+#[derive(Clone)]
+pub struct Visitor {
+    pub dash: Arc<Dashboard>,
+    pub lang: Lang,
+    pub ip: Option<String>,
+    /// The path and query of the page, to come back to after switching language.
+    pub path: String,
+    pub viewer: Option<Viewer>,
+    /// The pre-login CSRF token (from the cookie, or new when `anon_csrf_new`).
+    pub anon_csrf: String,
+    pub anon_csrf_new: bool,
+}
+
+impl Visitor {
+    /// The token forms on this page must carry.
+    pub fn csrf(&self) -> &str {
+        self.viewer.as_ref().map(|v| v.csrf.as_str()).unwrap_or(&self.anon_csrf)
+    }
+}
+
+impl FromRequestParts<AppState> for Visitor {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        if let Some(v) = parts.extensions.get::<Visitor>() {
+            return Ok(v.clone());
+        }
+        let dash = parts
+            .extensions
+            .get::<Arc<Dashboard>>()
+            .cloned()
+            .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
+        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string());
+        let mut viewer = None;
+        let mut session_lang = None;
+        if let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| t.len() == 64) {
+            let token_hash = hash_key(&token);
+            match state.db.dashboard_session(&token_hash).await {
+                Ok(Some(s)) => match state.db.tenant(s.user_id).await {
+                    Ok(Some(tenant)) if tenant.status == "active" => {
+                        session_lang = Lang::parse(&s.language);
+                        viewer = Some(Viewer { tenant, token_hash, csrf: s.csrf_token });
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "dashboard session lookup failed"),
+                },
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "dashboard session lookup failed"),
+            }
+        }
+        let lang = session_lang
+            .or_else(|| cookie(&parts.headers, LANG_COOKIE).and_then(|c| Lang::parse(&c)))
+            .unwrap_or_else(|| {
+                let accept = parts.headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok());
+                Lang::from_accept_language(accept.unwrap_or(""))
+            });
+        let existing = cookie(&parts.headers, CSRF_COOKIE).filter(|c| c.len() == 64);
+        let anon_csrf_new = existing.is_none();
+        let anon_csrf = existing.unwrap_or_else(random_token);
+        let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        let visitor = Visitor { dash, lang, ip, path, viewer, anon_csrf, anon_csrf_new };
+        parts.extensions.insert(visitor.clone());
+        Ok(visitor)
+    }
+}
+
+/// A page that needs a login: anyone else is sent to `/login`.
+pub struct Signed {
+    pub v: Visitor,
+    pub me: Viewer,
+}
+
+impl FromRequestParts<AppState> for Signed {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let v = Visitor::from_request_parts(parts, state).await?;
+        match v.viewer.clone() {
+            Some(me) => Ok(Signed { v, me }),
+            None => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+/// A POSTed form whose CSRF token was checked: the session's when logged in, else the
+/// pre-login cookie's. A missing or wrong token is a 403 page.
+pub struct Form {
+    pub v: Visitor,
+    fields: HashMap<String, String>,
+}
+
+impl Form {
+    /// A field's value, or the empty string.
+    pub fn get(&self, name: &str) -> &str {
+        self.fields.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// The logged-in tenant, or a redirect to `/login`.
+    pub fn signed(&self) -> Result<Viewer, Redirect> {
+        self.v.viewer.clone().ok_or_else(|| Redirect::to("/login"))
+    }
+}
+
+/// Largest form body: a maximal text message in UTF-8, percent-encoded, with room to spare.
+const MAX_FORM_BYTES: usize = 1024 * 1024;
+
+impl FromRequest<AppState> for Form {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let v = Visitor::from_request_parts(&mut parts, state).await?;
+        let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+            .await
+            .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
+        let fields = parse_form(&bytes);
+        let presented = fields.get("csrf").map(String::as_str).unwrap_or("");
+        let expected = v.csrf();
+        // The pre-login token only counts when it came from the cookie, not freshly made.
+        let valid = !presented.is_empty()
+            && (v.viewer.is_some() || !v.anon_csrf_new)
+            && constant_time_eq(presented.as_bytes(), expected.as_bytes());
+        if !valid {
+            return Err(super::error_page(&v, StatusCode::FORBIDDEN, "forbidden_title", "csrf_text"));
+        }
+        Ok(Form { v, fields })
+    }
+}
+
+fn parse_form(bytes: &Bytes) -> HashMap<String, String> {
+    form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Failed logins per (email, IP), in memory.
+#[derive(Default)]
+pub struct Throttle {
+    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
+}
+
+impl Throttle {
+    /// Whether this pair may try now.
+    pub fn allowed(&self, email: &str, ip: &str) -> bool {
+        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&(email.to_string(), ip.to_string())) {
+            Some((n, since)) => *n < MAX_FAILURES || since.elapsed() >= FAILURE_WINDOW,
+            None => true,
+        }
+    }
+
+    /// Counts a failure.
+    pub fn failed(&self, email: &str, ip: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
+        }
+        let entry = map.entry((email.to_string(), ip.to_string())).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_WINDOW {
+            *entry = (0, Instant::now());
+        }
+        entry.0 += 1;
+    }
+
+    /// Forgets the pair's failures after a successful login.
+    pub fn succeeded(&self, email: &str, ip: &str) {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&(email.to_string(), ip.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_throttle_refuses_after_five_failures_and_forgets_on_success() {
+        let t = Throttle::default();
+        for _ in 0..MAX_FAILURES {
+            assert!(t.allowed("a@b.id", "1.2.3.4"));
+            t.failed("a@b.id", "1.2.3.4");
+        }
+        assert!(!t.allowed("a@b.id", "1.2.3.4"));
+        assert!(t.allowed("a@b.id", "1.2.3.5"), "another IP is counted apart");
+        t.succeeded("a@b.id", "1.2.3.4");
+        assert!(t.allowed("a@b.id", "1.2.3.4"));
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, "a=1; wag_lang=id; b=2".parse().unwrap());
+        assert_eq!(cookie(&h, LANG_COOKIE).as_deref(), Some("id"));
+        assert_eq!(cookie(&h, SESSION_COOKIE), None);
+        let c = set_cookie(SESSION_COOKIE, "x", 60, true);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.ends_with("Secure"));
+    }
+}

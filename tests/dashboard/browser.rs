@@ -1,0 +1,251 @@
+//! The dashboard in a real headless Chromium, driven through chromedriver's W3C WebDriver
+//! protocol with plain HTTP: log in, add a device, watch the QR, scan it through the simulator,
+//! see `connected` without a reload, send a message, find it in history. At desktop size and at
+//! 375 px, with a screenshot of each page in `target/screenshots/`.
+//!
+//! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use base64::Engine;
+use serde_json::{json, Value};
+
+use crate::agent::{tenant, PASSWORD};
+use crate::helpers::TestApp;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// chromedriver on a free port; killed on drop.
+struct Driver {
+    child: Child,
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        for bin in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(bin).exists(),
+                "{bin} is missing: the browser tests need Debian's chromium and chromium-driver \
+                 (apt-get update && apt-get install -y chromium chromium-driver)"
+            );
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Driver { child, base: format!("http://127.0.0.1:{port}"), http: reqwest::Client::new() };
+        for _ in 0..100 {
+            if let Ok(r) = driver.http.get(format!("{}/status", driver.base)).send().await {
+                if r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true) {
+                    return driver;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("chromedriver did not become ready");
+    }
+
+    async fn session(&self, profile: &std::path::Path) -> Browser<'_> {
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run",
+                "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display()),
+            ]}
+        }}});
+        let answer: Value = self
+            .http
+            .post(format!("{}/session", self.base))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = answer["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {answer}"))
+            .to_string();
+        Browser { driver: self, url: format!("{}/session/{id}", self.base) }
+    }
+}
+
+/// One WebDriver session.
+struct Browser<'a> {
+    driver: &'a Driver,
+    url: String,
+}
+
+impl Browser<'_> {
+    async fn cmd(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.driver.http.request(method, format!("{}{path}", self.url));
+        if let Some(b) = body {
+            request = request.json(&b);
+        }
+        let answer: Value = request.send().await.unwrap().json().await.unwrap();
+        if answer["value"]["error"].is_string() {
+            panic!("webdriver {path}: {answer}");
+        }
+        answer["value"].clone()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.cmd(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn go(&self, url: &str) {
+        self.post("/url", json!({ "url": url })).await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self.post("/element", json!({ "using": "css selector", "value": css })).await;
+        v[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {v}")).to_string()
+    }
+
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        self.post(&format!("/element/{el}/clear"), json!({})).await;
+        self.post(&format!("/element/{el}/value"), json!({ "text": text })).await;
+    }
+
+    async fn click(&self, css: &str) {
+        let el = self.find(css).await;
+        self.post(&format!("/element/{el}/click"), json!({})).await;
+    }
+
+    async fn js(&self, script: &str) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": [] })).await
+    }
+
+    /// Polls `script` (which returns a boolean) until true.
+    async fn wait_for(&self, what: &str, script: &str) {
+        for _ in 0..150 {
+            if self.js(script).await == Value::Bool(true) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    async fn page_text(&self) -> String {
+        self.js("return document.body.innerText;").await.as_str().unwrap_or("").to_string()
+    }
+
+    async fn screenshot(&self, name: &str) {
+        let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    async fn close(self) {
+        let _ = self.driver.http.delete(&self.url).send().await;
+    }
+}
+
+/// The whole first-use flow in one browser at one screen size.
+async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, height: u32, phone: &str) {
+    let t = tenant(app, "basic").await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = driver.session(profile.path()).await;
+    b.post("/window/rect", json!({ "width": width, "height": height })).await;
+    if width < 500 {
+        // Desktop windows have a minimum width; emulate the phone's viewport instead.
+        b.post(
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride",
+                    "params": { "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true } }),
+        )
+        .await;
+    }
+    let shot = |page: &str| format!("{size}-{page}");
+
+    b.go(&app.url("/login")).await;
+    if width < 500 {
+        assert_eq!(b.js("return window.innerWidth;").await, json!(width), "the phone-sized viewport");
+    }
+    b.screenshot(&shot("login")).await;
+    b.fill("#email", &t.email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#login").await;
+    b.wait_for(
+        "the home page",
+        "return location.pathname === '/' && !!document.getElementById('sent-today');",
+    )
+    .await;
+    b.screenshot(&shot("home")).await;
+
+    b.go(&app.url("/devices")).await;
+    b.fill("#phone", phone).await;
+    b.fill("#name", "Kasir").await;
+    b.click("#add-device").await;
+    b.wait_for("the device page", "return /^\\/devices\\/\\d+$/.test(location.pathname);").await;
+    let device: i64 =
+        b.js("return location.pathname.split('/')[2];").await.as_str().unwrap().parse().unwrap();
+    b.wait_for(
+        "the QR code",
+        "var q = document.getElementById('qr'); return !!q && q.complete && q.naturalWidth > 0 && !q.hidden;",
+    )
+    .await;
+    b.screenshot(&shot("device-qr")).await;
+    b.js("window.__sameDocument = true; return true;").await;
+    let (status, body) = app.admin_post("/api/admin/simulator/scan", &json!({ "device": device })).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    b.wait_for(
+        "the status to turn connected",
+        "return document.getElementById('device-status').dataset.status === 'connected';",
+    )
+    .await;
+    assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
+    assert_eq!(b.js("return document.getElementById('pairing').hidden;").await, json!(true));
+    b.screenshot(&shot("device-connected")).await;
+
+    b.go(&app.url("/send")).await;
+    b.fill("#to", "081299998888").await;
+    b.fill("#text", &format!("Halo dari Chromium {size}")).await;
+    b.screenshot(&shot("send")).await;
+    b.click("#send").await;
+    b.wait_for("the sent notice", "return !!document.getElementById('sent');").await;
+    b.screenshot(&shot("sent")).await;
+
+    b.go(&app.url("/history")).await;
+    assert!(b.page_text().await.contains(&format!("Halo dari Chromium {size}")));
+    b.screenshot(&shot("history")).await;
+    b.click("#history tbody a").await;
+    b.wait_for("the message details", "return !!document.getElementById('message-text');").await;
+    assert!(b.page_text().await.contains(&format!("Halo dari Chromium {size}")));
+    b.screenshot(&shot("message")).await;
+    let overflow = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;").await;
+    assert_eq!(overflow, json!(true), "{size}: the page fits the screen width");
+
+    b.click("#logout").await;
+    b.wait_for("the login page", "return location.pathname === '/login';").await;
+    b.close().await;
+}
+
+#[tokio::test]
+async fn a_new_user_pairs_a_device_and_sends_a_message_in_chromium() {
+    let app = TestApp::spawn().await;
+    let driver = Driver::start().await;
+    first_use(&app, &driver, "desktop", 1280, 900, "081277770001").await;
+    first_use(&app, &driver, "mobile", 375, 812, "081277770002").await;
+}
