@@ -4,9 +4,20 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
+#[path = "dashboard/account.rs"]
+mod account;
 #[path = "dashboard/agent.rs"]
 mod agent;
 #[path = "dashboard/browser.rs"]
 mod browser;
 #[path = "dashboard/http.rs"]
 mod http;
+#[path = "dashboard/live.rs"]
+mod live;
+#[path = "dashboard/pages.rs"]
+mod pages;
+#[path = "api/webhooks/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
+#[path = "dashboard/webhooks.rs"]
+mod webhooks;

@@ -26,11 +26,15 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::api::extract::Tenant;
 use crate::app::AppState;
 
+mod account;
 mod auth;
+mod automation;
 pub mod i18n;
+mod live;
 mod pages;
 pub mod session;
 pub mod store;
+mod webhooks;
 
 use session::{Viewer, Visitor};
 
@@ -66,6 +70,20 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/devices/{id}", get(pages::device))
         .route("/devices/{id}/events", get(pages::device_events))
         .route("/devices/{id}/qr.svg", get(pages::device_qr))
+        .route("/devices/{id}/{action}", post(pages::device_action))
+        .route("/auto-reply", get(automation::auto_replies).post(automation::create_auto_reply))
+        .route("/auto-reply/{id}", get(automation::auto_reply).post(automation::update_auto_reply))
+        .route("/auto-reply/{id}/toggle", post(automation::toggle_auto_reply))
+        .route("/auto-reply/{id}/delete", post(automation::delete_auto_reply))
+        .route("/scheduled", get(automation::scheduled).post(automation::create_scheduled))
+        .route("/scheduled/{id}/cancel", post(automation::cancel_scheduled))
+        .route("/live/messages", get(live::message_events))
+        .route("/api-keys", get(account::api_keys).post(account::create_api_key))
+        .route("/api-keys/{id}/revoke", post(account::revoke_api_key))
+        .route("/activity", get(account::activity))
+        .route("/webhooks", get(webhooks::webhooks).post(webhooks::create_webhook))
+        .route("/webhooks/{id}/{action}", post(webhooks::webhook_action))
+        .route("/webhook-logs/{id}/retry", post(webhooks::retry_delivery))
         .route("/send", get(pages::send_page).post(pages::send))
         .route("/history", get(pages::history))
         .route("/history/export.csv", get(pages::export_history))
@@ -96,6 +114,13 @@ fn templates() -> Environment<'static> {
         ("history.html", include_str!("templates/history.html")),
         ("message.html", include_str!("templates/message.html")),
         ("password.html", include_str!("templates/password.html")),
+        ("rule_form.html", include_str!("templates/rule_form.html")),
+        ("auto_reply.html", include_str!("templates/auto_reply.html")),
+        ("auto_reply_edit.html", include_str!("templates/auto_reply_edit.html")),
+        ("scheduled.html", include_str!("templates/scheduled.html")),
+        ("api_keys.html", include_str!("templates/api_keys.html")),
+        ("activity.html", include_str!("templates/activity.html")),
+        ("webhooks.html", include_str!("templates/webhooks.html")),
     ] {
         env.add_template(name, source).expect("the embedded dashboard templates parse");
     }
@@ -108,6 +133,9 @@ fn api_router(state: &AppState) -> Router {
         .merge(crate::api::account::router())
         .merge(crate::api::devices::router())
         .merge(crate::api::messages::router())
+        .merge(crate::api::rules::router())
+        .merge(crate::api::schedules::router())
+        .merge(crate::api::webhooks::router())
         .split_for_parts();
     router.with_state(state.clone())
 }

@@ -1,4 +1,5 @@
-//! The tenant's pages: home, devices (with live pairing), send message, history.
+//! The tenant's pages: home, devices (with live pairing and the pair-code, reset, logout and
+//! delete actions), send message, history.
 //!
 //! Each page asks the tenant API (see the module docs of `dashboard`) and renders the answer;
 //! an API error is shown next to the form or as a page in the visitor's language.
@@ -21,7 +22,7 @@ const RESOURCES: [&str; 6] =
 const PAGE_SIZE: i64 = 25;
 
 /// Query string of `pairs`, skipping empty values.
-fn query(pairs: &[(&str, &str)]) -> String {
+pub(super) fn query(pairs: &[(&str, &str)]) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs.iter().filter(|(_, v)| !v.is_empty()) {
         s.append_pair(k, v);
@@ -30,7 +31,7 @@ fn query(pairs: &[(&str, &str)]) -> String {
 }
 
 /// Rewrites the RFC 3339 times of `keys` in each object of `items` to the tenant's zone.
-fn localize(items: &mut Value, keys: &[&str], me: &Viewer) {
+pub(super) fn localize(items: &mut Value, keys: &[&str], me: &Viewer) {
     let tz = tz_of(me);
     let mut fix = |item: &mut Value| {
         for key in keys {
@@ -47,7 +48,7 @@ fn localize(items: &mut Value, keys: &[&str], me: &Viewer) {
 }
 
 /// An API failure as a whole page (404 for another tenant's ids, a readable error otherwise).
-fn failure_page(v: &Visitor, f: &ApiFailure) -> Response {
+pub(super) fn failure_page(v: &Visitor, f: &ApiFailure) -> Response {
     if f.status == StatusCode::NOT_FOUND {
         return not_found(v);
     }
@@ -55,7 +56,7 @@ fn failure_page(v: &Visitor, f: &ApiFailure) -> Response {
     render(v, status, "error.html", context! { title => v.lang.t("error_title"), text => f.text(v) })
 }
 
-async fn device_list(v: &Visitor, me: &Viewer) -> Result<Value, ApiFailure> {
+pub(super) async fn device_list(v: &Visitor, me: &Viewer) -> Result<Value, ApiFailure> {
     let mut page = v.dash.json(v, me, Method::GET, "/api/user/devices?limit=100", None).await?;
     localize(&mut page["data"], &["created_at", "updated_at"], me);
     Ok(page["data"].take())
@@ -109,13 +110,19 @@ pub async fn home(Signed { v, me }: Signed) -> Response {
         Err(f) => return failure_page(&v, &f),
     };
     localize(&mut recent, &["created_at"], &me);
+    let live = format!("/live/messages?devices=1&after={}", newest_id(&recent));
     let period_end = limits["period_end"].as_str().map(|s| local_time(s, tz)).unwrap_or_default();
     render(
         &v,
         StatusCode::OK,
         "home.html",
-        context! { nav => "home", devices, usage, today, recent, package => limits["package"].clone(), period_end },
+        context! { nav => "home", devices, usage, today, recent, package => limits["package"].clone(), period_end, live },
     )
+}
+
+/// The highest message id in a list (0 when empty): live updates start after it.
+fn newest_id(messages: &Value) -> i64 {
+    messages.as_array().into_iter().flatten().filter_map(|m| m["id"].as_i64()).max().unwrap_or(0)
 }
 
 /// The device list with the form to add one.
@@ -159,19 +166,67 @@ pub async fn add_device(form: Form) -> Response {
 }
 
 /// Only numeric ids reach the API from a page URL (a phone number there would also match).
-fn numeric(id: &str) -> Option<i64> {
+pub(super) fn numeric(id: &str) -> Option<i64> {
     id.parse::<i64>().ok().filter(|n| *n > 0)
 }
 
 /// One device: its status, live, and its rotating QR code until it is connected.
 pub async fn device(Signed { v, me }: Signed, Path(id): Path<String>) -> Response {
     let Some(id) = numeric(&id) else { return not_found(&v) };
-    match v.dash.json(&v, &me, Method::GET, &format!("/api/user/devices/{id}"), None).await {
+    device_page(&v, &me, id, StatusCode::OK, None, None).await
+}
+
+async fn device_page(
+    v: &Visitor,
+    me: &Viewer,
+    id: i64,
+    status: StatusCode,
+    error: Option<String>,
+    pair_code: Option<Value>,
+) -> Response {
+    match v.dash.json(v, me, Method::GET, &format!("/api/user/devices/{id}"), None).await {
         Ok(mut device) => {
-            localize(&mut device, &["created_at", "updated_at"], &me);
-            render(&v, StatusCode::OK, "device.html", context! { nav => "devices", device })
+            localize(&mut device, &["created_at", "updated_at"], me);
+            let code = pair_code.as_ref().map(|c| c["code"].clone());
+            let expires =
+                pair_code.as_ref().and_then(|c| c["expires_at"].as_str()).map(|t| local_time(t, tz_of(me)));
+            render(
+                v,
+                status,
+                "device.html",
+                context! { nav => "devices", device, error, pair_code => code, pair_code_expires => expires },
+            )
         }
-        Err(f) => failure_page(&v, &f),
+        Err(f) => failure_page(v, &f),
+    }
+}
+
+/// A device action from its page: `pair-code` (shows the code), `reset`, `logout`, `delete`.
+pub async fn device_action(Path((id, action)): Path<(String, String)>, form: Form) -> Response {
+    let me = match form.signed() {
+        Ok(me) => me,
+        Err(r) => return r.into_response(),
+    };
+    let v = &form.v;
+    let Some(id) = numeric(&id) else { return not_found(v) };
+    let (method, uri, body) = match action.as_str() {
+        "pair-code" => (Method::POST, format!("/api/user/devices/{id}/pair-code"), None),
+        "reset" => {
+            (Method::POST, "/api/reset-session".to_string(), Some(json!({ "device": id.to_string() })))
+        }
+        "logout" => (Method::POST, format!("/api/user/devices/{id}/logout"), None),
+        "delete" => (Method::DELETE, format!("/api/user/devices/{id}"), None),
+        _ => return not_found(v),
+    };
+    match v.dash.json(v, &me, method, &uri, body.as_ref()).await {
+        Ok(_) if action == "delete" => Redirect::to("/devices").into_response(),
+        Ok(code) if action == "pair-code" => device_page(v, &me, id, StatusCode::OK, None, Some(code)).await,
+        Ok(_) => Redirect::to(&format!("/devices/{id}")).into_response(),
+        Err(f) if f.status == StatusCode::NOT_FOUND => not_found(v),
+        Err(f) => {
+            let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };
+            device_page(v, &me, id, status, Some(f.text(v)), None).await
+        }
     }
 }
 
@@ -310,6 +365,9 @@ pub async fn history(Signed { v, me }: Signed, RawQuery(raw): RawQuery) -> Respo
     let next = (offset + shown < total || (!exact && shown == PAGE_SIZE))
         .then(|| filter_query(&filters, &[("offset", &(offset + PAGE_SIZE).to_string())]));
     let f: std::collections::BTreeMap<String, String> = filters.iter().cloned().collect();
+    let newest = newest_id(&messages).to_string();
+    let live =
+        (offset == 0).then(|| format!("/live/messages?{}", filter_query(&filters, &[("after", &newest)])));
     render(
         &v,
         StatusCode::OK,
@@ -318,7 +376,7 @@ pub async fn history(Signed { v, me }: Signed, RawQuery(raw): RawQuery) -> Respo
             nav => "history", devices, messages, error, f,
             total => if exact { total.to_string() } else { format!("{total}+") },
             from => if shown > 0 { offset + 1 } else { 0 }, to => offset + shown,
-            prev, next, export => filter_query(&filters, &[]),
+            prev, next, export => filter_query(&filters, &[]), live,
         },
     )
 }

@@ -15,7 +15,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -159,12 +158,19 @@ impl FromRequestParts<AppState> for Signed {
 pub struct Form {
     pub v: Visitor,
     fields: HashMap<String, String>,
+    /// Every field in order, for names given several times (checkbox groups).
+    pairs: Vec<(String, String)>,
 }
 
 impl Form {
     /// A field's value, or the empty string.
     pub fn get(&self, name: &str) -> &str {
         self.fields.get(name).map(String::as_str).unwrap_or("")
+    }
+
+    /// Every value of a field given several times, in order.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 
     /// The logged-in tenant, or a redirect to `/login`.
@@ -185,7 +191,9 @@ impl FromRequest<AppState> for Form {
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
             .await
             .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
-        let fields = parse_form(&bytes);
+        let pairs: Vec<(String, String)> =
+            form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        let fields: HashMap<String, String> = pairs.iter().cloned().collect();
         let presented = fields.get("csrf").map(String::as_str).unwrap_or("");
         let expected = v.csrf();
         // The pre-login token only counts when it came from the cookie, not freshly made.
@@ -195,12 +203,8 @@ impl FromRequest<AppState> for Form {
         if !valid {
             return Err(super::error_page(&v, StatusCode::FORBIDDEN, "forbidden_title", "csrf_text"));
         }
-        Ok(Form { v, fields })
+        Ok(Form { v, fields, pairs })
     }
-}
-
-fn parse_form(bytes: &Bytes) -> HashMap<String, String> {
-    form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

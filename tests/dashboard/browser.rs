@@ -1,6 +1,7 @@
 //! The dashboard in a real headless Chromium, driven through chromedriver's W3C WebDriver
 //! protocol with plain HTTP: log in, add a device, watch the QR, scan it through the simulator,
-//! see `connected` without a reload, send a message, find it in history. At desktop size and at
+//! see `connected` without a reload, send a message, find it in history, make an auto-reply and
+//! see the inbound message and its reply arrive on the history page live. At desktop size and at
 //! 375 px, with a screenshot of each page in `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`).
@@ -162,6 +163,12 @@ impl Browser<'_> {
     }
 }
 
+async fn assert_fits(b: &Browser<'_>, size: &str) {
+    let fits = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;").await;
+    let path = b.js("return location.pathname;").await;
+    assert_eq!(fits, json!(true), "{size} {path}: the page fits the screen width");
+}
+
 /// The whole first-use flow in one browser at one screen size.
 async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, height: u32, phone: &str) {
     let t = tenant(app, "basic").await;
@@ -231,11 +238,57 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
     assert!(b.page_text().await.contains(&format!("Halo dari Chromium {size}")));
     b.screenshot(&shot("history")).await;
     b.click("#history tbody a").await;
-    b.wait_for("the message details", "return !!document.getElementById('message-text');").await;
-    assert!(b.page_text().await.contains(&format!("Halo dari Chromium {size}")));
+    b.wait_for(
+        "the message details in a dialog",
+        "var d = document.getElementById('detail'); \
+         return !!d && d.open && !!d.querySelector('#message-text');",
+    )
+    .await;
+    assert_eq!(
+        b.js("return location.pathname;").await,
+        json!("/history"),
+        "the list stays behind the dialog"
+    );
+    let detail = b.js("return document.getElementById('detail').innerText;").await;
+    assert!(detail.as_str().unwrap().contains(&format!("Halo dari Chromium {size}")), "{detail}");
     b.screenshot(&shot("message")).await;
-    let overflow = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;").await;
-    assert_eq!(overflow, json!(true), "{size}: the page fits the screen width");
+    b.click("#detail-close").await;
+    b.wait_for("the dialog to close", "return !document.getElementById('detail').open;").await;
+    assert_fits(&b, size).await;
+
+    // An auto-reply made on the page answers an inbound message; both appear in history live.
+    b.go(&app.url("/auto-reply")).await;
+    b.fill("#keyword", "promo").await;
+    b.fill("#reply", &format!("Promo {size}: diskon 10%")).await;
+    b.screenshot(&shot("auto-reply-form")).await;
+    b.click("#save-rule").await;
+    b.wait_for(
+        "the new rule",
+        "return location.pathname === '/auto-reply' && !!document.getElementById('rules');",
+    )
+    .await;
+    b.screenshot(&shot("auto-reply")).await;
+    assert_fits(&b, size).await;
+    b.go(&app.url("/history")).await;
+    b.js("window.__sameDocument = true; return true;").await;
+    app.inbound(device, "6281288880001", &format!("ada promo {size}?"), Some("Sari")).await;
+    b.wait_for(
+        "the inbound message and the reply to appear live",
+        &format!(
+            "var t = document.getElementById('history').innerText; \
+             return t.includes('ada promo {size}?') && t.includes('Promo {size}: diskon 10%');"
+        ),
+    )
+    .await;
+    assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
+    b.screenshot(&shot("history-live")).await;
+
+    for page in ["scheduled", "webhooks", "api-keys", "activity"] {
+        b.go(&app.url(&format!("/{page}"))).await;
+        b.wait_for(page, "return document.readyState === 'complete';").await;
+        b.screenshot(&shot(page)).await;
+        assert_fits(&b, size).await;
+    }
 
     b.click("#logout").await;
     b.wait_for("the login page", "return location.pathname === '/login';").await;

@@ -39,3 +39,117 @@
     reloadQr();
   });
 })();
+
+// New messages on the home and history pages: rows are added on top as they arrive; the home
+// page's device badges follow their status.
+(function () {
+  "use strict";
+  var table = document.querySelector("table[data-live]");
+  if (!table || !window.EventSource) { return; }
+  var body = table.tBodies[0];
+  var columns = (table.getAttribute("data-columns") || "").split(" ");
+  function label(key) { return table.getAttribute("data-label-" + key) || key; }
+  function cell(row, text) {
+    var td = document.createElement("td");
+    td.textContent = text == null ? "" : String(text);
+    row.appendChild(td);
+    return td;
+  }
+  var events = new EventSource(table.getAttribute("data-live"));
+  events.addEventListener("message", function (e) {
+    var m;
+    try { m = JSON.parse(e.data); } catch (err) { return; }
+    if (body.querySelector('tr[data-id="' + m.id + '"]')) { return; }
+    var row = document.createElement("tr");
+    row.setAttribute("data-id", String(m.id));
+    row.className = "fresh";
+    columns.forEach(function (c) {
+      if (c === "time") {
+        var td = cell(row, "");
+        var a = document.createElement("a");
+        a.href = "/history/" + m.id;
+        a.textContent = m.created_at;
+        td.appendChild(a);
+      } else if (c === "direction") {
+        cell(row, label(m.direction));
+      } else if (c === "status") {
+        var st = cell(row, "");
+        var badge = document.createElement("span");
+        badge.className = "badge";
+        badge.setAttribute("data-status", m.status);
+        badge.textContent = label(m.status);
+        st.appendChild(badge);
+      } else {
+        var td2 = cell(row, m[c]);
+        if (c === "text") { td2.className = "text"; }
+      }
+    });
+    body.insertBefore(row, body.firstChild);
+    table.hidden = false;
+    var counter = document.getElementById(m.direction === "in" ? "received-today" : "sent-today");
+    if (counter && /^\d+$/.test(counter.textContent)) {
+      counter.textContent = String(Number(counter.textContent) + 1);
+    }
+    var empty = table.parentNode.parentNode.querySelector(".empty");
+    if (empty) { empty.hidden = true; }
+  });
+  var devices = document.getElementById("device-list");
+  events.addEventListener("device", function (e) {
+    var d;
+    try { d = JSON.parse(e.data); } catch (err) { return; }
+    var badge = devices && devices.querySelector('li[data-device-id="' + d.id + '"] .badge');
+    if (!badge) { return; }
+    badge.setAttribute("data-status", d.status);
+    badge.textContent = devices.getAttribute("data-label-" + d.status) || d.status;
+  });
+})();
+
+// Forms that delete or cancel ask first.
+(function () {
+  "use strict";
+  document.addEventListener("submit", function (e) {
+    var question = e.target.getAttribute && e.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) { e.preventDefault(); }
+  });
+})();
+
+// History details open in a dialog over the list (the link still works without JavaScript).
+(function () {
+  "use strict";
+  var table = document.getElementById("history");
+  if (!table || !window.fetch || !window.DOMParser) { return; }
+  var dialog = document.createElement("dialog");
+  dialog.id = "detail";
+  dialog.setAttribute("aria-labelledby", "detail-title");
+  document.body.appendChild(dialog);
+  dialog.addEventListener("click", function (e) {
+    if (e.target === dialog || (e.target.getAttribute && e.target.getAttribute("data-close") !== null)) {
+      dialog.close();
+    }
+  });
+  table.addEventListener("click", function (e) {
+    var link = e.target.closest ? e.target.closest("a[href^='/history/']") : null;
+    if (!link || e.ctrlKey || e.metaKey || e.shiftKey || !dialog.showModal) { return; }
+    e.preventDefault();
+    fetch(link.getAttribute("href"), { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.text(); })
+      .then(function (html) {
+        var card = new DOMParser().parseFromString(html, "text/html").querySelector("main .card");
+        if (!card) { throw new Error("no details"); }
+        var title = card.querySelector("h1");
+        if (title) { title.id = "detail-title"; }
+        var back = card.querySelector("a[href='/history']");
+        if (back) {
+          var close = document.createElement("button");
+          close.type = "button";
+          close.setAttribute("data-close", "");
+          close.id = "detail-close";
+          close.textContent = back.textContent;
+          back.parentNode.replaceChild(close, back);
+        }
+        dialog.replaceChildren(card);
+        dialog.showModal();
+      })
+      .catch(function () { window.location.href = link.getAttribute("href"); });
+  });
+})();

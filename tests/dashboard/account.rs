@@ -1,0 +1,54 @@
+//! The API keys and activity log pages over plain HTTP.
+
+use reqwest::StatusCode;
+
+use crate::agent::{tenant, Agent, PASSWORD};
+use crate::helpers::TestApp;
+
+#[tokio::test]
+async fn an_api_key_made_on_the_page_is_shown_once_works_and_can_be_revoked() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let mut agent = Agent::new(&app);
+    agent.login(&t.email, PASSWORD).await;
+    let page = agent.get("/api-keys").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains(&t.api_key), "a stored key is never shown again");
+
+    let made = agent.submit("/api-keys", "/api-keys", &[("name", "Kasir POS")]).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    assert_eq!(made.headers["cache-control"], "no-store");
+    let marker = "id=\"new-key\" class=\"code secret\">";
+    let start = made.body.find(marker).expect("the key is shown") + marker.len();
+    let key = made.body[start..].split('<').next().unwrap().replace("&#x2f;", "/");
+    let (status, info) = app.get("/api/user/info", &key).await;
+    assert_eq!(status, StatusCode::OK, "the new key works: {info}");
+    let again = agent.get("/api-keys").await;
+    assert!(again.body.contains("Kasir POS") && !again.body.contains(&key), "shown only once");
+
+    let (_, keys) = app.get("/api/user/api-keys", &t.api_key).await;
+    let id = keys["data"].as_array().unwrap().iter().find(|k| k["name"] == "Kasir POS").unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let stranger = tenant(&app, "basic").await;
+    let mut other = Agent::new(&app);
+    other.login(&stranger.email, PASSWORD).await;
+    let foreign = other.submit("/api-keys", &format!("/api-keys/{id}/revoke"), &[]).await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND, "another tenant cannot revoke it");
+    assert_eq!(app.get("/api/user/info", &key).await.0, StatusCode::OK);
+
+    let revoked = agent.submit("/api-keys", &format!("/api-keys/{id}/revoke"), &[]).await;
+    assert_eq!(revoked.status, StatusCode::SEE_OTHER, "{}", revoked.body);
+    assert_eq!(app.get("/api/user/info", &key).await.0, StatusCode::UNAUTHORIZED);
+    assert!(!agent.get("/api-keys").await.body.contains("Kasir POS"));
+
+    let log = agent.get("/activity").await;
+    assert_eq!(log.status, StatusCode::OK);
+    for action in ["dashboard.login", "api_key.create", "api_key.revoke"] {
+        assert!(log.body.contains(&format!("<code>{action}</code>")), "{action}: {}", log.body);
+    }
+    let only = agent.get("/activity?action=api_key.revoke").await;
+    assert!(only.body.contains("api_key.revoke") && !only.body.contains("<code>dashboard.login</code>"));
+    let theirs = other.get("/activity").await;
+    assert!(!theirs.body.contains("<code>api_key.revoke</code>"), "each tenant sees its own log");
+}
