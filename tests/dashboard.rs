@@ -6,6 +6,8 @@ mod helpers;
 
 #[path = "dashboard/account.rs"]
 mod account;
+#[path = "dashboard/admin.rs"]
+mod admin;
 #[path = "dashboard/agent.rs"]
 mod agent;
 #[path = "dashboard/browser.rs"]
@@ -16,6 +18,8 @@ mod http;
 mod live;
 #[path = "dashboard/pages.rs"]
 mod pages;
+#[path = "dashboard/plugins.rs"]
+mod plugins;
 #[path = "api/webhooks/receiver.rs"]
 #[allow(dead_code)]
 mod receiver;

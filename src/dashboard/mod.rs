@@ -27,11 +27,13 @@ use crate::api::extract::Tenant;
 use crate::app::AppState;
 
 mod account;
+mod admin;
 mod auth;
 mod automation;
 pub mod i18n;
 mod live;
 mod pages;
+mod plugins;
 pub mod session;
 pub mod store;
 mod webhooks;
@@ -43,6 +45,8 @@ pub struct Dashboard {
     templates: Environment<'static>,
     api: Router,
     pub throttle: session::Throttle,
+    /// Operator logins (in memory: a restart logs the operator out).
+    pub admins: admin::AdminSessions,
     /// Cookies get `Secure` when the gateway is reached over https.
     pub secure: bool,
     pub session_hours: u64,
@@ -57,6 +61,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         templates: templates(),
         api: api_router(state),
         throttle: session::Throttle::default(),
+        admins: admin::AdminSessions::default(),
         secure: state.config.server.public_url.trim().to_ascii_lowercase().starts_with("https://"),
         session_hours: state.config.dashboard.session_hours.max(1),
     });
@@ -85,9 +90,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/webhooks/{id}/{action}", post(webhooks::webhook_action))
         .route("/webhook-logs/{id}/retry", post(webhooks::retry_delivery))
         .route("/send", get(pages::send_page).post(pages::send))
+        .route("/send/media", post(pages::send_media))
+        .route("/plugins", get(plugins::plugins).post(plugins::upload_plugin))
+        .route("/plugins/{id}", get(plugins::plugin))
+        .route("/plugins/{id}/{action}", post(plugins::plugin_action))
         .route("/history", get(pages::history))
         .route("/history/export.csv", get(pages::export_history))
         .route("/history/{id}", get(pages::message))
+        .route("/admin", get(admin::tenants).post(admin::create_tenant))
+        .route("/admin/login", get(admin::login_page).post(admin::login))
+        .route("/admin/logout", post(admin::logout))
+        .route("/admin/tenants/{id}", get(admin::tenant))
+        .route("/admin/tenants/{id}/{action}", post(admin::tenant_action))
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
         .route(
             "/assets/app.js",
@@ -121,6 +135,11 @@ fn templates() -> Environment<'static> {
         ("api_keys.html", include_str!("templates/api_keys.html")),
         ("activity.html", include_str!("templates/activity.html")),
         ("webhooks.html", include_str!("templates/webhooks.html")),
+        ("plugins.html", include_str!("templates/plugins.html")),
+        ("plugin.html", include_str!("templates/plugin.html")),
+        ("admin_login.html", include_str!("templates/admin_login.html")),
+        ("admin.html", include_str!("templates/admin.html")),
+        ("admin_tenant.html", include_str!("templates/admin_tenant.html")),
     ] {
         env.add_template(name, source).expect("the embedded dashboard templates parse");
     }
@@ -131,13 +150,28 @@ fn templates() -> Environment<'static> {
 fn api_router(state: &AppState) -> Router {
     let (router, _) = OpenApiRouter::new()
         .merge(crate::api::account::router())
+        .merge(crate::api::admin::router())
         .merge(crate::api::devices::router())
         .merge(crate::api::messages::router())
+        .merge(crate::api::media::router())
+        .merge(crate::api::plugins::router())
         .merge(crate::api::rules::router())
         .merge(crate::api::schedules::router())
         .merge(crate::api::webhooks::router())
         .split_for_parts();
-    router.with_state(state.clone())
+    // The same cap as the public API: without it, extractors would fall back to axum's 2 MB.
+    router
+        .layer(axum::extract::DefaultBodyLimit::max(state.config.server.body_limit))
+        .with_state(state.clone())
+}
+
+/// Who an in-process API call is made as.
+pub enum Caller {
+    /// A tenant, put in the request as the authenticated [`Tenant`].
+    Tenant(Tenant),
+    /// The operator, with the admin token given at the admin login and the operator's IP
+    /// (given to the handler as the peer address, for the activity log).
+    Admin { token: String, ip: Option<String> },
 }
 
 /// An error answer of the API, as the dashboard shows it.
@@ -173,24 +207,67 @@ impl Dashboard {
         uri: &str,
         body: Option<&serde_json::Value>,
     ) -> Response {
-        let mut builder = Request::builder().method(method).uri(uri);
-        let body = match body {
+        let caller = Caller::Tenant(Self::as_tenant(v, me));
+        match body {
             Some(b) => {
-                builder = builder.header(header::CONTENT_TYPE, "application/json");
-                Body::from(b.to_string())
+                self.send(caller, method, uri, Some("application/json"), Body::from(b.to_string())).await
             }
-            None => Body::empty(),
+            None => self.send(caller, method, uri, None, Body::empty()).await,
+        }
+    }
+
+    fn as_tenant(v: &Visitor, me: &Viewer) -> Tenant {
+        Tenant { id: me.tenant.id, key_id: 0, package: me.tenant.package.clone(), ip: v.ip.clone() }
+    }
+
+    /// Calls the API as `caller` with a JSON body, for JSON answers.
+    pub async fn json_as(
+        &self,
+        caller: Caller,
+        method: Method,
+        uri: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<serde_json::Value, ApiFailure> {
+        let response = match body {
+            Some(b) => {
+                self.send(caller, method, uri, Some("application/json"), Body::from(b.to_string())).await
+            }
+            None => self.send(caller, method, uri, None, Body::empty()).await,
         };
+        Self::answer(response).await
+    }
+
+    /// Calls the API as `caller` with a body of `content_type`.
+    async fn send(
+        &self,
+        caller: Caller,
+        method: Method,
+        uri: &str,
+        content_type: Option<&str>,
+        body: Body,
+    ) -> Response {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Caller::Admin { token, .. } = &caller {
+            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
         let mut request = match builder.body(body) {
             Ok(r) => r,
             Err(_) => return StatusCode::BAD_REQUEST.into_response(),
         };
-        request.extensions_mut().insert(Tenant {
-            id: me.tenant.id,
-            key_id: 0,
-            package: me.tenant.package.clone(),
-            ip: v.ip.clone(),
-        });
+        match caller {
+            Caller::Tenant(tenant) => {
+                request.extensions_mut().insert(tenant);
+            }
+            Caller::Admin { ip, .. } => {
+                if let Some(ip) = ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+                    let peer = std::net::SocketAddr::new(ip, 0);
+                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                }
+            }
+        }
         match self.api.clone().oneshot(request).await {
             Ok(response) => response,
             Err(never) => match never {},
@@ -206,7 +283,50 @@ impl Dashboard {
         uri: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, ApiFailure> {
-        let response = self.call(v, me, method, uri, body).await;
+        Self::answer(self.call(v, me, method, uri, body).await).await
+    }
+
+    /// POSTs a `multipart/form-data` body of `texts` and `files` (API field name, file) to
+    /// the tenant API, as a browser would; the JSON answer or the API's error.
+    pub async fn upload(
+        &self,
+        v: &Visitor,
+        me: &Viewer,
+        uri: &str,
+        texts: &[(&str, &str)],
+        files: &[(&str, &session::FilePart)],
+    ) -> Result<serde_json::Value, ApiFailure> {
+        let boundary = format!("wag-{}", session::random_token());
+        let quoted = |s: &str| s.replace(['"', '\r', '\n', '\\'], "_");
+        let mut body = Vec::new();
+        for (name, value) in texts {
+            let head =
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n", quoted(name));
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(value.as_bytes());
+            body.extend_from_slice(b"\r\n");
+        }
+        for (name, file) in files {
+            let head = format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
+                 Content-Type: {}\r\n\r\n",
+                quoted(name),
+                quoted(&file.filename),
+                quoted(&file.content_type),
+            );
+            body.extend_from_slice(head.as_bytes());
+            body.extend_from_slice(&file.bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let caller = Caller::Tenant(Self::as_tenant(v, me));
+        let response = self.send(caller, Method::POST, uri, Some(&content_type), Body::from(body)).await;
+        Self::answer(response).await
+    }
+
+    /// The JSON body of a successful answer, or the API's error.
+    async fn answer(response: Response) -> Result<serde_json::Value, ApiFailure> {
         let status = response.status();
         let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
         let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);

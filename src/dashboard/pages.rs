@@ -11,7 +11,7 @@ use chrono::{TimeZone, Utc};
 use minijinja::context;
 use serde_json::{json, Value};
 
-use super::session::{Form, Signed, Viewer, Visitor};
+use super::session::{FileForm, Form, Signed, Viewer, Visitor};
 use super::{local_time, not_found, render, tz_of, ApiFailure};
 
 /// The usage bars of the home page, in this order.
@@ -304,6 +304,27 @@ pub async fn send(form: Form) -> Response {
     };
     let body = json!({ "device": values.device, "to": values.to, "text": values.text });
     match v.dash.json(v, &me, Method::POST, "/api/send-message", Some(&body)).await {
+        Ok(m) => Redirect::to(&format!("/send?sent={}", m["id"].as_i64().unwrap_or(0))).into_response(),
+        Err(f) => {
+            let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };
+            send_form(v, &me, status, Some(f.text(v)), None, &values).await
+        }
+    }
+}
+
+/// Sends an uploaded image or document with its caption through the API's send-media path.
+pub async fn send_media(upload: FileForm) -> Response {
+    let form = &upload.form;
+    let me = match form.signed() {
+        Ok(me) => me,
+        Err(r) => return r.into_response(),
+    };
+    let v = &form.v;
+    let values =
+        SendValues { device: form.get("device").into(), to: form.get("to").into(), text: String::new() };
+    let texts = [("device", form.get("device")), ("to", form.get("to")), ("caption", form.get("caption"))];
+    let files: Vec<(&str, _)> = upload.file("file").map(|f| ("file", f)).into_iter().collect();
+    match v.dash.upload(v, &me, "/api/send-media", &texts, &files).await {
         Ok(m) => Redirect::to(&format!("/send?sent={}", m["id"].as_i64().unwrap_or(0))).into_response(),
         Err(f) => {
             let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };

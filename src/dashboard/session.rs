@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -193,6 +193,13 @@ impl FromRequest<AppState> for Form {
             .map_err(|_| StatusCode::PAYLOAD_TOO_LARGE.into_response())?;
         let pairs: Vec<(String, String)> =
             form_urlencoded::parse(&bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        Form::checked(v, pairs).map_err(|e| *e)
+    }
+}
+
+impl Form {
+    /// The form, when its `csrf` field is the token this visitor's forms carry; else the 403 page.
+    fn checked(v: Visitor, pairs: Vec<(String, String)>) -> Result<Form, Box<Response>> {
         let fields: HashMap<String, String> = pairs.iter().cloned().collect();
         let presented = fields.get("csrf").map(String::as_str).unwrap_or("");
         let expected = v.csrf();
@@ -201,9 +208,69 @@ impl FromRequest<AppState> for Form {
             && (v.viewer.is_some() || !v.anon_csrf_new)
             && constant_time_eq(presented.as_bytes(), expected.as_bytes());
         if !valid {
-            return Err(super::error_page(&v, StatusCode::FORBIDDEN, "forbidden_title", "csrf_text"));
+            return Err(Box::new(super::error_page(
+                &v,
+                StatusCode::FORBIDDEN,
+                "forbidden_title",
+                "csrf_text",
+            )));
         }
         Ok(Form { v, fields, pairs })
+    }
+}
+
+/// A file of a [`FileForm`].
+pub struct FilePart {
+    pub field: String,
+    pub filename: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+}
+
+/// A POSTed `multipart/form-data` form (file uploads): its text fields as a [`Form`], checked
+/// for the same `csrf` field, and its files. A file input left empty is no file. The body is
+/// capped by the server's body limit.
+pub struct FileForm {
+    pub form: Form,
+    pub files: Vec<FilePart>,
+}
+
+impl FileForm {
+    /// The file sent as `field`, if any.
+    pub fn file(&self, field: &str) -> Option<&FilePart> {
+        self.files.iter().find(|f| f.field == field)
+    }
+}
+
+impl FromRequest<AppState> for FileForm {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let v = Visitor::from_request_parts(&mut parts, state).await?;
+        let refuse = |status: StatusCode| {
+            let status =
+                if status == StatusCode::PAYLOAD_TOO_LARGE { status } else { StatusCode::BAD_REQUEST };
+            super::error_page(&v, status, "error_title", "err_other")
+        };
+        let mut multipart = Multipart::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|e| refuse(e.status()))?;
+        let (mut pairs, mut files) = (Vec::new(), Vec::new());
+        while let Some(field) = multipart.next_field().await.map_err(|e| refuse(e.status()))? {
+            let name = field.name().unwrap_or_default().to_string();
+            match field.file_name().map(str::to_string) {
+                Some(filename) => {
+                    let content_type = field.content_type().unwrap_or("application/octet-stream").to_string();
+                    let bytes = field.bytes().await.map_err(|e| refuse(e.status()))?.to_vec();
+                    if !(filename.is_empty() && bytes.is_empty()) {
+                        files.push(FilePart { field: name, filename, content_type, bytes });
+                    }
+                }
+                None => pairs.push((name, field.text().await.map_err(|e| refuse(e.status()))?)),
+            }
+        }
+        Ok(FileForm { form: Form::checked(v, pairs).map_err(|e| *e)?, files })
     }
 }
 

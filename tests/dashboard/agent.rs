@@ -121,6 +121,52 @@ impl<'a> Agent<'a> {
         self.post(path, &all).await
     }
 
+    /// Opens `form_page`, takes its CSRF token, and POSTs `fields` and one file
+    /// (`field`, file name, content type, bytes) to `path` as `multipart/form-data`.
+    pub async fn upload(
+        &mut self,
+        form_page: &str,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &str, &[u8]),
+    ) -> Page {
+        let csrf = self.get(form_page).await.csrf();
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend_from_slice(fields);
+        self.post_multipart(path, &all, file).await
+    }
+
+    /// POSTs `fields` and one file as `multipart/form-data`, as they are (no token added).
+    pub async fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        file: (&str, &str, &str, &[u8]),
+    ) -> Page {
+        let boundary = "dashboard-test-boundary-51c9";
+        let mut body = Vec::new();
+        for (name, value) in fields {
+            let part =
+                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n");
+            body.extend_from_slice(part.as_bytes());
+        }
+        let (field, filename, content_type, bytes) = file;
+        let head = format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n\
+             Content-Type: {content_type}\r\n\r\n"
+        );
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let request = self
+            .app
+            .client
+            .post(self.app.url(path))
+            .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+            .body(body);
+        self.finish(request).await
+    }
+
     /// Logs in; returns the answer to the login POST.
     pub async fn login(&mut self, email: &str, password: &str) -> Page {
         self.submit("/login", "/login", &[("email", email), ("password", password)]).await

@@ -283,7 +283,7 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
     assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
     b.screenshot(&shot("history-live")).await;
 
-    for page in ["scheduled", "webhooks", "api-keys", "activity"] {
+    for page in ["scheduled", "webhooks", "plugins", "api-keys", "activity"] {
         b.go(&app.url(&format!("/{page}"))).await;
         b.wait_for(page, "return document.readyState === 'complete';").await;
         b.screenshot(&shot(page)).await;
@@ -292,6 +292,17 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
 
     b.click("#logout").await;
     b.wait_for("the login page", "return location.pathname === '/login';").await;
+
+    b.go(&app.url("/admin/login")).await;
+    b.fill("#token", &app.admin_token).await;
+    b.click("#admin-login").await;
+    b.wait_for(
+        "the operator page",
+        "return location.pathname === '/admin' && !!document.getElementById('tenants');",
+    )
+    .await;
+    b.screenshot(&shot("admin")).await;
+    assert_fits(&b, size).await;
     b.close().await;
 }
 
