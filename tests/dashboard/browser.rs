@@ -1,8 +1,10 @@
 //! The dashboard in a real headless Chromium, driven through chromedriver's W3C WebDriver
 //! protocol with plain HTTP: log in, add a device, watch the QR, scan it through the simulator,
 //! see `connected` without a reload, send a message, find it in history, make an auto-reply and
-//! see the inbound message and its reply arrive on the history page live. At desktop size and at
-//! 375 px, with a screenshot of each page in `target/screenshots/`.
+//! see the inbound message and its reply arrive on the history page live; a wrong password, a
+//! tampered CSRF token (refused, nothing sent), the CSV export fetched by the page, a plugin
+//! uploaded through the file input, and logout (protected pages go back to login). At desktop
+//! size and at 375 px, with a screenshot of each page in `target/screenshots/`.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`apt-get install -y chromium chromium-driver`).
 
@@ -135,6 +137,16 @@ impl Browser<'_> {
         self.post("/execute/sync", json!({ "script": script, "args": [] })).await
     }
 
+    /// Runs `script` asynchronously; it finishes by calling `arguments[0]` with its result.
+    async fn js_async(&self, script: &str) -> Value {
+        self.post("/execute/async", json!({ "script": script, "args": [] })).await
+    }
+
+    /// The HTTP status of the page now shown.
+    async fn status(&self) -> Value {
+        self.js("return performance.getEntriesByType('navigation')[0].responseStatus;").await
+    }
+
     /// Polls `script` (which returns a boolean) until true.
     async fn wait_for(&self, what: &str, script: &str) {
         for _ in 0..150 {
@@ -191,6 +203,14 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
         assert_eq!(b.js("return window.innerWidth;").await, json!(width), "the phone-sized viewport");
     }
     b.screenshot(&shot("login")).await;
+    // A wrong password: the login page again, with the error.
+    b.fill("#email", &t.email).await;
+    b.fill("#password", "salah-sekali-999").await;
+    b.click("#login").await;
+    b.wait_for("the login error", "return !!document.getElementById('form-error');").await;
+    assert_eq!(b.js("return location.pathname;").await, json!("/login"), "still on the login page");
+    b.screenshot(&shot("login-error")).await;
+    assert_fits(&b, size).await;
     b.fill("#email", &t.email).await;
     b.fill("#password", PASSWORD).await;
     b.click("#login").await;
@@ -234,9 +254,40 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
     b.wait_for("the sent notice", "return !!document.getElementById('sent');").await;
     b.screenshot(&shot("sent")).await;
 
+    // A form whose CSRF token was tampered with is refused and sends nothing.
+    b.go(&app.url("/send")).await;
+    b.fill("#to", "081299998888").await;
+    b.fill("#text", &format!("Palsu dari Chromium {size}")).await;
+    b.js("document.querySelector('form[action=\"/send\"] input[name=csrf]').value = 'palsu'; return true;")
+        .await;
+    b.click("#send").await;
+    b.wait_for(
+        "the refusal page",
+        "return document.readyState === 'complete' && !document.getElementById('send');",
+    )
+    .await;
+    assert_eq!(b.status().await, json!(403), "the forged form is refused");
+    let refused = b.page_text().await;
+    assert!(refused.contains("Refused") || refused.contains("Ditolak"), "{refused}");
+    b.screenshot(&shot("csrf-refused")).await;
+    assert_fits(&b, size).await;
+
     b.go(&app.url("/history")).await;
     assert!(b.page_text().await.contains(&format!("Halo dari Chromium {size}")));
     b.screenshot(&shot("history")).await;
+    // The CSV export, fetched by the page with its session cookie.
+    let csv = b
+        .js_async(
+            "var done = arguments[arguments.length - 1]; \
+             fetch(document.getElementById('export').href, { credentials: 'same-origin' }) \
+               .then(r => r.text().then(t => done({ status: r.status, type: r.headers.get('content-type'), text: t }))) \
+               .catch(e => done({ status: 0, text: String(e) }));",
+        )
+        .await;
+    assert_eq!(csv["status"], json!(200), "{csv}");
+    assert!(csv["type"].as_str().unwrap_or("").contains("csv"), "{csv}");
+    assert!(csv["text"].as_str().unwrap().contains(&format!("Halo dari Chromium {size}")), "{csv}");
+    assert!(!csv["text"].as_str().unwrap().contains("Palsu dari Chromium"), "{csv}");
     b.click("#history tbody a").await;
     b.wait_for(
         "the message details in a dialog",
@@ -282,16 +333,41 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
     .await;
     assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
     b.screenshot(&shot("history-live")).await;
+    let outbox = app.outbox(device).await;
+    assert!(
+        !outbox.iter().any(|m| m["text"].as_str().unwrap_or("").contains("Palsu dari Chromium")),
+        "the refused form sent nothing: {outbox:?}"
+    );
 
-    for page in ["scheduled", "webhooks", "plugins", "api-keys", "activity"] {
+    for page in ["scheduled", "webhooks", "plugins", "api-keys", "activity", "password"] {
         b.go(&app.url(&format!("/{page}"))).await;
         b.wait_for(page, "return document.readyState === 'complete';").await;
         b.screenshot(&shot(page)).await;
         assert_fits(&b, size).await;
     }
 
+    // A plugin uploaded through the page's file input, and its page.
+    b.go(&app.url("/plugins")).await;
+    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/plugins/echo.wasm");
+    assert!(wasm.exists(), "{}: run plugins/build.sh first", wasm.display());
+    let file = b.find("#plugin-file").await;
+    b.post(&format!("/element/{file}/value"), json!({ "text": wasm.display().to_string() })).await;
+    b.fill("#plugin-name", &format!("Echo {size}")).await;
+    b.click("#upload-plugin").await;
+    b.wait_for("the plugin page", "return /^\\/plugins\\/\\d+$/.test(location.pathname);").await;
+    assert!(b.page_text().await.contains(&format!("Echo {size}")));
+    b.screenshot(&shot("plugin")).await;
+    assert_fits(&b, size).await;
+
     b.click("#logout").await;
     b.wait_for("the login page", "return location.pathname === '/login';").await;
+    // The session is gone: a protected page sends the browser to the login page.
+    b.go(&app.url("/history")).await;
+    b.wait_for(
+        "the redirect to login",
+        "return location.pathname === '/login' && !!document.getElementById('login');",
+    )
+    .await;
 
     b.go(&app.url("/admin/login")).await;
     b.fill("#token", &app.admin_token).await;
