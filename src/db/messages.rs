@@ -3,6 +3,8 @@
 //! Outbound messages are rows with status `queued` until the device's sender takes them, so the
 //! queue survives restarts; inbound messages are unique per (device, WhatsApp id).
 
+use sqlx::SqlitePool;
+
 use super::{now_ms, reader, writer, Db, DbResult, Dialect};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -79,9 +81,17 @@ pub struct MessageFilter {
     pub before: Option<(i64, i64)>,
 }
 
-const SELECT: &str = "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
+const COLUMNS: &str = "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
      m.sender, m.recipient, m.text, m.type, m.status, m.wa_id, m.push_name, m.is_group, m.media, m.error, \
-     m.source, m.attempts, m.created_at, m.updated_at FROM messages m JOIN devices d ON d.id = m.device_id";
+     m.source, m.attempts, m.created_at, m.updated_at";
+
+/// The rows of the history with their device: the tenant's indexes find them.
+const FROM_MESSAGES: &str = "FROM messages m JOIN devices d ON d.id = m.device_id";
+
+/// The same, found through the text search's trigram index (SQLite): `CROSS JOIN` fixes the
+/// join order, so SQLite walks the index's matches and looks each message up by id.
+const FROM_SEARCH: &str = "FROM messages_search s CROSS JOIN messages m ON m.id = s.rowid \
+     CROSS JOIN devices d ON d.id = m.device_id";
 
 /// The history's order, newest first. `created_at` is set when the row is stored, so this is
 /// the id order except between rows stored concurrently; sorting by time lets one index serve a
@@ -115,9 +125,52 @@ enum Arg {
     Str(String),
 }
 
+/// The shortest text search the trigram index serves. FTS5's trigram MATCH finds nothing for
+/// fewer characters and pg_trgm reads its whole index, so shorter searches check `LIKE` on
+/// every row of the tenant's history (or of the narrower filter's index), as before the index.
+const SEARCH_MIN_CHARS: usize = 3;
+
+/// Trigram-index matches (over all tenants) below which a SQLite search reads every match and
+/// sorts them: at most this many lookups by id, about 5 ms. Past it, walking the history (or
+/// the matches from the newest id back) fills a page sooner, because matches are common.
+const SEARCH_INDEX_MATCHES: i64 = 2_000;
+
+/// Where a history query finds its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The tenant's indexes, newest first; a text search is checked row by row.
+    Scan,
+    /// Every match of the trigram index `messages_search` (SQLite), looked up by id.
+    Search,
+    /// The trigram index's matches from the newest id back, until the page is full (SQLite,
+    /// pages only: see `recent_matches`).
+    Recent,
+}
+
+/// How a history page and its capped count find their rows.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    page: Source,
+    count: Source,
+}
+
+/// Whether the trigram index can answer this text search.
+fn indexable(q: &str) -> bool {
+    // A NUL would end the FTS5 query string early; SQLite's LIKE handles it.
+    q.chars().count() >= SEARCH_MIN_CHARS && !q.contains('\0')
+}
+
+/// `q` as one FTS5 phrase: inside double quotes everything but a doubled quote is literal, so
+/// `*`, `OR`, `NEAR(`, `:` and `-` are text. The trigram tokenizer makes the phrase "these
+/// characters in a row, in any case".
+fn fts5_phrase(q: &str) -> String {
+    format!("\"{}\"", q.replace('"', "\"\""))
+}
+
 impl MessageFilter {
-    /// Renders the WHERE clause (after the tenant condition `$1`) and its arguments.
-    fn render(&self, dialect: Dialect) -> (String, Vec<Arg>) {
+    /// Renders the WHERE clause (after the tenant condition `$1`) and its arguments, for rows
+    /// found through `source` (`FROM_SEARCH` names the trigram index `s`).
+    fn render(&self, dialect: Dialect, source: Source) -> (String, Vec<Arg>) {
         let mut sql = String::from(" WHERE m.user_id = $1");
         let mut args = Vec::new();
         let mut push = |cond: &str, arg: Arg, sql: &mut String| {
@@ -157,6 +210,12 @@ impl MessageFilter {
             push(" AND m.created_at < ?", Arg::I64(v), &mut sql);
         }
         if let Some(q) = &self.q {
+            // The LIKE decides on both paths: the trigram index only narrows the rows to check
+            // (its case folding covers more than LIKE's ASCII one), so results do not depend on
+            // the path taken.
+            if source == Source::Search {
+                push(" AND s.messages_search MATCH ?", Arg::Str(fts5_phrase(q)), &mut sql);
+            }
             let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
             let cond = match dialect {
                 Dialect::Sqlite => " AND m.text LIKE ? ESCAPE '\\'",
@@ -172,6 +231,16 @@ impl MessageFilter {
         }
         (sql, args)
     }
+
+    /// A page's query without its LIMIT, and its arguments (`Recent` is read as `Scan`).
+    fn page_sql(&self, dialect: Dialect, source: Source) -> (String, Vec<Arg>) {
+        let from = match source {
+            Source::Search => FROM_SEARCH,
+            Source::Scan | Source::Recent => FROM_MESSAGES,
+        };
+        let (cond, args) = self.render(dialect, source);
+        (format!("{COLUMNS} {from}{cond} {ORDER}"), args)
+    }
 }
 
 macro_rules! bind_args {
@@ -185,6 +254,51 @@ macro_rules! bind_args {
         }
         q
     }};
+}
+
+/// A page of a text search with many matches (SQLite): the trigram index's matches from the
+/// newest id back, `offset + limit` of them, sorted into the history's order.
+///
+/// Ids follow `created_at` except for rows stored concurrently (the time is taken before the
+/// insert), so a match with an older id than all those read may still sort above the last of
+/// them. Such rows are found through the time index: among the tenant's rows from that time
+/// on, only the ones with an older id are read. The page is then exact.
+async fn recent_matches(
+    pool: &SqlitePool,
+    tenant: i64,
+    filter: &MessageFilter,
+    limit: i64,
+    offset: i64,
+) -> DbResult<Vec<MessageRow>> {
+    let wanted = offset.saturating_add(limit);
+    let (cond, args) = filter.render(Dialect::Sqlite, Source::Search);
+    let sql = format!("{COLUMNS} {FROM_SEARCH}{cond} ORDER BY s.rowid DESC LIMIT ${}", args.len() + 2);
+    let mut rows: Vec<MessageRow> =
+        bind_args!(sqlx::query_as(&sql).bind(tenant), &args).bind(wanted).fetch_all(pool).await?;
+    let last = rows.iter().map(|r| (r.created_at, r.id)).min();
+    let oldest_id = rows.iter().map(|r| r.id).min();
+    // Fewer than wanted: those are all the matches.
+    if let (true, Some((created_at, id)), Some(oldest_id)) = (rows.len() as i64 == wanted, last, oldest_id) {
+        let (cond, mut args) = filter.render(Dialect::Sqlite, Source::Scan);
+        let n = args.len();
+        // `+m.id`: the time index finds these rows; the id is checked in it before the row is read.
+        let sql = format!(
+            "{COLUMNS} {FROM_MESSAGES}{cond} AND +m.id < ${} AND m.created_at >= ${} \
+             AND (m.created_at > ${} OR m.id > ${})",
+            n + 2,
+            n + 3,
+            n + 3,
+            n + 4
+        );
+        args.extend([Arg::I64(oldest_id), Arg::I64(created_at), Arg::I64(id)]);
+        rows.extend(bind_args!(sqlx::query_as(&sql).bind(tenant), &args).fetch_all(pool).await?);
+    }
+    rows.sort_unstable_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+    Ok(rows
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(0))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .collect())
 }
 
 impl Db {
@@ -261,12 +375,12 @@ impl Db {
     }
 
     async fn message_by_idempotency_key(&self, tenant: i64, key: &str) -> DbResult<Option<MessageRow>> {
-        let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.idempotency_key = $2");
+        let sql = format!("{COLUMNS} {FROM_MESSAGES} WHERE m.user_id = $1 AND m.idempotency_key = $2");
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(key).fetch_optional(p).await)?)
     }
 
     pub async fn message(&self, tenant: i64, id: i64) -> DbResult<Option<MessageRow>> {
-        let sql = format!("{SELECT} WHERE m.user_id = $1 AND m.id = $2");
+        let sql = format!("{COLUMNS} {FROM_MESSAGES} WHERE m.user_id = $1 AND m.id = $2");
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(id).fetch_optional(p).await)?)
     }
 
@@ -294,18 +408,36 @@ impl Db {
         limit: i64,
         offset: i64,
     ) -> DbResult<MessagePage> {
-        let (cond, args) = filter.render(self.dialect());
-        let n = args.len();
-        let sql = format!("{SELECT}{cond} {ORDER} LIMIT ${} OFFSET ${}", n + 2, n + 3);
+        let dialect = self.dialect();
+        let plan = self.plan(filter).await?;
+        let rows = match (plan.page, &self.pools) {
+            (Source::Recent, super::Pools::Sqlite { read, .. }) => {
+                recent_matches(read, tenant, filter, limit, offset).await?
+            }
+            (source, _) => {
+                let (sql, args) = filter.page_sql(dialect, source);
+                let n = args.len();
+                let sql = format!("{sql} LIMIT ${} OFFSET ${}", n + 2, n + 3);
+                reader!(self, |p| {
+                    let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
+                    q.bind(limit).bind(offset).fetch_all(p).await
+                })?
+            }
+        };
         let bound = TOTAL_COUNT_CAP.max(offset.saturating_add(limit));
+        let (cond, args) = filter.render(dialect, plan.count);
+        // Any `bound + 1` matches answer the count. The order makes SQLite walk an index that
+        // ends in it (one per filter); a text search drops it, so the trigram index (SQLite's
+        // walk over its matches, PostgreSQL's choice of pg_trgm) can stop early too.
+        let (from, order) = match (plan.count, dialect, filter.q.as_deref()) {
+            (Source::Search, _, _) => ("messages_search s CROSS JOIN messages m ON m.id = s.rowid", ""),
+            (_, Dialect::Postgres, Some(q)) if indexable(q) => ("messages m", ""),
+            _ => ("messages m", ORDER),
+        };
         let count_sql = format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM messages m{cond} {ORDER} LIMIT ${}) AS matching",
-            n + 2
+            "SELECT COUNT(*) FROM (SELECT 1 FROM {from}{cond} {order} LIMIT ${}) AS matching",
+            args.len() + 2
         );
-        let rows: Vec<MessageRow> = reader!(self, |p| {
-            let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
-            q.bind(limit).bind(offset).fetch_all(p).await
-        })?;
         let counted: i64 = reader!(self, |p| {
             let q = bind_args!(sqlx::query_scalar(&count_sql).bind(tenant), &args);
             q.bind(bound + 1).fetch_one(p).await
@@ -320,12 +452,56 @@ impl Db {
         filter: &MessageFilter,
         limit: i64,
     ) -> DbResult<Vec<MessageRow>> {
-        let (cond, args) = filter.render(self.dialect());
-        let sql = format!("{SELECT}{cond} {ORDER} LIMIT ${}", args.len() + 2);
+        let source = match (self.plan(filter).await?.page, &self.pools) {
+            (Source::Recent, super::Pools::Sqlite { read, .. }) if filter.before.is_none() => {
+                return recent_matches(read, tenant, filter, limit, 0).await;
+            }
+            // Past the first batch, walking the matches from the newest id back would pass every
+            // batch already exported again; the history's indexes start at `before`.
+            (Source::Recent, _) => Source::Scan,
+            (source, _) => source,
+        };
+        let (sql, args) = filter.page_sql(self.dialect(), source);
+        let sql = format!("{sql} LIMIT ${}", args.len() + 2);
         Ok(reader!(self, |p| {
             let q = bind_args!(sqlx::query_as(&sql).bind(tenant), &args);
             q.bind(limit).fetch_all(p).await
         })?)
+    }
+
+    /// Where a history query with this filter finds its rows.
+    ///
+    /// PostgreSQL's planner weighs the pg_trgm index against the others from its statistics,
+    /// so there the SQL stays one `ILIKE`. SQLite cannot weigh an FTS5 index, so a text search
+    /// first counts the trigram index's matches, up to `SEARCH_INDEX_MATCHES` (a read of the
+    /// index alone, under a millisecond). Few: the page and the count read them all. Many: the
+    /// page reads them from the newest id back and the count until it has enough, unless a
+    /// chat or a time range (for the page also a status) narrows the history more than the
+    /// text does; then the history's index for that filter is walked, as without the index.
+    async fn plan(&self, filter: &MessageFilter) -> DbResult<Plan> {
+        let scan = Plan { page: Source::Scan, count: Source::Scan };
+        let (super::Pools::Sqlite { read, .. }, Some(q)) = (&self.pools, filter.q.as_deref()) else {
+            return Ok(scan);
+        };
+        if !indexable(q) {
+            return Ok(scan);
+        }
+        let matches: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM messages_search WHERE messages_search MATCH $1 LIMIT $2)",
+        )
+        .bind(fts5_phrase(q))
+        .bind(SEARCH_INDEX_MATCHES)
+        .fetch_one(read)
+        .await?;
+        if matches < SEARCH_INDEX_MATCHES {
+            return Ok(Plan { page: Source::Search, count: Source::Search });
+        }
+        // A status narrows a page (a rare one a lot) more than a count, which stops at 1,001.
+        let narrowed = filter.chat.is_some() || filter.since.is_some() || filter.until.is_some();
+        Ok(Plan {
+            page: if narrowed || filter.status.is_some() { Source::Scan } else { Source::Recent },
+            count: if narrowed { Source::Scan } else { Source::Search },
+        })
     }
 
     /// The next outbound message waiting in a device's queue, oldest first.
