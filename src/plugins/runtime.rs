@@ -436,7 +436,7 @@ fn to_wit(input: RunInput) -> (bindings::Message, bindings::Context) {
         push_name: m.push_name,
         is_group: m.is_group,
         text: m.text,
-        media: m.media.map(|media| bindings::Media {
+        media: m.media.map(|media| bindings::wa_gateway::plugin::types::Media {
             kind: media.kind,
             mime_type: media.mime_type,
             file_name: media.file_name,

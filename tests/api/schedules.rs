@@ -447,7 +447,9 @@ async fn scheduled_messages_are_listed_and_cancelled_by_their_tenant_only() {
     let tenant = app.create_tenant("basic").await;
     let device = app.pair_device(&tenant, DEVICE).await;
     let intruder = app.create_tenant("basic").await;
-    let soon = in_secs(2.0);
+    // Far enough ahead that the pending list below is read before it is due, even on a busy
+    // machine.
+    let soon = in_secs(6.0);
     let later = create(
         &app,
         &tenant,

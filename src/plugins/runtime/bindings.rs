@@ -14,6 +14,6 @@ wasmtime::component::bindgen!({
 });
 
 // `message`, `context`, `decision` and `plugin-error` are `use`d by the world, so bindgen puts
-// them at the top of this module already.
-pub use wa_gateway::plugin::types::{Action, Media, MediaKind};
-pub use wa_gateway::plugin::{clock, kv, log, types};
+// them at the top of this module; the rest is under `wa_gateway::plugin::{types, kv, log,
+// clock}`. (No re-exports here: rustdoc cannot resolve a `use` of what a macro in the same
+// module generates, and the doc tests would not build.)

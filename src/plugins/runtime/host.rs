@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::bindings::{clock, kv, log, types};
+use super::bindings::wa_gateway::plugin::{clock, kv, log, types};
 use super::LogLine;
 use crate::plugins::kv::{KvError, KvSession};
 

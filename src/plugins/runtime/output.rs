@@ -1,6 +1,7 @@
 //! A plugin's decision checked against the output caps and turned into the host's types.
 
 use super::bindings;
+use super::bindings::wa_gateway::plugin::types as wit;
 use super::host::cut;
 use super::{Action, Decision, Outcome};
 
@@ -15,7 +16,7 @@ impl OutputCaps {
     /// Bytes the host may copy out of the guest for one decision that fits the caps, with
     /// room to spare: a decision over this is over the caps anyway.
     pub fn copy_budget(&self) -> usize {
-        let per_action = std::mem::size_of::<bindings::Action>() + 3 * self.max_reply_bytes;
+        let per_action = std::mem::size_of::<wit::Action>() + 3 * self.max_reply_bytes;
         self.max_actions.saturating_add(1).saturating_mul(per_action).saturating_mul(2)
     }
 }
@@ -39,7 +40,7 @@ pub fn check(decision: bindings::Decision, caps: OutputCaps) -> Result<Decision,
     for (i, action) in decision.actions.into_iter().enumerate() {
         let i = i + 1;
         match action {
-            bindings::Action::ReplyText(text) => {
+            wit::Action::ReplyText(text) => {
                 if text.len() > caps.max_reply_bytes {
                     return too_large("reply text", i, text.len());
                 }
@@ -48,7 +49,7 @@ pub fn check(decision: bindings::Decision, caps: OutputCaps) -> Result<Decision,
                 }
                 actions.push(Action::ReplyText { text });
             }
-            bindings::Action::ReplyMedia(media) => {
+            wit::Action::ReplyMedia(media) => {
                 for (what, value) in [
                     ("URL", Some(&media.url)),
                     ("caption", media.caption.as_ref()),
@@ -65,10 +66,10 @@ pub fn check(decision: bindings::Decision, caps: OutputCaps) -> Result<Decision,
                     ));
                 }
                 let kind = match media.kind {
-                    bindings::MediaKind::Image => "image",
-                    bindings::MediaKind::Video => "video",
-                    bindings::MediaKind::Audio => "audio",
-                    bindings::MediaKind::Document => "document",
+                    wit::MediaKind::Image => "image",
+                    wit::MediaKind::Video => "video",
+                    wit::MediaKind::Audio => "audio",
+                    wit::MediaKind::Document => "document",
                 };
                 actions.push(Action::ReplyMedia {
                     url: media.url,
@@ -96,20 +97,20 @@ mod tests {
 
     const CAPS: OutputCaps = OutputCaps { max_actions: 2, max_reply_bytes: 20 };
 
-    fn text(t: &str) -> bindings::Action {
-        bindings::Action::ReplyText(t.into())
+    fn text(t: &str) -> wit::Action {
+        wit::Action::ReplyText(t.into())
     }
 
-    fn media(url: &str, caption: Option<&str>) -> bindings::Action {
-        bindings::Action::ReplyMedia(bindings::types::MediaReply {
+    fn media(url: &str, caption: Option<&str>) -> wit::Action {
+        wit::Action::ReplyMedia(wit::MediaReply {
             url: url.into(),
-            kind: bindings::MediaKind::Document,
+            kind: wit::MediaKind::Document,
             caption: caption.map(Into::into),
             file_name: Some("a.pdf".into()),
         })
     }
 
-    fn decide(actions: Vec<bindings::Action>) -> Result<Decision, (Outcome, String)> {
+    fn decide(actions: Vec<wit::Action>) -> Result<Decision, (Outcome, String)> {
         check(bindings::Decision { actions, stop: true }, CAPS)
     }
 
@@ -154,7 +155,7 @@ mod tests {
 
     #[test]
     fn the_copy_budget_covers_the_largest_decision_that_fits() {
-        let largest = CAPS.max_actions * (std::mem::size_of::<bindings::Action>() + 3 * CAPS.max_reply_bytes);
+        let largest = CAPS.max_actions * (std::mem::size_of::<wit::Action>() + 3 * CAPS.max_reply_bytes);
         assert!(CAPS.copy_budget() >= largest);
     }
 }
