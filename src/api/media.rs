@@ -152,7 +152,7 @@ impl TryFrom<SendMediaIn> for MediaRequest {
 }
 
 /// A multipart failure: a body over `server.body_limit` is 413, anything else 400.
-fn multipart_error(status: StatusCode, text: String) -> ApiError {
+pub(crate) fn multipart_error(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::PayloadTooLarge("request body is too large".into())
     } else {

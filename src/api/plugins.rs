@@ -13,6 +13,7 @@ use utoipa_axum::routes;
 
 use super::devices::resolve_device;
 use super::extract::{ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::media::multipart_error;
 use super::ts;
 use crate::app::AppState;
 use crate::db::page;
@@ -212,24 +213,18 @@ async fn upload_plugin(
 
 /// Reads the upload form: one `file` part and the settings' text parts.
 async fn read_form(req: Request, state: &AppState) -> ApiResult<(Vec<u8>, UploadSettings)> {
-    let too_large = |status: StatusCode, text: String| {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge("request body is too large".into())
-        } else {
-            ApiError::BadRequest(format!("malformed multipart body: {text}"))
-        }
-    };
     let mut form =
-        Multipart::from_request(req, state).await.map_err(|e| too_large(e.status(), e.body_text()))?;
+        Multipart::from_request(req, state).await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
     let mut file = None;
     let mut settings = UploadSettings::default();
-    while let Some(field) = form.next_field().await.map_err(|e| too_large(e.status(), e.body_text()))? {
+    while let Some(field) = form.next_field().await.map_err(|e| multipart_error(e.status(), e.body_text()))? {
         let name = field.name().unwrap_or_default().to_string();
         if name == "file" {
             if file.is_some() {
                 return Err(ApiError::validation("file", "upload one component"));
             }
-            file = Some(field.bytes().await.map_err(|e| too_large(e.status(), e.body_text()))?.to_vec());
+            file =
+                Some(field.bytes().await.map_err(|e| multipart_error(e.status(), e.body_text()))?.to_vec());
             continue;
         }
         let slot = match name.as_str() {
@@ -240,7 +235,7 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<(Vec<u8>, Upload
             "config" => &mut settings.config,
             _ => continue,
         };
-        let value = field.text().await.map_err(|e| too_large(e.status(), e.body_text()))?;
+        let value = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
         if slot.replace(value).is_some() {
             return Err(ApiError::validation(name, "given more than once"));
         }

@@ -12,7 +12,7 @@ use crate::db::plugins::{CreatePlugin, NewPlugin, PluginRow};
 use crate::db::webhooks::NewLog;
 use crate::db::{Db, DbError};
 use crate::webhooks::events::{EventType, PluginFailedData};
-use crate::webhooks::Events;
+use crate::webhooks::{truncate, Events};
 
 /// Largest request or response kept in a run's log row.
 const LOG_BODY_BYTES: usize = 4096;
@@ -217,8 +217,8 @@ impl Plugins {
             http_status: None,
             latency_ms: Some(report.latency.as_millis() as i64),
             error: report.error.clone(),
-            request: Some(truncate(serde_json::to_string(input).unwrap_or_default())),
-            response: Some(truncate(response.to_string())),
+            request: Some(truncate(&serde_json::to_string(input).unwrap_or_default(), LOG_BODY_BYTES)),
+            response: Some(truncate(&response.to_string(), LOG_BODY_BYTES)),
             endpoint_id: None,
             delivery_id: None,
             webhook_id: None,
@@ -257,16 +257,4 @@ impl Plugins {
             tracing::warn!(plugin_id = row.id, error = %e, "cannot queue plugin.failed");
         }
     }
-}
-
-/// Cuts `s` to at most [`LOG_BODY_BYTES`] on a character boundary.
-fn truncate(mut s: String) -> String {
-    if s.len() > LOG_BODY_BYTES {
-        let mut end = LOG_BODY_BYTES;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }

@@ -12,7 +12,7 @@
 //! gateway device's automatic reply, and at most `[rules] max_replies_per_chat_per_minute`
 //! plugin replies per chat per minute.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_trait::async_trait;
 
@@ -22,9 +22,7 @@ use crate::db::{now_ms, Db, MessageRow};
 use crate::devices::driver::InboundMedia;
 use crate::messages::inbound::{InboundContext, Reply, ReplyMedia, Stage, StageOutcome};
 use crate::rules::guard::ReplyWindow;
-
-/// How far back the echo check looks for text the gateway sent.
-const ECHO_WINDOW: Duration = Duration::from_secs(120);
+use crate::rules::stage::ECHO_WINDOW;
 
 /// The `plugin` pipeline stage.
 pub struct PluginStage {
