@@ -3,49 +3,16 @@
 //! gets a fresh, migrated database. To add an aggregate, write its stories below and list
 //! them in the `conformance!` call at the end.
 
-use std::time::Duration;
-
 use wa_gateway::db::activity::NewActivity;
 use wa_gateway::db::tenants::NewTenant;
-use wa_gateway::db::{ConnectOptions, Db, DbError, TenantRow};
+use wa_gateway::db::{Db, DbError, TenantRow};
 
+#[path = "support/backend.rs"]
+mod backend;
 #[path = "support/postgres.rs"]
 mod pg_support;
 
-/// A migrated database and whatever keeps it alive.
-struct Backend {
-    db: Db,
-    _sqlite: Option<tempfile::TempDir>,
-    _postgres: Option<pg_support::PgTestDatabase>,
-}
-
-fn options(url: String) -> ConnectOptions {
-    ConnectOptions { url, max_connections: 5, acquire_timeout: Duration::from_secs(10) }
-}
-
-impl Backend {
-    async fn sqlite() -> Backend {
-        let dir = tempfile::tempdir().unwrap();
-        // A folder that does not exist yet: connecting creates it.
-        let url = format!("sqlite:{}/nested/db.sqlite", dir.path().display());
-        let db = Db::connect(&options(url)).await.expect("SQLite connects");
-        db.migrate().await.expect("SQLite migrations apply");
-        Backend { db, _sqlite: Some(dir), _postgres: None }
-    }
-
-    /// `None` when no PostgreSQL server is configured.
-    async fn postgres() -> Option<Backend> {
-        let server = pg_support::server_url()?;
-        let database = pg_support::PgTestDatabase::create(&server).await;
-        let db = Db::connect(&options(database.url().to_string())).await.expect("PostgreSQL connects");
-        db.migrate().await.expect("PostgreSQL migrations apply");
-        Some(Backend { db, _sqlite: None, _postgres: Some(database) })
-    }
-
-    async fn finish(self) {
-        self.db.close().await;
-    }
-}
+use backend::Backend;
 
 /// Generates, for each story, `sqlite::<story>` and `postgres::<story>` (which passes as skipped without a server) tests.
 macro_rules! conformance {

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 use wa_gateway::config::{Config, PluginsConfig};
 use wa_gateway::db::plugins::{CreatePlugin, NewPlugin};
 use wa_gateway::db::tenants::NewTenant;
-use wa_gateway::db::{ConnectOptions, Db};
+use wa_gateway::db::Db;
 use wa_gateway::plugins::kv::{KvAccess, KvError, KvLimits, KvSession};
 use wa_gateway::plugins::runtime::{
     Action, Outcome, PluginContext, PluginMessage, Prepared, RunInput, RunReport, Runtime,
 };
 
+#[path = "support/backend.rs"]
+mod backend;
 #[path = "support/postgres.rs"]
 mod pg_support;
 
@@ -421,34 +423,7 @@ fn plugin_check_refuses_what_is_not_a_plugin() {
 
 // ----- the key-value store, on each backend -----
 
-/// A migrated database and whatever keeps it alive.
-struct Backend {
-    db: Db,
-    _sqlite: Option<tempfile::TempDir>,
-    _postgres: Option<pg_support::PgTestDatabase>,
-}
-
-fn options(url: String) -> ConnectOptions {
-    ConnectOptions { url, max_connections: 5, acquire_timeout: Duration::from_secs(10) }
-}
-
-impl Backend {
-    async fn sqlite() -> Backend {
-        let dir = tempfile::tempdir().unwrap();
-        let url = format!("sqlite:{}/db.sqlite", dir.path().display());
-        let db = Db::connect(&options(url)).await.expect("SQLite connects");
-        db.migrate().await.expect("migrations apply");
-        Backend { db, _sqlite: Some(dir), _postgres: None }
-    }
-
-    async fn postgres() -> Option<Backend> {
-        let server = pg_support::server_url()?;
-        let database = pg_support::PgTestDatabase::create(&server).await;
-        let db = Db::connect(&options(database.url().to_string())).await.expect("PostgreSQL connects");
-        db.migrate().await.expect("migrations apply");
-        Some(Backend { db, _sqlite: None, _postgres: Some(database) })
-    }
-}
+use backend::Backend;
 
 /// A tenant with one plugin row per name; their ids.
 async fn tenant_with_plugins(db: &Db, email: &str, names: &[&str]) -> (i64, Vec<i64>) {
