@@ -212,8 +212,10 @@ async fn a_device_that_cannot_reach_whatsapp_says_so_and_keeps_retrying() {
 
     let created = Instant::now();
     let id = create_device(&app, &tenant, PHONE).await;
-    let first = device(&app, &tenant, id).await;
-    assert_eq!(first["status"], "connecting", "{first}");
+    // The supervisor starts the session just after the create answers: connecting soon, long
+    // before the watchdog's detail.
+    let first = wait_device(&app, &tenant, id, STEP, |d| d["status"] == "connecting").await;
+    assert!(first["detail"].is_null(), "{first}");
 
     // The driver's watchdog puts the failure into the status.
     let stuck = wait_device(&app, &tenant, id, NO_ANSWER + STEP, |d| {
