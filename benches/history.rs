@@ -19,7 +19,6 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
-use wa_gateway::db::devices::CreateDevice;
 use wa_gateway::db::tenants::NewTenant;
 use wa_gateway::db::{ConnectOptions, Db, MessageFilter};
 
@@ -206,8 +205,8 @@ async fn prepare(url: &str) -> anyhow::Result<(Db, Fixture)> {
     let mut devices = [0; 2];
     for (slot, phone) in devices.iter_mut().zip(phones) {
         match db.create_device(tenant.id, phone, phone, None).await? {
-            CreateDevice::Created(row) => *slot = row.id,
-            CreateDevice::OverLimit => anyhow::bail!("no device limit was given"),
+            Some(row) => *slot = row.id,
+            None => anyhow::bail!("no device limit was given"),
         }
     }
     let fx = Fixture {

@@ -37,8 +37,9 @@ fn input(text: &str, config: &str) -> RunInput {
             push_name: Some("Budi".into()),
             is_group: false,
             text: Some(text.into()),
-            media: None,
+            kind: "text".into(),
             timestamp_ms: 1_767_225_600_000,
+            ..PluginMessage::default()
         },
         context: PluginContext {
             tenant_id: 1,

@@ -49,7 +49,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use wa_gateway::app::AppOptions;
 use wa_gateway::config::DriverKind;
-use wa_gateway::db::devices::CreateDevice;
 use wa_gateway::devices::manager::DeviceStatus;
 use wa_gateway::devices::whatsapp_web::driver::WaNetwork;
 use wa_gateway::tenants::CreateTenant;
@@ -617,12 +616,12 @@ async fn gateway(phase: &str) -> Result<()> {
                 let number = phone(i);
                 let row =
                     match state.db.create_device(tenant.id, &number, &format!("Device {i}"), None).await? {
-                        CreateDevice::Created(row) => row,
-                        CreateDevice::OverLimit => bail!("over the device limit"),
+                        Some(row) => row,
+                        None => bail!("over the device limit"),
                     };
-                state.devices.start(&row);
+                state.device_manager.start(&row);
                 let qr = loop {
-                    match state.devices.qr(&row).await {
+                    match state.device_manager.qr(&row).await {
                         Ok(qr) => break qr,
                         Err(wa_gateway::devices::manager::DeviceError::NoQrYet) => continue,
                         Err(e) => bail!("device {i}: no QR: {e}"),
@@ -630,9 +629,9 @@ async fn gateway(phase: &str) -> Result<()> {
                 };
                 phone_side.scan(&qr.code, &number).await.with_context(|| format!("scan of device {i}"))?;
                 let deadline = Instant::now() + Duration::from_secs(120);
-                while state.devices.live(row.id).map(|l| l.status) != Some(DeviceStatus::Connected) {
+                while state.device_manager.live(row.id).map(|l| l.status) != Some(DeviceStatus::Connected) {
                     if Instant::now() > deadline {
-                        bail!("device {i} not connected: {:?}", state.devices.live(row.id));
+                        bail!("device {i} not connected: {:?}", state.device_manager.live(row.id));
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -651,7 +650,7 @@ async fn gateway(phase: &str) -> Result<()> {
     loop {
         let connected = ids
             .iter()
-            .filter(|id| state.devices.live(**id).is_some_and(|l| l.status == DeviceStatus::Connected))
+            .filter(|id| state.device_manager.live(**id).is_some_and(|l| l.status == DeviceStatus::Connected))
             .count();
         if connected == ids.len() {
             break;
@@ -667,7 +666,7 @@ async fn gateway(phase: &str) -> Result<()> {
     let rss_idle = stable_rss().await;
     let still = ids
         .iter()
-        .filter(|id| state.devices.live(**id).is_some_and(|l| l.status == DeviceStatus::Connected))
+        .filter(|id| state.device_manager.live(**id).is_some_and(|l| l.status == DeviceStatus::Connected))
         .count();
     let rss_peak = status_kib("VmHWM");
     if let Phone::Local(fake) = &phone_side {

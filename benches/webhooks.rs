@@ -105,8 +105,8 @@ async fn scenario(
         };
         let (_, sealed) = state.webhooks.new_secret(tenant.id);
         match state.db.create_webhook(tenant.id, &settings, &sealed, None).await? {
-            wa_gateway::db::webhooks::CreateEndpoint::Created(row) => endpoints.push(row.id),
-            wa_gateway::db::webhooks::CreateEndpoint::OverLimit => anyhow::bail!("over the endpoint limit"),
+            Some(row) => endpoints.push(row.id),
+            None => anyhow::bail!("over the endpoint limit"),
         }
     }
     let data = DeviceStatusData {

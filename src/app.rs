@@ -13,42 +13,28 @@ use crate::config::{Config, DriverKind};
 use crate::db::{ConnectOptions, Db};
 use crate::devices::driver::Driver;
 use crate::devices::manager::DeviceManager;
+use crate::devices::service::DeviceService;
 use crate::devices::simulator::{SimTiming, Simulator};
 use crate::devices::whatsapp_web::driver::{WaNetwork, WhatsappWeb};
 use crate::limits::{LimitsService, RateLimiter};
-use crate::messages::inbound::{Inbound, MediaFetch};
+use crate::messages::guard::ReplyGuard;
+use crate::messages::inbound::Inbound;
+use crate::messages::keeper::MediaKeeper;
+use crate::messages::media::store::{MediaLinks, MediaStore};
+use crate::messages::media::MediaFetcher;
 use crate::messages::outbound::Outbound;
-use crate::net::{HttpClient, HttpOptions};
+use crate::messages::service::MessageService;
+use crate::plugins::manage::PluginService;
 use crate::plugins::runtime::Runtime;
 use crate::plugins::{PluginStage, Plugins};
+use crate::rules::service::RuleService;
 use crate::rules::RulesStage;
+use crate::scheduler::service::ScheduleService;
 use crate::scheduler::Scheduler;
+pub use crate::state::AppState;
 use crate::tenants::{AdminToken, TenantService};
+use crate::webhooks::endpoints::EndpointService;
 use crate::webhooks::Webhooks;
-
-/// Everything a request handler may use. Cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: Db,
-    pub limits: LimitsService,
-    pub tenants: TenantService,
-    pub rate: Arc<RateLimiter>,
-    pub admin_token: Arc<AdminToken>,
-    pub devices: DeviceManager,
-    pub outbound: Outbound,
-    pub inbound: Inbound,
-    /// The scheduled-message worker.
-    pub scheduler: Scheduler,
-    /// Webhook endpoints' secrets, the delivery worker and event emission.
-    pub webhooks: Webhooks,
-    /// Tenant-uploaded WebAssembly plugins.
-    pub plugins: Plugins,
-    /// The simulated network, when `whatsapp.driver = "simulator"`.
-    pub simulator: Option<Arc<Simulator>>,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
-}
 
 /// Connects to the configured database and applies migrations.
 pub async fn open_db(config: &Config) -> anyhow::Result<Db> {
@@ -114,6 +100,7 @@ impl App {
         let listener = TcpListener::bind(config.server.bind)
             .await
             .with_context(|| format!("cannot listen on {} (server.bind)", config.server.bind))?;
+        let media = MediaFetcher::new(&config).context("cannot set up the media client")?;
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (driver, simulator): (Arc<dyn Driver>, Option<Arc<Simulator>>) = match config.whatsapp.driver {
@@ -139,46 +126,96 @@ impl App {
             Duration::from_millis(config.whatsapp.reconnect_max_ms),
         );
         let devices = DeviceManager::new(driver, db.clone(), reconnect, shutdown.clone(), tasks.clone());
+        let store = MediaStore::open(&config.media)
+            .map_err(anyhow::Error::msg)
+            .context("cannot open the media store")?;
+        let public_url = match config.server.public_url.trim() {
+            "" => format!("http://{}", listener.local_addr().context("the listener has an address")?),
+            url => url.to_string(),
+        };
+        let links = MediaLinks::bootstrap(&db, &public_url, Duration::from_secs(config.media.link_ttl))
+            .await
+            .context("cannot set up media links")?;
+        let media_keeper = MediaKeeper::new(
+            db.clone(),
+            store,
+            links,
+            devices.clone(),
+            &config.media,
+            shutdown.clone(),
+            tasks.clone(),
+        );
         let outbound = Outbound::new(
             db.clone(),
             devices.clone(),
             limits.clone(),
+            media_keeper.clone(),
             &config.whatsapp,
             shutdown.clone(),
             tasks.clone(),
         );
-        // Keyword rules run first after a message is stored (SPEC §8).
+        // The inbound pipeline: keyword rules first after a message is stored, then the
+        // tenant's plugins, then reply-mode webhooks; one loop guard over all their replies.
         let mut stages: Vec<Arc<dyn crate::messages::inbound::Stage>> =
-            vec![Arc::new(RulesStage::new(db.clone(), &config.rules))];
-        let webhooks = Webhooks::build(db.clone(), &config, shutdown.clone(), tasks.clone())
-            .await
-            .context("cannot set up webhooks")?;
-        // Then the tenant's plugins (SPEC §8, §12).
+            vec![Arc::new(RulesStage::new(db.clone()))];
+        let webhooks = Webhooks::build(
+            db.clone(),
+            &config,
+            media_keeper.links().clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        )
+        .await
+        .context("cannot set up webhooks")?;
         let runtime = Runtime::new(&config.plugins).context("cannot set up the plugin runtime")?;
         let plugins = Plugins::new(db.clone(), runtime, config.plugins.clone(), webhooks.events());
-        stages.push(Arc::new(PluginStage::new(
-            plugins.clone(),
-            db.clone(),
-            config.rules.max_replies_per_chat_per_minute,
-        )));
-        // Then reply-mode webhooks (SPEC §8, §11).
+        stages.push(Arc::new(PluginStage::new(plugins.clone(), db.clone(), media_keeper.links().clone())));
         stages.push(Arc::new(webhooks.reply_stage()));
-        let media_timeout = Duration::from_secs(config.whatsapp.media_fetch_timeout.max(1));
-        let media = MediaFetch {
-            http: HttpClient::new(HttpOptions::new(media_timeout, config.webhooks.allow_private_targets))
-                .context("cannot set up the media client")?,
-            whatsapp: config.whatsapp.clone(),
-        };
-        let inbound = Inbound::new(db.clone(), outbound.clone(), stages, media, tasks.clone());
+        let guard = ReplyGuard::new(db.clone(), config.rules.max_replies_per_chat_per_minute);
+        let inbound = Inbound::new(
+            db.clone(),
+            outbound.clone(),
+            stages,
+            guard,
+            media.clone(),
+            media_keeper.clone(),
+            tasks.clone(),
+        );
         let scheduler = Scheduler::new(
             db.clone(),
             outbound.clone(),
             webhooks.events(),
+            media.clone(),
             &config,
             shutdown.clone(),
             tasks.clone(),
         );
         devices.set_sink(Arc::new(inbound.clone()));
+        let country_code = &config.whatsapp.default_country_code;
+        let device_service =
+            DeviceService::new(db.clone(), limits.clone(), tenants.clone(), devices.clone(), country_code);
+        let rules = RuleService::new(db.clone(), limits.clone(), tenants.clone(), country_code);
+        let schedules =
+            ScheduleService::new(db.clone(), limits.clone(), tenants.clone(), scheduler.clone(), &config);
+        let endpoints =
+            EndpointService::new(db.clone(), limits.clone(), tenants.clone(), webhooks.clone(), country_code);
+        let plugin_service = PluginService::new(
+            db.clone(),
+            limits.clone(),
+            tenants.clone(),
+            plugins,
+            country_code,
+            config.plugins.reenable_cooldown,
+        );
+        let messages = MessageService::new(
+            db.clone(),
+            outbound.clone(),
+            media_keeper.clone(),
+            devices.clone(),
+            tenants.clone(),
+            media.clone(),
+            country_code,
+        );
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -186,12 +223,19 @@ impl App {
             tenants,
             rate: Arc::new(RateLimiter::default()),
             admin_token: Arc::new(admin_token),
-            devices,
+            device_manager: devices,
+            devices: device_service,
             outbound,
             inbound,
             scheduler,
             webhooks,
-            plugins,
+            rules,
+            schedules,
+            endpoints,
+            messages,
+            plugins: plugin_service,
+            media,
+            media_keeper,
             simulator,
             shutdown,
             tasks,
@@ -216,13 +260,17 @@ impl App {
     /// Serves until the shutdown token is cancelled, then drains in-flight work.
     pub async fn run(self) -> anyhow::Result<()> {
         let App { listener, state, .. } = self;
-        let resumed = state.devices.start_all().await.context("cannot start device sessions")?;
+        let resumed = state.device_manager.start_all().await.context("cannot start device sessions")?;
         state.outbound.start().await.context("cannot start the outbound queue")?;
         state.scheduler.start();
-        state.webhooks.start(&state.devices);
+        state.webhooks.start(&state.device_manager);
         let pending = state.inbound.resume().await.context("cannot resume the inbound pipeline")?;
+        let downloads = state.media_keeper.start().await.context("cannot resume media downloads")?;
+        tracing::info!(downloads, "media keeper started");
         tracing::info!(devices = resumed, pending_inbound = pending, "workers started");
-        let router = crate::api::router(state.clone());
+        // The API and the dashboard side by side; the dashboard calls services, not the API.
+        let routes = crate::api::routes(&state).merge(crate::dashboard::router(&state));
+        let router = crate::api::with_layers(routes, state.clone());
         let shutdown = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr()?, "listening");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())

@@ -85,20 +85,24 @@ pub enum TenantCommand {
 
 /// Runs a parsed command line. The caller prints errors and sets the exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Device(DeviceCommand::Qr { device, url, api_key }) = &cli.command {
-        return terminal_qr(url, api_key, device).await;
-    }
-    let config = Config::load(cli.config.as_deref())?;
-    crate::telemetry::init(&config.log);
+    // The terminal QR is an API client: it needs no configuration file.
+    let config = || -> anyhow::Result<Config> {
+        let config = Config::load(cli.config.as_deref())?;
+        crate::telemetry::init(&config.log);
+        Ok(config)
+    };
     match cli.command {
-        Command::Serve => serve(config).await,
+        Command::Device(DeviceCommand::Qr { device, url, api_key }) => {
+            terminal_qr(&url, &api_key, &device).await
+        }
+        Command::Serve => serve(config()?).await,
         Command::Migrate => {
-            open_db(&config).await?;
+            open_db(&config()?).await?;
             println!("migrations applied");
             Ok(())
         }
         Command::CheckConfig => {
-            let mut shown = config.clone();
+            let mut shown = config()?;
             if !shown.admin.token.is_empty() {
                 shown.admin.token = "<redacted>".into();
             }
@@ -109,9 +113,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", toml::to_string(&shown).context("cannot render the configuration")?);
             Ok(())
         }
-        Command::Tenant(cmd) => tenant(config, cmd).await,
-        Command::Device(_) => Ok(()),
-        Command::Plugin(PluginCommand::Check { file }) => plugin_check(&config, &file),
+        Command::Tenant(cmd) => tenant(config()?, cmd).await,
+        Command::Plugin(PluginCommand::Check { file }) => plugin_check(&config()?, &file),
     }
 }
 
@@ -126,7 +129,8 @@ fn plugin_check(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     }
     match found.verdict {
         Ok(()) => {
-            println!("\nfits the {} world: yes", crate::plugins::runtime::WORLD);
+            let version = found.world.map(|w| format!("@{}", w.version())).unwrap_or_default();
+            println!("\nfits the {}{version} world: yes", crate::plugins::runtime::WORLD);
             Ok(())
         }
         Err(invalid) => {

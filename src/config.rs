@@ -35,7 +35,63 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     pub plugins: PluginsConfig,
     pub dashboard: DashboardConfig,
+    pub media: MediaConfig,
     pub log: LogConfig,
+}
+
+/// Where media bytes are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaStoreKind {
+    Filesystem,
+    S3,
+}
+
+/// Whether inbound media is downloaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaDownload {
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    pub store: MediaStoreKind,
+    pub path: PathBuf,
+    pub download: MediaDownload,
+    pub max_bytes: u64,
+    pub retention_days: u64,
+    pub link_ttl: u64,
+    pub download_concurrency: usize,
+    pub s3: S3Config,
+}
+
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    pub region: String,
+    pub endpoint: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub prefix: String,
+    pub allow_http: bool,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("endpoint", &self.endpoint)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &if self.secret_access_key.is_empty() { "" } else { "<redacted>" })
+            .field("prefix", &self.prefix)
+            .field("allow_http", &self.allow_http)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -46,6 +102,55 @@ pub struct ServerConfig {
     pub body_limit: usize,
     pub request_timeout: u64,
     pub shutdown_grace: u64,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client.
+    pub trusted_proxies: Vec<TrustedProxy>,
+}
+
+/// A trusted proxy: one address (`10.0.0.1`, `::1`) or a network (`10.0.0.0/8`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TrustedProxy(ipnet::IpNet);
+
+impl TryFrom<String> for TrustedProxy {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<TrustedProxy> for String {
+    fn from(p: TrustedProxy) -> String {
+        p.to_string()
+    }
+}
+
+impl TrustedProxy {
+    /// Whether `ip` is this proxy (an IPv4 address written as IPv6, `::ffff:a.b.c.d`, counts
+    /// as the IPv4 address).
+    pub fn contains(&self, ip: &std::net::IpAddr) -> bool {
+        self.0.contains(&ip.to_canonical())
+    }
+}
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Ok(TrustedProxy(ipnet::IpNet::from(ip.to_canonical())));
+        }
+        s.parse::<ipnet::IpNet>()
+            .map(|net| TrustedProxy(net.trunc()))
+            .map_err(|_| format!("`{s}` is neither an IP address nor a network like 10.0.0.0/8"))
+    }
+}
+
+impl std::fmt::Display for TrustedProxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -126,13 +231,16 @@ pub struct PackageConfig {
     pub plugins: Option<i64>,
     pub webhook_endpoints: Option<i64>,
     pub requests_per_minute: Option<i64>,
+    /// API keys a tenant may hold at once (revoked ones do not count).
+    pub api_keys: Option<i64>,
 }
 
 /// Keyword auto-replies.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesConfig {
-    /// Loop guard: most auto-replies to one chat of one device per minute.
+    /// The pipeline's loop guard: most automatic replies (all stages together) to one chat of
+    /// one device per minute.
     pub max_replies_per_chat_per_minute: u32,
 }
 
@@ -195,6 +303,12 @@ pub struct PluginsConfig {
     pub kv_max_value_bytes: usize,
     pub kv_quota_bytes: usize,
     pub disable_after_failures: u32,
+    /// Plugin runs of one tenant executing at once; 0 for half the CPUs (at least 1).
+    pub tenant_concurrency: usize,
+    /// Milliseconds a run waits for one of those before it is skipped as `busy`.
+    pub queue_timeout_ms: u64,
+    /// Seconds before a plugin disabled for failures may be enabled again.
+    pub reenable_cooldown: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -216,6 +330,17 @@ pub enum LogFormat {
 pub struct LogConfig {
     pub level: String,
     pub format: LogFormat,
+}
+
+impl PluginsConfig {
+    /// Plugin runs of one tenant that may execute at once: `tenant_concurrency`, or half the
+    /// CPUs (at least one) when it is 0.
+    pub fn runs_per_tenant(&self) -> usize {
+        match self.tenant_concurrency {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get() / 2).max(1),
+            n => n,
+        }
+    }
 }
 
 impl Config {
@@ -255,6 +380,12 @@ impl Config {
 
     fn validate(&self) -> Result<(), ConfigError> {
         let bad = |key: &str, why: &str| Err(ConfigError::Invalid(format!("`{key}`: {why}")));
+        if self.media.store == MediaStoreKind::S3 && self.media.s3.bucket.trim().is_empty() {
+            return bad("media.s3.bucket", "is required when media.store is \"s3\"");
+        }
+        if self.media.link_ttl == 0 || self.media.download_concurrency == 0 {
+            return bad("media.link_ttl", "media.link_ttl and media.download_concurrency must be positive");
+        }
         let url = &self.database.url;
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {

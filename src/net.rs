@@ -177,6 +177,14 @@ pub fn check_url(url: &str, allow_private: bool) -> Result<Url, NetError> {
     }
     let host =
         parsed.host_str().filter(|h| !h.is_empty()).ok_or_else(|| NetError::InvalidUrl("no host".into()))?;
+    // A name (the parser has already turned international names into ASCII) is letters,
+    // digits, hyphens and dots; the parser lets through characters no DNS name has (`*`, `!`).
+    if parsed
+        .domain()
+        .is_some_and(|name| !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    {
+        return Err(NetError::InvalidUrl(format!("`{host}` is not a valid host name")));
+    }
     if allow_private {
         return Ok(parsed);
     }
@@ -323,6 +331,22 @@ fn error_chain(err: &(dyn StdError + 'static)) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn host_names_with_characters_no_dns_name_has_are_refused() {
+        for url in ["http://1*/", "https://a!b.example/", "http://exa_mple.com/"] {
+            assert!(matches!(check_url(url, true), Err(NetError::InvalidUrl(_))), "{url}");
+        }
+        for url in [
+            "http://example.com/",
+            "https://xn--bcher-kva.example/",
+            "http://b\u{fc}cher.example/",
+            "http://10.0.0.1/",
+        ] {
+            assert!(check_url(url, true).is_ok(), "{url}");
+        }
+    }
+
     use std::str::FromStr;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -14,6 +14,8 @@ mod agent;
 mod browser;
 #[path = "dashboard/http.rs"]
 mod http;
+#[path = "dashboard/kinds.rs"]
+mod kinds;
 #[path = "dashboard/live.rs"]
 mod live;
 #[path = "dashboard/pages.rs"]

@@ -4,8 +4,10 @@
 //! them in the `conformance!` call at the end.
 
 use wa_gateway::db::activity::NewActivity;
+use wa_gateway::db::dead_letters::NewDeadLetter;
 use wa_gateway::db::tenants::NewTenant;
-use wa_gateway::db::{Db, DbError, TenantRow};
+use wa_gateway::db::{Db, DbError, MessageFilter, NewMessage, TenantRow};
+use wa_gateway::limits::Resource;
 
 #[path = "support/backend.rs"]
 mod backend;
@@ -14,7 +16,8 @@ mod pg_support;
 
 use backend::Backend;
 
-/// Generates, for each story, `sqlite::<story>` and `postgres::<story>` (which passes as skipped without a server) tests.
+/// Generates, for each story, `sqlite::<story>` and `postgres::<story>` tests; the
+/// PostgreSQL ones are ignored when the tests were built without a server to run on.
 macro_rules! conformance {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -30,11 +33,11 @@ macro_rules! conformance {
         mod postgres {
             $(
                 #[tokio::test]
+                #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
                 async fn $story() {
-                    let Some(backend) = super::Backend::postgres().await else {
-                        eprintln!("skipped: {} is not set", super::pg_support::ENV);
-                        return;
-                    };
+                    let backend = super::Backend::postgres().await.unwrap_or_else(|| {
+                        panic!("{} is not set: this test needs PostgreSQL", super::pg_support::ENV)
+                    });
                     super::$story(&backend.db).await;
                     backend.finish().await;
                 }
@@ -140,7 +143,7 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
     assert_eq!(first.overrides, "{}");
     assert!(first.last_used_at.is_none());
 
-    let key = db.create_api_key(t.id, "laptop", "wag_1234abcd", "hash-2").await.unwrap();
+    let key = db.create_api_key(t.id, "laptop", "wag_1234abcd", "hash-2", None).await.unwrap().unwrap();
     assert_eq!((key.user_id, key.name.as_str()), (t.id, "laptop"));
     assert_eq!(key.prefix, "wag_1234abcd");
     assert!(key.revoked_at.is_none());
@@ -164,14 +167,21 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
     assert!(keys.iter().all(|k| k.id != key.id));
 
     // A second key with the same hash cannot exist.
-    let dup = db.create_api_key(t.id, "again", "wag_x", "hash-2").await;
+    let dup = db.create_api_key(t.id, "again", "wag_x", "hash-2", None).await;
     assert!(matches!(dup, Err(DbError::Conflict(_))), "{dup:?}");
+
+    // Within a limit: the tenant holds one key (the revoked one does not count).
+    let second = db.create_api_key(t.id, "second", "wag_2", "hash-3", Some(2)).await.unwrap();
+    assert!(second.is_some(), "the second of two");
+    let third = db.create_api_key(t.id, "third", "wag_3", "hash-4", Some(2)).await.unwrap();
+    assert!(third.is_none(), "over the limit of two");
+    assert!(db.auth_by_key_hash("hash-4").await.unwrap().is_none(), "nothing stored over the limit");
 }
 
 async fn tenant_scoped_calls_never_touch_another_tenants_rows(db: &Db) {
     let budi = new_tenant(db, "budi@example.com", "basic").await;
     let sari = new_tenant(db, "sari@example.com", "basic").await;
-    let budis = db.create_api_key(budi.id, "k", "wag_b", "hash-budi-2").await.unwrap();
+    let budis = db.create_api_key(budi.id, "k", "wag_b", "hash-budi-2", None).await.unwrap().unwrap();
 
     assert!(!db.revoke_api_key(sari.id, budis.id).await.unwrap());
     assert!(db.auth_by_key_hash("hash-budi-2").await.unwrap().is_some());
@@ -295,7 +305,108 @@ async fn resource_counts_start_at_zero(db: &Db) {
     let t = new_tenant(db, "budi@example.com", "basic").await;
     let counts = db.resource_counts(t.id).await.unwrap();
     assert!(!counts.is_empty());
-    assert!(counts.iter().all(|(_, n)| *n == 0), "{counts:?}");
+    // Only the key the tenant was created with.
+    let expected = |r: &Resource| if *r == Resource::ApiKeys { 1 } else { 0 };
+    assert!(counts.iter().all(|(r, n)| *n == expected(r)), "{counts:?}");
+}
+
+// ----- history paging and dead letters -----
+
+/// A tenant with a device and `n` inbound messages; returns (tenant, device id).
+async fn tenant_with_history(db: &Db, email: &str, n: usize) -> (TenantRow, i64) {
+    let t = new_tenant(db, email, "basic").await;
+    let device = match db.create_device(t.id, "6281100000001", "d", None).await.unwrap() {
+        Some(d) => d.id,
+        None => panic!("no limit was given"),
+    };
+    for i in 0..n {
+        let m = NewMessage {
+            user_id: t.id,
+            device_id: device,
+            direction: "in".into(),
+            chat: "6281200000001@s.whatsapp.net".into(),
+            sender: "6281200000001".into(),
+            recipient: "6281100000001".into(),
+            text: Some(format!("pesan nomor {i}")),
+            kind: "text".into(),
+            status: "received".into(),
+            wa_id: Some(format!("WA{i}")),
+            source: "whatsapp".into(),
+            ..Default::default()
+        };
+        db.insert_inbound(&m).await.unwrap().expect("stored");
+    }
+    (t, device)
+}
+
+/// Whatever limit and offset reach the storage layer (the API refuses most of these), a
+/// history page is an answer, never an arithmetic overflow or a database error.
+async fn history_pages_at_extreme_bounds_never_fail(db: &Db) {
+    let (t, _) = tenant_with_history(db, "budi@example.com", 3).await;
+    let extremes = [i64::MIN, -1, 0, 1, 3, 499, 500, 501, 100_000, 100_001, i64::MAX - 1, i64::MAX];
+    let filters = [
+        MessageFilter::default(),
+        MessageFilter { q: Some("nomor".into()), ..Default::default() },
+        MessageFilter { q: Some("no".into()), direction: Some("in".into()), ..Default::default() },
+    ];
+    for filter in &filters {
+        for limit in extremes {
+            for offset in extremes {
+                let page = db
+                    .list_messages(t.id, filter, limit, offset)
+                    .await
+                    .unwrap_or_else(|e| panic!("limit {limit}, offset {offset}, {filter:?}: {e}"));
+                assert!(page.rows.len() <= 3 && page.total <= 3, "limit {limit}, offset {offset}");
+                if (1..=500).contains(&limit) && offset <= 0 {
+                    let expected = limit.min(3) as usize;
+                    assert_eq!(page.rows.len(), expected, "limit {limit}, offset {offset}, {filter:?}");
+                }
+            }
+        }
+    }
+}
+
+async fn a_dead_letter_is_recorded_once_with_its_history_row(db: &Db) {
+    let (t, device) = tenant_with_history(db, "budi@example.com", 0).await;
+    let (other, _) = tenant_with_history(db, "sari@example.com", 0).await;
+    let placeholder = NewMessage {
+        user_id: t.id,
+        device_id: device,
+        direction: "in".into(),
+        chat: "6281200000001@s.whatsapp.net".into(),
+        sender: "6281200000001".into(),
+        recipient: "6281100000001".into(),
+        kind: "text".into(),
+        status: "failed".into(),
+        wa_id: Some("DEAD1".into()),
+        source: "whatsapp".into(),
+        error: Some("could not store".into()),
+        ..Default::default()
+    };
+    let letter = NewDeadLetter {
+        user_id: t.id,
+        device_id: device,
+        wa_id: "DEAD1".into(),
+        chat: placeholder.chat.clone(),
+        sender: placeholder.sender.clone(),
+        payload: r#"{"text":"nul\u0000"}"#.into(),
+        reason: "refused".into(),
+        attempts: 3,
+    };
+    let first = db.record_dead_letter(&letter, &placeholder).await.unwrap();
+    let again =
+        db.record_dead_letter(&NewDeadLetter { attempts: 5, ..letter.clone() }, &placeholder).await.unwrap();
+    assert_eq!(first.id, again.id, "once per message");
+    assert_eq!(again.attempts, 3);
+    assert_eq!(first.payload, letter.payload);
+    let message = db.message(t.id, first.message_id.expect("a history row")).await.unwrap().unwrap();
+    assert_eq!((message.status.as_str(), message.text.as_deref()), ("failed", None));
+    let (all, total) = db.list_dead_letters(None, 10, 0).await.unwrap();
+    assert_eq!((all.len(), total), (1, 1));
+    let (theirs, total) = db.list_dead_letters(Some(other.id), 10, 0).await.unwrap();
+    assert!(theirs.is_empty() && total == 0, "another tenant has none");
+    let (mine, _) = db.list_dead_letters(Some(t.id), 10, 0).await.unwrap();
+    assert_eq!(mine[0].id, first.id);
 }
 
 // ----- settings -----
@@ -330,4 +441,6 @@ conformance!(
     resource_counts_start_at_zero,
     a_setting_is_inserted_once,
     the_database_answers_pings_and_migrations_are_idempotent,
+    history_pages_at_extreme_bounds_never_fail,
+    a_dead_letter_is_recorded_once_with_its_history_row,
 );

@@ -1,7 +1,7 @@
 //! The in-process fake WhatsApp server (`tests/support/fake_wa`) against the real
 //! `whatsapp-rust` client, without the gateway: QR → scan → pair → 515 → login → `Connected`,
 //! reconnects (IK, and XXfallback after a server key change), a restart over the same store,
-//! stream replaced, logout.
+//! stream replaced, logout; and a contact's image downloaded from the fake's media host.
 //!
 //! No fixed sleeps: every step waits on the client's events or the fake's state, with a
 //! timeout. Set `FAKE_WA_LOG=1` to print the server side as it happens.
@@ -12,10 +12,9 @@ mod fake_wa;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_wa::{FakeEvent, FakeWhatsApp, HandshakeKind, LoginFailure, ScanOptions};
+use fake_wa::{ContactMessage, FakeEvent, FakeWhatsApp, HandshakeKind, LoginFailure, ScanOptions};
 use tokio::sync::mpsc;
 use whatsapp_rust::bot::{Bot, BotHandle};
-use whatsapp_rust::http::{HttpClient, HttpRequest, HttpResponse};
 use whatsapp_rust::store::traits::Backend;
 use whatsapp_rust::types::events::{Event, EventHandler};
 use whatsapp_rust::wacore::store::InMemoryBackend;
@@ -26,16 +25,6 @@ const PHONE: &str = "6281381830651";
 /// (`KEY_SHARE_GRACE_SECS` in the client) that this fake does not send.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 const STEP_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// The client must not need HTTP here: the version is pinned and nothing is uploaded.
-struct NoHttp;
-
-#[whatsapp_rust::async_trait]
-impl HttpClient for NoHttp {
-    async fn execute(&self, request: HttpRequest) -> anyhow::Result<HttpResponse> {
-        anyhow::bail!("unexpected HTTP request in a fake-server test: {}", request.url)
-    }
-}
 
 /// Forwards every client event, in dispatch order, to the test.
 struct Forward(mpsc::UnboundedSender<Arc<Event>>);
@@ -59,7 +48,8 @@ impl Session {
         let bot = Bot::builder()
             .with_backend_arc(backend)
             .with_transport_factory(fake.transport_factory())
-            .with_http_client(NoHttp)
+            // The fake's media host; the version is pinned, so nothing else is fetched.
+            .with_http_client(fake.media_host())
             .with_runtime(TokioRuntime)
             .with_version((2, 3000, 1_023_000_000))
             .skip_history_sync()
@@ -189,7 +179,7 @@ async fn qr_pair_connect_reconnect_restart_logout() {
     assert!(registered.contains(&("6281299990000".to_string(), true)), "{registered:?}");
     assert!(registered.contains(&("6281299990001".to_string(), false)), "{registered:?}");
 
-    // A text to someone: the fake hands out made-up prekeys, records the stanza and acks it.
+    // A text to someone: the fake hands out the contact's prekeys, records the stanza and acks it.
     let to = whatsapp_rust::Jid::pn("6281299990000");
     let sent_at = Instant::now();
     let sent = client.send_text(to, "hello").await.expect("send_text");
@@ -362,4 +352,40 @@ async fn without_key_share_connected_waits_for_the_grace_period() {
         connected - logged_in
     );
     session.handle.shutdown().await;
+}
+
+/// A contact's image: encrypted and stored on the media host by the fake, its message
+/// delivered; the client fetches it through its HTTP client (the media host) and decrypts it
+/// to the original bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contacts_image_downloads_and_decrypts_through_the_client() {
+    init_logging();
+    let fake = FakeWhatsApp::new();
+    let phone = "6281381830655";
+    let mut session = Session::start(&fake, Arc::new(InMemoryBackend::new())).await;
+    let qr = session
+        .expect("the first QR code", STEP_TIMEOUT, &fake, |e| match e {
+            Event::PairingQrCode(q) => Some(q.code.clone()),
+            _ => None,
+        })
+        .await;
+    fake.scan_as(&qr, phone).await.expect("scan");
+    session.expect_connected(&fake).await;
+
+    let started = Instant::now();
+    let photo: Vec<u8> = (0..40_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let uploaded =
+        fake.upload_media(&photo, whatsapp_rust::wacore::download::MediaType::Image).expect("upload");
+    let message = uploaded.image_message("image/jpeg", Some("foto produk"));
+    fake.contact_sends(phone, "6281299990401", ContactMessage::of(message)).await.expect("contact sends");
+    let image = session
+        .expect("the image message", STEP_TIMEOUT, &fake, |e| {
+            e.messages().find_map(|m| m.message.image_message.as_option().cloned())
+        })
+        .await;
+    assert_eq!(image.caption.as_deref(), Some("foto produk"));
+    let client = session.handle.client();
+    let downloaded = client.download(&image).await.expect("the client downloads the image");
+    report("contact image → delivered → downloaded", started.elapsed());
+    assert_eq!(downloaded, photo);
 }

@@ -1,20 +1,24 @@
 //! The plugin runtime with the real components `plugins/build.sh` writes to
 //! `target/plugins/<name>.wasm`: the example plugins do their job, the adversarial ones are
-//! stopped with the right outcome well within their limits, uploads that are not plugins are
-//! refused with a reason, stored artefacts load without compiling, and the key-value store
-//! keeps its promises (on SQLite always, on PostgreSQL too when `GATEWAY_TEST_POSTGRES_URL`
-//! is set).
+//! stopped with the right outcome well within their limits, a component built for the 0.1.0
+//! world runs as before beside the 0.2.0 ones (which see every kind of message and may reply
+//! with locations and contact cards, quote, react and mark read, within the same caps),
+//! uploads that are not plugins are refused with a reason, stored artefacts load without
+//! compiling, and the key-value store keeps its promises (on SQLite always, on PostgreSQL too
+//! when `GATEWAY_TEST_POSTGRES_URL` is set).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use serde_json::{json, Value};
 use wa_gateway::config::{Config, PluginsConfig};
-use wa_gateway::db::plugins::{CreatePlugin, NewPlugin};
+use wa_gateway::content::{ContactCard, Location, PollSpec, QuotedRef};
+use wa_gateway::db::plugins::NewPlugin;
 use wa_gateway::db::tenants::NewTenant;
 use wa_gateway::db::Db;
 use wa_gateway::plugins::kv::{KvAccess, KvError, KvLimits, KvSession};
 use wa_gateway::plugins::runtime::{
-    Action, Outcome, PluginContext, PluginMessage, Prepared, RunInput, RunReport, Runtime,
+    Action, Outcome, PluginContext, PluginMedia, PluginMessage, Prepared, RunInput, RunReport, Runtime, World,
 };
 
 #[path = "support/backend.rs"]
@@ -59,9 +63,10 @@ fn input(text: Option<&str>, config: &str) -> RunInput {
             sender: "6281234567890".into(),
             push_name: Some("Budi".into()),
             is_group: false,
+            kind: "text".into(),
             text: text.map(Into::into),
-            media: None,
             timestamp_ms: 1_767_225_600_000,
+            ..PluginMessage::default()
         },
         context: PluginContext {
             tenant_id: 1,
@@ -205,6 +210,258 @@ async fn a_plugin_prepared_by_another_runtime_is_not_run() {
     let prepared = prepare(&runtime(), "echo");
     let report = runtime().run(&prepared, input(Some("x"), "{}"), KvAccess::None).await;
     assert_eq!(report.outcome, Outcome::Internal, "{report:?}");
+}
+
+// ----- the 0.1.0 and 0.2.0 worlds side by side -----
+
+/// A customer's location message, quoting an earlier message and mentioning the shop.
+fn location_message(config: &str) -> RunInput {
+    let mut input = input(Some("Toko Sinar"), config);
+    let m = &mut input.message;
+    m.kind = "location".into();
+    m.location = Some(Location {
+        latitude: -6.9175,
+        longitude: 107.6191,
+        name: Some("Toko Sinar".into()),
+        address: Some("Jl. Merdeka 1".into()),
+    });
+    m.reply_to = Some(QuotedRef {
+        id: Some(41),
+        wa_id: "3EB0AAAA".into(),
+        sender: Some("6289876543210".into()),
+        from_me: true,
+        text: Some("Kirim lokasi ya".into()),
+    });
+    m.mentions = vec!["6289876543210".into()];
+    input
+}
+
+/// The JSON report the `probe` plugin sends first.
+fn probe_report(report: &RunReport) -> Value {
+    let decision = report.decision.as_ref().unwrap_or_else(|| panic!("no decision: {report:?}"));
+    match decision.actions.first() {
+        Some(Action::ReplyText { text }) => serde_json::from_str(text).expect("the report is JSON"),
+        other => panic!("no report first: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_0_1_0_component_runs_as_before_beside_0_2_0_ones() {
+    let runtime = runtime();
+    let old = prepare(&runtime, "echo-v1");
+    let new = prepare(&runtime, "echo");
+    assert_eq!(old.world(), World::V0_1);
+    assert_eq!(new.world(), World::V0_2);
+    for prepared in [&old, &new] {
+        let report = runtime.run(prepared, input(Some("halo lama"), "{}"), KvAccess::None).await;
+        assert_eq!(report.outcome, Outcome::Success, "{report:?}");
+        assert_eq!(texts(&report), ["echo: halo lama"]);
+        // The decision as the API and the run log show it: what 0.1.0 plugins always gave.
+        let shown = serde_json::to_value(report.decision.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            shown,
+            json!({"actions": [{"type": "reply_text", "text": "echo: halo lama"}], "stop": false})
+        );
+    }
+    // A 0.1.0 plugin is given what 0.1.0 has of a message of a newer kind, and answers it.
+    let report = runtime.run(&old, location_message("{}"), KvAccess::None).await;
+    assert_eq!(texts(&report), ["echo: Toko Sinar"]);
+    let report = runtime.run(&old, input(None, "{}"), KvAccess::None).await;
+    assert!(texts(&report).is_empty(), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_0_2_0_plugin_sees_the_kind_and_every_part_of_a_message() {
+    let runtime = runtime();
+    let prepared = prepare(&runtime, "probe");
+    let seen = probe_report(&runtime.run(&prepared, location_message("{}"), KvAccess::None).await);
+    assert_eq!(seen["kind"], "location");
+    assert_eq!(
+        seen["location"],
+        json!({"latitude": -6.9175, "longitude": 107.6191, "name": "Toko Sinar", "address": "Jl. Merdeka 1"})
+    );
+    assert_eq!(
+        seen["reply_to"],
+        json!({"wa_id": "3EB0AAAA", "id": 41, "sender": "6289876543210", "text": "Kirim lokasi ya"})
+    );
+    assert_eq!(seen["mentions"], json!(["6289876543210"]));
+    assert_eq!(seen["media"], Value::Null);
+
+    let mut contact = input(None, "{}");
+    contact.message.kind = "contact".into();
+    contact.message.contacts = vec![ContactCard { name: "Ani".into(), phone: "6281111111111".into() }];
+    let seen = probe_report(&runtime.run(&prepared, contact, KvAccess::None).await);
+    assert_eq!(
+        (seen["kind"].clone(), seen["contacts"].clone()),
+        (json!("contact"), json!([{"name": "Ani", "phone": "6281111111111"}]))
+    );
+
+    let mut poll = input(Some("Rapat kapan?"), "{}");
+    poll.message.kind = "poll".into();
+    poll.message.poll = Some(PollSpec {
+        question: "Rapat kapan?".into(),
+        options: vec!["Senin".into(), "Selasa".into()],
+        multiple: true,
+    });
+    let seen = probe_report(&runtime.run(&prepared, poll, KvAccess::None).await);
+    assert_eq!(
+        seen["poll"],
+        json!({"question": "Rapat kapan?", "options": ["Senin", "Selasa"], "multiple": true})
+    );
+
+    let mut voice = input(None, "{}");
+    voice.message.kind = "voice".into();
+    voice.message.media = Some(PluginMedia {
+        kind: "voice".into(),
+        mime_type: Some("audio/ogg; codecs=opus".into()),
+        size: Some(4_000),
+        download_url: Some("https://gateway.example/media/1".into()),
+        ..PluginMedia::default()
+    });
+    let seen = probe_report(&runtime.run(&prepared, voice, KvAccess::None).await);
+    assert_eq!(seen["kind"], "voice");
+    assert_eq!(seen["media"]["download_url"], "https://gateway.example/media/1");
+    assert_eq!(seen["media"]["size"], 4_000);
+
+    // A kind the 0.2.0 world does not name reaches it as `unsupported`.
+    let mut later = input(None, "{}");
+    later.message.kind = "event".into();
+    assert_eq!(probe_report(&runtime.run(&prepared, later, KvAccess::None).await)["kind"], "unsupported");
+}
+
+#[tokio::test]
+async fn a_0_2_0_plugin_replies_with_a_location_and_contacts_reacts_marks_read_and_quotes() {
+    let runtime = runtime();
+    let prepared = prepare(&runtime, "probe");
+    let config = json!({
+        "report": false,
+        "location": {"latitude": -6.2, "longitude": 106.8, "name": "Kantor"},
+        "contacts": [{"name": "CS Toko", "phone": "6281222333444"}],
+        "react": "👍",
+        "mark_read": true,
+        "quote": true,
+        "stop": true,
+    });
+    let report = runtime.run(&prepared, location_message(&config.to_string()), KvAccess::None).await;
+    assert_eq!(report.outcome, Outcome::Success, "{report:?}");
+    let decision = report.decision.unwrap();
+    assert!(decision.quote && decision.stop);
+    assert_eq!(
+        decision.actions,
+        [
+            Action::ReplyLocation {
+                location: Location {
+                    latitude: -6.2,
+                    longitude: 106.8,
+                    name: Some("Kantor".into()),
+                    address: None
+                }
+            },
+            Action::ReplyContacts {
+                contacts: vec![ContactCard { name: "CS Toko".into(), phone: "6281222333444".into() }]
+            },
+            Action::React { emoji: "👍".into() },
+            Action::MarkRead,
+        ]
+    );
+}
+
+#[tokio::test]
+async fn keyword_router_answers_with_a_location() {
+    let runtime = runtime();
+    let prepared = prepare(&runtime, "keyword-router");
+    let config = json!({"routes": [{"keyword": "alamat", "reply": "Ini lokasi kami:",
+        "location": {"latitude": -6.9175, "longitude": 107.6191, "name": "Toko Sinar"}}], "quote": true});
+    let report =
+        runtime.run(&prepared, input(Some("Minta ALAMAT"), &config.to_string()), KvAccess::None).await;
+    assert_eq!(report.outcome, Outcome::Success, "{report:?}");
+    let decision = report.decision.unwrap();
+    assert!(decision.quote);
+    assert_eq!(decision.actions[0], Action::ReplyText { text: "Ini lokasi kami:".into() });
+    assert_eq!(
+        decision.actions[1],
+        Action::ReplyLocation {
+            location: Location {
+                latitude: -6.9175,
+                longitude: 107.6191,
+                name: Some("Toko Sinar".into()),
+                address: None
+            }
+        }
+    );
+}
+
+#[tokio::test]
+async fn the_output_caps_hold_for_the_new_actions() {
+    let cfg = config();
+    let runtime = runtime_with(&cfg);
+    let prepared = prepare(&runtime, "probe");
+    let run = |config: Value| {
+        let (runtime, prepared) = (runtime.clone(), prepared.clone());
+        async move {
+            let mut config = config;
+            config["report"] = json!(false);
+            runtime.run(&prepared, input(Some("x"), &config.to_string()), KvAccess::None).await
+        }
+    };
+    let long = "n".repeat(cfg.max_reply_bytes + 1);
+    let limit = cfg.max_reply_bytes;
+    let cases = [
+        (
+            json!({"location": {"latitude": 0, "longitude": 0, "name": long}}),
+            Outcome::OutputTooLarge,
+            format!("action 1: the location name is {} bytes, the limit is {limit}", limit + 1),
+        ),
+        (
+            json!({"location": {"latitude": 0, "longitude": 0, "address": long}}),
+            Outcome::OutputTooLarge,
+            "the location address is".to_string(),
+        ),
+        (
+            json!({"contacts": (0..11).map(|i| json!({"name": format!("C{i}"), "phone": "62812"})).collect::<Vec<_>>()}),
+            Outcome::OutputTooLarge,
+            "11 contact cards, the limit is 10".to_string(),
+        ),
+        (
+            json!({"react": "👍".repeat(20)}),
+            Outcome::OutputTooLarge,
+            "the reaction is 80 bytes, the limit is 64".to_string(),
+        ),
+        (json!({"react": "oke"}), Outcome::InvalidOutput, "the reaction is not valid".to_string()),
+        (
+            json!({"location": {"latitude": 91, "longitude": 0}}),
+            Outcome::InvalidOutput,
+            "latitude".to_string(),
+        ),
+    ];
+    for (config, outcome, reason) in cases {
+        let report = run(config.clone()).await;
+        assert_eq!(report.outcome, outcome, "{config}: {report:?}");
+        assert!(report.error.as_deref().unwrap_or_default().contains(&reason), "{config}: {report:?}");
+        assert!(report.decision.is_none());
+    }
+    // The action cap counts reactions and read marks like replies.
+    let capped = PluginsConfig { max_actions: 1, ..config() };
+    let runtime = runtime_with(&capped);
+    let prepared = prepare(&runtime, "probe");
+    let config = json!({"report": false, "react": "👍", "mark_read": true}).to_string();
+    let report = runtime.run(&prepared, input(Some("x"), &config), KvAccess::None).await;
+    assert_eq!(report.outcome, Outcome::OutputTooLarge, "{report:?}");
+}
+
+#[test]
+fn both_worlds_imports_are_provided() {
+    for version in ["0.1.0", "0.2.0"] {
+        let component = wat(&format!(
+            r#"(component
+                (import "wa-gateway:plugin/clock@{version}" (instance
+                    (export "now-ms" (func (result s64)))))
+            )"#
+        ));
+        let reason = runtime().compile(&component).err().expect("refused").reason().to_string();
+        // Its imports are linked; what it lacks is the export.
+        assert!(reason.contains("does not export `handle`"), "{version}: {reason}");
+    }
 }
 
 // ----- adversarial plugins -----
@@ -399,7 +656,18 @@ fn plugin_check_lists_a_plugins_imports_and_exports() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("exports:\n  handle: func(message: record { id: s64"), "{stdout}");
-    assert!(stdout.contains("fits the wa-gateway:plugin/auto-reply@0.1.0 world: yes"), "{stdout}");
+    assert!(stdout.contains("world: wa-gateway:plugin/auto-reply@0.2.0"), "{stdout}");
+    assert!(stdout.contains("world: yes"), "{stdout}");
+}
+
+#[test]
+fn plugin_check_names_the_world_version_of_a_0_1_0_component() {
+    let runtime = runtime();
+    let listing = wa_gateway::plugins::check::describe(&runtime, &plugin("echo-v1")).expect("a plugin");
+    assert!(listing.contains("imports:\n  wa-gateway:plugin/types@0.1.0"), "{listing}");
+    assert!(listing.ends_with("fits the wa-gateway:plugin/auto-reply@0.1.0 world: yes\n"), "{listing}");
+    let found = wa_gateway::plugins::check::inspect(&runtime, &plugin("probe"));
+    assert_eq!(found.world, Some(World::V0_2));
 }
 
 #[test]
@@ -449,8 +717,8 @@ async fn tenant_with_plugins(db: &Db, email: &str, names: &[&str]) -> (i64, Vec<
             config: "{}".into(),
         };
         match db.create_plugin(tenant.id, &new, None).await.expect("plugin row") {
-            CreatePlugin::Created(row) => ids.push(row.id),
-            CreatePlugin::OverLimit => panic!("over limit"),
+            Some(row) => ids.push(row.id),
+            None => panic!("over limit"),
         }
     }
     (tenant.id, ids)
@@ -601,7 +869,8 @@ async fn a_run_that_fails_after_writing_leaves_the_store_as_it_was(db: &Db) {
     assert_eq!(db.plugin_kv_usage(tenant, ids[0]).await.unwrap(), (0, 0));
 }
 
-/// For each story, `sqlite::<story>` and `postgres::<story>` (skipped without a server).
+/// For each story, `sqlite::<story>` and `postgres::<story>` (ignored when the
+/// tests were built without a server to run on).
 macro_rules! kv_stories {
     ($($story:ident),* $(,)?) => {
         mod sqlite {
@@ -617,11 +886,11 @@ macro_rules! kv_stories {
         mod postgres {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
                 async fn $story() {
-                    let Some(backend) = super::Backend::postgres().await else {
-                        eprintln!("skipped: {} is not set", super::pg_support::ENV);
-                        return;
-                    };
+                    let backend = super::Backend::postgres().await.unwrap_or_else(|| {
+                        panic!("{} is not set: this test needs PostgreSQL", super::pg_support::ENV)
+                    });
                     super::$story(&backend.db).await;
                     backend.db.close().await;
                 }

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::extract::{page, ApiJson, ApiQuery, Page, PageQuery, Tenant};
 use super::ts;
-use crate::app::AppState;
-use crate::db::{page, ActivityRow, ApiKeyRow};
+use crate::db::{ActivityRow, ApiKeyRow};
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{month_period, Resource};
+use crate::limits::month_period;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,8 +36,7 @@ pub struct InfoOut {
 }
 
 /// The tenant behind the API key.
-#[utoipa::path(get, path = "/api/user/info", tag = "account",
-    responses((status = 200, body = InfoOut), (status = 401, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/user/info", tag = "account", responses((status = 200, body = InfoOut)))]
 async fn get_info(State(state): State<AppState>, tenant: Tenant) -> ApiResult<Json<InfoOut>> {
     let row = state.db.tenant(tenant.id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(Json(InfoOut {
@@ -68,14 +67,14 @@ pub struct LimitsOut {
 #[utoipa::path(get, path = "/api/user/limits", tag = "account", responses((status = 200, body = LimitsOut)))]
 async fn get_limits(State(state): State<AppState>, tenant: Tenant) -> ApiResult<Json<LimitsOut>> {
     let limits = state.limits.limits(tenant.id, &tenant.package).await?;
-    let usage = state.usage(tenant.id).await?;
+    let usage = state.limits.usage(tenant.id).await?;
     let (_, start, end) = month_period(Utc::now());
     Ok(Json(LimitsOut {
         package: tenant.package,
         limits: limits.to_json(),
         usage: serde_json::to_value(usage).map_err(ApiError::internal)?,
-        period_start: start.to_rfc3339(),
-        period_end: end.to_rfc3339(),
+        period_start: crate::time::rfc3339(start),
+        period_end: crate::time::rfc3339(end),
     }))
 }
 
@@ -113,8 +112,8 @@ async fn list_api_keys(
     tenant: Tenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<ApiKeyOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_api_keys(tenant.id, limit, offset).await?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (rows, total) = state.tenants.list_keys(&tenant, limit, offset).await?;
     let data = rows.into_iter().map(|r| ApiKeyOut::from_row(r, None)).collect();
     Ok(Json(Page { data, total, limit, offset }))
 }
@@ -122,37 +121,36 @@ async fn list_api_keys(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyIn {
-    /// A label for the key.
+    /// A label for the key, up to 100 characters; `api key` when left out or blank.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: String,
 }
 
-/// Creates another API key; the answer carries it once.
-#[utoipa::path(post, path = "/api/user/api-keys", tag = "account", request_body = ApiKeyIn,
+/// Creates another API key; the answer carries it once. The body is optional.
+#[utoipa::path(post, path = "/api/user/api-keys", tag = "account", request_body = Option<ApiKeyIn>,
     responses((status = 201, body = ApiKeyOut)))]
 async fn create_api_key(
     State(state): State<AppState>,
     tenant: Tenant,
-    body: Option<ApiJson<ApiKeyIn>>,
+    body: Option<ApiJson<Option<ApiKeyIn>>>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
-    let name = body.map(|ApiJson(b)| b.name).unwrap_or_default();
-    let (row, secret) = state.tenants.issue_key(tenant.id, &name).await?;
-    state.tenants.record(tenant.activity("api_key.create", format!("api_key:{}", row.id))).await;
+    let name = body.and_then(|ApiJson(b)| b).map(|b| b.name).unwrap_or_default();
+    let (row, secret) = state.tenants.create_key(&tenant, &name).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
 }
 
 /// Revokes a key at once.
 #[utoipa::path(delete, path = "/api/user/api-keys/{id}", tag = "account",
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The key's id.")),
+    responses((status = 204, description = "Revoked."), (status = 404)))]
 async fn delete_api_key(
     State(state): State<AppState>,
     tenant: Tenant,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    if !state.db.revoke_api_key(tenant.id, id).await? {
-        return Err(ApiError::not_found("api key"));
-    }
-    state.tenants.record(tenant.activity("api_key.revoke", format!("api_key:{id}"))).await;
+    let id: i64 = id.trim().parse().map_err(|_| ApiError::not_found("api key"))?;
+    state.tenants.revoke_key(&tenant, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -183,49 +181,27 @@ impl From<ActivityRow> for ActivityOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActivityQuery {
+    /// Documented by [`PageQuery`].
+    #[param(ignore)]
     pub limit: Option<i64>,
+    #[param(ignore)]
     pub offset: Option<i64>,
-    /// Only entries with this action, e.g. `api_key.create`.
+    /// Only entries with this action, e.g. `api_key.create` (empty: every action).
     pub action: Option<String>,
 }
 
 /// What was done on this account, newest first.
-#[utoipa::path(get, path = "/api/user/activity-logs", tag = "account", params(ActivityQuery),
+#[utoipa::path(get, path = "/api/user/activity-logs", tag = "account", params(PageQuery, ActivityQuery),
     responses((status = 200, body = Page<ActivityOut>)))]
 async fn list_activity_logs(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<ActivityQuery>,
 ) -> ApiResult<Json<Page<ActivityOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_activity(tenant.id, q.action.as_deref(), limit, offset).await?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let action = q.action.as_deref().map(str::trim).filter(|a| !a.is_empty());
+    let (rows, total) = state.tenants.activity(&tenant, action, limit, offset).await?;
     Ok(Json(Page { data: rows.into_iter().map(Into::into).collect(), total, limit, offset }))
-}
-
-/// Usage of each limited resource, as reported by `/api/user/limits`.
-#[derive(Debug, Serialize)]
-pub struct Usage {
-    pub devices: i64,
-    pub messages_per_month: i64,
-    pub auto_replies: i64,
-    pub scheduled_messages: i64,
-    pub plugins: i64,
-    pub webhook_endpoints: i64,
-}
-
-impl AppState {
-    /// Current usage of every limited resource of a tenant.
-    pub async fn usage(&self, tenant: i64) -> ApiResult<Usage> {
-        let counts = self.db.resource_counts(tenant).await?;
-        let get = |r: Resource| counts.iter().find(|(k, _)| *k == r).map(|(_, v)| *v).unwrap_or(0);
-        Ok(Usage {
-            devices: get(Resource::Devices),
-            messages_per_month: self.limits.messages_used(tenant).await?,
-            auto_replies: get(Resource::AutoReplies),
-            scheduled_messages: get(Resource::ScheduledMessages),
-            plugins: get(Resource::Plugins),
-            webhook_endpoints: get(Resource::WebhookEndpoints),
-        })
-    }
 }

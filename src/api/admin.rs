@@ -8,13 +8,13 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::account::ApiKeyOut;
-use super::extract::{Admin, ApiJson, ApiQuery, Page, PageQuery};
+use super::extract::{page, Admin, ApiJson, ApiQuery, Page, PageQuery};
 use super::ts;
-use crate::app::AppState;
-use crate::db::{page, TenantRow};
+use crate::db::TenantRow;
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{Overrides, Resource};
-use crate::tenants::{hash_password, CreateTenant};
+use crate::limits::{OverrideChange, Overrides, Resource};
+use crate::state::AppState;
+use crate::tenants::{CreateTenant, TenantChange};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,7 +40,7 @@ pub struct TenantOut {
     pub api_key: Option<String>,
 }
 
-fn tenant_out(row: TenantRow, overrides: &Overrides, api_key: Option<String>) -> TenantOut {
+pub fn tenant_out(row: TenantRow, overrides: &Overrides, api_key: Option<String>) -> TenantOut {
     TenantOut {
         id: row.id,
         name: row.name,
@@ -56,18 +56,22 @@ fn tenant_out(row: TenantRow, overrides: &Overrides, api_key: Option<String>) ->
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantIn {
+    /// 1 to 200 characters.
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: String,
+    #[schema(schema_with = super::openapi::schemas::email)]
     pub email: String,
     /// A package from `[packages]`; the configured default when absent.
     pub package: Option<String>,
-    /// Dashboard password (at least 8 characters).
+    /// Dashboard password: 8 characters to 1,024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
 }
 
 /// Creates a tenant and its first API key, shown once.
 #[utoipa::path(post, path = "/api/admin/tenants", tag = "admin", request_body = TenantIn,
-    responses((status = 201, body = TenantOut), (status = 409, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = TenantOut),
+              (status = 409, description = "A tenant with this email exists.")))]
 async fn create_tenant(
     State(state): State<AppState>,
     admin: Admin,
@@ -75,8 +79,7 @@ async fn create_tenant(
 ) -> ApiResult<(StatusCode, Json<TenantOut>)> {
     let input =
         CreateTenant { name: body.name, email: body.email, package: body.package, password: body.password };
-    let (row, key) = state.tenants.create(input).await?;
-    state.tenants.record(admin.activity(Some(row.id), "tenant.create", format!("tenant:{}", row.id))).await;
+    let (row, key) = state.tenants.admin_create(&admin, input).await?;
     Ok((StatusCode::CREATED, Json(tenant_out(row, &Overrides::new(), Some(key)))))
 }
 
@@ -88,143 +91,125 @@ async fn list_tenants(
     _admin: Admin,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<TenantOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_tenants(limit, offset).await?;
-    let mut data = Vec::with_capacity(rows.len());
-    for row in rows {
-        let overrides = state.limits.overrides(row.id).await?;
-        data.push(tenant_out(row, &overrides, None));
-    }
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (rows, total) = state.tenants.admin_list(limit, offset).await?;
+    let data = rows.into_iter().map(|(row, overrides)| tenant_out(row, &overrides, None)).collect();
     Ok(Json(Page { data, total, limit, offset }))
+}
+
+fn tenant_id(raw: &str) -> ApiResult<i64> {
+    raw.trim().parse().map_err(|_| ApiError::not_found("tenant"))
 }
 
 /// One tenant.
 #[utoipa::path(get, path = "/api/admin/tenants/{id}", tag = "admin",
-    responses((status = 200, body = TenantOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The tenant's id.")),
+    responses((status = 200, body = TenantOut)))]
 async fn get_tenant(
     State(state): State<AppState>,
     _admin: Admin,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> ApiResult<Json<TenantOut>> {
-    let row = state.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-    let overrides = state.limits.overrides(id).await?;
+    let (row, overrides) = state.tenants.admin_get(tenant_id(&id)?).await?;
     Ok(Json(tenant_out(row, &overrides, None)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantPatch {
+    /// 1 to 200 characters.
+    #[schema(pattern = r"\S", max_length = 200)]
     pub name: Option<String>,
+    /// A package from `[packages]`.
     pub package: Option<String>,
-    /// `active` or `suspended`.
+    #[schema(value_type = Option<TenantStatus>)]
     pub status: Option<String>,
+    /// Dashboard password: 8 characters to 1,024 bytes.
+    #[schema(min_length = 8, max_length = 1024)]
     pub password: Option<String>,
-    /// Limit overrides merged into the stored ones: a number sets a limit, `null` makes it
-    /// unlimited, and the string `"package"` goes back to the package's value.
-    #[schema(value_type = Object)]
+    #[schema(schema_with = super::openapi::schemas::limit_overrides)]
     pub limits: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
-/// Changes a tenant's package, status, password or limit overrides.
+/// Whether a tenant's keys and dashboard login work.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `TenantPatch::status`, which is parsed as a string.
+pub enum TenantStatus {
+    Active,
+    Suspended,
+}
+
+/// Changes a tenant's name, package, status, password or limit overrides; fields left out keep
+/// their value.
 #[utoipa::path(patch, path = "/api/admin/tenants/{id}", tag = "admin", request_body = TenantPatch,
-    responses((status = 200, body = TenantOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The tenant's id.")),
+    responses((status = 200, body = TenantOut)))]
 async fn patch_tenant(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
     ApiJson(body): ApiJson<TenantPatch>,
 ) -> ApiResult<Json<TenantOut>> {
-    state.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-    if let Some(p) = &body.package {
-        if !state.limits.has_package(p) {
-            return Err(ApiError::validation(
-                "package",
-                format!("unknown package; configured: {}", state.limits.package_names().join(", ")),
-            ));
-        }
-    }
-    if let Some(s) = &body.status {
-        if s != "active" && s != "suspended" {
-            return Err(ApiError::validation("status", "must be `active` or `suspended`"));
-        }
-    }
-    if let Some(n) = &body.name {
-        if n.trim().is_empty() || n.chars().count() > 200 {
-            return Err(ApiError::validation("name", "must be 1 to 200 characters"));
-        }
-    }
-    let mut overrides = state.limits.overrides(id).await?;
-    if let Some(changes) = &body.limits {
-        for (key, value) in changes {
-            let field = format!("limits.{key}");
-            let r = Resource::parse(key)
-                .ok_or_else(|| ApiError::validation(field.clone(), "is not a known limit"))?;
-            match value {
-                serde_json::Value::Null => {
-                    overrides.insert(r, None);
-                }
-                serde_json::Value::String(s) if s == "package" => {
-                    overrides.remove(&r);
-                }
-                v => match v.as_i64() {
-                    Some(n) if n >= 0 => {
-                        overrides.insert(r, Some(n));
-                    }
-                    _ => {
-                        return Err(ApiError::validation(
-                            field,
-                            "must be a non-negative integer, null (unlimited) or \"package\"",
-                        ))
-                    }
-                },
+    let id = tenant_id(&id)?;
+    let limits = match body.limits {
+        None => None,
+        Some(changes) => {
+            let mut parsed = Vec::with_capacity(changes.len());
+            for (key, value) in changes {
+                let field = format!("limits.{key}");
+                let r = Resource::parse(&key)
+                    .ok_or_else(|| ApiError::validation(field.clone(), "is not a known limit"))?;
+                let change = match value {
+                    serde_json::Value::Null => OverrideChange::Unlimited,
+                    serde_json::Value::String(s) if s == "package" => OverrideChange::Package,
+                    v => match v.as_i64().or_else(|| v.as_f64().and_then(super::messages::whole_number)) {
+                        Some(n) => OverrideChange::Value(n),
+                        None => {
+                            return Err(ApiError::validation(
+                                field,
+                                "must be a non-negative integer, null (unlimited) or \"package\"",
+                            ))
+                        }
+                    },
+                };
+                parsed.push((r, change));
             }
+            Some(parsed)
         }
-    }
-    let password_hash = body.password.as_deref().map(hash_password).transpose()?;
-    if body.limits.is_some() {
-        let json = serde_json::to_string(&overrides).map_err(ApiError::internal)?;
-        state.db.set_limit_overrides(id, &json).await?;
-    }
-    let row = state
-        .db
-        .update_tenant(
-            id,
-            body.name.as_deref().map(str::trim),
-            body.package.as_deref(),
-            body.status.as_deref(),
-            password_hash.as_deref(),
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
-    let action = match body.status.as_deref() {
-        Some("suspended") => "tenant.suspend",
-        Some("active") => "tenant.activate",
-        _ => "tenant.update",
     };
-    state.tenants.record(admin.activity(Some(id), action, format!("tenant:{id}"))).await;
+    let change = TenantChange {
+        name: body.name,
+        package: body.package,
+        status: body.status,
+        password: body.password,
+        limits,
+    };
+    let (row, overrides) = state.tenants.admin_update(&admin, id, change).await?;
     Ok(Json(tenant_out(row, &overrides, None)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdminKeyIn {
+    /// A label for the key, up to 100 characters; `api key` when left out or blank.
     #[serde(default)]
+    #[schema(max_length = 100)]
     pub name: String,
 }
 
-/// Issues another API key for a tenant.
+/// Issues another API key for a tenant. The body is optional.
 #[utoipa::path(post, path = "/api/admin/tenants/{id}/api-keys", tag = "admin",
-    responses((status = 201, body = ApiKeyOut), (status = 404, body = crate::error::ErrorBody)))]
+    request_body = Option<AdminKeyIn>,
+    params(("id" = i64, Path, description = "The tenant's id.")),
+    responses((status = 201, body = ApiKeyOut)))]
 async fn create_tenant_api_key(
     State(state): State<AppState>,
     admin: Admin,
-    Path(id): Path<i64>,
-    body: Option<ApiJson<AdminKeyIn>>,
+    Path(id): Path<String>,
+    body: Option<ApiJson<Option<AdminKeyIn>>>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
-    state.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-    let name = body.map(|ApiJson(b)| b.name).unwrap_or_default();
-    let (row, secret) = state.tenants.issue_key(id, &name).await?;
-    state.tenants.record(admin.activity(Some(id), "api_key.create", format!("api_key:{}", row.id))).await;
+    let name = body.and_then(|ApiJson(b)| b).map(|b| b.name).unwrap_or_default();
+    let (row, secret) = state.tenants.admin_issue_key(&admin, tenant_id(&id)?, &name).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
 }

@@ -13,17 +13,16 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::extract::{page, ApiJson, ApiQuery, Page, PageQuery, Tenant};
 use super::ts;
-use crate::app::AppState;
-use crate::db::devices::CreateDevice;
-use crate::db::{page, DeviceRow};
-use crate::devices::driver::DriverError;
+use crate::db::lids::LidMappingRow;
+use crate::db::DeviceRow;
 use crate::devices::manager::{DeviceError, DeviceStatus, DeviceUpdate, LiveStatus};
 use crate::devices::qr;
+use crate::devices::service::Device;
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{LimitError, Resource};
-use crate::messages::phone::normalize_device_phone;
+use crate::phone::normalize_device_phone;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,20 +35,67 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(logout_device))
         .routes(routes!(reset_session))
         .routes(routes!(check_numbers))
+        .routes(routes!(get_lid))
+        .routes(routes!(list_lids))
 }
 
-impl From<DeviceError> for ApiError {
-    fn from(e: DeviceError) -> Self {
-        match e {
-            DeviceError::AlreadyConnected => ApiError::Conflict(e.to_string()),
-            DeviceError::NotConnected => ApiError::DeviceNotConnected(e.to_string()),
-            DeviceError::NoQrYet => ApiError::Unavailable(e.to_string()),
-            DeviceError::Driver(DriverError::NotConnected) => ApiError::DeviceNotConnected(e.to_string()),
-            DeviceError::Driver(DriverError::Invalid(m)) => ApiError::BadRequest(m),
-            DeviceError::Driver(DriverError::Failed(m)) => ApiError::Unavailable(format!("WhatsApp: {m}")),
-            DeviceError::Db(d) => d.into(),
-        }
+/// A LID and the phone number behind it, as one device learned it from WhatsApp.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LidOut {
+    pub device_id: i64,
+    /// The LID JID (`…@lid`).
+    pub lid: String,
+    /// The phone number (digits).
+    pub phone: String,
+    /// When the device learned it (RFC 3339).
+    pub updated_at: String,
+}
+
+impl From<LidMappingRow> for LidOut {
+    fn from(r: LidMappingRow) -> Self {
+        LidOut { device_id: r.device_id, lid: r.lid, phone: r.phone, updated_at: ts(r.updated_at) }
     }
+}
+
+/// The phone number behind a LID, as the device knows it.
+#[utoipa::path(get, path = "/api/user/devices/{id}/lids/{lid}", tag = "devices",
+    params(("id" = String, Path, description = "The device's id or phone number."),
+           ("lid" = String, Path, description = "The LID: its digits or `…@lid`.")),
+    responses((status = 200, body = LidOut),
+              (status = 404, description = "No such device, or the device does not know this LID.")))]
+async fn get_lid(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path((id, lid)): Path<(String, String)>,
+) -> ApiResult<Json<LidOut>> {
+    Ok(Json(state.devices.lid(&tenant, &id, &lid).await?.into()))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LidsQuery {
+    /// The phone number whose LIDs to list.
+    pub phone: String,
+}
+
+/// The LIDs the device knows behind a phone number, newest first (usually one).
+#[utoipa::path(get, path = "/api/user/devices/{id}/lids", tag = "devices",
+    params(("id" = String, Path, description = "The device's id or phone number."), LidsQuery),
+    responses((status = 200, body = LidsOut), (status = 404, description = "No such device.")))]
+async fn list_lids(
+    State(state): State<AppState>,
+    tenant: Tenant,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<LidsQuery>,
+) -> ApiResult<Json<LidsOut>> {
+    let rows = state.devices.lids_of_phone(&tenant, &id, &q.phone).await?;
+    Ok(Json(LidsOut { data: rows.into_iter().map(LidOut::from).collect() }))
+}
+
+/// The LIDs behind a phone number.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LidsOut {
+    pub data: Vec<LidOut>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -67,6 +113,12 @@ pub struct DeviceOut {
     pub updated_at: String,
 }
 
+impl From<Device> for DeviceOut {
+    fn from(Device { row, live }: Device) -> Self {
+        device_out(row, live)
+    }
+}
+
 pub fn device_out(row: DeviceRow, live: LiveStatus) -> DeviceOut {
     DeviceOut {
         id: row.id,
@@ -82,18 +134,8 @@ pub fn device_out(row: DeviceRow, live: LiveStatus) -> DeviceOut {
 
 /// Finds one of the tenant's devices by id or by phone number; another tenant's is not found.
 pub async fn resolve_device(state: &AppState, tenant: i64, reference: &str) -> ApiResult<DeviceRow> {
-    let reference = reference.trim();
-    if let Ok(id) = reference.parse::<i64>() {
-        if let Some(d) = state.db.device(tenant, id).await? {
-            return Ok(d);
-        }
-    }
-    if let Ok(phone) = normalize_device_phone(reference, &state.config.whatsapp.default_country_code) {
-        if let Some(d) = state.db.device_by_phone(tenant, &phone).await? {
-            return Ok(d);
-        }
-    }
-    Err(ApiError::not_found("device"))
+    crate::devices::find_device(&state.db, &state.config.whatsapp.default_country_code, tenant, reference)
+        .await
 }
 
 /// The tenant's devices with their live status.
@@ -104,54 +146,36 @@ async fn list_devices(
     tenant: Tenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<DeviceOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_devices(tenant.id, limit, offset).await?;
-    let data = rows
-        .into_iter()
-        .map(|r| {
-            let live = state.devices.status_of(&r);
-            device_out(r, live)
-        })
-        .collect();
-    Ok(Json(Page { data, total, limit, offset }))
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (devices, total) = state.devices.list(&tenant, limit, offset).await?;
+    Ok(Json(Page { data: devices.into_iter().map(DeviceOut::from).collect(), total, limit, offset }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceIn {
-    /// The WhatsApp number of the phone to link, in any common form.
+    /// The WhatsApp number of the phone to link.
     #[serde(deserialize_with = "super::messages::string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::PhoneNumber)]
     pub phone: String,
-    /// A label, e.g. "Toko pusat". Defaults to the number.
+    /// A label, e.g. "Toko pusat", up to 100 characters. Defaults to the number when left out
+    /// or blank.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
 }
 
 /// Adds a device (within the package's device limit) and starts pairing it.
 #[utoipa::path(post, path = "/api/user/devices", tag = "devices", request_body = DeviceIn,
-    responses((status = 201, body = DeviceOut), (status = 409, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = DeviceOut),
+              (status = 409, description = "You already have a device with this phone number."),
+              (status = 429, description = "The package's `devices` limit is reached, or the rate limit.")))]
 async fn create_device(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiJson(body): ApiJson<DeviceIn>,
 ) -> ApiResult<(StatusCode, Json<DeviceOut>)> {
-    let phone = normalize_device_phone(&body.phone, &state.config.whatsapp.default_country_code)
-        .map_err(|e| ApiError::validation("phone", e.to_string()))?;
-    let name =
-        body.name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).unwrap_or_else(|| phone.clone());
-    if name.chars().count() > 100 {
-        return Err(ApiError::validation("name", "must be at most 100 characters"));
-    }
-    let limit = state.limits.limits(tenant.id, &tenant.package).await?.get(Resource::Devices);
-    let row = match state.db.create_device(tenant.id, &phone, &name, limit).await? {
-        CreateDevice::Created(row) => row,
-        CreateDevice::OverLimit => return Err(LimitError::Exceeded { limit: Resource::Devices }.into()),
-    };
-    state.tenants.record(tenant.activity("device.create", format!("device:{}", row.id))).await;
-    state.devices.start(&row);
-    let live = state.devices.status_of(&row);
-    Ok((StatusCode::CREATED, Json(device_out(row, live))))
+    let device = state.devices.create(&tenant, &body.phone, body.name.as_deref()).await?;
+    Ok((StatusCode::CREATED, Json(device.into())))
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -166,27 +190,24 @@ pub struct DeviceStatusOut {
 }
 
 /// Each device's live status.
-#[utoipa::path(get, path = "/api/user/devices/status", tag = "devices",
+#[utoipa::path(get, path = "/api/user/devices/status", tag = "devices", params(PageQuery),
     responses((status = 200, body = Page<DeviceStatusOut>)))]
 async fn list_device_statuses(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<DeviceStatusOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_devices(tenant.id, limit, offset).await?;
-    let data = rows
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (devices, total) = state.devices.list(&tenant, limit, offset).await?;
+    let data = devices
         .into_iter()
-        .map(|r| {
-            let live = state.devices.status_of(&r);
-            DeviceStatusOut {
-                id: r.id,
-                phone: r.phone,
-                name: r.name,
-                status: live.status,
-                detail: live.detail,
-                since: live.since.to_rfc3339(),
-            }
+        .map(|Device { row: r, live }| DeviceStatusOut {
+            id: r.id,
+            phone: r.phone,
+            name: r.name,
+            status: live.status,
+            detail: live.detail,
+            since: crate::time::rfc3339(live.since),
         })
         .collect();
     Ok(Json(Page { data, total, limit, offset }))
@@ -194,66 +215,51 @@ async fn list_device_statuses(
 
 /// One device.
 #[utoipa::path(get, path = "/api/user/devices/{id}", tag = "devices",
-    responses((status = 200, body = DeviceOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, body = DeviceOut)))]
 async fn get_device(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceOut>> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
-    let live = state.devices.status_of(&row);
-    Ok(Json(device_out(row, live)))
+    Ok(Json(state.devices.get(&tenant, &id).await?.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DevicePatch {
+    /// The new label, 1 to 100 characters; left out or `null`: unchanged.
+    #[schema(pattern = r"\S", max_length = 100)]
     pub name: Option<String>,
 }
 
 /// Renames a device.
 #[utoipa::path(patch, path = "/api/user/devices/{id}", tag = "devices", request_body = DevicePatch,
-    responses((status = 200, body = DeviceOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, body = DeviceOut)))]
 async fn patch_device(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<DevicePatch>,
 ) -> ApiResult<Json<DeviceOut>> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
-    let row = match body.name.map(|n| n.trim().to_string()) {
-        Some(n) if n.is_empty() || n.chars().count() > 100 => {
-            return Err(ApiError::validation("name", "must be 1 to 100 characters"))
-        }
-        Some(n) => {
-            let updated = state
-                .db
-                .rename_device(tenant.id, row.id, &n)
-                .await?
-                .ok_or_else(|| ApiError::not_found("device"))?;
-            state.tenants.record(tenant.activity("device.update", format!("device:{}", row.id))).await;
-            updated
-        }
-        None => row,
+    let device = match body.name {
+        Some(name) => state.devices.rename(&tenant, &id, &name).await?,
+        None => state.devices.get(&tenant, &id).await?,
     };
-    let live = state.devices.status_of(&row);
-    Ok(Json(device_out(row, live)))
+    Ok(Json(device.into()))
 }
 
 /// Deletes a device: its session is closed and its keys, messages and queue are removed.
 #[utoipa::path(delete, path = "/api/user/devices/{id}", tag = "devices",
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 204, description = "Deleted.")))]
 async fn delete_device(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
-    state.devices.remove(row.id).await;
-    if !state.db.delete_device(tenant.id, row.id).await? {
-        return Err(ApiError::not_found("device"));
-    }
-    state.tenants.record(tenant.activity("device.delete", format!("device:{}", row.id))).await;
+    state.devices.delete(&tenant, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -269,15 +275,17 @@ pub struct QrOut {
 /// The current pairing QR code, as JSON with an SVG, or as a PNG with `Accept: image/png`.
 /// Starts a new pairing round when the previous codes expired. 409 when already connected.
 #[utoipa::path(get, path = "/api/user/devices/{id}/qr", tag = "devices",
-    responses((status = 200, body = QrOut), (status = 409, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, content((QrOut = "application/json"), (Vec<u8> = "image/png"))),
+              (status = 409, description = "The device is already connected."),
+              (status = 503, description = "No QR code yet (try again shortly), or WhatsApp failed.")))]
 async fn get_device_qr(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
-    let offered = state.devices.qr(&row).await?;
+    let offered = state.devices.qr(&tenant, &id).await?;
     let wants_png = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -289,7 +297,8 @@ async fn get_device_qr(
         );
     }
     let svg = qr::svg(&offered.code).map_err(ApiError::internal)?;
-    Ok(Json(QrOut { qr: offered.code, svg, expires_at: offered.expires_at.to_rfc3339() }).into_response())
+    Ok(Json(QrOut { qr: offered.code, svg, expires_at: crate::time::rfc3339(offered.expires_at) })
+        .into_response())
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -297,7 +306,7 @@ async fn get_device_qr(
 pub struct PairCodeIn {
     /// The phone number to link; defaults to the device's number.
     #[serde(default, deserialize_with = "super::messages::opt_string_or_number")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::openapi::schemas::PhoneNumber>)]
     pub phone: Option<String>,
 }
 
@@ -308,39 +317,46 @@ pub struct PairCodeOut {
     pub expires_at: String,
 }
 
-/// Asks for an 8-character code to link the phone by number instead of a QR scan.
+/// Asks for an 8-character code to link the phone by number instead of a QR scan. The body is
+/// optional.
 #[utoipa::path(post, path = "/api/user/devices/{id}/pair-code", tag = "devices",
-    responses((status = 200, body = PairCodeOut), (status = 409, body = crate::error::ErrorBody)))]
+    request_body = Option<PairCodeIn>,
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, body = PairCodeOut),
+              (status = 409, description = "The device is already connected."),
+              (status = 503, description = "No pairing session yet (try again shortly), or WhatsApp failed.")))]
 async fn create_pair_code(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
-    body: Option<ApiJson<PairCodeIn>>,
+    body: Option<ApiJson<Option<PairCodeIn>>>,
 ) -> ApiResult<Json<PairCodeOut>> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
-    let phone = match body.and_then(|ApiJson(b)| b.phone) {
-        Some(p) => normalize_device_phone(&p, &state.config.whatsapp.default_country_code)
-            .map_err(|e| ApiError::validation("phone", e.to_string()))?,
-        None => row.phone.clone(),
-    };
-    let offered = state.devices.pair_code(&row, &phone).await?;
-    state.tenants.record(tenant.activity("device.pair_code", format!("device:{}", row.id))).await;
-    Ok(Json(PairCodeOut { code: offered.code, expires_at: offered.expires_at.to_rfc3339() }))
+    let phone = body.and_then(|ApiJson(b)| b).and_then(|b| b.phone);
+    let offered = state.devices.pair_code(&tenant, &id, phone.as_deref()).await?;
+    Ok(Json(PairCodeOut { code: offered.code, expires_at: crate::time::rfc3339(offered.expires_at) }))
 }
 
 /// Server-Sent Events: `status` events on every status change and `qr` events as the code
 /// rotates. The first event is the current status.
 #[utoipa::path(get, path = "/api/user/devices/{id}/events", tag = "devices",
-    responses((status = 200, content_type = "text/event-stream", description = "status and qr events")))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, content_type = "text/event-stream",
+                  description = "`status`, `qr` and `pair_code` events, each with a JSON `data` line.")))]
 async fn device_events(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let row = resolve_device(&state, tenant.id, &id).await?;
+    Ok(event_stream(&state, &row))
+}
+
+/// The device's status changes, QR codes and pair codes as Server-Sent Events, starting with
+/// the current status (the API's and the dashboard's device events).
+pub fn event_stream(state: &AppState, row: &DeviceRow) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let device_id = row.id;
-    let updates = state.devices.subscribe();
-    let live = state.devices.status_of(&row);
+    let updates = state.device_manager.subscribe();
+    let live = state.device_manager.status_of(row);
     let mut first = vec![json_event(
         "status",
         &serde_json::json!({ "device_id": device_id, "status": live.status, "detail": live.detail }),
@@ -369,11 +385,15 @@ async fn device_events(
                 "pair_code",
                 &serde_json::json!({ "device_id": device_id, "code": code, "expires_at": expires_at }),
             ),
+            DeviceUpdate::ContactResolved { lid, phone, .. } => json_event(
+                "contact_resolved",
+                &serde_json::json!({ "device_id": device_id, "lid": lid, "phone": phone }),
+            ),
         })
     });
     let shutdown = state.shutdown.clone();
     let stream = futures::stream::iter(first).chain(rest).take_until(shutdown.cancelled_owned()).map(Ok);
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 
 fn json_event(name: &str, data: &serde_json::Value) -> Event {
@@ -382,49 +402,42 @@ fn json_event(name: &str, data: &serde_json::Value) -> Event {
 
 /// Logs the device out of WhatsApp and clears its session; it stays until paired again.
 #[utoipa::path(post, path = "/api/user/devices/{id}/logout", tag = "devices",
-    responses((status = 200, body = DeviceOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, body = DeviceOut), (status = 503, description = "WhatsApp failed.")))]
 async fn logout_device(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeviceOut>> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
-    state.devices.logout(&row).await?;
-    state.tenants.record(tenant.activity("device.logout", format!("device:{}", row.id))).await;
-    let row = state.db.device(tenant.id, row.id).await?.ok_or_else(|| ApiError::not_found("device"))?;
-    let live = state.devices.status_of(&row);
-    Ok(Json(device_out(row, live)))
+    Ok(Json(state.devices.logout(&tenant, &id).await?.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ResetIn {
     /// Device id or phone number (`pengirim` is accepted too).
     #[serde(alias = "pengirim", deserialize_with = "super::messages::string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
     pub device: String,
 }
 
 /// Logs the device out, clears its session and starts a fresh pairing (new QR).
 #[utoipa::path(post, path = "/api/reset-session", tag = "devices", request_body = ResetIn,
-    responses((status = 200, body = DeviceOut), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = DeviceOut), (status = 404, description = "No such device."),
+              (status = 503, description = "WhatsApp failed.")))]
 async fn reset_session(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiJson(body): ApiJson<ResetIn>,
 ) -> ApiResult<Json<DeviceOut>> {
-    let row = resolve_device(&state, tenant.id, &body.device).await?;
-    state.devices.reset(&row).await?;
-    state.tenants.record(tenant.activity("device.reset", format!("device:{}", row.id))).await;
-    let row = state.db.device(tenant.id, row.id).await?.ok_or_else(|| ApiError::not_found("device"))?;
-    let live = state.devices.status_of(&row);
-    Ok(Json(device_out(row, live)))
+    Ok(Json(state.devices.reset(&tenant, &body.device).await?.into()))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CheckNumbersIn {
-    /// Phone numbers in any common form; at most 50.
-    #[schema(value_type = Vec<String>)]
+    /// 1 to 50 phone numbers in any common form (strings or numbers). One that is not a valid
+    /// number gets an `error` in the answer instead of failing the request.
+    #[schema(value_type = Vec<Value>, min_items = 1, max_items = 50)]
     pub numbers: Vec<serde_json::Value>,
 }
 
@@ -443,7 +456,10 @@ pub struct NumberCheckOut {
 
 /// Checks which numbers have WhatsApp, through a connected device.
 #[utoipa::path(post, path = "/api/user/devices/{id}/check-numbers", tag = "devices", request_body = CheckNumbersIn,
-    responses((status = 200, body = Page<NumberCheckOut>), (status = 409, body = crate::error::ErrorBody)))]
+    params(("id" = String, Path, description = "The device's id or phone number.")),
+    responses((status = 200, body = Page<NumberCheckOut>),
+              (status = 409, description = "The device is not connected."),
+              (status = 503, description = "WhatsApp failed.")))]
 async fn check_numbers(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -454,7 +470,7 @@ async fn check_numbers(
     if body.numbers.is_empty() || body.numbers.len() > 50 {
         return Err(ApiError::validation("numbers", "must hold 1 to 50 numbers"));
     }
-    let session = state.devices.connected(row.id).ok_or(DeviceError::NotConnected)?;
+    let session = state.device_manager.connected(row.id).ok_or(DeviceError::NotConnected)?;
     let cc = &state.config.whatsapp.default_country_code;
     let parsed: Vec<(String, Result<String, String>)> = body
         .numbers

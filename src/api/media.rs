@@ -1,57 +1,35 @@
 //! Sending media: `POST /api/send-media` with a multipart upload, or JSON with `url` or `base64`.
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::resolve_device;
-use super::extract::{ApiJson, Tenant};
-use super::messages::{idempotency_key, message_out, parse_recipient, string_or_number, MessageOut};
-use crate::app::AppState;
-use crate::config::Config;
+use super::extract::{text_field, ApiJson, Tenant};
+use super::messages::{message_out, string_or_number, CommonIn, MessageOut};
 use crate::error::{ApiError, ApiResult};
-use crate::messages::media::{decode_base64, filename_from_url, MediaError, MediaOptions};
-use crate::messages::outbound::{SendError, SendRequest};
-use crate::net::{HttpClient, HttpOptions, NetError};
+use crate::messages::service::{MediaSend, MediaSource};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(send_media)).layer(Extension(MediaFetcher::default()))
+    OpenApiRouter::new().routes(routes!(send_media))
 }
 
-/// The hardened client for media URLs, built on first use from the configuration and shared by
-/// every request of this router.
-#[derive(Clone, Default)]
-struct MediaFetcher(Arc<OnceLock<HttpClient>>);
-
-impl MediaFetcher {
-    fn client(&self, config: &Config) -> Result<HttpClient, NetError> {
-        if let Some(client) = self.0.get() {
-            return Ok(client.clone());
-        }
-        let timeout = Duration::from_secs(config.whatsapp.media_fetch_timeout.max(1));
-        let client = HttpClient::new(HttpOptions::new(timeout, config.webhooks.allow_private_targets))?;
-        Ok(self.0.get_or_init(|| client).clone())
-    }
-}
-
-/// The JSON form of a media send.
+/// The JSON form of a media send: exactly one of `url` and `base64` (not blank).
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SendMediaIn {
     /// The sending device: id or phone number. Aliases `pengirim`, `from`, `sender`.
     #[serde(alias = "pengirim", alias = "from", alias = "sender", deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
     pub device: String,
     /// Recipient: a phone number in any common form, or a group id ending `@g.us`. Alias `nomor`.
     #[serde(alias = "nomor", alias = "number", deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::Recipient)]
     pub to: String,
     /// An http(s) URL the gateway downloads the media from. Give `url` or `base64`.
     #[serde(default)]
@@ -59,46 +37,117 @@ pub struct SendMediaIn {
     /// The media as base64, or a data URL (`data:image/png;base64,...`).
     #[serde(default)]
     pub base64: Option<String>,
-    /// Up to 1,024 characters. Aliases `pesan`, `text`, `message`.
+    /// Up to 1,024 characters; blank is no caption. Aliases `pesan`, `text`, `message`.
     #[serde(default, alias = "pesan", alias = "text", alias = "message")]
+    #[schema(max_length = 1024)]
     pub caption: Option<String>,
     /// The name shown for a document; defaults to the URL's or upload's name.
     #[serde(default)]
     pub filename: Option<String>,
-    /// `image`, `video`, `audio` or `document`; detected from the content when left out.
+    /// Detected from the content when left out or blank.
     #[serde(default, rename = "type")]
+    #[schema(value_type = Option<MediaType>)]
     pub kind: Option<String>,
+    /// The message to quote: the gateway's id of a message in this chat, or a WhatsApp
+    /// message id.
+    #[serde(default, deserialize_with = "super::messages::opt_string_or_number")]
+    #[schema(value_type = Option<super::openapi::schemas::MessageRef>)]
+    pub reply_to: Option<String>,
+    /// Show "typing…" for this many milliseconds (at most 20,000) before the message goes.
+    #[serde(default)]
+    #[schema(maximum = 20000)]
+    pub typing_ms: Option<u64>,
     /// Answer at once with status `queued` instead of waiting for the driver.
     #[serde(default, rename = "async")]
     pub asynchronous: bool,
 }
 
-/// The multipart form of a media send (for the OpenAPI document; parsed by hand).
+/// The multipart form of a media send (for the OpenAPI document; parsed by hand): exactly one
+/// of the part `file`, `url` and `base64`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct SendMediaForm {
     /// The file.
-    #[schema(value_type = String, format = Binary)]
-    pub file: Vec<u8>,
+    #[schema(value_type = Option<String>, format = Binary)]
+    pub file: Option<Vec<u8>>,
+    /// An http(s) URL to download the media from, instead of `file`.
+    pub url: Option<String>,
+    /// The media as base64 or a data URL, instead of `file`.
+    pub base64: Option<String>,
     /// Device id or phone. Aliases `pengirim`, `from`, `sender`.
+    #[schema(pattern = r"\S")]
     pub device: String,
-    /// Recipient. Alias `nomor`.
+    /// Recipient: a phone number with its country code, or a group id. Alias `nomor`.
+    #[schema(schema_with = super::openapi::schemas::recipient_text)]
     pub to: String,
-    /// Aliases `pesan`, `text`, `message`.
+    /// Up to 1,024 characters. Aliases `pesan`, `text`, `message`.
+    #[schema(max_length = 1024)]
     pub caption: Option<String>,
     pub filename: Option<String>,
-    #[schema(rename = "type")]
+    #[schema(rename = "type", value_type = Option<MediaType>)]
     pub kind: Option<String>,
-    /// `true` or `1` to answer at once with status `queued`.
-    #[schema(rename = "async")]
+    /// The message to quote: the gateway's message id or a WhatsApp message id.
+    pub reply_to: Option<String>,
+    /// Milliseconds of "typing…" before the message goes, at most 20,000.
+    #[schema(pattern = r"^\s*[0-9]{0,5}\s*$")]
+    pub typing_ms: Option<String>,
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`): answer at once with status `queued`.
+    #[schema(rename = "async", value_type = Option<FormBool>)]
     pub asynchronous: Option<String>,
 }
 
-/// Where the bytes come from.
-enum Source {
-    Upload { bytes: Vec<u8>, filename: Option<String>, content_type: Option<String> },
-    Url(String),
-    Base64(String),
+/// The kind of a media message; the aliases (`photo`, `pdf`, `mp3`, …) name the kind they
+/// belong to, in any case.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `type`, parsed by `MediaOptions::parse`.
+pub enum MediaType {
+    Image,
+    Img,
+    Photo,
+    Picture,
+    Video,
+    Audio,
+    Voice,
+    Ptt,
+    VoiceNote,
+    Mp3,
+    Sticker,
+    Document,
+    Doc,
+    Docx,
+    File,
+    Pdf,
+    Xls,
+    Xlsx,
+    Ppt,
+    Pptx,
+    Zip,
+    Txt,
+    Csv,
+    /// Left blank: detected from the content.
+    #[schema(rename = "")]
+    Blank,
+}
+
+/// A yes/no form field.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents the form's `async`.
+pub enum FormBool {
+    True,
+    False,
+    #[schema(rename = "1")]
+    One,
+    #[schema(rename = "0")]
+    Zero,
+    Yes,
+    No,
+    On,
+    Off,
+    /// Left empty: `false`.
+    #[schema(rename = "")]
+    Empty,
 }
 
 /// A media send, whichever way it came.
@@ -108,8 +157,8 @@ struct MediaRequest {
     caption: Option<String>,
     filename: Option<String>,
     kind: Option<String>,
-    asynchronous: bool,
-    source: Source,
+    common: CommonIn,
+    source: MediaSource,
 }
 
 fn non_empty(s: Option<String>) -> Option<String> {
@@ -118,13 +167,13 @@ fn non_empty(s: Option<String>) -> Option<String> {
 
 /// One of `url` and `base64`; `upload` only in forms.
 fn pick_source(
-    upload: Option<Source>,
+    upload: Option<MediaSource>,
     url: Option<String>,
     base64: Option<String>,
     field: &str,
-) -> ApiResult<Source> {
-    let url = non_empty(url).map(Source::Url);
-    let base64 = non_empty(base64).map(Source::Base64);
+) -> ApiResult<MediaSource> {
+    let url = non_empty(url).map(MediaSource::Url);
+    let base64 = non_empty(base64).map(MediaSource::Base64);
     let mut given = [upload, url, base64].into_iter().flatten();
     match (given.next(), given.next()) {
         (Some(source), None) => Ok(source),
@@ -146,7 +195,7 @@ impl TryFrom<SendMediaIn> for MediaRequest {
             caption: b.caption,
             filename: b.filename,
             kind: b.kind,
-            asynchronous: b.asynchronous,
+            common: CommonIn { reply_to: b.reply_to, typing_ms: b.typing_ms, asynchronous: b.asynchronous },
         })
     }
 }
@@ -180,7 +229,7 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<MediaRequest> {
             let filename = field.file_name().map(str::to_string);
             let content_type = field.content_type().map(str::to_string);
             let bytes = field.bytes().await.map_err(field_error)?.into();
-            upload = Some(Source::Upload { bytes, filename, content_type });
+            upload = Some(MediaSource::Upload { bytes, filename, content_type });
             continue;
         }
         if field.file_name().is_some() {
@@ -194,11 +243,13 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<MediaRequest> {
             "filename" => "filename",
             "type" => "type",
             "async" => "async",
+            "reply_to" => "reply_to",
+            "typing_ms" => "typing_ms",
             "url" => "url",
             "base64" => "base64",
             _ => continue,
         };
-        let value = field.text().await.map_err(field_error)?;
+        let value = text_field(key, field.text().await.map_err(field_error)?)?;
         if text.insert(key, value).is_some() {
             return Err(ApiError::validation(key, "given more than once"));
         }
@@ -213,6 +264,14 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<MediaRequest> {
         "true" | "1" | "yes" | "on" => true,
         _ => return Err(ApiError::validation("async", "must be true or false")),
     };
+    let typing_ms = match non_empty(text.remove("typing_ms")) {
+        Some(t) => Some(
+            t.trim()
+                .parse::<u64>()
+                .map_err(|_| ApiError::validation("typing_ms", "must be a whole number of milliseconds"))?,
+        ),
+        None => None,
+    };
     Ok(MediaRequest {
         source: pick_source(upload, text.remove("url"), text.remove("base64"), "file")?,
         device,
@@ -220,7 +279,7 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<MediaRequest> {
         caption: text.remove("caption"),
         filename: text.remove("filename"),
         kind: text.remove("type"),
-        asynchronous,
+        common: CommonIn { reply_to: non_empty(text.remove("reply_to")), typing_ms, asynchronous },
     })
 }
 
@@ -229,14 +288,6 @@ fn is_multipart(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
-}
-
-/// Media errors: too large is 413, the rest 422 on the field at fault (`source` for empty media).
-fn media_error(e: MediaError, source: &str) -> ApiError {
-    match e {
-        MediaError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        other => ApiError::validation(other.field().unwrap_or(source), other.to_string()),
-    }
 }
 
 /// Sends an image, video, audio clip or document.
@@ -256,70 +307,29 @@ fn media_error(e: MediaError, source: &str) -> ApiError {
 /// repeat return the first result without sending.
 #[utoipa::path(post, path = "/api/send-media", tag = "messages",
     request_body(content((SendMediaIn = "application/json"), (SendMediaForm = "multipart/form-data"))),
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key")),
-    responses((status = 200, body = MessageOut), (status = 400, body = crate::error::ErrorBody),
-              (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody),
-              (status = 413, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
-              (status = 429, body = crate::error::ErrorBody)))]
+    params(super::messages::IdempotencyKey),
+    responses((status = 200, body = MessageOut), (status = 404, description = "No such device."),
+              (status = 409, description = "The device is not connected."),
+              (status = 413, description = "The body, or the media for its kind, is too large."),
+              (status = 429, description = "The package's `messages_per_month` limit is reached, or the rate limit.")))]
 async fn send_media(
     State(state): State<AppState>,
     tenant: Tenant,
-    Extension(fetcher): Extension<MediaFetcher>,
     headers: HeaderMap,
     req: Request,
 ) -> ApiResult<Json<MessageOut>> {
-    let key = idempotency_key(&headers)?;
     let body = if is_multipart(&headers) {
         read_form(req, &state).await?
     } else {
         let ApiJson(json) = ApiJson::<SendMediaIn>::from_request(req, &state).await?;
         MediaRequest::try_from(json)?
     };
-    let device = resolve_device(&state, tenant.id, &body.device).await?;
-    let to = parse_recipient(&state, &body.to, "to")?;
-    let options = MediaOptions::parse(body.kind.as_deref(), body.caption, body.filename.as_deref())
-        .map_err(|e| media_error(e, "type"))?;
-    // Checked again by the send; checking first spares a download that cannot be sent.
-    if state.devices.connected(device.id).is_none() {
-        return Err(SendError::DeviceNotConnected.into());
-    }
-    let whatsapp = &state.config.whatsapp;
-    let (bytes, declared, source_name, field) = match body.source {
-        Source::Upload { bytes, filename, content_type } => (bytes, content_type, filename, "file"),
-        Source::Base64(text) => {
-            let decoded = decode_base64(&text).map_err(|e| media_error(e, "base64"))?;
-            (decoded.bytes, decoded.mime, None, "base64")
-        }
-        Source::Url(url) => {
-            let client = fetcher.client(&state.config).map_err(ApiError::internal)?;
-            let (cap_kind, cap) = options.read_cap(whatsapp);
-            match client.get_capped(&url, cap).await {
-                Ok((bytes, content_type)) => (Vec::from(bytes), content_type, filename_from_url(&url), "url"),
-                Err(NetError::TooLarge { max }) => {
-                    return Err(media_error(MediaError::TooLarge { kind: cap_kind, max }, "url"))
-                }
-                Err(e) => return Err(ApiError::validation("url", format!("cannot fetch the media: {e}"))),
-            }
-        }
+    let send = MediaSend {
+        common: body.common.into_send(body.device, body.to, &headers)?,
+        caption: body.caption,
+        filename: body.filename,
+        kind: body.kind,
+        source: body.source,
     };
-    let media = options
-        .build(bytes, declared.as_deref(), source_name.as_deref(), whatsapp)
-        .map_err(|e| media_error(e, field))?;
-    let row = state
-        .outbound
-        .send(SendRequest {
-            tenant: tenant.id,
-            package: tenant.package.clone(),
-            device,
-            to,
-            text: media.caption.clone(),
-            media: Some(media),
-            source: "api",
-            idempotency_key: key,
-            asynchronous: body.asynchronous,
-            require_connected: true,
-        })
-        .await?;
-    state.tenants.record(tenant.activity("message.send_media", format!("message:{}", row.id))).await;
-    Ok(Json(message_out(row)))
+    Ok(Json(message_out(&state, state.messages.send_media(&tenant, send).await?)))
 }

@@ -5,19 +5,17 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::resolve_device;
-use super::extract::{ApiJson, ApiQuery, Page, Tenant};
+use super::extract::{page, ApiJson, ApiQuery, Page, PageQuery, Tenant};
 use super::ts;
-use crate::app::AppState;
-use crate::db::{page, MessageFilter, MessageRow};
+use crate::db::{MessageFilter, MessageRow, StatusEventRow};
 use crate::error::{ApiError, ApiResult};
-use crate::messages::outbound::{MediaMeta, SendError, SendRequest};
-use crate::messages::phone::Recipient;
+use crate::messages::service::{HistorySearch, SendCommon, TextSend};
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -27,24 +25,49 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_chat_message))
 }
 
-/// Accepts a JSON string or number (old clients send phone numbers as numbers).
+/// Accepts a JSON string or a non-negative whole number (old clients send phone numbers as
+/// numbers). A negative number is refused: read as text its `-` would pass for a separator.
 pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum StrOrNum {
         S(String),
-        I(i64),
         U(u64),
+        F(f64),
     }
-    Ok(
-        match StrOrNum::deserialize(d)
-            .map_err(|_| serde::de::Error::custom("expected a string or a number"))?
-        {
-            StrOrNum::S(s) => s,
-            StrOrNum::I(i) => i.to_string(),
-            StrOrNum::U(u) => u.to_string(),
-        },
-    )
+    let refused = || serde::de::Error::custom("expected a string or a non-negative whole number");
+    match StrOrNum::deserialize(d).map_err(|_| refused())? {
+        StrOrNum::S(s) => Ok(s),
+        StrOrNum::U(u) => Ok(u.to_string()),
+        // 2^64 as f64 is exactly u64::MAX + 1, so `<` keeps the cast exact.
+        StrOrNum::F(f) if f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64 => Ok((f as u64).to_string()),
+        StrOrNum::F(_) => Err(refused()),
+    }
+}
+
+/// A float without a fraction (`5.0`) as an `i64`, when it is in range. JSON does not tell
+/// `5.0` from `5`, and JSON Schema's `integer` admits both, so whole-number fields take either.
+pub fn whole_number(f: f64) -> Option<i64> {
+    // Both ends are open: i64::MAX as f64 rounds up to 2^63, and a float equal to -2^63 may be
+    // a JSON integer below i64::MIN that rounded up to it (an in-range -2^63 arrives as an
+    // integer, not a float).
+    (f.fract() == 0.0 && f > i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+}
+
+/// An optional whole number, written as a JSON integer or as a float without a fraction.
+pub fn opt_whole_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Num {
+        I(i64),
+        F(f64),
+    }
+    let refused = || serde::de::Error::custom("expected a whole number");
+    match Option::<Num>::deserialize(d).map_err(|_| refused())? {
+        None => Ok(None),
+        Some(Num::I(i)) => Ok(Some(i)),
+        Some(Num::F(f)) => whole_number(f).map(Some).ok_or_else(refused),
+    }
 }
 
 /// Like [`string_or_number`] for optional fields (`null` is `None`).
@@ -54,74 +77,11 @@ pub fn opt_string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<St
     Ok(Option::<Wrap>::deserialize(d)?.map(|Wrap(s)| s))
 }
 
-impl From<SendError> for ApiError {
-    fn from(e: SendError) -> Self {
-        match e {
-            SendError::DeviceNotConnected => ApiError::DeviceNotConnected(
-                "the device is not connected; pair it or wait for it to reconnect".into(),
-            ),
-            SendError::Limit(l) => l.into(),
-            SendError::Db(d) => d.into(),
-        }
-    }
-}
+pub use crate::messages::view::MessageOut;
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct MessageOut {
-    pub id: i64,
-    /// The device's phone number.
-    pub device: String,
-    pub device_id: i64,
-    /// `in` or `out`.
-    pub direction: String,
-    /// The chat's WhatsApp id (`…@s.whatsapp.net` or a group `…@g.us`).
-    pub chat: String,
-    pub from: String,
-    pub to: String,
-    pub text: Option<String>,
-    /// `text`, `image`, `video`, `audio` or `document`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `queued`, `sent`, `delivered`, `read`, `failed` or `received`.
-    pub status: String,
-    pub push_name: Option<String>,
-    pub is_group: bool,
-    #[schema(value_type = Option<Object>)]
-    pub media: Option<serde_json::Value>,
-    pub error: Option<String>,
-    /// What produced it: `api`, `auto_reply`, `plugin`, `webhook`, `scheduled`, `whatsapp`, `phone`.
-    pub source: String,
-    /// WhatsApp's id for the message.
-    pub wa_id: Option<String>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-pub fn message_out(r: MessageRow) -> MessageOut {
-    let media = r.media.as_deref().and_then(|m| serde_json::from_str::<MediaMeta>(m).ok()).map(|mut m| {
-        m.blob_id = None;
-        serde_json::to_value(m).unwrap_or_default()
-    });
-    MessageOut {
-        id: r.id,
-        device: r.device_phone,
-        device_id: r.device_id,
-        direction: r.direction,
-        chat: r.chat,
-        from: r.sender,
-        to: r.recipient,
-        text: r.text,
-        kind: r.kind,
-        status: r.status,
-        push_name: r.push_name,
-        is_group: r.is_group,
-        media,
-        error: r.error,
-        source: r.source,
-        wa_id: r.wa_id,
-        created_at: ts(r.created_at),
-        updated_at: ts(r.updated_at),
-    }
+/// The message as the API shows it.
+pub fn message_out(state: &AppState, r: MessageRow) -> MessageOut {
+    MessageOut::of(&r).with_links(state.media_keeper.links())
 }
 
 /// The send body: the seed's `pengirim`/`nomor`/`pesan` or `device`/`to`/`text` (`from` too).
@@ -129,22 +89,67 @@ pub fn message_out(r: MessageRow) -> MessageOut {
 pub struct SendMessageIn {
     /// The sending device: id or phone number. Aliases `pengirim`, `from`, `sender`.
     #[serde(alias = "pengirim", alias = "from", alias = "sender", deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
     pub device: String,
     /// Recipient: a phone number in any common form, or a group id ending `@g.us`. Alias `nomor`.
     #[serde(alias = "nomor", alias = "number", deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::Recipient)]
     pub to: String,
-    /// The text. Aliases `pesan`, `message`.
+    /// The text, up to 65,536 characters, not blank. Aliases `pesan`, `message`.
     #[serde(alias = "pesan", alias = "message")]
+    #[schema(pattern = r"\S", max_length = 65536)]
     pub text: String,
+    /// Phone numbers mentioned in the text (WhatsApp highlights `@<number>` in it).
+    #[serde(default)]
+    #[schema(max_items = 50)]
+    pub mentions: Vec<String>,
+    /// The message to quote: the gateway's id of a message in this chat, or a WhatsApp
+    /// message id.
+    #[serde(default, deserialize_with = "opt_string_or_number")]
+    #[schema(value_type = Option<super::openapi::schemas::MessageRef>)]
+    pub reply_to: Option<String>,
+    /// Show "typing…" for this many milliseconds (at most 20,000) before the message goes.
+    #[serde(default)]
+    #[schema(maximum = 20000)]
+    pub typing_ms: Option<u64>,
     /// Answer at once with status `queued` instead of waiting for the driver.
     #[serde(default, rename = "async")]
     pub asynchronous: bool,
 }
 
-/// Largest text message, in characters (WhatsApp's own limit is about 65,536).
-pub const MAX_TEXT_CHARS: usize = 65_536;
+/// Fields every send takes besides the device, the recipient and the content (each send's
+/// body lists them itself, so the OpenAPI document shows one flat object per send).
+#[derive(Default)]
+pub struct CommonIn {
+    pub reply_to: Option<String>,
+    pub typing_ms: Option<u64>,
+    pub asynchronous: bool,
+}
+
+impl CommonIn {
+    /// The service's send options for `device` and `to`.
+    pub fn into_send(self, device: String, to: String, headers: &HeaderMap) -> ApiResult<SendCommon> {
+        Ok(SendCommon {
+            device,
+            to,
+            reply_to: self.reply_to,
+            typing_ms: self.typing_ms,
+            idempotency_key: idempotency_key(headers)?,
+            asynchronous: self.asynchronous,
+        })
+    }
+}
+
+/// The `Idempotency-Key` header, for the OpenAPI document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Read by [`idempotency_key`].
+pub struct IdempotencyKey {
+    /// A key of 1 to 200 visible ASCII characters (spaces and tabs around it are ignored): a
+    /// repeat with the same key returns the first result and sends nothing.
+    #[param(rename = "Idempotency-Key", pattern = r"^[\t ]*[!-~]([\t -~]{0,198}[!-~])?[\t ]*$")]
+    idempotency_key: Option<String>,
+}
 
 /// The `Idempotency-Key` header, checked.
 pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
@@ -163,113 +168,117 @@ pub fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
     }
 }
 
-/// Parses a recipient for the tenant's configured country code, answering 422 on `field`.
-pub fn parse_recipient(state: &AppState, raw: &str, field: &str) -> ApiResult<Recipient> {
-    Recipient::parse(raw, &state.config.whatsapp.default_country_code)
-        .map_err(|e| ApiError::validation(field, e.to_string()))
-}
-
 /// Sends a text message. Waits until the driver took it (`sent`) unless `async` is true
 /// (`queued`). A repeat with the same `Idempotency-Key` returns the first result and sends
 /// nothing.
 #[utoipa::path(post, path = "/api/send-message", tag = "messages", request_body = SendMessageIn,
-    params(("Idempotency-Key" = Option<String>, Header, description = "repeat-safe key")),
-    responses((status = 200, body = MessageOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody),
-              (status = 429, body = crate::error::ErrorBody)))]
+    params(IdempotencyKey),
+    responses((status = 200, body = MessageOut), (status = 404, description = "No such device."),
+              (status = 409, description = "The device is not connected."),
+              (status = 429, description = "The package's `messages_per_month` limit is reached, or the rate limit.")))]
 async fn send_message(
     State(state): State<AppState>,
     tenant: Tenant,
     headers: HeaderMap,
     ApiJson(body): ApiJson<SendMessageIn>,
 ) -> ApiResult<Json<MessageOut>> {
-    let key = idempotency_key(&headers)?;
-    let device = resolve_device(&state, tenant.id, &body.device).await?;
-    let to = parse_recipient(&state, &body.to, "to")?;
-    let text = body.text;
-    if text.trim().is_empty() {
-        return Err(ApiError::validation("text", "must not be empty"));
-    }
-    if text.chars().count() > MAX_TEXT_CHARS {
-        return Err(ApiError::validation("text", format!("must be at most {MAX_TEXT_CHARS} characters")));
-    }
-    let row = state
-        .outbound
-        .send(SendRequest {
-            tenant: tenant.id,
-            package: tenant.package.clone(),
-            device,
-            to,
-            text: Some(text),
-            media: None,
-            source: "api",
-            idempotency_key: key,
-            asynchronous: body.asynchronous,
-            require_connected: true,
-        })
-        .await?;
-    state.tenants.record(tenant.activity("message.send", format!("message:{}", row.id))).await;
-    Ok(Json(message_out(row)))
+    let common =
+        CommonIn { reply_to: body.reply_to, typing_ms: body.typing_ms, asynchronous: body.asynchronous };
+    let send = TextSend {
+        common: common.into_send(body.device, body.to, &headers)?,
+        text: body.text,
+        mentions: body.mentions,
+    };
+    Ok(Json(message_out(&state, state.messages.send_text(&tenant, send).await?)))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// Documented by [`super::extract::PageQuery`] where the operation pages.
+    #[param(ignore)]
     pub limit: Option<i64>,
+    #[param(ignore)]
     pub offset: Option<i64>,
     /// Device id or phone number.
     pub device: Option<String>,
-    /// `in` or `out`.
+    #[param(value_type = Option<Direction>, inline)]
     pub direction: Option<String>,
-    /// A chat: phone number or group id.
+    #[param(schema_with = super::openapi::schemas::recipient_text)]
     pub chat: Option<String>,
+    /// Who sent the message: a phone number, or a LID (`…@lid`; messages stored under the
+    /// number it maps to are found too).
+    #[param(schema_with = super::openapi::schemas::sender_text)]
+    pub sender: Option<String>,
     /// Text to search for (case-insensitive).
     pub q: Option<String>,
+    #[param(value_type = Option<MessageStatus>, inline)]
     pub status: Option<String>,
-    /// RFC 3339 time or a date (`2026-11-25`), inclusive.
+    #[param(schema_with = super::openapi::schemas::since)]
     pub since: Option<String>,
-    /// RFC 3339 time or a date, exclusive.
+    #[param(schema_with = super::openapi::schemas::until)]
     pub until: Option<String>,
+    /// The message's kind.
+    #[serde(rename = "type")]
+    #[param(rename = "type", value_type = Option<MessageKind>, inline)]
+    pub kind: Option<String>,
 }
 
-fn parse_time(raw: &str, field: &str) -> ApiResult<i64> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw.trim()) {
-        return Ok(t.timestamp_millis());
-    }
-    if let Ok(d) = NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d") {
-        return Ok(d.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis());
-    }
-    Err(ApiError::validation(field, "must be an RFC 3339 time or a YYYY-MM-DD date"))
+/// What a message is.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `type`, stored and filtered as text.
+pub enum MessageKind {
+    Text,
+    Image,
+    Video,
+    Audio,
+    Voice,
+    Document,
+    Sticker,
+    Location,
+    Contact,
+    Poll,
+    Unsupported,
 }
 
-async fn history_filter(state: &AppState, tenant: &Tenant, q: &HistoryQuery) -> ApiResult<MessageFilter> {
-    let mut f = MessageFilter::default();
-    if let Some(d) = q.device.as_deref().filter(|d| !d.is_empty()) {
-        f.device_id = Some(resolve_device(state, tenant.id, d).await?.id);
-    }
-    if let Some(d) = q.direction.as_deref().filter(|d| !d.is_empty()) {
-        if d != "in" && d != "out" {
-            return Err(ApiError::validation("direction", "must be `in` or `out`"));
+/// Which way a message went.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `direction`, stored and filtered as text.
+pub enum Direction {
+    In,
+    Out,
+}
+
+/// Where a message is: outbound `queued`, `sent`, `delivered`, `read` or `failed`; inbound
+/// `received`.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `status`, stored and filtered as text.
+pub enum MessageStatus {
+    Queued,
+    Sent,
+    Delivered,
+    Read,
+    Failed,
+    Received,
+}
+
+impl From<&HistoryQuery> for HistorySearch {
+    fn from(q: &HistoryQuery) -> Self {
+        HistorySearch {
+            device: q.device.clone(),
+            direction: q.direction.clone(),
+            chat: q.chat.clone(),
+            sender: q.sender.clone(),
+            q: q.q.clone(),
+            status: q.status.clone(),
+            since: q.since.clone(),
+            until: q.until.clone(),
+            kind: q.kind.clone(),
         }
-        f.direction = Some(d.to_string());
     }
-    if let Some(c) = q.chat.as_deref().filter(|c| !c.is_empty()) {
-        f.chat = Some(parse_recipient(state, c, "chat")?.jid());
-    }
-    if let Some(s) = q.status.as_deref().filter(|s| !s.is_empty()) {
-        const STATUSES: [&str; 6] = ["queued", "sent", "delivered", "read", "failed", "received"];
-        if !STATUSES.contains(&s) {
-            return Err(ApiError::validation("status", format!("must be one of {}", STATUSES.join(", "))));
-        }
-        f.status = Some(s.to_string());
-    }
-    f.q = q.q.clone().filter(|s| !s.is_empty());
-    if let Some(s) = q.since.as_deref().filter(|s| !s.is_empty()) {
-        f.since = Some(parse_time(s, "since")?);
-    }
-    if let Some(s) = q.until.as_deref().filter(|s| !s.is_empty()) {
-        f.until = Some(parse_time(s, "until")?);
-    }
-    Ok(f)
 }
 
 /// A page of history: the usual list fields, and whether `total` is exact.
@@ -283,17 +292,16 @@ pub struct HistoryPage {
 }
 
 /// The tenant's messages, newest first, filtered.
-#[utoipa::path(get, path = "/api/user/chat-history", tag = "messages", params(HistoryQuery),
-    responses((status = 200, body = HistoryPage)))]
+#[utoipa::path(get, path = "/api/user/chat-history", tag = "messages", params(PageQuery, HistoryQuery),
+    responses((status = 200, body = HistoryPage), (status = 404, description = "No such device.")))]
 async fn list_chat_history(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Json<HistoryPage>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let filter = history_filter(&state, &tenant, &q).await?;
-    let found = state.db.list_messages(tenant.id, &filter, limit, offset).await?;
-    let data = found.rows.into_iter().map(message_out).collect();
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let found = state.messages.history(&tenant, &HistorySearch::from(&q), limit, offset).await?;
+    let data = found.rows.into_iter().map(|r| message_out(&state, r)).collect();
     Ok(Json(HistoryPage { page: Page { data, total: found.total, limit, offset }, total_exact: found.exact }))
 }
 
@@ -314,22 +322,42 @@ pub struct MessageDetailOut {
 
 /// One message with its delivery status history.
 #[utoipa::path(get, path = "/api/user/chat-history/{id}", tag = "messages",
-    responses((status = 200, body = MessageDetailOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The message's id.")),
+    responses((status = 200, body = MessageDetailOut)))]
 async fn get_chat_message(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<MessageDetailOut>> {
     let id: i64 = id.parse().map_err(|_| ApiError::not_found("message"))?;
-    let row = state.db.message(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
-    let history = state.db.message_status_history(tenant.id, id).await?;
-    Ok(Json(MessageDetailOut {
-        message: message_out(row),
+    let (row, history) = state.messages.message(&tenant, id).await?;
+    let mut detail = message_detail(row, history);
+    detail.message = detail.message.with_links(state.media_keeper.links());
+    Ok(Json(detail))
+}
+
+/// One message with its delivery status history: the same answer as
+/// `/api/user/chat-history/{id}`, at the path the message actions live under.
+#[utoipa::path(get, path = "/api/user/messages/{id}", tag = "messages",
+    params(("id" = i64, Path, description = "The message's id.")),
+    responses((status = 200, body = MessageDetailOut)))]
+pub(super) async fn get_message(
+    state: State<AppState>,
+    tenant: Tenant,
+    id: Path<String>,
+) -> ApiResult<Json<MessageDetailOut>> {
+    get_chat_message(state, tenant, id).await
+}
+
+/// A message with its status history, as the API shows it.
+pub fn message_detail(row: MessageRow, history: Vec<StatusEventRow>) -> MessageDetailOut {
+    MessageDetailOut {
+        message: MessageOut::of(&row),
         status_history: history
             .into_iter()
             .map(|h| StatusChangeOut { status: h.status, detail: h.detail, at: ts(h.created_at) })
             .collect(),
-    }))
+    }
 }
 
 const CSV_HEADER: [&str; 14] = [
@@ -376,15 +404,21 @@ fn csv_rows(rows: &[MessageRow], with_header: bool) -> Vec<u8> {
 }
 
 /// The filtered history as CSV (RFC 4180 quoting), streamed newest first, header row first.
+/// Every matching message, without paging.
 #[utoipa::path(get, path = "/api/user/chat-history/export.csv", tag = "messages", params(HistoryQuery),
-    responses((status = 200, content_type = "text/csv", description = "CSV file")))]
+    responses((status = 200, content_type = "text/csv", description = "CSV file"),
+              (status = 404, description = "No such device.")))]
 async fn export_chat_history(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> ApiResult<Response> {
-    let filter = history_filter(&state, &tenant, &q).await?;
-    state.tenants.record(tenant.activity("message.export", None)).await;
+    let filter = state.messages.export(&tenant, &HistorySearch::from(&q)).await?;
+    Ok(export_response(&state, &tenant, filter))
+}
+
+/// The rows `filter` matches as a streamed CSV download.
+pub fn export_response(state: &AppState, tenant: &Tenant, filter: MessageFilter) -> Response {
     let db = state.db.clone();
     let tenant_id = tenant.id;
     // Keyset paging: each batch continues after the last row sent, so the export is consistent
@@ -408,7 +442,7 @@ async fn export_chat_history(
         }
     });
     let name = format!("chat-history-{}.csv", Utc::now().format("%Y%m%d-%H%M%S"));
-    Ok((
+    (
         StatusCode::OK,
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -416,5 +450,5 @@ async fn export_chat_history(
         ],
         Body::from_stream(stream),
     )
-        .into_response())
+        .into_response()
 }

@@ -9,21 +9,23 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{SecondsFormat, TimeZone, Utc};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
-use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::app::AppState;
 use crate::error::ApiError;
+use crate::state::AppState;
 
 pub mod account;
+pub mod actions;
 pub mod admin;
+pub mod client_ip;
+pub mod dead_letters;
 pub mod devices;
 pub mod extract;
 pub mod media;
 pub mod messages;
+pub mod openapi;
 pub mod plugins;
 pub mod rules;
 pub mod schedules;
@@ -32,52 +34,26 @@ pub mod webhooks;
 
 /// Renders a stored Unix-milliseconds timestamp as RFC 3339 (UTC).
 pub fn ts(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
+    crate::time::rfc3339_ms(ms)
 }
 
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "wa-gateway", description = "Self-hosted, multi-tenant WhatsApp gateway"),
-    components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
-    modifiers(&SecuritySchemes),
-)]
-struct ApiDoc;
-
-struct SecuritySchemes;
-
-impl utoipa::Modify for SecuritySchemes {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
-        );
-        components.add_security_scheme(
-            "admin_token",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
-
-/// The whole API with its OpenAPI document.
-pub fn router(state: AppState) -> Router {
-    let (api, doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+/// The API's routes with its OpenAPI document, health checks included.
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(account::router())
         .merge(admin::router())
+        .merge(dead_letters::router())
         .merge(devices::router())
         .merge(messages::router())
         .merge(media::router())
+        .merge(actions::router())
         .merge(plugins::router())
         .merge(rules::router())
         .merge(schedules::router())
         .merge(simulator::router())
         .merge(webhooks::router())
         .split_for_parts();
-    let doc_json = serde_json::to_string(&doc).unwrap_or_else(|_| "{}".into());
-    let body_limit = state.config.server.body_limit;
-    let timeout = Duration::from_secs(state.config.server.request_timeout);
-
+    let doc_json = openapi::finish(&doc, &state.limits.package_names()).to_string();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -86,7 +62,15 @@ pub fn router(state: AppState) -> Router {
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.clone()) }),
         )
         .merge(api)
-        .merge(crate::dashboard::router(&state))
+}
+
+/// What every route of the server goes through (API and dashboard alike): the body limit, the
+/// JSON form of errors made outside handlers, the request timeout, panics as 500s, tracing;
+/// and the JSON 404 for unknown paths.
+pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let body_limit = state.config.server.body_limit;
+    let timeout = Duration::from_secs(state.config.server.request_timeout);
+    routes
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))

@@ -11,17 +11,14 @@ use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::resolve_device;
-use super::extract::{ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::extract::{page, text_field, ApiJson, ApiQuery, Page, PageQuery, Tenant};
 use super::media::multipart_error;
 use super::ts;
-use crate::app::AppState;
-use crate::db::page;
-use crate::db::plugins::{PluginPatch, PluginRow};
+use crate::db::plugins::PluginRow;
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{LimitError, Resource};
-use crate::plugins::runtime::{PluginContext, PluginMessage, RunReport};
-use crate::plugins::service::{Upload, UploadError};
+use crate::plugins::manage::{PluginChange, Trial, UploadFields, MAX_DEVICES};
+use crate::plugins::runtime::RunReport;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,13 +26,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_plugin, patch_plugin, delete_plugin))
         .routes(routes!(test_plugin))
 }
-
-/// Longest plugin name, in characters.
-const MAX_NAME_CHARS: usize = 100;
-/// Largest plugin configuration, in bytes of JSON.
-const MAX_CONFIG_BYTES: usize = 64 * 1024;
-/// Most devices a plugin can be attached to by id.
-const MAX_DEVICES: usize = 1000;
 
 /// An uploaded plugin.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -58,6 +48,9 @@ pub struct PluginOut {
     pub failures: i64,
     /// Why the gateway disabled it, until it is enabled again.
     pub disabled_reason: Option<String>,
+    /// When the gateway disabled it for failing; it may be enabled again
+    /// `[plugins] reenable_cooldown` seconds later.
+    pub disabled_at: Option<String>,
     pub runs: i64,
     pub last_run_at: Option<String>,
     pub last_outcome: Option<String>,
@@ -67,7 +60,7 @@ pub struct PluginOut {
     pub updated_at: String,
 }
 
-fn plugin_out(r: PluginRow) -> PluginOut {
+pub fn plugin_out(r: PluginRow) -> PluginOut {
     PluginOut {
         id: r.id,
         devices: r.device_ids(),
@@ -79,6 +72,7 @@ fn plugin_out(r: PluginRow) -> PluginOut {
         order: r.run_order,
         failures: r.failures,
         disabled_reason: r.disabled_reason,
+        disabled_at: r.disabled_at.map(ts),
         runs: r.runs,
         last_run_at: r.last_run_at.map(ts),
         last_outcome: r.last_outcome,
@@ -95,14 +89,53 @@ struct PluginForm {
     /// The component (`.wasm`).
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    /// A name, unique among the tenant's plugins.
+    /// A name, unique among the tenant's plugins: 1 to 100 characters, no control characters.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 100
+    )]
     name: String,
     /// `true` (default) or `false`.
+    #[schema(value_type = Option<PluginFlag>)]
     enabled: Option<String>,
     /// Device ids or phone numbers, comma-separated; empty: every device.
     devices: Option<String>,
+    /// Plugins run in ascending order (default 0).
     order: Option<i64>,
-    /// JSON.
+    /// The configuration: JSON text, at most 64 KiB.
+    #[schema(content_media_type = "application/json")]
+    config: Option<String>,
+}
+
+/// `enabled` of an upload.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents the upload's `enabled`, parsed as text.
+enum PluginFlag {
+    True,
+    False,
+    #[schema(rename = "1")]
+    One,
+    #[schema(rename = "0")]
+    Zero,
+    /// Left empty: `true`.
+    #[schema(rename = "")]
+    Empty,
+}
+
+/// The settings of a raw upload, as query parameters (a form carries them as parts instead).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Read by hand in `upload_plugin`.
+struct RawUploadQuery {
+    /// The plugin's name; required for a raw upload.
+    name: Option<String>,
+    #[param(value_type = Option<PluginFlag>, inline)]
+    enabled: Option<String>,
+    /// Device ids or phone numbers, comma-separated.
+    devices: Option<String>,
+    order: Option<i64>,
+    /// The configuration as JSON text.
     config: Option<String>,
 }
 
@@ -127,10 +160,12 @@ struct UploadSettings {
 /// A new plugin is enabled and runs for every device unless the settings say otherwise.
 #[utoipa::path(post, path = "/api/user/plugins", tag = "plugins",
     request_body(content((PluginForm = "multipart/form-data"), (Vec<u8> = "application/wasm"))),
-    params(("name" = Option<String>, Query, description = "the name, for a raw upload")),
-    responses((status = 201, body = PluginOut), (status = 409, body = crate::error::ErrorBody),
-              (status = 413, body = crate::error::ErrorBody), (status = 415, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    params(RawUploadQuery),
+    responses((status = 201, body = PluginOut), (status = 404, description = "No such device."),
+              (status = 409, description = "A plugin with this name exists."),
+              (status = 413, description = "The component is larger than `[plugins] max_size`."),
+              (status = 422, description = "Not a valid plugin (the reason says why), or a setting is not valid."),
+              (status = 429, description = "The package's `plugins` limit is reached, or the rate limit.")))]
 async fn upload_plugin(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -171,43 +206,14 @@ async fn upload_plugin(
             "upload the component as multipart/form-data (part `file`) or as application/wasm".into(),
         ));
     };
-    let name = check_name(settings.name.as_deref())?;
-    let enabled = match settings.enabled.as_deref().map(|s| s.trim().to_ascii_lowercase()) {
-        None => true,
-        Some(v) if v.is_empty() || v == "true" || v == "1" => true,
-        Some(v) if v == "false" || v == "0" => false,
-        Some(_) => return Err(ApiError::validation("enabled", "must be true or false")),
+    let fields = UploadFields {
+        name: settings.name,
+        enabled: settings.enabled,
+        devices: settings.devices.as_deref().unwrap_or_default().split(',').map(str::to_string).collect(),
+        order: settings.order,
+        config: settings.config,
     };
-    let mut devices = Vec::new();
-    for d in settings.devices.as_deref().unwrap_or_default().split(',').filter(|d| !d.trim().is_empty()) {
-        devices.push(resolve_device(&state, tenant.id, d).await?.id);
-    }
-    let run_order = match settings.order.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
-        None => 0,
-        Some(o) => o.parse().map_err(|_| ApiError::validation("order", "must be a whole number"))?,
-    };
-    let config = match settings.config.as_deref().filter(|c| !c.trim().is_empty()) {
-        None => "{}".to_string(),
-        Some(c) => {
-            let value: serde_json::Value = serde_json::from_str(c)
-                .map_err(|e| ApiError::validation("config", format!("must be JSON: {e}")))?;
-            check_config(&value)?
-        }
-    };
-    if wasm.is_empty() {
-        return Err(ApiError::validation("file", "the component is empty"));
-    }
-    let limit = state.limits.limits(tenant.id, &tenant.package).await?.get(Resource::Plugins);
-    let upload = Upload { name, wasm, enabled, devices, run_order, config };
-    let row = state.plugins.upload(tenant.id, upload, limit).await.map_err(|e| match e {
-        UploadError::TooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
-        UploadError::Invalid(why) => ApiError::validation("file", format!("not a valid plugin: {why}")),
-        UploadError::OverLimit => LimitError::Exceeded { limit: Resource::Plugins }.into(),
-        UploadError::NameTaken => ApiError::Conflict("a plugin with this name exists".into()),
-        UploadError::Db(e) => e.into(),
-        UploadError::Internal(why) => ApiError::internal(anyhow::anyhow!(why)),
-    })?;
-    state.tenants.record(tenant.activity("plugin.upload", format!("plugin:{}", row.id))).await;
+    let row = state.plugins.upload(&tenant, wasm, fields).await?;
     Ok((StatusCode::CREATED, Json(plugin_out(row))))
 }
 
@@ -235,7 +241,8 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<(Vec<u8>, Upload
             "config" => &mut settings.config,
             _ => continue,
         };
-        let value = field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?;
+        let value =
+            text_field(&name, field.text().await.map_err(|e| multipart_error(e.status(), e.body_text()))?)?;
         if slot.replace(value).is_some() {
             return Err(ApiError::validation(name, "given more than once"));
         }
@@ -244,37 +251,12 @@ async fn read_form(req: Request, state: &AppState) -> ApiResult<(Vec<u8>, Upload
     Ok((file, settings))
 }
 
-fn check_name(name: Option<&str>) -> ApiResult<String> {
-    let name = name.map(str::trim).unwrap_or_default();
-    if name.is_empty() {
-        return Err(ApiError::validation("name", "missing field `name`"));
-    }
-    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::validation(
-            "name",
-            format!("must be 1 to {MAX_NAME_CHARS} characters without control characters"),
-        ));
-    }
-    Ok(name.to_string())
-}
-
-fn check_config(value: &serde_json::Value) -> ApiResult<String> {
-    let text = value.to_string();
-    if text.len() > MAX_CONFIG_BYTES {
-        return Err(ApiError::validation(
-            "config",
-            format!("must be at most {MAX_CONFIG_BYTES} bytes of JSON"),
-        ));
-    }
-    Ok(text)
-}
-
 fn plugin_id(raw: &str) -> ApiResult<i64> {
     raw.trim().parse().map_err(|_| ApiError::not_found("plugin"))
 }
 
 async fn load(state: &AppState, tenant: &Tenant, id: &str) -> ApiResult<PluginRow> {
-    state.db.plugin(tenant.id, plugin_id(id)?).await?.ok_or_else(|| ApiError::not_found("plugin"))
+    state.plugins.get(tenant, plugin_id(id)?).await
 }
 
 /// The tenant's plugins in the order they run.
@@ -285,14 +267,15 @@ async fn list_plugins(
     tenant: Tenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<PluginOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_plugins(tenant.id, limit, offset).await?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (rows, total) = state.plugins.list(&tenant, limit, offset).await?;
     Ok(Json(Page { data: rows.into_iter().map(plugin_out).collect(), total, limit, offset }))
 }
 
 /// One plugin.
 #[utoipa::path(get, path = "/api/user/plugins/{id}", tag = "plugins",
-    responses((status = 200, body = PluginOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The plugin's id.")),
+    responses((status = 200, body = PluginOut)))]
 async fn get_plugin(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -305,85 +288,82 @@ async fn get_plugin(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginPatchIn {
+    /// 1 to 100 characters, no control characters.
+    #[schema(
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000-\u001f\u007f-\u009f]*$",
+        max_length = 100
+    )]
     pub name: Option<String>,
     /// Enabling a plugin the gateway disabled clears its failure count.
     pub enabled: Option<bool>,
-    /// Device ids or phone numbers; `[]`: every device of the tenant.
-    #[schema(value_type = Option<Vec<String>>)]
+    /// Up to 1,000 device ids or phone numbers (strings or numbers); `[]`: every device of
+    /// the tenant.
+    #[schema(schema_with = plugin_devices)]
     pub devices: Option<Vec<serde_json::Value>>,
+    #[serde(default, deserialize_with = "super::messages::opt_whole_i64")]
     pub order: Option<i64>,
     /// Any JSON (at most 64 KiB), passed to every run.
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
 }
 
+/// The schema of [`PluginPatchIn::devices`].
+fn plugin_devices() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(ObjectBuilder::new().schema_type(SchemaType::from_iter([Type::String, Type::Number])))
+        .max_items(Some(MAX_DEVICES))
+        .description(Some(
+            "Up to 1,000 device ids or phone numbers (strings or numbers); `[]`: every device of \
+             the tenant.",
+        ))
+        .build()
+}
+
 /// Changes a plugin's name, `enabled`, `devices`, `order` or `config`.
 #[utoipa::path(patch, path = "/api/user/plugins/{id}", tag = "plugins", request_body = PluginPatchIn,
-    responses((status = 200, body = PluginOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody), (status = 422, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The plugin's id.")),
+    responses((status = 200, body = PluginOut), (status = 404, description = "No such plugin or device."),
+              (status = 409, description = "A plugin with this name exists.")))]
 async fn patch_plugin(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PluginPatchIn>,
 ) -> ApiResult<Json<PluginOut>> {
-    let current = load(&state, &tenant, &id).await?;
-    let name = match body.name.as_deref() {
-        Some(n) => Some(check_name(Some(n))?),
-        None => None,
-    };
     let devices = match body.devices {
         None => None,
-        Some(list) if list.len() > MAX_DEVICES => {
-            return Err(ApiError::validation("devices", format!("at most {MAX_DEVICES} devices")))
-        }
-        Some(list) => {
-            let mut ids = Vec::with_capacity(list.len());
-            for d in list {
-                let reference = match d {
-                    serde_json::Value::String(s) => s,
-                    serde_json::Value::Number(n) => n.to_string(),
-                    _ => return Err(ApiError::validation("devices", "give device ids or phone numbers")),
-                };
-                let id = resolve_device(&state, tenant.id, &reference).await?.id;
-                if !ids.contains(&id) {
-                    ids.push(id);
-                }
-            }
-            Some(ids)
-        }
+        Some(list) => Some(
+            list.into_iter()
+                .map(|d| match d {
+                    serde_json::Value::String(s) => Ok(s),
+                    serde_json::Value::Number(n) => Ok(n.to_string()),
+                    _ => Err(ApiError::validation("devices", "give device ids or phone numbers")),
+                })
+                .collect::<ApiResult<Vec<String>>>()?,
+        ),
     };
-    let config = match &body.config {
-        Some(v) => Some(check_config(v)?),
-        None => None,
+    let change = PluginChange {
+        name: body.name,
+        enabled: body.enabled,
+        devices,
+        order: body.order,
+        config: body.config,
     };
-    let patch = PluginPatch { name, enabled: body.enabled, devices, run_order: body.order, config };
-    let row = match state.db.update_plugin(tenant.id, current.id, &patch).await {
-        Ok(Some(row)) => row,
-        Ok(None) => return Err(ApiError::not_found("plugin")),
-        Err(crate::db::DbError::Conflict(_)) => {
-            return Err(ApiError::Conflict("a plugin with this name exists".into()))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    state.tenants.record(tenant.activity("plugin.update", format!("plugin:{}", row.id))).await;
-    Ok(Json(plugin_out(row)))
+    Ok(Json(plugin_out(state.plugins.update(&tenant, plugin_id(&id)?, change).await?)))
 }
 
 /// Deletes a plugin and its key-value data.
 #[utoipa::path(delete, path = "/api/user/plugins/{id}", tag = "plugins",
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The plugin's id.")),
+    responses((status = 204, description = "Deleted.")))]
 async fn delete_plugin(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = plugin_id(&id)?;
-    if !state.db.delete_plugin(tenant.id, id).await? {
-        return Err(ApiError::not_found("plugin"));
-    }
-    state.plugins.forget(id);
-    state.tenants.record(tenant.activity("plugin.delete", format!("plugin:{id}"))).await;
+    state.plugins.delete(&tenant, plugin_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -423,7 +403,7 @@ pub struct PluginTestOut {
     pub latency_ms: f64,
 }
 
-fn test_out(report: RunReport) -> PluginTestOut {
+pub fn test_out(report: RunReport) -> PluginTestOut {
     PluginTestOut {
         outcome: report.outcome.as_str().to_string(),
         decision: report.decision.as_ref().and_then(|d| serde_json::to_value(d).ok()),
@@ -437,47 +417,22 @@ fn test_out(report: RunReport) -> PluginTestOut {
 /// recorded, and key-value writes are discarded (reads see the stored data). Runs even when
 /// the plugin is disabled, so a fix can be tried before enabling it again.
 #[utoipa::path(post, path = "/api/user/plugins/{id}/test", tag = "plugins", request_body = PluginTestIn,
-    responses((status = 200, body = PluginTestOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The plugin's id.")),
+    responses((status = 200, body = PluginTestOut), (status = 404, description = "No such plugin or device.")))]
 async fn test_plugin(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<PluginTestIn>,
 ) -> ApiResult<Json<PluginTestOut>> {
-    let row = load(&state, &tenant, &id).await?;
-    let device = match body.device.as_deref() {
-        Some(d) => Some(resolve_device(&state, tenant.id, d).await?),
-        None => match row.device_ids().first() {
-            Some(id) => state.db.device(tenant.id, *id).await?,
-            None => state.db.list_devices(tenant.id, 1, 0).await?.0.into_iter().next(),
-        },
+    let trial = Trial {
+        text: body.text,
+        sender: body.sender,
+        push_name: body.push_name,
+        chat: body.chat,
+        is_group: body.is_group,
+        device: body.device,
+        config: body.config,
     };
-    let sender = body.sender.unwrap_or_else(|| "6281234567890".into());
-    let chat = body.chat.unwrap_or_else(|| format!("{sender}@s.whatsapp.net"));
-    let config = match &body.config {
-        Some(v) => check_config(v)?,
-        None => row.config.clone(),
-    };
-    let input = crate::plugins::runtime::RunInput {
-        message: PluginMessage {
-            id: 0,
-            wa_id: "TEST".into(),
-            chat,
-            sender,
-            push_name: body.push_name,
-            is_group: body.is_group.unwrap_or(false),
-            text: Some(body.text.unwrap_or_else(|| "halo".into())),
-            media: None,
-            timestamp_ms: crate::db::now_ms(),
-        },
-        context: PluginContext {
-            tenant_id: tenant.id,
-            device_id: device.as_ref().map_or(0, |d| d.id),
-            device_phone: device.map(|d| d.phone).unwrap_or_default(),
-            plugin_id: row.id,
-            config,
-        },
-    };
-    Ok(Json(test_out(state.plugins.run(&row, input, true).await)))
+    Ok(Json(test_out(state.plugins.try_run(&tenant, plugin_id(&id)?, trial).await?)))
 }

@@ -4,24 +4,17 @@
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::resolve_device;
-use super::extract::{ApiJson, ApiQuery, Page, Tenant};
-use super::messages::{parse_recipient, string_or_number, MAX_TEXT_CHARS};
+use super::extract::{page, ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::messages::string_or_number;
 use super::ts;
-use crate::app::AppState;
-use crate::db::schedules::{CreateSchedule, NewSchedule, ScheduleRow};
-use crate::db::{now_ms, page};
+use crate::db::schedules::ScheduleRow;
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{LimitError, Resource};
-use crate::messages::media::MediaOptions;
-use crate::scheduler::cron::{parse_timezone, CronExpr, DEFAULT_TIMEZONE};
-use crate::scheduler::{ScheduledMedia, STATUSES};
+use crate::scheduler::service::NewScheduled;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -67,32 +60,34 @@ pub struct ScheduleOut {
     pub updated_at: String,
 }
 
-fn schedule_out(r: ScheduleRow) -> ScheduleOut {
-    let media: Option<ScheduledMedia> = r.media.as_deref().and_then(|m| serde_json::from_str(m).ok());
-    let (media_url, media_type, filename) = match media {
-        Some(m) => (Some(m.url), m.kind, m.filename),
-        None => (None, None, None),
-    };
-    ScheduleOut {
-        id: r.id,
-        device: r.device_phone,
-        device_id: r.device_id,
-        to: r.recipient,
-        text: r.text,
-        media_url,
-        media_type,
-        filename,
-        send_at: r.send_at.map(ts),
-        cron: r.cron,
-        timezone: r.timezone,
-        status: r.status,
-        error: r.error,
-        next_run_at: r.next_run_at.map(ts),
-        last_run_at: r.last_run_at.map(ts),
-        message_id: r.message_id,
-        runs: r.runs,
-        created_at: ts(r.created_at),
-        updated_at: ts(r.updated_at),
+impl From<ScheduleRow> for ScheduleOut {
+    fn from(r: ScheduleRow) -> Self {
+        let media = r.media_spec().and_then(Result::ok);
+        let (media_url, media_type, filename) = match media {
+            Some(m) => (Some(m.url), m.kind, m.filename),
+            None => (None, None, None),
+        };
+        ScheduleOut {
+            id: r.id,
+            device: r.device_phone,
+            device_id: r.device_id,
+            to: r.recipient,
+            text: r.text,
+            media_url,
+            media_type,
+            filename,
+            send_at: r.send_at.map(ts),
+            cron: r.cron,
+            timezone: r.timezone,
+            status: r.status,
+            error: r.error,
+            next_run_at: r.next_run_at.map(ts),
+            last_run_at: r.last_run_at.map(ts),
+            message_id: r.message_id,
+            runs: r.runs,
+            created_at: ts(r.created_at),
+            updated_at: ts(r.updated_at),
+        }
     }
 }
 
@@ -102,15 +97,16 @@ fn schedule_out(r: ScheduleRow) -> ScheduleOut {
 pub struct ScheduleIn {
     /// The sending device: id or phone number. Aliases `pengirim`, `from`, `sender`.
     #[serde(alias = "pengirim", alias = "from", alias = "sender", deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
     pub device: String,
     /// Recipient: a phone number in any common form, or a group id. Alias `nomor`.
     #[serde(alias = "nomor", alias = "number", deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::Recipient)]
     pub to: String,
-    /// The text; with media, its caption (optional, up to 1,024 characters). Aliases `pesan`,
-    /// `message`, `caption`.
+    /// The text (required without `media_url`, up to 65,536 characters); with media, its
+    /// caption (optional, up to 1,024 characters). Aliases `pesan`, `message`, `caption`.
     #[serde(default, alias = "pesan", alias = "message", alias = "caption")]
+    #[schema(max_length = 65536)]
     pub text: Option<String>,
     /// When to send, RFC 3339 (`2026-12-01T09:00:00+07:00`); a time without an offset is read
     /// in `timezone`. Must not be in the past.
@@ -126,9 +122,9 @@ pub struct ScheduleIn {
     /// Send media fetched from this http(s) URL when the message goes out. Alias `url`.
     #[serde(default, alias = "url")]
     pub media_url: Option<String>,
-    /// `image`, `video`, `audio` or `document`; detected from the content when left out.
-    /// Alias `type`.
+    /// Detected from the content when left out. Alias `type`.
     #[serde(default, alias = "type")]
+    #[schema(value_type = Option<super::media::MediaType>)]
     pub media_type: Option<String>,
     /// The name shown for a document.
     #[serde(default)]
@@ -136,118 +132,44 @@ pub struct ScheduleIn {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ScheduleQuery {
+    /// Documented by [`super::extract::PageQuery`].
+    #[param(ignore)]
     pub limit: Option<i64>,
+    #[param(ignore)]
     pub offset: Option<i64>,
     /// Only messages with this status.
+    #[param(value_type = Option<ScheduleStatus>, inline)]
     pub status: Option<String>,
 }
 
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.trim().is_empty())
+/// Where a scheduled message is (see `ScheduleOut::status`).
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `status`, stored and filtered as text (`STATUSES`).
+pub enum ScheduleStatus {
+    Pending,
+    Sent,
+    Failed,
+    Missed,
+    Cancelled,
 }
 
-/// `send_at`: RFC 3339, or a local time without offset read in `tz`.
-fn parse_send_at(raw: &str, tz: Tz) -> ApiResult<DateTime<Utc>> {
-    let raw = raw.trim();
-    if let Ok(t) = DateTime::parse_from_rfc3339(raw) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let formats = ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d %H:%M"];
-    let naive = formats.iter().find_map(|f| NaiveDateTime::parse_from_str(raw, f).ok());
-    let Some(naive) = naive else {
-        return Err(ApiError::validation(
-            "send_at",
-            "must be an RFC 3339 time, e.g. 2026-12-01T09:00:00+07:00",
-        ));
-    };
-    match tz.from_local_datetime(&naive) {
-        LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => Ok(t.with_timezone(&Utc)),
-        LocalResult::None => {
-            Err(ApiError::validation("send_at", "this local time does not exist in the time zone"))
+impl From<ScheduleIn> for NewScheduled {
+    fn from(s: ScheduleIn) -> Self {
+        NewScheduled {
+            device: s.device,
+            to: s.to,
+            text: s.text,
+            send_at: s.send_at,
+            cron: s.cron,
+            timezone: s.timezone,
+            media_url: s.media_url,
+            media_type: s.media_type,
+            filename: s.filename,
         }
     }
-}
-
-/// Checks the request and builds the row to store.
-fn build_schedule(state: &AppState, device_id: i64, body: ScheduleIn) -> ApiResult<NewSchedule> {
-    let to = parse_recipient(state, &body.to, "to")?;
-    let tz = match non_empty(body.timezone) {
-        Some(name) => parse_timezone(&name).map_err(|e| ApiError::validation("timezone", e))?,
-        None => parse_timezone(DEFAULT_TIMEZONE).map_err(|e| ApiError::validation("timezone", e))?,
-    };
-    let now = Utc::now();
-    let (send_at, cron, next_run_at) = match (non_empty(body.send_at), non_empty(body.cron)) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::validation("cron", "give either send_at or cron, not both"))
-        }
-        (None, None) => {
-            return Err(ApiError::validation(
-                "send_at",
-                "give send_at (one time) or cron (a recurring schedule)",
-            ))
-        }
-        (Some(raw), None) => {
-            let at = parse_send_at(&raw, tz)?;
-            if at < now {
-                return Err(ApiError::validation("send_at", "is in the past"));
-            }
-            (Some(at.timestamp_millis()), None, at.timestamp_millis())
-        }
-        (None, Some(raw)) => {
-            let expr = CronExpr::parse(&raw).map_err(|e| ApiError::validation("cron", e.to_string()))?;
-            let next = expr.next_after(tz, now).ok_or_else(|| ApiError::validation("cron", "never runs"))?;
-            (None, Some(expr.as_str().to_string()), next.timestamp_millis())
-        }
-    };
-    let media_url = non_empty(body.media_url);
-    let (text, media) = match media_url {
-        None => {
-            if body.media_type.is_some() || body.filename.is_some() {
-                return Err(ApiError::validation("media_url", "media_type and filename need a media_url"));
-            }
-            let text =
-                non_empty(body.text).ok_or_else(|| ApiError::validation("text", "must not be empty"))?;
-            if text.chars().count() > MAX_TEXT_CHARS {
-                return Err(ApiError::validation(
-                    "text",
-                    format!("must be at most {MAX_TEXT_CHARS} characters"),
-                ));
-            }
-            (Some(text), None)
-        }
-        Some(url) => {
-            let url = crate::net::check_url(&url, state.config.webhooks.allow_private_targets)
-                .map_err(|e| ApiError::validation("media_url", e.to_string()))?;
-            let kind = non_empty(body.media_type);
-            let options =
-                MediaOptions::parse(kind.as_deref(), non_empty(body.text.clone()), body.filename.as_deref())
-                    .map_err(|e| {
-                        let field = match e.field() {
-                            Some("type") => "media_type",
-                            Some("caption") => "text",
-                            _ => "media_url",
-                        };
-                        ApiError::validation(field, e.to_string())
-                    })?;
-            let spec = ScheduledMedia {
-                url: url.to_string(),
-                kind: options.kind().map(|k| k.as_str().to_string()),
-                filename: non_empty(body.filename),
-            };
-            (non_empty(body.text), Some(serde_json::to_string(&spec).map_err(ApiError::internal)?))
-        }
-    };
-    Ok(NewSchedule {
-        device_id,
-        recipient: to.as_str().to_string(),
-        text,
-        media,
-        send_at,
-        cron,
-        timezone: tz.name().to_string(),
-        next_run_at,
-    })
 }
 
 fn schedule_id(raw: &str) -> ApiResult<i64> {
@@ -255,22 +177,17 @@ fn schedule_id(raw: &str) -> ApiResult<i64> {
 }
 
 /// The tenant's scheduled messages, newest first.
-#[utoipa::path(get, path = "/api/user/scheduled-messages", tag = "scheduled", params(ScheduleQuery),
+#[utoipa::path(get, path = "/api/user/scheduled-messages", tag = "scheduled", params(PageQuery, ScheduleQuery),
     responses((status = 200, body = Page<ScheduleOut>)))]
 async fn list_schedules(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<ScheduleQuery>,
 ) -> ApiResult<Json<Page<ScheduleOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
+    let (limit, offset) = page(q.limit, q.offset)?;
     let status = q.status.filter(|s| !s.is_empty());
-    if let Some(s) = &status {
-        if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::validation("status", format!("must be one of {}", STATUSES.join(", "))));
-        }
-    }
-    let (rows, total) = state.db.list_schedules(tenant.id, status.as_deref(), limit, offset).await?;
-    Ok(Json(Page { data: rows.into_iter().map(schedule_out).collect(), total, limit, offset }))
+    let (rows, total) = state.schedules.list(&tenant, status.as_deref(), limit, offset).await?;
+    Ok(Json(Page { data: rows.into_iter().map(ScheduleOut::from).collect(), total, limit, offset }))
 }
 
 /// Schedules a message: once at `send_at`, or recurring by `cron` in `timezone`; text, or
@@ -278,69 +195,39 @@ async fn list_schedules(
 /// limit while pending. The message is queued for the device when due even if the device is
 /// offline then; it goes out once the device is connected.
 #[utoipa::path(post, path = "/api/user/scheduled-messages", tag = "scheduled", request_body = ScheduleIn,
-    responses((status = 201, body = ScheduleOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+    responses((status = 201, body = ScheduleOut), (status = 404, description = "No such device."),
+              (status = 429, description = "The package's `scheduled_messages` limit is reached, or the rate limit.")))]
 async fn create_schedule(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiJson(body): ApiJson<ScheduleIn>,
 ) -> ApiResult<(StatusCode, Json<ScheduleOut>)> {
-    let device = resolve_device(&state, tenant.id, &body.device).await?;
-    let new = build_schedule(&state, device.id, body)?;
-    let limit = state.limits.limits(tenant.id, &tenant.package).await?.get(Resource::ScheduledMessages);
-    let row = match state.db.create_schedule(tenant.id, &new, limit).await? {
-        CreateSchedule::Created(row) => *row,
-        CreateSchedule::OverLimit => {
-            return Err(LimitError::Exceeded { limit: Resource::ScheduledMessages }.into())
-        }
-    };
-    state.tenants.record(tenant.activity("scheduled.create", format!("scheduled:{}", row.id))).await;
-    if row.next_run_at.is_some_and(|t| t - now_ms() < state.config.scheduler.poll_interval_ms as i64) {
-        state.scheduler.wake();
-    }
-    Ok((StatusCode::CREATED, Json(schedule_out(row))))
+    let row = state.schedules.create(&tenant, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(row.into())))
 }
 
 /// One scheduled message.
 #[utoipa::path(get, path = "/api/user/scheduled-messages/{id}", tag = "scheduled",
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The scheduled message's id.")),
+    responses((status = 200, body = ScheduleOut)))]
 async fn get_schedule(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ScheduleOut>> {
-    let row = state
-        .db
-        .schedule(tenant.id, schedule_id(&id)?)
-        .await?
-        .ok_or_else(|| ApiError::not_found("scheduled message"))?;
-    Ok(Json(schedule_out(row)))
+    Ok(Json(state.schedules.get(&tenant, schedule_id(&id)?).await?.into()))
 }
 
 /// Cancels a pending scheduled message (status `cancelled`; cancelling again changes
 /// nothing). One already sent, failed or missed cannot be cancelled (409).
 #[utoipa::path(delete, path = "/api/user/scheduled-messages/{id}", tag = "scheduled",
-    responses((status = 200, body = ScheduleOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The scheduled message's id.")),
+    responses((status = 200, body = ScheduleOut),
+              (status = 409, description = "The message was already sent, failed or missed.")))]
 async fn cancel_schedule(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ScheduleOut>> {
-    let id = schedule_id(&id)?;
-    let before =
-        state.db.schedule(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("scheduled message"))?;
-    if before.status == "cancelled" {
-        return Ok(Json(schedule_out(before)));
-    }
-    let after = state
-        .db
-        .cancel_schedule(tenant.id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("scheduled message"))?;
-    if after.status != "cancelled" {
-        return Err(ApiError::Conflict(format!("this scheduled message is already {}", after.status)));
-    }
-    state.tenants.record(tenant.activity("scheduled.cancel", format!("scheduled:{id}"))).await;
-    Ok(Json(schedule_out(after)))
+    Ok(Json(state.schedules.cancel(&tenant, schedule_id(&id)?).await?.into()))
 }

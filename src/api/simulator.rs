@@ -1,4 +1,4 @@
-//! Simulator control (SPEC §6.4): plays the phone side when `whatsapp.driver = "simulator"`.
+//! Simulator control: plays the phone side when `whatsapp.driver = "simulator"`.
 //! Admin-only; every route answers 404 with the real driver.
 
 use axum::extract::State;
@@ -7,14 +7,17 @@ use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{Admin, ApiJson, ApiQuery};
+use super::extract::{Admin, ApiJson, ApiQuery, WireJson};
 use super::messages::string_or_number;
-use crate::app::AppState;
+use crate::content::{ContactCard, Location, PollSpec};
 use crate::db::DeviceRow;
 use crate::devices::driver::ReceiptKind;
-use crate::devices::simulator::{SimError, SimInbound, Simulator};
+use crate::devices::simulator::{
+    SimEdit, SimError, SimInbound, SimInboundMedia, SimPollVote, SimReaction, SimTarget, Simulator,
+};
 use crate::error::{ApiError, ApiResult};
-use crate::messages::phone::normalize_device_phone;
+use crate::phone::normalize_device_phone;
+use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -24,6 +27,42 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sim_disconnect))
         .routes(routes!(sim_receipt))
         .routes(routes!(sim_logout))
+        .routes(routes!(sim_lid_mapping))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimLidMappingIn {
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
+    pub device: String,
+    /// The LID: `<digits>` or `<digits>@lid`.
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = String, pattern = r"^[0-9]{1,24}(@lid)?$")]
+    pub lid: String,
+    /// The phone number behind it.
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::PhoneNumber)]
+    pub phone: String,
+}
+
+/// WhatsApp tells the device the phone number behind a LID. Answers once the gateway stored
+/// it (messages stored under the LID then show the number, and `contact.resolved` is emitted
+/// when the mapping is new or changed).
+#[utoipa::path(post, path = "/api/admin/simulator/lid-mapping", tag = "simulator", request_body = SimLidMappingIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "The device is not connected, or the gateway did not store the mapping.")))]
+async fn sim_lid_mapping(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<SimLidMappingIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let device = find_device(&state, &body.device).await?;
+    let phone = normalize_device_phone(&body.phone, &state.config.whatsapp.default_country_code)
+        .map_err(|e| ApiError::validation("phone", e.to_string()))?;
+    sim.lid_mapping(device.id, &body.lid, &phone).await?;
+    let lid = crate::phone::lid_jid(&body.lid).unwrap_or(body.lid);
+    Ok(Json(serde_json::json!({ "device": device.id, "lid": lid, "phone": phone })))
 }
 
 impl From<SimError> for ApiError {
@@ -66,13 +105,44 @@ async fn find_device(state: &AppState, reference: &str) -> ApiResult<DeviceRow> 
 pub struct SimDeviceIn {
     /// Device id or phone number.
     #[serde(deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
     pub device: String,
 }
 
+/// What a simulator action did (the fields depend on the action).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents the `json!` answers below.
+pub struct SimOut {
+    /// The device's id.
+    pub device: Option<i64>,
+    /// `inbound`: WhatsApp's id of the message.
+    pub id: Option<String>,
+    pub scanned: Option<bool>,
+    pub disconnected: Option<bool>,
+    pub logged_out: Option<bool>,
+    /// `receipt`: the message as given, and the receipt.
+    pub message_id: Option<String>,
+    pub status: Option<String>,
+    /// `lid-mapping`: the LID (`…@lid`) and the phone number stored for it.
+    pub lid: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// What the gateway sent through a simulated device.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // Documents `sim_outbox`'s answer.
+pub struct SimOutboxOut {
+    /// The messages, oldest first.
+    #[schema(value_type = Vec<Object>)]
+    pub data: Vec<serde_json::Value>,
+}
+
+const NOT_SIMULATOR: &str = "No such device, or the driver is not the simulator.";
+
 /// The phone scans the device's current QR code; the device becomes `connected`.
 #[utoipa::path(post, path = "/api/admin/simulator/scan", tag = "simulator", request_body = SimDeviceIn,
-    responses((status = 200), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "No QR code to scan, or several tenants have a device with this phone.")))]
 async fn sim_scan(
     State(state): State<AppState>,
     _admin: Admin,
@@ -87,39 +157,109 @@ async fn sim_scan(
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SimInboundIn {
     #[serde(deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
     pub device: String,
-    /// The sender's phone number.
-    #[serde(deserialize_with = "string_or_number")]
-    #[schema(value_type = String)]
+    /// The sender's phone number; may be left out when `from_lid` is given (the number stays
+    /// hidden, as WhatsApp does for LID senders).
+    #[serde(default, deserialize_with = "string_or_number")]
+    #[schema(value_type = Option<super::openapi::schemas::PhoneNumber>)]
     pub from: String,
-    pub text: String,
+    /// The sender's LID (`<digits>` or `<digits>@lid`): the message is addressed by LID, with
+    /// the number beside it when `from` is given too.
+    #[serde(default)]
+    #[schema(pattern = r"^[0-9]{1,24}(@lid)?$")]
+    pub from_lid: Option<String>,
+    /// The text (or the caption of `media`); required unless another kind's field is given.
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `text`, `image`, `video`, `audio`, `voice`, `document`, `sticker`, `location`,
+    /// `contact`, `poll`, `reaction`, `edit`, `revoke` or `poll_vote`; taken from the field
+    /// given when left out.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// `{kind, mime, base64, filename?, caption?}`.
+    #[serde(default)]
+    pub media: Option<SimInboundMedia>,
+    /// `{latitude, longitude, name?, address?}`.
+    #[serde(default)]
+    pub location: Option<Location>,
+    /// `{name, phone}`.
+    #[serde(default)]
+    pub contact: Option<ContactCard>,
+    /// `{question, options, multiple?}`.
+    #[serde(default)]
+    pub poll: Option<PollSpec>,
+    /// `{message, emoji}`: `message` is the target's WhatsApp id.
+    #[serde(default)]
+    pub reaction: Option<SimReaction>,
+    /// `{message, text}`.
+    #[serde(default)]
+    pub edit: Option<SimEdit>,
+    /// `{message}`.
+    #[serde(default)]
+    pub revoke: Option<SimTarget>,
+    /// `{message, options}`: the options' texts.
+    #[serde(default)]
+    pub poll_vote: Option<SimPollVote>,
+    /// The WhatsApp id of the message this one quotes.
+    #[serde(default)]
+    #[schema(max_length = 128)]
+    pub reply_to: Option<String>,
+    /// Phone numbers mentioned in the text.
+    #[serde(default)]
+    pub mentions: Vec<String>,
     pub push_name: Option<String>,
-    /// WhatsApp message id (random when absent); sending the same id twice stores it once.
+    /// WhatsApp message id, up to 128 characters (random when absent or blank); sending the
+    /// same id twice stores it once.
+    #[schema(max_length = 128)]
     pub id: Option<String>,
-    /// A group id (`…@g.us`) when the message is posted in a group.
+    /// A group id (`…@g.us`, or just its digits) when the message is posted in a group.
+    #[schema(pattern = r"^[0-9]{1,32}(-[0-9]{1,31})?(@g\.us)?$")]
     pub group: Option<String>,
 }
 
 /// A message arrives at the device. Answers once the gateway has stored it.
 #[utoipa::path(post, path = "/api/admin/simulator/inbound", tag = "simulator", request_body = SimInboundIn,
-    responses((status = 200), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "The device is not connected, or the gateway did not store the message.")))]
 async fn sim_inbound(
     State(state): State<AppState>,
     _admin: Admin,
-    ApiJson(body): ApiJson<SimInboundIn>,
+    WireJson(body): WireJson<SimInboundIn>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let sim = simulator(&state)?;
     let device = find_device(&state, &body.device).await?;
-    let from = normalize_device_phone(&body.from, &state.config.whatsapp.default_country_code)
-        .map_err(|e| ApiError::validation("from", e.to_string()))?;
-    let inbound =
-        SimInbound { from, text: body.text, push_name: body.push_name, id: body.id, group: body.group };
+    let from = if body.from.trim().is_empty() && body.from_lid.is_some() {
+        String::new()
+    } else {
+        normalize_device_phone(&body.from, &state.config.whatsapp.default_country_code)
+            .map_err(|e| ApiError::validation("from", e.to_string()))?
+    };
+    let inbound = SimInbound {
+        from,
+        from_lid: body.from_lid,
+        text: body.text,
+        kind: body.kind,
+        media: body.media,
+        location: body.location,
+        contact: body.contact,
+        poll: body.poll,
+        reaction: body.reaction,
+        edit: body.edit,
+        revoke: body.revoke,
+        poll_vote: body.poll_vote,
+        reply_to: body.reply_to,
+        mentions: body.mentions,
+        push_name: body.push_name,
+        id: body.id,
+        group: body.group,
+    };
     let wa_id = sim.inbound(device.id, inbound).await?;
     Ok(Json(serde_json::json!({ "device": device.id, "id": wa_id })))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct OutboxQuery {
     /// Device id or phone number.
     pub device: String,
@@ -127,7 +267,8 @@ pub struct OutboxQuery {
 
 /// What the gateway sent through the device, oldest first.
 #[utoipa::path(get, path = "/api/admin/simulator/outbox", tag = "simulator", params(OutboxQuery),
-    responses((status = 200)))]
+    responses((status = 200, body = SimOutboxOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "Several tenants have a device with this phone.")))]
 async fn sim_outbox(
     State(state): State<AppState>,
     _admin: Admin,
@@ -140,7 +281,8 @@ async fn sim_outbox(
 
 /// The connection drops; the gateway reconnects by itself.
 #[utoipa::path(post, path = "/api/admin/simulator/disconnect", tag = "simulator", request_body = SimDeviceIn,
-    responses((status = 200), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "The device has no session.")))]
 async fn sim_disconnect(
     State(state): State<AppState>,
     _admin: Admin,
@@ -158,13 +300,23 @@ pub struct SimReceiptIn {
     #[serde(deserialize_with = "string_or_number")]
     #[schema(value_type = String)]
     pub message_id: String,
-    /// `delivered` or `read`.
+    #[schema(value_type = ReceiptStatus)]
     pub status: String,
+}
+
+/// What the recipient's phone reports.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `SimReceiptIn::status`.
+pub enum ReceiptStatus {
+    Delivered,
+    Read,
 }
 
 /// The recipient's phone reports a message delivered or read.
 #[utoipa::path(post, path = "/api/admin/simulator/receipt", tag = "simulator", request_body = SimReceiptIn,
-    responses((status = 200), (status = 404, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SimOut), (status = 404, description = "No such message, or the driver is not the simulator."),
+              (status = 409, description = "The message has not been sent yet.")))]
 async fn sim_receipt(
     State(state): State<AppState>,
     _admin: Admin,
@@ -190,7 +342,8 @@ async fn sim_receipt(
 
 /// The phone unlinks the device; its status becomes `logged_out`.
 #[utoipa::path(post, path = "/api/admin/simulator/logout", tag = "simulator", request_body = SimDeviceIn,
-    responses((status = 200), (status = 409, body = crate::error::ErrorBody)))]
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "The device has no session.")))]
 async fn sim_logout(
     State(state): State<AppState>,
     _admin: Admin,

@@ -9,17 +9,13 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::devices::resolve_device;
-use super::extract::{ApiJson, ApiQuery, Page, PageQuery, Tenant};
+use super::extract::{page, ApiJson, ApiQuery, Page, PageQuery, Tenant};
 use super::messages::opt_string_or_number;
 use super::ts;
-use crate::app::AppState;
-use crate::db::page;
-use crate::db::webhooks::deliveries::RetryLog;
-use crate::db::webhooks::{CreateEndpoint, EndpointRow, EndpointSettings, LogFilter, LogRow};
+use crate::db::webhooks::{EndpointRow, LogFilter, LogRow};
 use crate::error::{ApiError, ApiResult};
-use crate::limits::{LimitError, Resource};
-use crate::net::NetError;
+use crate::state::AppState;
+use crate::webhooks::endpoints::EndpointChange;
 use crate::webhooks::EventType;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -31,9 +27,6 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_webhook_log))
         .routes(routes!(retry_webhook_log))
 }
-
-/// Longest description, in characters.
-const MAX_DESCRIPTION: usize = 200;
 
 /// A webhook endpoint.
 #[derive(Serialize, utoipa::ToSchema)]
@@ -64,7 +57,7 @@ pub struct WebhookOut {
     pub updated_at: String,
 }
 
-fn webhook_out(r: EndpointRow, secret: Option<String>) -> WebhookOut {
+pub fn webhook_out(r: EndpointRow, secret: Option<String>) -> WebhookOut {
     WebhookOut {
         id: r.id,
         url: r.url,
@@ -85,103 +78,111 @@ fn webhook_out(r: EndpointRow, secret: Option<String>) -> WebhookOut {
     }
 }
 
-/// An endpoint to create (`POST`), or the fields to change (`PATCH`: fields left out keep
-/// their value).
+/// The fields of an endpoint to change (`PATCH`: fields left out or `null` keep their value,
+/// except `device`, where `null` means every device). A `POST` is parsed the same way and
+/// checked to have `url`; [`WebhookCreate`] documents it.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookIn {
-    /// `http` or `https` URL. Private, loopback, link-local and metadata addresses (and names
-    /// that resolve only to them) are refused unless the operator allows private targets.
+    /// `http` or `https` URL, up to 4,096 characters. Private, loopback, link-local and metadata
+    /// addresses (and names that resolve only to them) are refused (422) unless the operator
+    /// allows private targets.
+    #[schema(
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[1-9][0-9]{0,3})?(/[!-~]*)?$",
+        max_length = 4096
+    )]
     pub url: Option<String>,
-    /// Any of `message.received`, `message.sent`, `message.status`, `device.status`,
-    /// `device.qr`, `scheduled.sent`, `plugin.failed`. Default: all of them (`notify`), or
-    /// `["message.received"]` (`reply`).
+    /// The events it receives (at least one); `reply` mode needs `message.received` among them.
+    #[schema(schema_with = webhook_events)]
     pub events: Option<Vec<String>>,
-    /// `notify` (default) or `reply`; `reply` needs `message.received` among the events.
+    /// `reply` needs `message.received` among the events.
+    #[schema(value_type = Option<WebhookMode>)]
     pub mode: Option<String>,
-    /// Default true. Enabling clears `disabled_reason`; disabling cancels queued deliveries.
+    /// Enabling clears `disabled_reason`; disabling cancels queued deliveries.
     pub enabled: Option<bool>,
-    /// Only events of this device (id or phone number); `null` or absent on create: all.
+    /// Only events of this device (id or phone number); `null`: every device.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<super::openapi::schemas::DeviceRef>)]
     pub device: Option<Option<String>>,
     /// A note for yourself (up to 200 characters).
+    #[schema(max_length = 200)]
     pub description: Option<String>,
+}
+
+/// An endpoint to create: the body of `POST /api/user/webhooks` (for the OpenAPI document; it
+/// is parsed as [`WebhookIn`]).
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WebhookCreate {
+    /// `http` or `https` URL, up to 4,096 characters. Private, loopback, link-local and metadata
+    /// addresses (and names that resolve only to them) are refused (422) unless the operator
+    /// allows private targets.
+    #[schema(
+        pattern = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:[1-9][0-9]{0,3})?(/[!-~]*)?$",
+        max_length = 4096
+    )]
+    pub url: String,
+    /// The events it receives (at least one). Default: all of them (`notify`), or
+    /// `["message.received"]` (`reply`, which needs it among them).
+    #[schema(schema_with = webhook_events)]
+    pub events: Option<Vec<String>>,
+    /// Default `notify`.
+    #[schema(value_type = Option<WebhookMode>)]
+    pub mode: Option<String>,
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Only events of this device (id or phone number); `null` or left out: every device.
+    #[schema(value_type = Option<super::openapi::schemas::DeviceRef>)]
+    pub device: Option<String>,
+    /// A note for yourself (up to 200 characters).
+    #[schema(max_length = 200)]
+    pub description: Option<String>,
+}
+
+/// How events reach an endpoint: `notify` queues and delivers them; `reply` posts
+/// `message.received` during the inbound pipeline and sends the answer to the chat.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `mode`, parsed as text.
+pub enum WebhookMode {
+    Notify,
+    Reply,
+}
+
+/// The schema of `events`: the known event names.
+fn webhook_events() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaType, Type};
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(EventType::ALL.map(|e| e.as_str()))),
+        )
+        .min_items(Some(1))
+        .description(Some(
+            "The events the endpoint receives (at least one). Default on create: all of them \
+             (`notify`), or `[\"message.received\"]` (`reply`, which needs it among them).",
+        ))
+        .build()
 }
 
 fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     opt_string_or_number(d).map(Some)
 }
 
-fn parse_events(list: &[String], mode: &str) -> ApiResult<Vec<EventType>> {
-    let mut out: Vec<EventType> = Vec::new();
-    for name in list {
-        let event = EventType::parse(name.trim()).ok_or_else(|| {
-            let known: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
-            ApiError::validation("events", format!("unknown event `{name}`; known: {}", known.join(", ")))
-        })?;
-        if !out.contains(&event) {
-            out.push(event);
+impl From<WebhookIn> for EndpointChange {
+    fn from(w: WebhookIn) -> Self {
+        EndpointChange {
+            url: w.url,
+            events: w.events,
+            mode: w.mode,
+            enabled: w.enabled,
+            device: w.device,
+            description: w.description,
         }
     }
-    if out.is_empty() {
-        return Err(ApiError::validation("events", "must name at least one event"));
-    }
-    if mode == "reply" && !out.contains(&EventType::MessageReceived) {
-        return Err(ApiError::validation("events", "reply mode needs `message.received`"));
-    }
-    Ok(out)
-}
-
-/// Merges the request into the current endpoint (or the defaults) and checks every field.
-async fn build(
-    state: &AppState,
-    tenant: &Tenant,
-    current: Option<&EndpointRow>,
-    body: WebhookIn,
-) -> ApiResult<EndpointSettings> {
-    let url = body.url.or_else(|| current.map(|c| c.url.clone()));
-    let url = url.ok_or_else(|| ApiError::validation("url", "missing field `url`"))?;
-    let url = state.webhooks.check_target(&url).await.map_err(|e| match e {
-        NetError::Blocked(what) => ApiError::validation(
-            "url",
-            format!("{what}: private, loopback, link-local and metadata addresses are not allowed as webhook targets"),
-        ),
-        other => ApiError::validation("url", other.to_string()),
-    })?;
-    let mode = body.mode.or_else(|| current.map(|c| c.mode.clone())).unwrap_or_else(|| "notify".into());
-    if mode != "notify" && mode != "reply" {
-        return Err(ApiError::validation("mode", "must be `notify` or `reply`"));
-    }
-    let events: Vec<EventType> = match (body.events, current) {
-        (Some(list), _) => parse_events(&list, &mode)?,
-        (None, Some(c)) => {
-            parse_events(&serde_json::from_str::<Vec<String>>(&c.events).unwrap_or_default(), &mode)?
-        }
-        (None, None) if mode == "reply" => vec![EventType::MessageReceived],
-        (None, None) => EventType::ALL.to_vec(),
-    };
-    let device_id = match body.device {
-        Some(Some(d)) if !d.trim().is_empty() => Some(resolve_device(state, tenant.id, &d).await?.id),
-        Some(_) => None,
-        None => current.and_then(|c| c.device_id),
-    };
-    let description = body.description.or_else(|| current.map(|c| c.description.clone())).unwrap_or_default();
-    if description.chars().count() > MAX_DESCRIPTION {
-        return Err(ApiError::validation(
-            "description",
-            format!("must be at most {MAX_DESCRIPTION} characters"),
-        ));
-    }
-    let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
-    Ok(EndpointSettings {
-        url: url.to_string(),
-        description: description.trim().to_string(),
-        events: serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
-        mode,
-        device_id,
-        enabled: body.enabled.or(current.map(|c| c.enabled)).unwrap_or(true),
-    })
 }
 
 fn parse_id(raw: &str, what: &str) -> ApiResult<i64> {
@@ -196,105 +197,77 @@ async fn list_webhooks(
     tenant: Tenant,
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<Page<WebhookOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
-    let (rows, total) = state.db.list_webhooks(tenant.id, limit, offset).await?;
+    let (limit, offset) = page(q.limit, q.offset)?;
+    let (rows, total) = state.endpoints.list(&tenant, limit, offset).await?;
     Ok(Json(Page { data: rows.into_iter().map(|r| webhook_out(r, None)).collect(), total, limit, offset }))
 }
 
 /// Registers an endpoint (within the package's `webhook_endpoints` limit). The answer holds its
 /// signing secret, shown only here and after `rotate-secret`.
-#[utoipa::path(post, path = "/api/user/webhooks", tag = "webhooks", request_body = WebhookIn,
-    responses((status = 201, body = WebhookOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody)))]
+#[utoipa::path(post, path = "/api/user/webhooks", tag = "webhooks", request_body = WebhookCreate,
+    responses((status = 201, body = WebhookOut), (status = 404, description = "No such device."),
+              (status = 429, description = "The package's `webhook_endpoints` limit is reached, or the rate limit.")))]
 async fn create_webhook(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiJson(body): ApiJson<WebhookIn>,
 ) -> ApiResult<(StatusCode, Json<WebhookOut>)> {
-    let settings = build(&state, &tenant, None, body).await?;
-    let limit = state.limits.limits(tenant.id, &tenant.package).await?.get(Resource::WebhookEndpoints);
-    let (secret, sealed) = state.webhooks.new_secret(tenant.id);
-    let row = match state.db.create_webhook(tenant.id, &settings, &sealed, limit).await? {
-        CreateEndpoint::Created(row) => *row,
-        CreateEndpoint::OverLimit => {
-            return Err(LimitError::Exceeded { limit: Resource::WebhookEndpoints }.into())
-        }
-    };
-    state.tenants.record(tenant.activity("webhook.create", format!("webhook:{}", row.id))).await;
-    Ok((StatusCode::CREATED, Json(webhook_out(row, Some(secret.to_whsec())))))
+    let (row, secret) = state.endpoints.create(&tenant, body.into()).await?;
+    Ok((StatusCode::CREATED, Json(webhook_out(row, Some(secret)))))
 }
 
 /// One endpoint (without its secret).
 #[utoipa::path(get, path = "/api/user/webhooks/{id}", tag = "webhooks",
-    responses((status = 200, body = WebhookOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The endpoint's id.")),
+    responses((status = 200, body = WebhookOut)))]
 async fn get_webhook(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookOut>> {
-    let id = parse_id(&id, "webhook")?;
-    let row = state.db.webhook(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
+    let row = state.endpoints.get(&tenant, parse_id(&id, "webhook")?).await?;
     Ok(Json(webhook_out(row, None)))
 }
 
 /// Changes an endpoint: the fields given replace the current ones.
 #[utoipa::path(patch, path = "/api/user/webhooks/{id}", tag = "webhooks", request_body = WebhookIn,
-    responses((status = 200, body = WebhookOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 422, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The endpoint's id.")),
+    responses((status = 200, body = WebhookOut), (status = 404, description = "No such endpoint or device.")))]
 async fn update_webhook(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<WebhookIn>,
 ) -> ApiResult<Json<WebhookOut>> {
-    let id = parse_id(&id, "webhook")?;
-    let current = state.db.webhook(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("webhook"))?;
-    let settings = build(&state, &tenant, Some(&current), body).await?;
-    let reason = (!settings.enabled).then_some("disabled by you");
-    let row = state
-        .db
-        .update_webhook(tenant.id, id, &settings, reason)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
-    state.tenants.record(tenant.activity("webhook.update", format!("webhook:{id}"))).await;
+    let row = state.endpoints.update(&tenant, parse_id(&id, "webhook")?, body.into()).await?;
     Ok(Json(webhook_out(row, None)))
 }
 
 /// Deletes an endpoint and its queued deliveries; its log rows stay.
 #[utoipa::path(delete, path = "/api/user/webhooks/{id}", tag = "webhooks",
-    responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The endpoint's id.")),
+    responses((status = 204, description = "Deleted.")))]
 async fn delete_webhook(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    let id = parse_id(&id, "webhook")?;
-    if !state.db.delete_webhook(tenant.id, id).await? {
-        return Err(ApiError::not_found("webhook"));
-    }
-    state.tenants.record(tenant.activity("webhook.delete", format!("webhook:{id}"))).await;
+    state.endpoints.delete(&tenant, parse_id(&id, "webhook")?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Replaces the signing secret. The answer holds the new one; the old one keeps signing
 /// (a second `v1,` entry in `webhook-signature`) for 24 hours.
 #[utoipa::path(post, path = "/api/user/webhooks/{id}/rotate-secret", tag = "webhooks",
-    responses((status = 200, body = WebhookOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The endpoint's id.")),
+    responses((status = 200, body = WebhookOut)))]
 async fn rotate_webhook_secret(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookOut>> {
-    let id = parse_id(&id, "webhook")?;
-    let (secret, sealed) = state.webhooks.new_secret(tenant.id);
-    let webhooks = state.webhooks.clone();
-    let row = state
-        .db
-        .rotate_webhook_secret(tenant.id, id, move |current, old| webhooks.rotated(current, old, sealed))
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook"))?;
-    state.tenants.record(tenant.activity("webhook.rotate_secret", format!("webhook:{id}"))).await;
-    Ok(Json(webhook_out(row, Some(secret.to_whsec()))))
+    let (row, secret) = state.endpoints.rotate_secret(&tenant, parse_id(&id, "webhook")?).await?;
+    Ok(Json(webhook_out(row, Some(secret))))
 }
 
 /// One webhook attempt or plugin run.
@@ -328,7 +301,7 @@ pub struct WebhookLogOut {
     pub created_at: String,
 }
 
-fn log_out(r: LogRow) -> WebhookLogOut {
+pub fn log_out(r: LogRow) -> WebhookLogOut {
     WebhookLogOut {
         id: r.id,
         kind: r.kind,
@@ -350,12 +323,18 @@ fn log_out(r: LogRow) -> WebhookLogOut {
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// Documented by [`PageQuery`].
+    #[param(ignore)]
     pub limit: Option<i64>,
+    #[param(ignore)]
     pub offset: Option<i64>,
     /// An endpoint's id.
+    #[param(value_type = Option<i64>)]
     pub webhook: Option<String>,
     /// A plugin's id.
+    #[param(value_type = Option<i64>)]
     pub plugin: Option<String>,
     /// `webhook` or `plugin`.
     pub kind: Option<String>,
@@ -364,8 +343,9 @@ pub struct LogQuery {
     /// `success`, `failure`, `timeout`, `blocked`, …
     pub outcome: Option<String>,
     /// A gateway message id.
+    #[param(value_type = Option<i64>)]
     pub message_id: Option<String>,
-    /// RFC 3339 time or a date (`2026-11-25`), inclusive.
+    #[param(schema_with = super::openapi::schemas::since)]
     pub since: Option<String>,
 }
 
@@ -403,30 +383,29 @@ fn parse_time(raw: &str) -> ApiResult<i64> {
 }
 
 /// Webhook attempts and plugin runs, newest first, filtered.
-#[utoipa::path(get, path = "/api/user/webhook-logs", tag = "webhooks", params(LogQuery),
-    responses((status = 200, body = Page<WebhookLogOut>), (status = 422, body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/api/user/webhook-logs", tag = "webhooks", params(PageQuery, LogQuery),
+    responses((status = 200, body = Page<WebhookLogOut>)))]
 async fn list_webhook_logs(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<LogQuery>,
 ) -> ApiResult<Json<Page<WebhookLogOut>>> {
-    let (limit, offset) = page(q.limit, q.offset);
+    let (limit, offset) = page(q.limit, q.offset)?;
     let filter = filter_of(&q)?;
-    let (rows, total) = state.db.list_webhook_logs(tenant.id, &filter, limit, offset).await?;
+    let (rows, total) = state.endpoints.logs(&tenant, &filter, limit, offset).await?;
     Ok(Json(Page { data: rows.into_iter().map(log_out).collect(), total, limit, offset }))
 }
 
 /// One log row.
 #[utoipa::path(get, path = "/api/user/webhook-logs/{id}", tag = "webhooks",
-    responses((status = 200, body = WebhookLogOut), (status = 404, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The log row's id.")),
+    responses((status = 200, body = WebhookLogOut)))]
 async fn get_webhook_log(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Json<WebhookLogOut>> {
-    let id = parse_id(&id, "log row")?;
-    let row = state.db.webhook_log(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("log row"))?;
-    Ok(Json(log_out(row)))
+    Ok(Json(log_out(state.endpoints.log(&tenant, parse_id(&id, "log row")?).await?)))
 }
 
 /// What a retry queued.
@@ -445,26 +424,16 @@ pub struct RetryOut {
 /// Sends the delivery of a log row again, with the same `webhook-id` (one more attempt for a
 /// finished delivery; now, for one waiting for its next retry).
 #[utoipa::path(post, path = "/api/user/webhook-logs/{id}/retry", tag = "webhooks",
-    responses((status = 202, body = RetryOut), (status = 404, body = crate::error::ErrorBody),
-              (status = 409, body = crate::error::ErrorBody)))]
+    params(("id" = i64, Path, description = "The log row's id.")),
+    responses((status = 202, body = RetryOut),
+              (status = 404, description = "No such log row, or its delivery is no longer kept."),
+              (status = 409, description = "Not a webhook attempt, an attempt is running, or the endpoint is disabled.")))]
 async fn retry_webhook_log(
     State(state): State<AppState>,
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<RetryOut>)> {
-    let id = parse_id(&id, "log row")?;
-    let row = match state.db.retry_webhook_log(tenant.id, id).await? {
-        RetryLog::Queued(row) => *row,
-        RetryLog::NotFound => return Err(ApiError::not_found("log row")),
-        RetryLog::NotWebhook => return Err(ApiError::Conflict("only webhook attempts can be retried".into())),
-        RetryLog::Gone => {
-            return Err(ApiError::NotFound("the delivery of this log row is no longer kept (its endpoint was deleted, or it is older than 7 days)".into()))
-        }
-        RetryLog::InProgress => return Err(ApiError::Conflict("an attempt of this delivery is running; try again shortly".into())),
-        RetryLog::Disabled => return Err(ApiError::Conflict("the endpoint is disabled; enable it first".into())),
-    };
-    state.webhooks.events().wake();
-    state.tenants.record(tenant.activity("webhook.retry", format!("webhook_log:{id}"))).await;
+    let row = state.endpoints.retry(&tenant, parse_id(&id, "log row")?).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(RetryOut {

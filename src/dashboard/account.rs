@@ -1,14 +1,20 @@
-//! The tenant's API keys (create, shown once; revoke) and activity log, from the tenant API.
+//! The tenant's API keys (create, shown once; revoke) and activity log, through the tenant
+//! service as the API does.
 
 use axum::extract::{Path, RawQuery};
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde_json::Value;
 
-use super::pages::{failure_page, localize, numeric, query};
-use super::render;
+use super::pages::{as_json, as_value, failure_page, localize, numeric, query};
 use super::session::{Form, Signed, Viewer, Visitor};
+use super::{render, ApiFailure};
+use crate::api::account::{ActivityOut, ApiKeyOut};
+use crate::api::extract::page;
+
+/// How many keys the page lists.
+const KEYS_LISTED: i64 = 100;
 
 /// Activity entries per page.
 const ACTIVITY_PAGE: i64 = 50;
@@ -25,13 +31,13 @@ async fn keys_page(
     created: Option<Value>,
     error: Option<String>,
 ) -> Response {
-    match v.dash.json(v, me, Method::GET, "/api/user/api-keys?limit=100", None).await {
-        Ok(mut page) => {
-            localize(&mut page["data"], &["created_at", "last_used_at"], me);
-            let keys = page["data"].take();
+    match v.state.tenants.list_keys(&v.tenant(me), KEYS_LISTED, 0).await {
+        Ok((rows, _)) => {
+            let mut keys = as_json(rows.into_iter().map(|r| ApiKeyOut::from_row(r, None)));
+            localize(&mut keys, &["created_at", "last_used_at"], me);
             render(v, status, "api_keys.html", context! { nav => "api_keys", keys, created, error })
         }
-        Err(f) => failure_page(v, &f),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
@@ -42,10 +48,13 @@ pub async fn create_api_key(form: Form) -> Response {
         Err(r) => return r.into_response(),
     };
     let v = &form.v;
-    let body = serde_json::json!({ "name": form.get("name").trim() });
-    match v.dash.json(v, &me, Method::POST, "/api/user/api-keys", Some(&body)).await {
-        Ok(key) => keys_page(v, &me, StatusCode::CREATED, Some(key), None).await,
-        Err(f) => {
+    match v.state.tenants.create_key(&v.tenant(&me), form.get("name")).await {
+        Ok((row, secret)) => {
+            let key = as_value(ApiKeyOut::from_row(row, Some(secret)));
+            keys_page(v, &me, StatusCode::CREATED, Some(key), None).await
+        }
+        Err(e) => {
+            let f = ApiFailure::from(e);
             let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };
             keys_page(v, &me, status, None, Some(f.text(v))).await
         }
@@ -60,9 +69,9 @@ pub async fn revoke_api_key(Path(id): Path<String>, form: Form) -> Response {
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    match v.dash.json(v, &me, Method::DELETE, &format!("/api/user/api-keys/{id}"), None).await {
-        Ok(_) => Redirect::to("/api-keys").into_response(),
-        Err(f) => failure_page(v, &f),
+    match v.state.tenants.revoke_key(&v.tenant(&me), id).await {
+        Ok(()) => Redirect::to("/api-keys").into_response(),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
@@ -77,15 +86,18 @@ pub async fn activity(Signed { v, me }: Signed, RawQuery(raw): RawQuery) -> Resp
     };
     let action = given("action");
     let offset = given("offset").parse::<i64>().unwrap_or(0).max(0);
-    let size = ACTIVITY_PAGE.to_string();
-    let api_query = query(&[("action", &action), ("limit", &size), ("offset", &offset.to_string())]);
-    let uri = format!("/api/user/activity-logs?{api_query}");
-    match v.dash.json(&v, &me, Method::GET, &uri, None).await {
-        Ok(mut page) => {
-            localize(&mut page["data"], &["created_at"], &me);
-            let total = page["total"].as_i64().unwrap_or(0);
-            let entries = page["data"].take();
-            let shown = entries.as_array().map(|a| a.len() as i64).unwrap_or(0);
+    let listed = match page(Some(ACTIVITY_PAGE), Some(offset)) {
+        Ok((limit, offset)) => {
+            let filter = Some(action.as_str()).filter(|a| !a.is_empty());
+            v.state.tenants.activity(&v.tenant(&me), filter, limit, offset).await
+        }
+        Err(e) => Err(e),
+    };
+    match listed {
+        Ok((rows, total)) => {
+            let shown = rows.len() as i64;
+            let mut entries = as_json(rows.into_iter().map(ActivityOut::from));
+            localize(&mut entries, &["created_at"], &me);
             let prev = (offset > 0).then(|| {
                 query(&[("action", &action), ("offset", &(offset - ACTIVITY_PAGE).max(0).to_string())])
             });
@@ -98,6 +110,6 @@ pub async fn activity(Signed { v, me }: Signed, RawQuery(raw): RawQuery) -> Resp
                 context! { nav => "activity", entries, action, total, prev, next },
             )
         }
-        Err(f) => failure_page(&v, &f),
+        Err(e) => failure_page(&v, &e.into()),
     }
 }

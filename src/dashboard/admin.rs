@@ -3,26 +3,29 @@
 //!
 //! The operator logs in with the admin token. The login is a random token in the
 //! `wag_admin` cookie (HttpOnly, SameSite=Lax, path `/admin`); the gateway keeps, in memory,
-//! its SHA-256 and the admin token it was opened with, so pages call the admin API's own
-//! handlers in-process with that token, and a changed admin token ends every operator login.
-//! A restart ends them too. Forms carry the double-submit CSRF token of the login form.
+//! its SHA-256 and the admin token it was opened with, so a changed admin token ends every
+//! operator login. A restart ends them too. Forms carry the double-submit CSRF token of the
+//! login form. Pages call the tenant service's operator methods, as the admin API does.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde_json::{json, Value};
 
 use super::pages::{failure_page, numeric};
 use super::session::{cookie, random_token, Form, Visitor};
-use super::{render, Caller};
-use crate::api::extract::Tenant;
-use crate::app::AppState;
-use crate::tenants::hash_key;
+use super::{render, ApiFailure};
+use crate::api::admin::tenant_out;
+use crate::api::extract::page;
+use crate::error::{ApiError, ApiResult};
+use crate::limits::{OverrideChange, Resource};
+use crate::state::AppState;
+use crate::tenants::{hash_key, Admin, CreateTenant, TenantChange};
 
 pub const ADMIN_COOKIE: &str = "wag_admin";
 
@@ -75,9 +78,10 @@ pub async fn login_page(v: Visitor) -> Response {
 pub async fn login(State(state): State<AppState>, form: Form) -> Response {
     let v = &form.v;
     let ip = v.ip.clone().unwrap_or_default();
-    if !v.dash.throttle.allowed("admin", &ip) {
+    if let Err(retry_after) = v.dash.throttle.admit("admin", &ip).await {
         let error = v.lang.t("login_throttled");
-        return render(v, StatusCode::TOO_MANY_REQUESTS, "admin_login.html", context! { error });
+        let page = render(v, StatusCode::TOO_MANY_REQUESTS, "admin_login.html", context! { error });
+        return super::with_retry_after(page, retry_after);
     }
     let token = form.get("token").trim();
     if token.is_empty() || !state.admin_token.verify(token) {
@@ -118,46 +122,43 @@ pub async fn tenants(
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    let Some(admin) = operator(&v, &headers, &state) else {
+    if operator(&v, &headers, &state).is_none() {
         return Redirect::to("/admin/login").into_response();
-    };
+    }
     let offset = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "offset")
         .and_then(|(_, o)| o.parse::<i64>().ok())
         .unwrap_or(0)
         .max(0);
-    tenants_page(&state, &v, &admin, offset, StatusCode::OK, None, None).await
+    tenants_page(&state, &v, offset, StatusCode::OK, None, None).await
 }
 
 async fn tenants_page(
     state: &AppState,
     v: &Visitor,
-    admin: &str,
     offset: i64,
     status: StatusCode,
     error: Option<String>,
     created: Option<Value>,
 ) -> Response {
-    let caller = Caller::Admin { token: admin.to_string(), ip: v.ip.clone() };
-    let uri = format!("/api/admin/tenants?limit={PAGE_SIZE}&offset={offset}");
-    let (mut list, total) = match v.dash.json_as(caller, Method::GET, &uri, None).await {
-        Ok(mut page) => (page["data"].take(), page["total"].as_i64().unwrap_or(0)),
-        Err(f) => return failure_page(v, &f),
+    let listed = match page(Some(PAGE_SIZE), Some(offset)) {
+        Ok((limit, offset)) => state.tenants.admin_list(limit, offset).await,
+        Err(e) => Err(e),
+    };
+    let (rows, total) = match listed {
+        Ok(listed) => listed,
+        Err(e) => return failure_page(v, &e.into()),
     };
     let previous = (offset > 0).then(|| (offset - PAGE_SIZE).max(0));
     let next = (offset + PAGE_SIZE < total).then_some(offset + PAGE_SIZE);
-    if let Value::Array(items) = &mut list {
-        for t in items.iter_mut() {
-            let tenant = Tenant {
-                id: t["id"].as_i64().unwrap_or(0),
-                key_id: 0,
-                package: t["package"].as_str().unwrap_or_default().to_string(),
-                ip: v.ip.clone(),
-            };
-            let limits = v.dash.json_as(Caller::Tenant(tenant), Method::GET, "/api/user/limits", None).await;
-            t["usage"] =
-                limits.map(|l| json!({ "usage": l["usage"], "limits": l["limits"] })).unwrap_or(Value::Null);
-        }
+    let mut list = Vec::with_capacity(rows.len());
+    for (row, overrides) in rows {
+        let usage = match (state.limits.usage(row.id).await, state.limits.limits(row.id, &row.package).await)
+        {
+            (Ok(usage), Ok(limits)) => json!({ "usage": usage, "limits": limits.to_json() }),
+            _ => Value::Null,
+        };
+        list.push(context! { usage, ..minijinja::Value::from_serialize(tenant_out(row, &overrides, None)) });
     }
     let packages = state.limits.package_names();
     let resources = ["devices", "messages_per_month", "plugins"];
@@ -178,34 +179,52 @@ pub async fn create_tenant(
     form: Form,
 ) -> Response {
     let v = &form.v;
-    let Some(admin) = operator(v, &headers, &state) else {
+    if operator(v, &headers, &state).is_none() {
         return Redirect::to("/admin/login").into_response();
-    };
+    }
     let password = form.get("password");
-    let mut body =
-        json!({ "name": form.get("name"), "email": form.get("email"), "package": form.get("package") });
-    if !password.is_empty() {
-        body["password"] = json!(password);
-    }
-    match v
-        .dash
-        .json_as(
-            Caller::Admin { token: admin.clone(), ip: v.ip.clone() },
-            Method::POST,
-            "/api/admin/tenants",
-            Some(&body),
-        )
-        .await
-    {
-        Ok(made) => {
-            let created = json!({ "email": made["email"], "api_key": made["api_key"] });
-            tenants_page(&state, v, &admin, 0, StatusCode::CREATED, None, Some(created)).await
+    let input = CreateTenant {
+        name: form.get("name").to_string(),
+        email: form.get("email").to_string(),
+        package: Some(form.get("package").to_string()),
+        password: (!password.is_empty()).then(|| password.to_string()),
+    };
+    match state.tenants.admin_create(&operator_of(v), input).await {
+        Ok((row, key)) => {
+            let created = json!({ "email": row.email, "api_key": key });
+            tenants_page(&state, v, 0, StatusCode::CREATED, None, Some(created)).await
         }
-        Err(f) => {
+        Err(e) => {
+            let f = ApiFailure::from(e);
             let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };
-            tenants_page(&state, v, &admin, 0, status, Some(f.text(v)), None).await
+            tenants_page(&state, v, 0, status, Some(f.text(v)), None).await
         }
     }
+}
+
+/// The operator behind a dashboard request, for the activity log.
+fn operator_of(v: &Visitor) -> Admin {
+    Admin { ip: v.ip.clone() }
+}
+
+/// The limit form's fields: empty for the package's value, `unlimited`, or a number.
+fn limit_changes(form: &Form) -> ApiResult<Vec<(Resource, OverrideChange)>> {
+    let mut changes = Vec::with_capacity(RESOURCES.len());
+    for name in RESOURCES {
+        let Some(resource) = Resource::parse(name) else { continue };
+        let change = match form.get(name).trim() {
+            "" => OverrideChange::Package,
+            "unlimited" => OverrideChange::Unlimited,
+            n => OverrideChange::Value(n.parse().map_err(|_| {
+                ApiError::validation(
+                    format!("limits.{name}"),
+                    "must be a non-negative integer, null (unlimited) or \"package\"",
+                )
+            })?),
+        };
+        changes.push((resource, change));
+    }
+    Ok(changes)
 }
 
 /// The limits an operator can override, in the order the form shows them.
@@ -219,41 +238,38 @@ pub async fn tenant(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let Some(admin) = operator(&v, &headers, &state) else {
+    if operator(&v, &headers, &state).is_none() {
         return Redirect::to("/admin/login").into_response();
-    };
+    }
     let Some(id) = numeric(&id) else { return super::not_found(&v) };
-    tenant_page(&v, &admin, id, StatusCode::OK, None).await
+    tenant_page(&state, &v, id, StatusCode::OK, None).await
 }
 
 async fn tenant_page(
+    state: &AppState,
     v: &Visitor,
-    admin: &str,
     id: i64,
     status: StatusCode,
     error: Option<String>,
 ) -> Response {
-    let uri = format!("/api/admin/tenants/{id}");
-    let tn = match v
-        .dash
-        .json_as(Caller::Admin { token: admin.to_string(), ip: v.ip.clone() }, Method::GET, &uri, None)
-        .await
-    {
-        Ok(t) => t,
-        Err(f) => return failure_page(v, &f),
+    let (row, overrides) = match state.tenants.admin_get(id).await {
+        Ok(found) => found,
+        Err(e) => return failure_page(v, &e.into()),
     };
     // What each field shows: empty (the package's value), `unlimited`, or the number.
-    let overrides: Vec<Value> = RESOURCES
+    let shown: Vec<serde_json::Value> = RESOURCES
         .iter()
-        .map(|r| {
-            let value = match tn["limits"].get(*r) {
+        .map(|name| {
+            let value = match Resource::parse(name).and_then(|r| overrides.get(&r)) {
                 None => String::new(),
-                Some(Value::Null) => "unlimited".into(),
-                Some(n) => n.to_string(),
+                Some(None) => "unlimited".into(),
+                Some(Some(n)) => n.to_string(),
             };
-            json!({ "key": r, "value": value })
+            json!({ "key": name, "value": value })
         })
         .collect();
+    let tn = tenant_out(row, &overrides, None);
+    let overrides = shown;
     render(v, status, "admin_tenant.html", context! { nav => "admin", tn, overrides, error })
 }
 
@@ -266,47 +282,35 @@ pub async fn tenant_action(
     form: Form,
 ) -> Response {
     let v = &form.v;
-    let Some(admin) = operator(v, &headers, &state) else {
+    if operator(v, &headers, &state).is_none() {
         return Redirect::to("/admin/login").into_response();
-    };
+    }
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let body = match action.as_str() {
-        "package" => json!({ "package": form.get("package") }),
-        "suspend" => json!({ "status": "suspended" }),
-        "activate" => json!({ "status": "active" }),
-        "limits" => {
-            let limits: serde_json::Map<String, Value> = RESOURCES
-                .iter()
-                .map(|r| {
-                    let raw = form.get(r).trim();
-                    let value = match raw {
-                        "" => json!("package"),
-                        "unlimited" => Value::Null,
-                        n => n.parse::<i64>().map_or_else(|_| json!(n), Value::from),
-                    };
-                    (r.to_string(), value)
-                })
-                .collect();
-            json!({ "limits": limits })
+    let change = match action.as_str() {
+        "package" => {
+            Ok(TenantChange { package: Some(form.get("package").to_string()), ..TenantChange::default() })
         }
+        "suspend" => Ok(TenantChange { status: Some("suspended".into()), ..TenantChange::default() }),
+        "activate" => Ok(TenantChange { status: Some("active".into()), ..TenantChange::default() }),
+        "limits" => limit_changes(&form)
+            .map(|limits| TenantChange { limits: Some(limits), ..TenantChange::default() }),
         _ => return super::not_found(v),
     };
-    let uri = format!("/api/admin/tenants/{id}");
-    match v
-        .dash
-        .json_as(Caller::Admin { token: admin.clone(), ip: v.ip.clone() }, Method::PATCH, &uri, Some(&body))
-        .await
-    {
+    let done = match change {
+        Ok(change) => state.tenants.admin_update(&operator_of(v), id, change).await.map(drop),
+        Err(e) => Err(e),
+    };
+    match done.map_err(ApiFailure::from) {
         Ok(_) if action == "limits" => Redirect::to(&format!("/admin/tenants/{id}")).into_response(),
         Ok(_) => Redirect::to("/admin").into_response(),
         Err(f) if f.status == StatusCode::NOT_FOUND => failure_page(v, &f),
         Err(f) if action == "limits" => {
             let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };
-            tenant_page(v, &admin, id, status, Some(f.text(v))).await
+            tenant_page(&state, v, id, status, Some(f.text(v))).await
         }
         Err(f) => {
             let status = if f.status.is_server_error() { StatusCode::SERVICE_UNAVAILABLE } else { f.status };
-            tenants_page(&state, v, &admin, 0, status, Some(f.text(v)), None).await
+            tenants_page(&state, v, 0, status, Some(f.text(v)), None).await
         }
     }
 }

@@ -8,8 +8,8 @@ use super::i18n::Lang;
 use super::session::{self, Form, Signed, Visitor};
 use super::store::NewSession;
 use super::{error_page, render};
-use crate::app::AppState;
 use crate::db::activity::NewActivity;
+use crate::state::AppState;
 use crate::tenants::{hash_key, hash_password, verify_password};
 
 fn activity(user_id: i64, action: &str, ip: Option<String>) -> NewActivity {
@@ -38,7 +38,7 @@ pub async fn login_page(v: Visitor) -> Response {
     render(&v, StatusCode::OK, "login.html", context! { email => "" })
 }
 
-/// Checks email and password (throttled per email and IP) and starts a session.
+/// Checks email and password (throttled: see [`super::throttle`]) and starts a session.
 pub async fn login(axum::extract::State(state): axum::extract::State<AppState>, form: Form) -> Response {
     let v = &form.v;
     let email = form.get("email").trim().to_ascii_lowercase();
@@ -47,8 +47,11 @@ pub async fn login(axum::extract::State(state): axum::extract::State<AppState>, 
     let refuse = |status: StatusCode, key: &str| {
         render(v, status, "login.html", context! { email => email, error => v.lang.t(key) })
     };
-    if !v.dash.throttle.allowed(&email, &ip) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, "login_throttled");
+    if let Err(retry_after) = v.dash.throttle.admit(&email, &ip).await {
+        return super::with_retry_after(
+            refuse(StatusCode::TOO_MANY_REQUESTS, "login_throttled"),
+            retry_after,
+        );
     }
     let found = match state.db.tenant_by_email(&email).await {
         Ok(found) => found,

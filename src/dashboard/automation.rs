@@ -1,49 +1,56 @@
 //! Auto-reply rules and scheduled messages: lists with their forms.
 //!
-//! Like the other pages these call the tenant API (`/api/user/auto-reply`,
-//! `/api/user/scheduled-messages`); the API checks every field, the page only turns form fields
-//! into its JSON and shows its answer.
+//! The pages call the rule and schedule services as the logged-in tenant, as the API does:
+//! the services check every field, apply the package's limits and record the activity; a page
+//! turns its form into the service's input and shows the rows as the API would answer them.
 
 use axum::extract::Path;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde_json::{json, Value};
 
-use super::pages::{device_list, failure_page, localize, numeric};
+use super::pages::{as_json, as_value, device_list, failure_page, localize, numeric};
 use super::session::{Form, Signed, Viewer, Visitor};
 use super::{tz_of, ApiFailure};
+use crate::api::rules::RuleOut;
+use crate::api::schedules::ScheduleOut;
+use crate::error::{ApiError, ApiResult};
+use crate::rules::service::RuleChange;
+use crate::scheduler::service::NewScheduled;
+
+/// How many rules and scheduled messages the pages list.
+const LISTED: i64 = 100;
 
 /// The match modes of a rule, in the order the form offers them.
 const MATCH_MODES: [&str; 4] = ["contains", "exact", "starts_with", "regex"];
 
-/// A whole number from a form field as JSON; anything else goes to the API as text, which
-/// refuses it with its own message.
-fn number(raw: &str, default: i64) -> Value {
-    let raw = raw.trim();
+/// A whole number from a form field; empty is `default`.
+fn number(form: &Form, field: &str, default: i64) -> ApiResult<i64> {
+    let raw = form.get(field).trim();
     if raw.is_empty() {
-        return json!(default);
+        return Ok(default);
     }
-    raw.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(raw.to_string()))
+    raw.parse().map_err(|_| ApiError::validation(field, "must be a whole number"))
 }
 
 fn checked(form: &Form, name: &str) -> bool {
     matches!(form.get(name), "on" | "true" | "1")
 }
 
-/// The rule a form describes, as the API's JSON (every field given, so an edit is complete).
-fn rule_body(form: &Form) -> Value {
+/// The rule a form describes (every field given, so an edit is complete).
+fn rule_change(form: &Form) -> ApiResult<RuleChange> {
     let device = form.get("device").trim();
-    json!({
-        "keyword": form.get("keyword"),
-        "match": form.get("match"),
-        "reply": form.get("reply"),
-        "device": if device.is_empty() { Value::Null } else { Value::String(device.to_string()) },
-        "case_sensitive": checked(form, "case_sensitive"),
-        "priority": number(form.get("priority"), 0),
-        "cooldown_seconds": number(form.get("cooldown_seconds"), 0),
-        "stop": checked(form, "stop"),
-        "enabled": checked(form, "enabled"),
+    Ok(RuleChange {
+        keyword: Some(form.get("keyword").to_string()),
+        match_mode: Some(form.get("match").to_string()),
+        reply: Some(form.get("reply").to_string()),
+        device: Some((!device.is_empty()).then(|| device.to_string())),
+        case_sensitive: Some(checked(form, "case_sensitive")),
+        priority: Some(number(form, "priority", 0)?),
+        cooldown_seconds: Some(number(form, "cooldown_seconds", 0)?),
+        stop: Some(checked(form, "stop")),
+        enabled: Some(checked(form, "enabled")),
     })
 }
 
@@ -87,10 +94,10 @@ async fn rules_page(
         Ok(d) => d,
         Err(f) => return failure_page(v, &f),
     };
-    match v.dash.json(v, me, Method::GET, "/api/user/auto-reply?limit=100", None).await {
-        Ok(mut page) => {
-            localize(&mut page["data"], &["created_at", "updated_at"], me);
-            let rules = page["data"].take();
+    match v.state.rules.list(&v.tenant(me), LISTED, 0).await {
+        Ok((rows, _)) => {
+            let mut rules = as_json(rows.into_iter().map(RuleOut::from));
+            localize(&mut rules, &["created_at", "updated_at"], me);
             super::render(
                 v,
                 status,
@@ -98,29 +105,36 @@ async fn rules_page(
                 context! { nav => "auto_reply", rules, devices, error, rule, modes => MATCH_MODES },
             )
         }
-        Err(f) => failure_page(v, &f),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
-/// Creates a rule; back to the list, or the form with the API's error.
+/// Creates a rule; back to the list, or the form with the error.
 pub async fn create_auto_reply(form: Form) -> Response {
     let me = match form.signed() {
         Ok(me) => me,
         Err(r) => return r.into_response(),
     };
     let v = &form.v;
-    match v.dash.json(v, &me, Method::POST, "/api/user/auto-reply", Some(&rule_body(&form))).await {
+    let created = match rule_change(&form) {
+        Ok(change) => v.state.rules.create(&v.tenant(&me), change).await,
+        Err(e) => Err(e),
+    };
+    match created {
         Ok(_) => Redirect::to("/auto-reply").into_response(),
-        Err(f) => rules_page(v, &me, shown_status(&f), Some(f.text(v)), rule_values(&form)).await,
+        Err(e) => {
+            let f = ApiFailure::from(e);
+            rules_page(v, &me, shown_status(&f), Some(f.text(v)), rule_values(&form)).await
+        }
     }
 }
 
 /// One rule in its edit form.
 pub async fn auto_reply(Signed { v, me }: Signed, Path(id): Path<String>) -> Response {
     let Some(id) = numeric(&id) else { return super::not_found(&v) };
-    match v.dash.json(&v, &me, Method::GET, &format!("/api/user/auto-reply/{id}"), None).await {
-        Ok(rule) => edit_page(&v, &me, StatusCode::OK, None, id, rule).await,
-        Err(f) => failure_page(&v, &f),
+    match v.state.rules.get(&v.tenant(&me), id).await {
+        Ok(rule) => edit_page(&v, &me, StatusCode::OK, None, id, as_value(RuleOut::from(rule))).await,
+        Err(e) => failure_page(&v, &e.into()),
     }
 }
 
@@ -151,8 +165,11 @@ pub async fn update_auto_reply(Path(id): Path<String>, form: Form) -> Response {
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let uri = format!("/api/user/auto-reply/{id}");
-    match v.dash.json(v, &me, Method::PUT, &uri, Some(&rule_body(&form))).await {
+    let updated = match rule_change(&form) {
+        Ok(change) => v.state.rules.update(&v.tenant(&me), id, change).await,
+        Err(e) => Err(e),
+    };
+    match updated.map_err(ApiFailure::from) {
         Ok(_) => Redirect::to("/auto-reply").into_response(),
         Err(f) if f.status == StatusCode::NOT_FOUND => failure_page(v, &f),
         Err(f) => edit_page(v, &me, shown_status(&f), Some(f.text(v)), id, rule_values(&form)).await,
@@ -167,10 +184,10 @@ pub async fn toggle_auto_reply(Path(id): Path<String>, form: Form) -> Response {
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let body = json!({ "enabled": form.get("enabled") == "true" });
-    match v.dash.json(v, &me, Method::PUT, &format!("/api/user/auto-reply/{id}"), Some(&body)).await {
+    let change = RuleChange { enabled: Some(form.get("enabled") == "true"), ..RuleChange::default() };
+    match v.state.rules.update(&v.tenant(&me), id, change).await {
         Ok(_) => Redirect::to("/auto-reply").into_response(),
-        Err(f) => failure_page(v, &f),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
@@ -182,9 +199,9 @@ pub async fn delete_auto_reply(Path(id): Path<String>, form: Form) -> Response {
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    match v.dash.json(v, &me, Method::DELETE, &format!("/api/user/auto-reply/{id}"), None).await {
-        Ok(_) => Redirect::to("/auto-reply").into_response(),
-        Err(f) => failure_page(v, &f),
+    match v.state.rules.delete(&v.tenant(&me), id).await {
+        Ok(()) => Redirect::to("/auto-reply").into_response(),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
@@ -205,10 +222,10 @@ async fn scheduled_page(
         Ok(d) => d,
         Err(f) => return failure_page(v, &f),
     };
-    match v.dash.json(v, me, Method::GET, "/api/user/scheduled-messages?limit=100", None).await {
-        Ok(mut page) => {
-            localize(&mut page["data"], &["send_at", "next_run_at", "last_run_at", "created_at"], me);
-            let schedules = page["data"].take();
+    match v.state.schedules.list(&v.tenant(me), None, LISTED, 0).await {
+        Ok((rows, _)) => {
+            let mut schedules = as_json(rows.into_iter().map(ScheduleOut::from));
+            localize(&mut schedules, &["send_at", "next_run_at", "last_run_at", "created_at"], me);
             super::render(
                 v,
                 status,
@@ -216,7 +233,7 @@ async fn scheduled_page(
                 context! { nav => "scheduled", schedules, devices, error, s => values },
             )
         }
-        Err(f) => failure_page(v, &f),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
@@ -228,17 +245,19 @@ pub async fn create_scheduled(form: Form) -> Response {
     };
     let v = &form.v;
     let cron = form.get("kind") == "cron";
-    let body = json!({
-        "device": form.get("device"),
-        "to": form.get("to"),
-        "text": form.get("text"),
-        "send_at": if cron { Value::Null } else { Value::String(form.get("send_at").to_string()) },
-        "cron": if cron { Value::String(form.get("cron").to_string()) } else { Value::Null },
-        "timezone": tz_of(&me).name(),
-    });
-    match v.dash.json(v, &me, Method::POST, "/api/user/scheduled-messages", Some(&body)).await {
+    let input = NewScheduled {
+        device: form.get("device").to_string(),
+        to: form.get("to").to_string(),
+        text: Some(form.get("text").to_string()),
+        send_at: (!cron).then(|| form.get("send_at").to_string()),
+        cron: cron.then(|| form.get("cron").to_string()),
+        timezone: Some(tz_of(&me).name().to_string()),
+        ..NewScheduled::default()
+    };
+    match v.state.schedules.create(&v.tenant(&me), input).await {
         Ok(_) => Redirect::to("/scheduled").into_response(),
-        Err(f) => {
+        Err(e) => {
+            let f = ApiFailure::from(e);
             let values = json!({
                 "kind": if cron { "cron" } else { "once" },
                 "device_id": numeric(form.get("device")),
@@ -258,8 +277,7 @@ pub async fn cancel_scheduled(Path(id): Path<String>, form: Form) -> Response {
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let uri = format!("/api/user/scheduled-messages/{id}");
-    match v.dash.json(v, &me, Method::DELETE, &uri, None).await {
+    match v.state.schedules.cancel(&v.tenant(&me), id).await.map_err(ApiFailure::from) {
         Ok(_) => Redirect::to("/scheduled").into_response(),
         Err(f) if f.status == StatusCode::NOT_FOUND => failure_page(v, &f),
         Err(f) => scheduled_page(v, &me, shown_status(&f), Some(f.text(v)), json!({ "kind": "once" })).await,

@@ -186,6 +186,16 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Formulir kedaluwarsa atau tidak sah. Muat ulang halaman lalu coba lagi.",
         "The form expired or is not valid. Reload the page and try again.",
     ),
+    (
+        "nul_text",
+        "Isian tidak boleh berisi karakter NUL (U+0000).",
+        "A field must not contain the NUL character (U+0000).",
+    ),
+    (
+        "rate_limited_text",
+        "Terlalu banyak permintaan per menit untuk akun ini. Tunggu sebentar lalu muat ulang.",
+        "Too many requests a minute for this account. Wait a moment, then reload.",
+    ),
     ("error_title", "Terjadi kesalahan", "Something went wrong"),
     ("error_text", "Coba lagi sebentar lagi.", "Please try again in a moment."),
     ("timezone", "Zona waktu", "Time zone"),
@@ -365,6 +375,64 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Kosong: nilai paket. Angka: batas baru. unlimited: tanpa batas.",
         "Empty: the package's value. A number: a new limit. unlimited: no limit.",
     ),
+    ("st_reaction", "reaksi", "reaction"),
+    ("st_edited", "diedit", "edited"),
+    ("st_revoked", "dihapus", "deleted"),
+    ("st_poll_vote", "suara polling", "poll vote"),
+    ("st_read_mark", "ditandai dibaca", "marked read"),
+    ("kind_text", "Teks", "Text"),
+    ("kind_image", "🖼️ Gambar", "🖼️ Image"),
+    ("kind_video", "🎬 Video", "🎬 Video"),
+    ("kind_audio", "🎵 Audio", "🎵 Audio"),
+    ("kind_voice", "🎤 Pesan suara", "🎤 Voice note"),
+    ("kind_document", "📄 Dokumen", "📄 Document"),
+    ("kind_sticker", "🙂 Stiker", "🙂 Sticker"),
+    ("kind_location", "📍 Lokasi", "📍 Location"),
+    ("kind_contact", "👤 Kontak", "👤 Contact"),
+    ("kind_poll", "📊 Polling", "📊 Poll"),
+    ("kind_unsupported", "❔ Tidak didukung", "❔ Unsupported"),
+    ("unsupported_kind", "jenis di WhatsApp", "WhatsApp's kind"),
+    ("mark_edited", "diedit", "edited"),
+    ("mark_revoked", "dihapus", "deleted"),
+    ("mark_forwarded", "diteruskan", "forwarded"),
+    ("edited_at", "Diedit", "Edited"),
+    ("previous_texts", "Teks sebelumnya", "Earlier texts"),
+    ("revoked_at", "Dihapus untuk semua", "Deleted for everyone"),
+    ("read_at", "Ditandai dibaca", "Marked read"),
+    ("reply_to", "Membalas", "Reply to"),
+    ("quoted_no_text", "(pesan tanpa teks)", "(a message without text)"),
+    ("you", "Anda", "you"),
+    ("mentions", "Menyebut", "Mentions"),
+    ("reactions", "Reaksi", "Reactions"),
+    ("reaction_removed", "menarik reaksinya", "took the reaction back"),
+    ("media", "Media", "Media"),
+    ("media_download", "Unduh", "Download"),
+    ("media_pending", "sedang diunduh…", "downloading…"),
+    ("media_failed", "gagal diunduh", "could not be downloaded"),
+    ("media_expired", "dihapus setelah masa simpan", "deleted after the retention period"),
+    ("media_skipped", "tidak disimpan (unduhan dimatikan)", "not kept (downloads are off)"),
+    ("location", "Lokasi", "Location"),
+    ("open_map", "Buka di peta", "Open in a map"),
+    ("contacts", "Kontak", "Contacts"),
+    ("poll", "Polling", "Poll"),
+    ("poll_multiple", "boleh pilih lebih dari satu", "more than one choice allowed"),
+    ("poll_single", "pilih satu", "one choice"),
+    ("vote_one", "suara", "vote"),
+    ("votes", "suara", "votes"),
+    ("vote_cleared", "membatalkan pilihannya", "withdrew the vote"),
+    ("send_location_title", "Kirim lokasi", "Send a location"),
+    ("latitude", "Lintang (latitude)", "Latitude"),
+    ("longitude", "Bujur (longitude)", "Longitude"),
+    (
+        "coordinates_hint",
+        "Derajat desimal, mis. -6.2 dan 106.816666.",
+        "Decimal degrees, e.g. -6.2 and 106.816666.",
+    ),
+    ("place_name", "Nama tempat (opsional)", "Place name (optional)"),
+    ("place_address", "Alamat (opsional)", "Address (optional)"),
+    ("send_contact_title", "Kirim kontak", "Send a contact"),
+    ("contact_name", "Nama kontak", "Contact name"),
+    ("contact_phone", "Nomor kontak", "Contact phone number"),
     ("err_device_not_connected", "Perangkat belum terhubung.", "The device is not connected."),
     ("err_limit_exceeded", "Batas paket Anda sudah tercapai.", "Your package limit is reached."),
     ("err_validation_failed", "Periksa isian", "Check the field"),
@@ -386,6 +454,21 @@ mod tests {
             assert!(!id.is_empty() && !en.is_empty(), "{key}");
         }
         assert_eq!(Lang::Id.dict().len(), STRINGS.len());
+    }
+
+    /// Kinds and status-history changes are shown by key; a missing key would be an empty
+    /// label or badge.
+    #[test]
+    fn every_message_kind_and_change_has_a_label() {
+        use crate::messages::view::{
+            CHANGE_EDITED, CHANGE_POLL_VOTE, CHANGE_REACTION, CHANGE_READ_MARK, CHANGE_REVOKED,
+        };
+        for kind in crate::dashboard::pages::KINDS {
+            assert!(!Lang::En.t(&format!("kind_{kind}")).is_empty(), "{kind}");
+        }
+        for change in [CHANGE_REACTION, CHANGE_EDITED, CHANGE_REVOKED, CHANGE_POLL_VOTE, CHANGE_READ_MARK] {
+            assert!(!Lang::Id.t(&format!("st_{change}")).is_empty(), "{change}");
+        }
     }
 
     #[test]

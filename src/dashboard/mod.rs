@@ -1,30 +1,24 @@
-//! The web dashboard (SPEC §13): server-rendered pages under `/` for tenants.
+//! The web dashboard: server-rendered pages under `/` for tenants.
 //!
-//! The dashboard is an in-process client of the tenant API: a page calls the API's own
-//! handlers through its router, with the logged-in tenant put in the request as the
-//! authenticated [`Tenant`]. Validation, limits, activity logging and error codes are
-//! therefore the API's by construction; there is no second code path for business rules,
-//! no HTTP round trip and no API key. What the API does not cover (logins, sessions,
-//! passwords, language) lives here.
+//! Pages call the same services as the API (rules, schedules, devices, webhook endpoints,
+//! plugins, messages, keys, tenant administration) as the logged-in tenant or the operator,
+//! so validation, limits, activity logging and error codes are the same by construction; a
+//! page only turns its form into the service's input and renders the rows as the API shows
+//! them. What the API does not cover (logins, sessions, passwords, language) lives here.
 //!
 //! Templates (minijinja, HTML auto-escaped) and our own CSS and JavaScript are embedded in
 //! the binary; nothing is loaded from elsewhere, so the dashboard works offline.
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use chrono::{DateTime, Utc};
 use minijinja::{context, Environment, Value};
-use tower::ServiceExt;
-use utoipa_axum::router::OpenApiRouter;
 
-use crate::api::extract::Tenant;
-use crate::app::AppState;
+use crate::state::AppState;
 
 mod account;
 mod admin;
@@ -36,15 +30,15 @@ mod pages;
 mod plugins;
 pub mod session;
 pub mod store;
+mod throttle;
 mod webhooks;
 
 use session::{Viewer, Visitor};
 
-/// What every dashboard handler shares: templates, the API it calls, the login throttle.
+/// What every dashboard handler shares: templates, the login throttle, operator logins.
 pub struct Dashboard {
     templates: Environment<'static>,
-    api: Router,
-    pub throttle: session::Throttle,
+    pub throttle: throttle::Throttle,
     /// Operator logins (in memory: a restart logs the operator out).
     pub admins: admin::AdminSessions,
     /// Cookies get `Secure` when the gateway is reached over https.
@@ -59,8 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     }
     let dash = Arc::new(Dashboard {
         templates: templates(),
-        api: api_router(state),
-        throttle: session::Throttle::default(),
+        throttle: throttle::Throttle::default(),
         admins: admin::AdminSessions::default(),
         secure: state.config.server.public_url.trim().to_ascii_lowercase().starts_with("https://"),
         session_hours: state.config.dashboard.session_hours.max(1),
@@ -91,12 +84,15 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/webhook-logs/{id}/retry", post(webhooks::retry_delivery))
         .route("/send", get(pages::send_page).post(pages::send))
         .route("/send/media", post(pages::send_media))
+        .route("/send/location", post(pages::send_location))
+        .route("/send/contact", post(pages::send_contact))
         .route("/plugins", get(plugins::plugins).post(plugins::upload_plugin))
         .route("/plugins/{id}", get(plugins::plugin))
         .route("/plugins/{id}/{action}", post(plugins::plugin_action))
         .route("/history", get(pages::history))
         .route("/history/export.csv", get(pages::export_history))
         .route("/history/{id}", get(pages::message))
+        .route("/history/{id}/media", get(pages::message_media))
         .route("/admin", get(admin::tenants).post(admin::create_tenant))
         .route("/admin/login", get(admin::login_page).post(admin::login))
         .route("/admin/logout", post(admin::logout))
@@ -127,6 +123,7 @@ fn templates() -> Environment<'static> {
         ("send.html", include_str!("templates/send.html")),
         ("history.html", include_str!("templates/history.html")),
         ("message.html", include_str!("templates/message.html")),
+        ("marks.html", include_str!("templates/marks.html")),
         ("password.html", include_str!("templates/password.html")),
         ("rule_form.html", include_str!("templates/rule_form.html")),
         ("auto_reply.html", include_str!("templates/auto_reply.html")),
@@ -146,41 +143,26 @@ fn templates() -> Environment<'static> {
     env
 }
 
-/// The tenant API routes the dashboard calls, bound to the gateway's state.
-fn api_router(state: &AppState) -> Router {
-    let (router, _) = OpenApiRouter::new()
-        .merge(crate::api::account::router())
-        .merge(crate::api::admin::router())
-        .merge(crate::api::devices::router())
-        .merge(crate::api::messages::router())
-        .merge(crate::api::media::router())
-        .merge(crate::api::plugins::router())
-        .merge(crate::api::rules::router())
-        .merge(crate::api::schedules::router())
-        .merge(crate::api::webhooks::router())
-        .split_for_parts();
-    // The same cap as the public API: without it, extractors would fall back to axum's 2 MB.
-    router
-        .layer(axum::extract::DefaultBodyLimit::max(state.config.server.body_limit))
-        .with_state(state.clone())
-}
-
-/// Who an in-process API call is made as.
-pub enum Caller {
-    /// A tenant, put in the request as the authenticated [`Tenant`].
-    Tenant(Tenant),
-    /// The operator, with the admin token given at the admin login and the operator's IP
-    /// (given to the handler as the peer address, for the activity log).
-    Admin { token: String, ip: Option<String> },
-}
-
-/// An error answer of the API, as the dashboard shows it.
+/// An error of a service, as the dashboard shows it (the API answers the same error).
 #[derive(Debug)]
 pub struct ApiFailure {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
     pub field: Option<String>,
+}
+
+impl From<crate::error::ApiError> for ApiFailure {
+    fn from(e: crate::error::ApiError) -> Self {
+        let field = match &e {
+            crate::error::ApiError::Validation { field, .. } => Some(field.clone()),
+            _ => None,
+        };
+        if let crate::error::ApiError::Internal(err) = &e {
+            tracing::error!(error = ?err, "internal error");
+        }
+        ApiFailure { status: e.status(), code: e.code().to_string(), message: e.to_string(), field }
+    }
 }
 
 impl ApiFailure {
@@ -194,152 +176,6 @@ impl ApiFailure {
             ("internal", _) | (_, "") => v.lang.t("err_other").to_string(),
             (_, k) => format!("{k} ({})", self.message),
         }
-    }
-}
-
-impl Dashboard {
-    /// Calls the tenant API as the logged-in tenant; the API's answer as it is.
-    pub async fn call(
-        &self,
-        v: &Visitor,
-        me: &Viewer,
-        method: Method,
-        uri: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Response {
-        let caller = Caller::Tenant(Self::as_tenant(v, me));
-        match body {
-            Some(b) => {
-                self.send(caller, method, uri, Some("application/json"), Body::from(b.to_string())).await
-            }
-            None => self.send(caller, method, uri, None, Body::empty()).await,
-        }
-    }
-
-    fn as_tenant(v: &Visitor, me: &Viewer) -> Tenant {
-        Tenant { id: me.tenant.id, key_id: 0, package: me.tenant.package.clone(), ip: v.ip.clone() }
-    }
-
-    /// Calls the API as `caller` with a JSON body, for JSON answers.
-    pub async fn json_as(
-        &self,
-        caller: Caller,
-        method: Method,
-        uri: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value, ApiFailure> {
-        let response = match body {
-            Some(b) => {
-                self.send(caller, method, uri, Some("application/json"), Body::from(b.to_string())).await
-            }
-            None => self.send(caller, method, uri, None, Body::empty()).await,
-        };
-        Self::answer(response).await
-    }
-
-    /// Calls the API as `caller` with a body of `content_type`.
-    async fn send(
-        &self,
-        caller: Caller,
-        method: Method,
-        uri: &str,
-        content_type: Option<&str>,
-        body: Body,
-    ) -> Response {
-        let mut builder = Request::builder().method(method).uri(uri);
-        if let Some(content_type) = content_type {
-            builder = builder.header(header::CONTENT_TYPE, content_type);
-        }
-        if let Caller::Admin { token, .. } = &caller {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
-        let mut request = match builder.body(body) {
-            Ok(r) => r,
-            Err(_) => return StatusCode::BAD_REQUEST.into_response(),
-        };
-        match caller {
-            Caller::Tenant(tenant) => {
-                request.extensions_mut().insert(tenant);
-            }
-            Caller::Admin { ip, .. } => {
-                if let Some(ip) = ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
-                    let peer = std::net::SocketAddr::new(ip, 0);
-                    request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
-                }
-            }
-        }
-        match self.api.clone().oneshot(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        }
-    }
-
-    /// Like [`Dashboard::call`], for JSON answers: the body, or the API's error.
-    pub async fn json(
-        &self,
-        v: &Visitor,
-        me: &Viewer,
-        method: Method,
-        uri: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value, ApiFailure> {
-        Self::answer(self.call(v, me, method, uri, body).await).await
-    }
-
-    /// POSTs a `multipart/form-data` body of `texts` and `files` (API field name, file) to
-    /// the tenant API, as a browser would; the JSON answer or the API's error.
-    pub async fn upload(
-        &self,
-        v: &Visitor,
-        me: &Viewer,
-        uri: &str,
-        texts: &[(&str, &str)],
-        files: &[(&str, &session::FilePart)],
-    ) -> Result<serde_json::Value, ApiFailure> {
-        let boundary = format!("wag-{}", session::random_token());
-        let quoted = |s: &str| s.replace(['"', '\r', '\n', '\\'], "_");
-        let mut body = Vec::new();
-        for (name, value) in texts {
-            let head =
-                format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"\r\n\r\n", quoted(name));
-            body.extend_from_slice(head.as_bytes());
-            body.extend_from_slice(value.as_bytes());
-            body.extend_from_slice(b"\r\n");
-        }
-        for (name, file) in files {
-            let head = format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"; filename=\"{}\"\r\n\
-                 Content-Type: {}\r\n\r\n",
-                quoted(name),
-                quoted(&file.filename),
-                quoted(&file.content_type),
-            );
-            body.extend_from_slice(head.as_bytes());
-            body.extend_from_slice(&file.bytes);
-            body.extend_from_slice(b"\r\n");
-        }
-        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-        let content_type = format!("multipart/form-data; boundary={boundary}");
-        let caller = Caller::Tenant(Self::as_tenant(v, me));
-        let response = self.send(caller, Method::POST, uri, Some(&content_type), Body::from(body)).await;
-        Self::answer(response).await
-    }
-
-    /// The JSON body of a successful answer, or the API's error.
-    async fn answer(response: Response) -> Result<serde_json::Value, ApiFailure> {
-        let status = response.status();
-        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024 * 1024).await.unwrap_or_default();
-        let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
-        if status.is_success() {
-            return Ok(value);
-        }
-        let error = &value["error"];
-        Err(ApiFailure {
-            status,
-            code: error["code"].as_str().unwrap_or("internal").to_string(),
-            message: error["message"].as_str().unwrap_or("").to_string(),
-            field: error["field"].as_str().map(str::to_string),
-        })
     }
 }
 
@@ -392,6 +228,13 @@ pub fn render(v: &Visitor, status: StatusCode, template: &str, ctx: Value) -> Re
 /// A page that says what went wrong, in the visitor's language.
 pub fn error_page(v: &Visitor, status: StatusCode, title_key: &str, text_key: &str) -> Response {
     render(v, status, "error.html", context! { title => v.lang.t(title_key), text => v.lang.t(text_key) })
+}
+
+/// `page` with a `Retry-After` header of `wait`, in whole seconds rounded up.
+pub fn with_retry_after(mut page: Response, wait: std::time::Duration) -> Response {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    page.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(secs.max(1)));
+    page
 }
 
 /// The 404 page (also for another tenant's ids).

@@ -1,16 +1,23 @@
 //! WebAssembly plugins: the list in run order, upload, enable/disable, order, devices,
-//! configuration, a dry run and the latest runs, from the tenant API (`/api/user/plugins`,
-//! `/api/user/webhook-logs?kind=plugin`).
+//! configuration, a dry run and the latest runs, through the plugin service as the API does.
 
 use axum::extract::Path;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde_json::{json, Value};
 
-use super::pages::{device_list, failure_page, localize, numeric};
-use super::render;
+use super::pages::{as_json, as_value, device_list, failure_page, localize, numeric};
 use super::session::{FileForm, Form, Signed, Viewer, Visitor};
+use super::{render, ApiFailure};
+use crate::api::plugins::{plugin_out, test_out, PluginTestOut};
+use crate::api::webhooks::log_out;
+use crate::db::webhooks::LogFilter;
+use crate::error::{ApiError, ApiResult};
+use crate::plugins::manage::{PluginChange, Trial, UploadFields};
+
+/// How many plugins the page lists.
+const PLUGINS_LISTED: i64 = 100;
 
 /// Runs shown on a plugin's page.
 const RUNS_SHOWN: i64 = 25;
@@ -40,9 +47,9 @@ async fn plugins_page(
         Ok(d) => d,
         Err(f) => return failure_page(v, &f),
     };
-    let mut list = match v.dash.json(v, me, Method::GET, "/api/user/plugins?limit=100", None).await {
-        Ok(mut page) => page["data"].take(),
-        Err(f) => return failure_page(v, &f),
+    let mut list = match v.state.plugins.list(&v.tenant(me), PLUGINS_LISTED, 0).await {
+        Ok((rows, _)) => as_json(rows.into_iter().map(plugin_out)),
+        Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut list, &["last_run_at", "created_at"], me);
     render(v, status, "plugins.html", context! { nav => "plugins", plugins => list, devices, error, p })
@@ -56,16 +63,19 @@ pub async fn upload_plugin(upload: FileForm) -> Response {
         Err(r) => return r.into_response(),
     };
     let v = &form.v;
-    let devices = form.all("devices").join(",");
-    let texts = [
-        ("name", form.get("name")),
-        ("order", form.get("order")),
-        ("config", form.get("config")),
-        ("devices", devices.as_str()),
-    ];
-    let files: Vec<(&str, _)> = upload.file("file").map(|f| ("file", f)).into_iter().collect();
-    match v.dash.upload(v, &me, "/api/user/plugins", &texts, &files).await {
-        Ok(made) => Redirect::to(&format!("/plugins/{}", made["id"].as_i64().unwrap_or(0))).into_response(),
+    let fields = UploadFields {
+        name: Some(form.get("name").to_string()),
+        enabled: None,
+        devices: form.all("devices").into_iter().map(str::to_string).collect(),
+        order: Some(form.get("order").to_string()),
+        config: Some(form.get("config").to_string()),
+    };
+    let uploaded = match upload.file("file") {
+        Some(file) => v.state.plugins.upload(&v.tenant(&me), file.bytes.clone(), fields).await,
+        None => Err(ApiError::validation("file", "missing the `file` part")),
+    };
+    match uploaded.map_err(ApiFailure::from) {
+        Ok(made) => Redirect::to(&format!("/plugins/{}", made.id)).into_response(),
         Err(f) => {
             let p =
                 json!({ "name": form.get("name"), "order": form.get("order"), "config": form.get("config") });
@@ -79,7 +89,7 @@ pub async fn upload_plugin(upload: FileForm) -> Response {
 struct Shown {
     error: Option<String>,
     config: Option<String>,
-    test: Option<Value>,
+    test: Option<PluginTestOut>,
     text: Option<String>,
 }
 
@@ -90,36 +100,40 @@ pub async fn plugin(Signed { v, me }: Signed, Path(id): Path<String>) -> Respons
 }
 
 async fn plugin_page(v: &Visitor, me: &Viewer, id: i64, status: StatusCode, shown: Shown) -> Response {
-    let mut p = match v.dash.json(v, me, Method::GET, &format!("/api/user/plugins/{id}"), None).await {
-        Ok(p) => p,
-        Err(f) => return failure_page(v, &f),
+    let tenant = v.tenant(me);
+    let (mut p, stored_config) = match v.state.plugins.get(&tenant, id).await {
+        Ok(row) => {
+            let config: Value = serde_json::from_str(&row.config).unwrap_or_default();
+            (as_value(plugin_out(row)), config)
+        }
+        Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut p, &["last_run_at", "compiled_at", "created_at", "updated_at"], me);
     let devices = match device_list(v, me).await {
         Ok(d) => d,
         Err(f) => return failure_page(v, &f),
     };
-    let uri = format!("/api/user/webhook-logs?kind=plugin&plugin={id}&limit={RUNS_SHOWN}");
-    let mut runs = match v.dash.json(v, me, Method::GET, &uri, None).await {
-        Ok(mut page) => page["data"].take(),
-        Err(f) => return failure_page(v, &f),
+    let runs_of_this = LogFilter { kind: Some("plugin".into()), plugin_id: Some(id), ..LogFilter::default() };
+    let mut runs = match v.state.endpoints.logs(&tenant, &runs_of_this, RUNS_SHOWN, 0).await {
+        Ok((rows, _)) => as_json(rows.into_iter().map(log_out)),
+        Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut runs, &["created_at"], me);
     let config =
-        shown.config.unwrap_or_else(|| serde_json::to_string_pretty(&p["config"]).unwrap_or_default());
+        shown.config.unwrap_or_else(|| serde_json::to_string_pretty(&stored_config).unwrap_or_default());
     let decision = shown
         .test
         .as_ref()
-        .and_then(|t| t.get("decision"))
-        .filter(|d| !d.is_null())
+        .and_then(|t| t.decision.as_ref())
         .map(|d| serde_json::to_string_pretty(d).unwrap_or_default());
+    let test = shown.test.map(minijinja::Value::from_serialize);
     render(
         v,
         status,
         "plugin.html",
         context! {
             nav => "plugins", p, devices, runs, config, decision,
-            error => shown.error, test => shown.test, text => shown.text.unwrap_or_else(|| "halo".into()),
+            error => shown.error, test, text => shown.text.unwrap_or_else(|| "halo".into()),
         },
     )
 }
@@ -133,13 +147,15 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let uri = format!("/api/user/plugins/{id}");
+    let tenant = v.tenant(&me);
+    let plugins = &v.state.plugins;
     match action.as_str() {
         "toggle" => {
-            let body = json!({ "enabled": form.get("enabled") == "true" });
-            match v.dash.json(v, &me, Method::PATCH, &uri, Some(&body)).await {
+            let change =
+                PluginChange { enabled: Some(form.get("enabled") == "true"), ..PluginChange::default() };
+            match plugins.update(&tenant, id, change).await {
                 Ok(_) => Redirect::to("/plugins").into_response(),
-                Err(f) => failure_page(v, &f),
+                Err(e) => failure_page(v, &e.into()),
             }
         }
         "settings" => {
@@ -153,17 +169,20 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
                     return plugin_page(v, &me, id, StatusCode::UNPROCESSABLE_ENTITY, shown).await;
                 }
             };
-            let order = form.get("order").trim();
-            let order = if order.is_empty() {
-                Value::Null
-            } else {
-                order.parse::<i64>().map_or(json!(order), Value::from)
+            let changed = match order_of(form.get("order")) {
+                Ok(order) => {
+                    let devices = form.all("devices").into_iter().map(str::to_string).collect();
+                    let change = PluginChange {
+                        devices: Some(devices),
+                        config: Some(parsed),
+                        order,
+                        ..PluginChange::default()
+                    };
+                    plugins.update(&tenant, id, change).await
+                }
+                Err(e) => Err(e),
             };
-            let mut body = json!({ "devices": form.all("devices"), "config": parsed });
-            if !order.is_null() {
-                body["order"] = order;
-            }
-            match v.dash.json(v, &me, Method::PATCH, &uri, Some(&body)).await {
+            match changed.map_err(ApiFailure::from) {
                 Ok(_) => Redirect::to(&format!("/plugins/{id}")).into_response(),
                 Err(f) if f.status == StatusCode::NOT_FOUND && f.field.is_none() => failure_page(v, &f),
                 Err(f) => {
@@ -174,19 +193,12 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
             }
         }
         "test" => {
-            let body = json!({ "text": form.get("text") });
-            let answer = v.dash.json(v, &me, Method::POST, &format!("{uri}/test"), Some(&body)).await;
+            let trial = Trial { text: Some(form.get("text").to_string()), ..Trial::default() };
             let text = Some(form.get("text").to_string());
-            match answer {
-                Ok(result) => {
-                    plugin_page(
-                        v,
-                        &me,
-                        id,
-                        StatusCode::OK,
-                        Shown { test: Some(result), text, ..Shown::default() },
-                    )
-                    .await
+            match plugins.try_run(&tenant, id, trial).await.map_err(ApiFailure::from) {
+                Ok(report) => {
+                    let shown = Shown { test: Some(test_out(report)), text, ..Shown::default() };
+                    plugin_page(v, &me, id, StatusCode::OK, shown).await
                 }
                 Err(f) if f.status == StatusCode::NOT_FOUND => failure_page(v, &f),
                 Err(f) => {
@@ -195,10 +207,19 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
                 }
             }
         }
-        "delete" => match v.dash.json(v, &me, Method::DELETE, &uri, None).await {
-            Ok(_) => Redirect::to("/plugins").into_response(),
-            Err(f) => failure_page(v, &f),
+        "delete" => match plugins.delete(&tenant, id).await {
+            Ok(()) => Redirect::to("/plugins").into_response(),
+            Err(e) => failure_page(v, &e.into()),
         },
         _ => super::not_found(v),
     }
+}
+
+/// The run order from the form: empty keeps the plugin's.
+fn order_of(raw: &str) -> ApiResult<Option<i64>> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    raw.parse().map(Some).map_err(|_| ApiError::validation("order", "must be a whole number"))
 }

@@ -4,18 +4,12 @@
 //! Secure when `server.public_url` is https); the database keeps only its SHA-256. Each login
 //! has its own CSRF token, which every form carries in the hidden field `csrf`. Before login
 //! the forms (login, language) carry the value of a `wag_csrf` cookie instead (double submit).
-//!
-//! Failed logins are throttled per email and client IP, in memory: after
-//! [`MAX_FAILURES`] failures within [`FAILURE_WINDOW`] that pair is refused until the window
-//! has passed. The count is per process, so with several gateway processes an attacker gets
-//! that many tries per process; the argon2 cost bounds the rest.
+//! Failed logins are throttled by [`super::throttle`].
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Multipart, Request};
+use axum::extract::{FromRequest, FromRequestParts, Multipart, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,17 +17,15 @@ use rand::RngCore;
 
 use super::i18n::Lang;
 use super::Dashboard;
-use crate::app::AppState;
+use crate::api::extract::ClientIp;
 use crate::db::TenantRow;
-use crate::tenants::hash_key;
+use crate::limits::Resource;
+use crate::state::AppState;
+use crate::tenants::{hash_key, Tenant};
 
 pub const SESSION_COOKIE: &str = "wag_session";
 pub const CSRF_COOKIE: &str = "wag_csrf";
 pub const LANG_COOKIE: &str = "wag_lang";
-
-/// Failed logins allowed per email and IP within [`FAILURE_WINDOW`].
-pub const MAX_FAILURES: u32 = 5;
-pub const FAILURE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// 256 random bits as hex.
 pub fn random_token() -> String {
@@ -72,6 +64,8 @@ pub struct Viewer {
 #[derive(Clone)]
 pub struct Visitor {
     pub dash: Arc<Dashboard>,
+    /// The gateway's services, which pages call as the logged-in tenant.
+    pub state: AppState,
     pub lang: Lang,
     pub ip: Option<String>,
     /// The path and query of the page, to come back to after switching language.
@@ -83,6 +77,11 @@ pub struct Visitor {
 }
 
 impl Visitor {
+    /// The logged-in tenant as services see it: acting from this visitor's address.
+    pub fn tenant(&self, me: &Viewer) -> Tenant {
+        Tenant { id: me.tenant.id, key_id: 0, package: me.tenant.package.clone(), ip: self.ip.clone() }
+    }
+
     /// The token forms on this page must carry.
     pub fn csrf(&self) -> &str {
         self.viewer.as_ref().map(|v| v.csrf.as_str()).unwrap_or(&self.anon_csrf)
@@ -101,7 +100,7 @@ impl FromRequestParts<AppState> for Visitor {
             .get::<Arc<Dashboard>>()
             .cloned()
             .ok_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response())?;
-        let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(a)| a.ip().to_string());
+        let Ok(ClientIp(ip)) = ClientIp::from_request_parts(parts, state).await;
         let mut viewer = None;
         let mut session_lang = None;
         if let Some(token) = cookie(&parts.headers, SESSION_COOKIE).filter(|t| t.len() == 64) {
@@ -129,7 +128,29 @@ impl FromRequestParts<AppState> for Visitor {
         let anon_csrf_new = existing.is_none();
         let anon_csrf = existing.unwrap_or_else(random_token);
         let path = parts.uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
-        let visitor = Visitor { dash, lang, ip, path, viewer, anon_csrf, anon_csrf_new };
+        let visitor =
+            Visitor { dash, state: state.clone(), lang, ip, path, viewer, anon_csrf, anon_csrf_new };
+        if let Some(me) = &visitor.viewer {
+            // A logged-in page or action is one request against the tenant's per-minute
+            // allowance, shared with its API keys (the API calls it makes inside are not
+            // counted again).
+            let rpm = match state.limits.limits(me.tenant.id, &me.tenant.package).await {
+                Ok(limits) => limits.get(Resource::RequestsPerMinute),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the tenant's limits");
+                    None
+                }
+            };
+            if let Err(wait) = state.rate.check(me.tenant.id, None, rpm) {
+                let page = super::error_page(
+                    &visitor,
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "error_title",
+                    "rate_limited_text",
+                );
+                return Err(super::with_retry_after(page, wait));
+            }
+        }
         parts.extensions.insert(visitor.clone());
         Ok(visitor)
     }
@@ -215,6 +236,15 @@ impl Form {
                 "csrf_text",
             )));
         }
+        // Nothing the dashboard stores may hold U+0000 (PostgreSQL cannot), as in the API.
+        if pairs.iter().any(|(k, value)| k.contains('\0') || value.contains('\0')) {
+            return Err(Box::new(super::error_page(
+                &v,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "error_title",
+                "nul_text",
+            )));
+        }
         Ok(Form { v, fields, pairs })
     }
 }
@@ -279,57 +309,9 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// Failed logins per (email, IP), in memory.
-#[derive(Default)]
-pub struct Throttle {
-    failures: Mutex<HashMap<(String, String), (u32, Instant)>>,
-}
-
-impl Throttle {
-    /// Whether this pair may try now.
-    pub fn allowed(&self, email: &str, ip: &str) -> bool {
-        let map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        match map.get(&(email.to_string(), ip.to_string())) {
-            Some((n, since)) => *n < MAX_FAILURES || since.elapsed() >= FAILURE_WINDOW,
-            None => true,
-        }
-    }
-
-    /// Counts a failure.
-    pub fn failed(&self, email: &str, ip: &str) {
-        let mut map = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() > 10_000 {
-            map.retain(|_, (_, since)| since.elapsed() < FAILURE_WINDOW);
-        }
-        let entry = map.entry((email.to_string(), ip.to_string())).or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= FAILURE_WINDOW {
-            *entry = (0, Instant::now());
-        }
-        entry.0 += 1;
-    }
-
-    /// Forgets the pair's failures after a successful login.
-    pub fn succeeded(&self, email: &str, ip: &str) {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&(email.to_string(), ip.to_string()));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_throttle_refuses_after_five_failures_and_forgets_on_success() {
-        let t = Throttle::default();
-        for _ in 0..MAX_FAILURES {
-            assert!(t.allowed("a@b.id", "1.2.3.4"));
-            t.failed("a@b.id", "1.2.3.4");
-        }
-        assert!(!t.allowed("a@b.id", "1.2.3.4"));
-        assert!(t.allowed("a@b.id", "1.2.3.5"), "another IP is counted apart");
-        t.succeeded("a@b.id", "1.2.3.4");
-        assert!(t.allowed("a@b.id", "1.2.3.4"));
-    }
 
     #[test]
     fn cookies_are_found_among_others() {

@@ -1,16 +1,28 @@
 //! Webhook endpoints (secret shown once, rotate, enable, delete) and their delivery log with
-//! retry, from the tenant API (`/api/user/webhooks`, `/api/user/webhook-logs`).
+//! retry, through the endpoint service as the API does.
 
 use axum::extract::Path;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use minijinja::context;
 use serde_json::{json, Value};
 
-use super::pages::{device_list, failure_page, localize, numeric};
-use super::render;
+use super::pages::{as_json, device_list, failure_page, localize, numeric};
 use super::session::{Form, Signed, Viewer, Visitor};
+use super::{render, ApiFailure};
+use crate::api::webhooks::{log_out, webhook_out};
+use crate::db::webhooks::{EndpointRow, LogFilter};
+use crate::webhooks::endpoints::EndpointChange;
 use crate::webhooks::events::EventType;
+
+/// How many endpoints and log rows the page lists.
+const ENDPOINTS_LISTED: i64 = 100;
+const LOGS_LISTED: i64 = 25;
+
+/// The secret to show once, with the endpoint it signs for.
+fn shown_secret(row: &EndpointRow, secret: String) -> Value {
+    json!({ "id": row.id, "url": row.url, "secret": secret })
+}
 
 /// What the page shows besides the lists: a new secret, an error, the typed form.
 #[derive(Default)]
@@ -30,15 +42,16 @@ async fn webhooks_page(v: &Visitor, me: &Viewer, status: StatusCode, shown: Show
         Ok(d) => d,
         Err(f) => return failure_page(v, &f),
     };
-    let mut endpoints = match v.dash.json(v, me, Method::GET, "/api/user/webhooks?limit=100", None).await {
-        Ok(mut p) => p["data"].take(),
-        Err(f) => return failure_page(v, &f),
+    let tenant = v.tenant(me);
+    let mut endpoints = match v.state.endpoints.list(&tenant, ENDPOINTS_LISTED, 0).await {
+        Ok((rows, _)) => as_json(rows.into_iter().map(|r| webhook_out(r, None))),
+        Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut endpoints, &["last_success_at", "last_failure_at", "disabled_at", "created_at"], me);
-    let uri = "/api/user/webhook-logs?kind=webhook&limit=25";
-    let mut logs = match v.dash.json(v, me, Method::GET, uri, None).await {
-        Ok(mut p) => p["data"].take(),
-        Err(f) => return failure_page(v, &f),
+    let webhooks_only = LogFilter { kind: Some("webhook".into()), ..LogFilter::default() };
+    let mut logs = match v.state.endpoints.logs(&tenant, &webhooks_only, LOGS_LISTED, 0).await {
+        Ok((rows, _)) => as_json(rows.into_iter().map(log_out)),
+        Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut logs, &["created_at"], me);
     let events: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
@@ -71,20 +84,22 @@ pub async fn create_webhook(form: Form) -> Response {
     let v = &form.v;
     let events: Vec<String> = form.all("events").into_iter().map(str::to_string).collect();
     let device = form.get("device").trim();
-    let body = json!({
-        "url": form.get("url"),
-        "mode": form.get("mode"),
-        "events": events,
-        "device": if device.is_empty() { Value::Null } else { Value::String(device.to_string()) },
-        "description": form.get("description"),
-    });
-    match v.dash.json(v, &me, Method::POST, "/api/user/webhooks", Some(&body)).await {
-        Ok(made) => {
-            let secret = json!({ "id": made["id"], "url": made["url"], "secret": made["secret"] });
+    let change = EndpointChange {
+        url: Some(form.get("url").to_string()),
+        mode: Some(form.get("mode").to_string()),
+        events: Some(events.clone()),
+        device: Some((!device.is_empty()).then(|| device.to_string())),
+        description: Some(form.get("description").to_string()),
+        enabled: None,
+    };
+    match v.state.endpoints.create(&v.tenant(&me), change).await {
+        Ok((row, secret)) => {
+            let secret = shown_secret(&row, secret);
             webhooks_page(v, &me, StatusCode::CREATED, Shown { secret: Some(secret), ..Shown::default() })
                 .await
         }
-        Err(f) => {
+        Err(e) => {
+            let f = ApiFailure::from(e);
             let values = json!({
                 "url": form.get("url"), "mode": form.get("mode"), "events": events,
                 "device_id": numeric(device), "description": form.get("description"),
@@ -103,23 +118,33 @@ pub async fn webhook_action(Path((id, action)): Path<(String, String)>, form: Fo
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let uri = format!("/api/user/webhooks/{id}");
-    let answer = match action.as_str() {
-        "rotate" => v.dash.json(v, &me, Method::POST, &format!("{uri}/rotate-secret"), None).await,
+    let tenant = v.tenant(&me);
+    let endpoints = &v.state.endpoints;
+    let done = match action.as_str() {
+        "rotate" => match endpoints.rotate_secret(&tenant, id).await {
+            Ok((row, secret)) => {
+                let secret = shown_secret(&row, secret);
+                return webhooks_page(
+                    v,
+                    &me,
+                    StatusCode::OK,
+                    Shown { secret: Some(secret), ..Shown::default() },
+                )
+                .await;
+            }
+            Err(e) => Err(e),
+        },
         "toggle" => {
-            let body = json!({ "enabled": form.get("enabled") == "true" });
-            v.dash.json(v, &me, Method::PATCH, &uri, Some(&body)).await
+            let change =
+                EndpointChange { enabled: Some(form.get("enabled") == "true"), ..EndpointChange::default() };
+            endpoints.update(&tenant, id, change).await.map(drop)
         }
-        "delete" => v.dash.json(v, &me, Method::DELETE, &uri, None).await,
+        "delete" => endpoints.delete(&tenant, id).await,
         _ => return super::not_found(v),
     };
-    match answer {
-        Ok(rotated) if action == "rotate" => {
-            let secret = json!({ "id": rotated["id"], "url": rotated["url"], "secret": rotated["secret"] });
-            webhooks_page(v, &me, StatusCode::OK, Shown { secret: Some(secret), ..Shown::default() }).await
-        }
-        Ok(_) => Redirect::to("/webhooks").into_response(),
-        Err(f) => failure_page(v, &f),
+    match done {
+        Ok(()) => Redirect::to("/webhooks").into_response(),
+        Err(e) => failure_page(v, &e.into()),
     }
 }
 
@@ -131,8 +156,7 @@ pub async fn retry_delivery(Path(id): Path<String>, form: Form) -> Response {
     };
     let v = &form.v;
     let Some(id) = numeric(&id) else { return super::not_found(v) };
-    let uri = format!("/api/user/webhook-logs/{id}/retry");
-    match v.dash.json(v, &me, Method::POST, &uri, None).await {
+    match v.state.endpoints.retry(&v.tenant(&me), id).await.map_err(ApiFailure::from) {
         Ok(_) => Redirect::to("/webhooks").into_response(),
         Err(f) if f.status == StatusCode::NOT_FOUND => failure_page(v, &f),
         Err(f) => {

@@ -1,7 +1,8 @@
 //! WhatsApp devices. Tenant calls take the tenant id first; the `system_*` calls are for the
 //! device supervisor and the simulator control API, which act across tenants.
 
-use super::{now_ms, reader, writer, Db, DbError, DbResult};
+use super::{insert_within_limit, now_ms, reader, writer, Db, DbError, DbResult};
+use crate::resource::Resource;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeviceRow {
@@ -19,57 +20,36 @@ pub struct DeviceRow {
 
 const COLUMNS: &str = "id, user_id, phone, name, status, status_detail, jid, paired, created_at, updated_at";
 
-/// Outcome of creating a device under the package's device limit.
-#[derive(Debug)]
-pub enum CreateDevice {
-    Created(DeviceRow),
-    OverLimit,
-}
-
 impl Db {
-    /// Creates a device unless the tenant already has `limit` devices (`None` = unlimited).
-    /// The count and the insert happen in one transaction holding the tenant's lock, so
-    /// concurrent creations cannot overshoot.
+    /// Creates a device unless the tenant already has `limit` devices (`None` = unlimited; the
+    /// answer is `None` at the limit). A phone number the tenant already uses is
+    /// `DbError::Conflict`.
     pub async fn create_device(
         &self,
         tenant: i64,
         phone: &str,
         name: &str,
         limit: Option<i64>,
-    ) -> DbResult<CreateDevice> {
+    ) -> DbResult<Option<DeviceRow>> {
         let insert = format!(
             "INSERT INTO devices (user_id, phone, name, status, created_at, updated_at) \
              VALUES ($1, $2, $3, 'disconnected', $4, $4) RETURNING {COLUMNS}"
         );
-        let lock = self.lock_tenant_sql();
-        let outcome = writer!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
+        insert_within_limit!(self, tenant, Resource::Devices, limit, |tx| {
+            sqlx::query_as(&insert)
                 .bind(tenant)
+                .bind(phone)
+                .bind(name)
+                .bind(now_ms())
                 .fetch_one(&mut *tx)
-                .await?;
-            if limit.is_some_and(|l| count >= l) {
-                CreateDevice::OverLimit
-            } else {
-                let row = sqlx::query_as(&insert)
-                    .bind(tenant)
-                    .bind(phone)
-                    .bind(name)
-                    .bind(now_ms())
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(|e| match DbError::from(e) {
-                        DbError::Conflict(_) => {
-                            DbError::Conflict("you already have a device with this phone number".into())
-                        }
-                        other => other,
-                    })?;
-                tx.commit().await?;
-                CreateDevice::Created(row)
-            }
-        });
-        Ok(outcome)
+                .await
+                .map_err(|e| match DbError::from(e) {
+                    DbError::Conflict(_) => {
+                        DbError::Conflict("you already have a device with this phone number".into())
+                    }
+                    other => other,
+                })?
+        })
     }
 
     pub async fn device(&self, tenant: i64, id: i64) -> DbResult<Option<DeviceRow>> {

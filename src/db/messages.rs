@@ -3,9 +3,17 @@
 //! Outbound messages are rows with status `queued` until the device's sender takes them, so the
 //! queue survives restarts; inbound messages are unique per (device, WhatsApp id).
 
+use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
 use super::{now_ms, reader, writer, Db, DbResult, Dialect};
+pub use crate::content::Details;
+
+mod details;
+mod media;
+mod queue;
+
+pub use details::MessageRef;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MessageRow {
@@ -24,12 +32,56 @@ pub struct MessageRow {
     pub wa_id: Option<String>,
     pub push_name: Option<String>,
     pub is_group: bool,
+    /// [`MediaMeta`] as JSON; read it with [`MessageRow::media_meta`].
     pub media: Option<String>,
     pub error: Option<String>,
     pub source: String,
     pub attempts: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// [`Details`] as JSON; read it with [`MessageRow::details`].
+    pub details: Option<String>,
+    /// Where the media bytes are: `pending`, `stored`, `failed`, `expired` or `skipped`.
+    pub media_state: Option<String>,
+    /// The sender's LID (`…@lid`) of an inbound message WhatsApp addressed by LID.
+    pub sender_lid: Option<String>,
+}
+
+/// Media metadata stored with a message (`messages.media`, JSON).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MediaMeta {
+    pub kind: String,
+    pub mime: Option<String>,
+    pub size: Option<u64>,
+    pub filename: Option<String>,
+    pub caption: Option<String>,
+    /// Where the bytes wait while the message is queued.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub blob_id: Option<i64>,
+    /// The object in the media store holding the bytes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key: Option<String>,
+    /// Why the download failed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    /// SHA-256 of the bytes kept, hex.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub sha256: Option<String>,
+    /// What the driver needs to download the bytes again (its own format).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub source: Option<String>,
+}
+
+impl MessageRow {
+    /// The media this message carries, read from the `media` column.
+    pub fn media_meta(&self) -> Option<MediaMeta> {
+        self.media.as_deref().and_then(|m| serde_json::from_str(m).ok())
+    }
+
+    /// What the message carries besides text and media, and what happened to it since.
+    pub fn details(&self) -> Details {
+        Details::from_json(self.details.as_deref())
+    }
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -54,6 +106,8 @@ pub struct NewMessage {
     pub status: String,
     pub wa_id: Option<String>,
     pub push_name: Option<String>,
+    /// The sender's LID JID when WhatsApp addressed an inbound message by LID.
+    pub sender_lid: Option<String>,
     pub is_group: bool,
     /// JSON: media metadata (and, for queued outbound media, where the bytes are).
     pub media: Option<String>,
@@ -62,6 +116,10 @@ pub struct NewMessage {
     pub idempotency_key: Option<String>,
     /// Set to store the message already in a final state (e.g. `failed` with its reason).
     pub error: Option<String>,
+    /// [`Details`] as JSON.
+    pub details: Option<String>,
+    /// `pending` when the media is to be downloaded, `skipped` when downloads are off.
+    pub media_state: Option<String>,
 }
 
 /// Filters of the history list and export. Every field narrows the result.
@@ -70,8 +128,12 @@ pub struct MessageFilter {
     pub device_id: Option<i64>,
     pub direction: Option<String>,
     pub chat: Option<String>,
+    /// The sender: a phone number's digits, or a LID JID.
+    pub sender: Option<String>,
     pub q: Option<String>,
     pub status: Option<String>,
+    /// The message's `type` (`text`, `image`, `location`, ...).
+    pub kind: Option<String>,
     /// Unix ms, inclusive.
     pub since: Option<i64>,
     /// Unix ms, exclusive.
@@ -83,7 +145,7 @@ pub struct MessageFilter {
 
 const COLUMNS: &str = "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
      m.sender, m.recipient, m.text, m.type, m.status, m.wa_id, m.push_name, m.is_group, m.media, m.error, \
-     m.source, m.attempts, m.created_at, m.updated_at";
+     m.source, m.attempts, m.created_at, m.updated_at, m.details, m.media_state, m.sender_lid";
 
 /// The rows of the history with their device: the tenant's indexes find them.
 const FROM_MESSAGES: &str = "FROM messages m JOIN devices d ON d.id = m.device_id";
@@ -108,16 +170,6 @@ pub struct MessagePage {
     /// The number of matching rows, or a lower bound when `exact` is false.
     pub total: i64,
     pub exact: bool,
-}
-
-/// Statuses an outbound message may move to from each status (receipts never go backwards).
-fn earlier_statuses(status: &str) -> &'static [&'static str] {
-    match status {
-        "sent" => &["queued"],
-        "delivered" => &["queued", "sent"],
-        "read" => &["queued", "sent", "delivered"],
-        _ => &[],
-    }
 }
 
 enum Arg {
@@ -202,6 +254,16 @@ impl MessageFilter {
         }
         if let Some(v) = &self.direction {
             push(&format!(" AND {} = ?", col(3, "direction")), Arg::Str(v.clone()), &mut sql);
+        }
+        if let Some(v) = &self.sender {
+            // Never the leading index (there is none by sender): the tenant's history is walked.
+            let column = if dialect == Dialect::Sqlite { "+m.sender" } else { "m.sender" };
+            push(&format!(" AND {column} = ?"), Arg::Str(v.clone()), &mut sql);
+        }
+        if let Some(v) = &self.kind {
+            // Never the leading index: a type is common, any other filter narrows more.
+            let column = if dialect == Dialect::Sqlite { "+m.type" } else { "m.type" };
+            push(&format!(" AND {column} = ?"), Arg::Str(v.clone()), &mut sql);
         }
         if let Some(v) = self.since {
             push(" AND m.created_at >= ?", Arg::I64(v), &mut sql);
@@ -333,8 +395,9 @@ impl Db {
             let mut tx = p.begin().await?;
             let id: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO messages (user_id, device_id, direction, chat, sender, recipient, text, type, \
-                 status, wa_id, push_name, is_group, media, source, idempotency_key, error, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+                 status, wa_id, push_name, is_group, media, source, idempotency_key, error, created_at, updated_at, \
+                 sender_lid, details, media_state) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17, $18, $19, $20) \
                  ON CONFLICT (device_id, direction, wa_id) DO NOTHING RETURNING id",
             )
             .bind(m.user_id)
@@ -354,6 +417,9 @@ impl Db {
             .bind(&m.idempotency_key)
             .bind(&m.error)
             .bind(now)
+            .bind(&m.sender_lid)
+            .bind(&m.details)
+            .bind(&m.media_state)
             .fetch_optional(&mut *tx)
             .await?;
             if let Some(id) = id {
@@ -374,7 +440,8 @@ impl Db {
         }
     }
 
-    async fn message_by_idempotency_key(&self, tenant: i64, key: &str) -> DbResult<Option<MessageRow>> {
+    /// The tenant's message stored with this idempotency key.
+    pub async fn message_by_idempotency_key(&self, tenant: i64, key: &str) -> DbResult<Option<MessageRow>> {
         let sql = format!("{COLUMNS} {FROM_MESSAGES} WHERE m.user_id = $1 AND m.idempotency_key = $2");
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(key).fetch_optional(p).await)?)
     }
@@ -408,6 +475,7 @@ impl Db {
         limit: i64,
         offset: i64,
     ) -> DbResult<MessagePage> {
+        let (limit, offset) = super::clamp_page(limit, offset);
         let dialect = self.dialect();
         let plan = self.plan(filter).await?;
         let rows = match (plan.page, &self.pools) {
@@ -440,7 +508,7 @@ impl Db {
         );
         let counted: i64 = reader!(self, |p| {
             let q = bind_args!(sqlx::query_scalar(&count_sql).bind(tenant), &args);
-            q.bind(bound + 1).fetch_one(p).await
+            q.bind(bound.saturating_add(1)).fetch_one(p).await
         })?;
         Ok(MessagePage { rows, total: counted.min(bound), exact: counted <= bound })
     }
@@ -502,210 +570,5 @@ impl Db {
             page: if narrowed || filter.status.is_some() { Source::Scan } else { Source::Recent },
             count: if narrowed { Source::Scan } else { Source::Search },
         })
-    }
-
-    /// The next outbound message waiting in a device's queue, oldest first.
-    pub async fn next_queued(&self, device_id: i64) -> DbResult<Option<(i64, i64)>> {
-        Ok(reader!(self, |p| sqlx::query_as(
-            "SELECT id, user_id FROM messages WHERE device_id = $1 AND status = 'queued' \
-             AND (next_attempt_at IS NULL OR next_attempt_at <= $2) ORDER BY id LIMIT 1"
-        )
-        .bind(device_id)
-        .bind(now_ms())
-        .fetch_optional(p)
-        .await)?)
-    }
-
-    /// When the next queued message of a device becomes due (Unix ms), if any is queued.
-    pub async fn next_queued_due(&self, device_id: i64) -> DbResult<Option<i64>> {
-        Ok(reader!(self, |p| {
-            sqlx::query_scalar(
-            "SELECT MIN(COALESCE(next_attempt_at, 0)) FROM messages WHERE device_id = $1 AND status = 'queued'"
-        )
-        .bind(device_id)
-        .fetch_one(p)
-        .await
-        })?)
-    }
-
-    /// Moves a message to `status` (with WhatsApp's id when sent) and records the change.
-    pub async fn set_message_status(
-        &self,
-        id: i64,
-        status: &str,
-        wa_id: Option<&str>,
-        error: Option<&str>,
-    ) -> DbResult<()> {
-        let now = now_ms();
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(
-                "UPDATE messages SET status = $2, wa_id = COALESCE($3, wa_id), error = $4, \
-                 attempts = attempts + 1, updated_at = $5 WHERE id = $1",
-            )
-            .bind(id)
-            .bind(status)
-            .bind(wa_id)
-            .bind(error)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO message_status_history (message_id, status, detail, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(id)
-                .bind(status)
-                .bind(error)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        });
-        Ok(())
-    }
-
-    /// Puts a message back in the queue after a failed attempt, due again at `due_ms`.
-    pub async fn requeue_message(&self, id: i64, due_ms: i64, error: &str) -> DbResult<()> {
-        writer!(self, |p| {
-            sqlx::query(
-            "UPDATE messages SET attempts = attempts + 1, next_attempt_at = $2, error = $3, updated_at = $4 WHERE id = $1"
-        )
-        .bind(id)
-        .bind(due_ms)
-        .bind(error)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
-        Ok(())
-    }
-
-    /// Applies a receipt: moves the device's outbound messages with these WhatsApp ids forward
-    /// to `status` (never backwards). Returns the ids and tenants of the messages that changed.
-    pub async fn apply_receipt(
-        &self,
-        device_id: i64,
-        wa_ids: &[String],
-        status: &str,
-    ) -> DbResult<Vec<(i64, i64)>> {
-        let earlier = earlier_statuses(status);
-        if earlier.is_empty() || wa_ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let list = earlier.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "UPDATE messages SET status = $3, updated_at = $4 WHERE device_id = $1 AND direction = 'out' \
-             AND wa_id = $2 AND status IN ({list}) RETURNING id, user_id"
-        );
-        let now = now_ms();
-        let mut changed = Vec::new();
-        for wa_id in wa_ids {
-            let row: Option<(i64, i64)> = writer!(self, |p| {
-                let mut tx = p.begin().await?;
-                let row: Option<(i64, i64)> = sqlx::query_as(&sql)
-                    .bind(device_id)
-                    .bind(wa_id)
-                    .bind(status)
-                    .bind(now)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                if let Some((id, _)) = row {
-                    sqlx::query("INSERT INTO message_status_history (message_id, status, created_at) VALUES ($1, $2, $3)")
-                        .bind(id)
-                        .bind(status)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-                row
-            });
-            changed.extend(row);
-        }
-        Ok(changed)
-    }
-
-    /// The device that sent the outbound message with this WhatsApp id, with the message id.
-    pub async fn system_outbound_by_wa_id(&self, wa_id: &str) -> DbResult<Option<(i64, i64)>> {
-        Ok(reader!(self, |p| {
-            sqlx::query_as(
-            "SELECT device_id, id FROM messages WHERE wa_id = $1 AND direction = 'out' ORDER BY id DESC LIMIT 1"
-        )
-        .bind(wa_id)
-        .fetch_optional(p)
-        .await
-        })?)
-    }
-
-    /// The WhatsApp id of an outbound message, by gateway id (simulator receipts).
-    pub async fn system_message_wa_id(&self, id: i64) -> DbResult<Option<(i64, Option<String>)>> {
-        Ok(reader!(self, |p| sqlx::query_as(
-            "SELECT device_id, wa_id FROM messages WHERE id = $1 AND direction = 'out'"
-        )
-        .bind(id)
-        .fetch_optional(p)
-        .await)?)
-    }
-
-    /// Devices that have messages waiting in their queue (to resume sending at start).
-    pub async fn devices_with_queued(&self) -> DbResult<Vec<i64>> {
-        Ok(reader!(self, |p| sqlx::query_scalar(
-            "SELECT DISTINCT device_id FROM messages WHERE status = 'queued'"
-        )
-        .fetch_all(p)
-        .await)?)
-    }
-
-    /// Inbound messages whose pipeline has not finished, oldest first: `(tenant, id)`.
-    pub async fn unprocessed_inbound(&self, limit: i64) -> DbResult<Vec<(i64, i64)>> {
-        Ok(reader!(self, |p| {
-            sqlx::query_as(
-            "SELECT user_id, id FROM messages WHERE processed_at IS NULL AND direction = 'in' ORDER BY id LIMIT $1"
-        )
-        .bind(limit)
-        .fetch_all(p)
-        .await
-        })?)
-    }
-
-    pub async fn mark_processed(&self, id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query("UPDATE messages SET processed_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
-    /// Keeps the bytes of queued outbound media; returns the blob id.
-    pub async fn put_media_blob(&self, tenant: i64, data: &[u8]) -> DbResult<i64> {
-        Ok(writer!(self, |p| sqlx::query_scalar(
-            "INSERT INTO media_blobs (user_id, data, created_at) VALUES ($1, $2, $3) RETURNING id"
-        )
-        .bind(tenant)
-        .bind(data)
-        .bind(now_ms())
-        .fetch_one(p)
-        .await)?)
-    }
-
-    pub async fn media_blob(&self, tenant: i64, id: i64) -> DbResult<Option<Vec<u8>>> {
-        Ok(reader!(self, |p| sqlx::query_scalar(
-            "SELECT data FROM media_blobs WHERE user_id = $1 AND id = $2"
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(p)
-        .await)?)
-    }
-
-    pub async fn delete_media_blob(&self, tenant: i64, id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query("DELETE FROM media_blobs WHERE user_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(())
     }
 }

@@ -16,7 +16,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod activity;
+pub mod dead_letters;
 pub mod devices;
+pub mod lids;
 pub mod messages;
 pub mod plugin_kv;
 pub mod plugins;
@@ -98,7 +100,36 @@ macro_rules! writer {
     };
 }
 
-pub(crate) use {reader, writer};
+/// Creates something a package limits: in one transaction holding the tenant's lock, counts
+/// the tenant's `$resource` and, unless it already has `$limit` (`None`: no limit), evaluates
+/// `$insert` with the transaction as `$tx` and commits. The whole expression is
+/// `DbResult<Option<_>>`, `None` when the limit was reached: concurrent creations cannot
+/// overshoot it.
+macro_rules! insert_within_limit {
+    ($db:expr, $tenant:expr, $resource:expr, $limit:expr, |$tx:ident| $insert:expr) => {{
+        let lock = $db.lock_tenant_sql();
+        let count_sql = $crate::db::tenants::count_sql($resource).expect("a countable resource");
+        let tenant: i64 = $tenant;
+        let limit: Option<i64> = $limit;
+        let created: $crate::db::DbResult<Option<_>> = $crate::db::writer!($db, |p| {
+            async {
+                let mut $tx = p.begin().await?;
+                sqlx::query(lock).bind(tenant).execute(&mut *$tx).await?;
+                let count: i64 = sqlx::query_scalar(count_sql).bind(tenant).fetch_one(&mut *$tx).await?;
+                if limit.is_some_and(|l| count >= l) {
+                    return Ok(None);
+                }
+                let created = $insert;
+                $tx.commit().await?;
+                Ok(Some(created))
+            }
+            .await
+        });
+        created
+    }};
+}
+
+pub(crate) use {insert_within_limit, reader, writer};
 
 /// Options for [`Db::connect`].
 #[derive(Debug, Clone)]
@@ -198,7 +229,26 @@ pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-/// Clamps list paging to sane bounds: limit 1..=500 (default 50), offset >= 0.
-pub fn page(limit: Option<i64>, offset: Option<i64>) -> (i64, i64) {
-    (limit.unwrap_or(50).clamp(1, 500), offset.unwrap_or(0).max(0))
+/// `text` with every U+0000 replaced by U+FFFD. PostgreSQL cannot store U+0000 in text, so
+/// text from outside that the gateway must keep (WhatsApp messages and names, plugin output,
+/// webhook answers) goes through this; API input with it is refused instead.
+pub fn without_nul(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    }
+}
+
+/// The largest page of any list.
+pub const MAX_LIMIT: i64 = 500;
+
+/// The deepest offset of any list. Deeper pages cost a scan of every row before them; a
+/// filter (a time range, a chat) reaches old rows cheaply instead.
+pub const MAX_OFFSET: i64 = 100_000;
+
+/// `limit` and `offset` brought into `0..=MAX_LIMIT` and `0..=MAX_OFFSET`: the storage layer
+/// never computes with, or hands the database, values the API would refuse.
+pub fn clamp_page(limit: i64, offset: i64) -> (i64, i64) {
+    (limit.clamp(0, MAX_LIMIT), offset.clamp(0, MAX_OFFSET))
 }

@@ -2,7 +2,8 @@
 //! what the tenant set (enabled, devices, order, config), plus the run tally that disables a
 //! plugin failing too often.
 
-use super::{now_ms, reader, writer, Db, DbResult};
+use super::{insert_within_limit, now_ms, reader, writer, Db, DbResult};
+use crate::resource::Resource;
 
 /// A plugin as listed: everything but the component and the artefact.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -21,6 +22,8 @@ pub struct PluginRow {
     /// Failed runs in a row.
     pub failures: i64,
     pub disabled_reason: Option<String>,
+    /// When the plugin was disabled for failing too often.
+    pub disabled_at: Option<i64>,
     pub runs: i64,
     pub last_run_at: Option<i64>,
     pub last_outcome: Option<String>,
@@ -45,7 +48,8 @@ impl PluginRow {
 }
 
 const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, failures, \
-     disabled_reason, runs, last_run_at, last_outcome, engine, compiled_at, created_at, updated_at FROM plugins";
+     disabled_reason, disabled_at, runs, last_run_at, last_outcome, engine, compiled_at, created_at, updated_at \
+     FROM plugins";
 
 /// The component and its compiled artefact.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -70,13 +74,6 @@ pub struct NewPlugin {
     pub config: String,
 }
 
-/// Outcome of creating a plugin under the package's `plugins` limit.
-#[derive(Debug)]
-pub enum CreatePlugin {
-    Created(Box<PluginRow>),
-    OverLimit,
-}
-
 /// What a tenant may change; `None` keeps the stored value.
 #[derive(Debug, Clone, Default)]
 pub struct PluginPatch {
@@ -97,59 +94,41 @@ pub struct Tally {
 }
 
 impl Db {
-    /// Creates a plugin unless the tenant already has `limit` plugins (`None` = unlimited). The
-    /// count and the insert run in one transaction holding the tenant's lock. A name the
-    /// tenant already uses is `DbError::Conflict`.
+    /// Creates a plugin unless the tenant already has `limit` plugins (`None` = unlimited; the
+    /// answer is `None` at the limit). A name the tenant already uses is `DbError::Conflict`.
     pub async fn create_plugin(
         &self,
         tenant: i64,
         plugin: &NewPlugin,
         limit: Option<i64>,
-    ) -> DbResult<CreatePlugin> {
-        let lock = self.lock_tenant_sql();
+    ) -> DbResult<Option<PluginRow>> {
         let devices = serde_json::to_string(&plugin.devices).unwrap_or_else(|_| "[]".into());
         let size = plugin.wasm.len() as i64;
-        let id: Option<i64> = writer!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM plugins WHERE user_id = $1")
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await?;
-            if limit.is_some_and(|l| count >= l) {
-                None
-            } else {
-                let now = now_ms();
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO plugins (user_id, name, size, sha256, wasm, compiled, engine, compiled_at, \
-                     enabled, devices, run_order, config, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8, $8) RETURNING id",
-                )
-                .bind(tenant)
-                .bind(&plugin.name)
-                .bind(size)
-                .bind(&plugin.sha256)
-                .bind(&plugin.wasm)
-                .bind(&plugin.compiled)
-                .bind(&plugin.engine)
-                .bind(now)
-                .bind(plugin.enabled)
-                .bind(&devices)
-                .bind(plugin.run_order)
-                .bind(&plugin.config)
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Some(id)
-            }
-        });
+        let now = now_ms();
+        let id: Option<i64> = insert_within_limit!(self, tenant, Resource::Plugins, limit, |tx| {
+            sqlx::query_scalar(
+                "INSERT INTO plugins (user_id, name, size, sha256, wasm, compiled, engine, compiled_at, \
+                 enabled, devices, run_order, config, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8, $8) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(&plugin.name)
+            .bind(size)
+            .bind(&plugin.sha256)
+            .bind(&plugin.wasm)
+            .bind(&plugin.compiled)
+            .bind(&plugin.engine)
+            .bind(now)
+            .bind(plugin.enabled)
+            .bind(&devices)
+            .bind(plugin.run_order)
+            .bind(&plugin.config)
+            .fetch_one(&mut *tx)
+            .await?
+        })?;
         match id {
-            None => Ok(CreatePlugin::OverLimit),
-            Some(id) => Ok(self
-                .plugin(tenant, id)
-                .await?
-                .map(|r| CreatePlugin::Created(Box::new(r)))
-                .unwrap_or(CreatePlugin::OverLimit)),
+            Some(id) => self.plugin(tenant, id).await,
+            None => Ok(None),
         }
     }
 
@@ -217,8 +196,8 @@ impl Db {
         Ok(())
     }
 
-    /// Applies a patch; `None` when the tenant has no such plugin. Enabling a plugin clears
-    /// its failure count and the reason it was disabled.
+    /// Applies a patch; `None` when the tenant has no such plugin. Enabling a disabled plugin
+    /// clears its failure count and the reason it was disabled.
     pub async fn update_plugin(
         &self,
         tenant: i64,
@@ -232,8 +211,9 @@ impl Db {
             sqlx::query(
             "UPDATE plugins SET name = COALESCE($3, name), enabled = COALESCE($4, enabled), \
              devices = COALESCE($5, devices), run_order = COALESCE($6, run_order), config = COALESCE($7, config), \
-             failures = CASE WHEN $8 THEN 0 ELSE failures END, \
+             failures = CASE WHEN $8 AND enabled = $10 THEN 0 ELSE failures END, \
              disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END, \
+             disabled_at = CASE WHEN $8 THEN NULL ELSE disabled_at END, \
              updated_at = $9 WHERE user_id = $1 AND id = $2"
         )
         .bind(tenant)
@@ -245,6 +225,7 @@ impl Db {
         .bind(&patch.config)
         .bind(enable)
         .bind(now_ms())
+        .bind(false)
         .execute(p)
         .await
         .map(|r| r.rows_affected())
@@ -307,7 +288,7 @@ impl Db {
             let mut disabled = 0;
             if !success && failures >= disable_after {
                 disabled = sqlx::query(
-                    "UPDATE plugins SET enabled = $3, disabled_reason = $4, updated_at = $5 \
+                    "UPDATE plugins SET enabled = $3, disabled_reason = $4, disabled_at = $5, updated_at = $5 \
                      WHERE user_id = $1 AND id = $2 AND enabled = $6",
                 )
                 .bind(tenant)

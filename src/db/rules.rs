@@ -1,7 +1,8 @@
 //! Keyword auto-reply rules (`auto_replies`), their per-chat cooldowns, and the loop guard's
 //! look-up of recent gateway-sent messages.
 
-use super::{now_ms, reader, writer, Db, DbResult};
+use super::{insert_within_limit, now_ms, reader, writer, Db, DbResult};
+use crate::resource::Resource;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct RuleRow {
@@ -40,55 +41,38 @@ pub struct NewRule {
     pub cooldown_seconds: i64,
 }
 
-/// Outcome of creating a rule under the package's `auto_replies` limit.
-#[derive(Debug)]
-pub enum CreateRule {
-    Created(RuleRow),
-    OverLimit,
-}
-
 impl Db {
-    /// Creates a rule unless the tenant already has `limit` rules (`None` = unlimited). The
-    /// count and the insert run in one transaction holding the tenant's lock.
-    pub async fn create_rule(&self, tenant: i64, rule: &NewRule, limit: Option<i64>) -> DbResult<CreateRule> {
-        let lock = self.lock_tenant_sql();
-        let id: Option<i64> = writer!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM auto_replies WHERE user_id = $1")
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await?;
-            if limit.is_some_and(|l| count >= l) {
-                None
-            } else {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO auto_replies (user_id, device_id, keyword, match_mode, reply, case_sensitive, \
-                     priority, enabled, stop_chain, cooldown_seconds, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
-                )
-                .bind(tenant)
-                .bind(rule.device_id)
-                .bind(&rule.keyword)
-                .bind(&rule.match_mode)
-                .bind(&rule.reply)
-                .bind(rule.case_sensitive)
-                .bind(rule.priority)
-                .bind(rule.enabled)
-                .bind(rule.stop_chain)
-                .bind(rule.cooldown_seconds)
-                .bind(now_ms())
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Some(id)
-            }
-        });
+    /// Creates a rule unless the tenant already has `limit` rules (`None` = unlimited; the
+    /// answer is `None` at the limit).
+    pub async fn create_rule(
+        &self,
+        tenant: i64,
+        rule: &NewRule,
+        limit: Option<i64>,
+    ) -> DbResult<Option<RuleRow>> {
+        let id: Option<i64> = insert_within_limit!(self, tenant, Resource::AutoReplies, limit, |tx| {
+            sqlx::query_scalar(
+                "INSERT INTO auto_replies (user_id, device_id, keyword, match_mode, reply, case_sensitive, \
+                 priority, enabled, stop_chain, cooldown_seconds, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(rule.device_id)
+            .bind(&rule.keyword)
+            .bind(&rule.match_mode)
+            .bind(&rule.reply)
+            .bind(rule.case_sensitive)
+            .bind(rule.priority)
+            .bind(rule.enabled)
+            .bind(rule.stop_chain)
+            .bind(rule.cooldown_seconds)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?
+        })?;
         match id {
-            None => Ok(CreateRule::OverLimit),
-            Some(id) => {
-                Ok(self.rule(tenant, id).await?.map(CreateRule::Created).unwrap_or(CreateRule::OverLimit))
-            }
+            Some(id) => self.rule(tenant, id).await,
+            None => Ok(None),
         }
     }
 

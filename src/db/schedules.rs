@@ -8,7 +8,10 @@
 //! conditional on the row still being due at the claimed time, so a late duplicate cannot move
 //! a recurring row forward twice.
 
-use super::{now_ms, reader, writer, Db, DbResult, Dialect};
+use serde::{Deserialize, Serialize};
+
+use super::{insert_within_limit, now_ms, reader, writer, Db, DbResult, Dialect};
+use crate::resource::Resource;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ScheduleRow {
@@ -18,7 +21,7 @@ pub struct ScheduleRow {
     pub device_phone: String,
     pub recipient: String,
     pub text: Option<String>,
-    /// JSON `{"url", "type", "filename"}` for media fetched at send time.
+    /// [`ScheduledMedia`] as JSON; read it with [`ScheduleRow::media_spec`].
     pub media: Option<String>,
     pub send_at: Option<i64>,
     pub cron: Option<String>,
@@ -32,6 +35,26 @@ pub struct ScheduleRow {
     pub runs: i64,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+/// Media of a scheduled message, stored as JSON in `scheduled_messages.media` and fetched when
+/// the message goes out (so a long-lived recurring message sends the URL's current content).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduledMedia {
+    pub url: String,
+    /// `image`, `video`, `audio` or `document`; detected from the content when absent.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+}
+
+impl ScheduleRow {
+    /// The media to fetch when the message goes out; an error when the stored JSON is not one.
+    pub fn media_spec(&self) -> Option<Result<ScheduledMedia, String>> {
+        let raw = self.media.as_deref()?;
+        Some(serde_json::from_str(raw).map_err(|e| format!("invalid stored media: {e}")))
+    }
 }
 
 const SELECT: &str = "SELECT s.id, s.user_id, s.device_id, d.phone AS device_phone, s.recipient, s.text, s.media, \
@@ -52,13 +75,6 @@ pub struct NewSchedule {
     pub next_run_at: i64,
 }
 
-/// Outcome of creating a scheduled message under the package's limit.
-#[derive(Debug)]
-pub enum CreateSchedule {
-    Created(Box<ScheduleRow>),
-    OverLimit,
-}
-
 /// What a run did, to record on the row.
 #[derive(Debug, Clone)]
 pub struct RunRecord {
@@ -73,54 +89,35 @@ pub struct RunRecord {
 
 impl Db {
     /// Creates a scheduled message unless the tenant already has `limit` pending ones (`None`
-    /// = unlimited). The count and the insert run in one transaction holding the tenant's lock.
+    /// = unlimited; the answer is `None` at the limit).
     pub async fn create_schedule(
         &self,
         tenant: i64,
         s: &NewSchedule,
         limit: Option<i64>,
-    ) -> DbResult<CreateSchedule> {
-        let lock = self.lock_tenant_sql();
-        let id: Option<i64> = writer!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND status = 'pending'",
+    ) -> DbResult<Option<ScheduleRow>> {
+        let id: Option<i64> = insert_within_limit!(self, tenant, Resource::ScheduledMessages, limit, |tx| {
+            sqlx::query_scalar(
+                "INSERT INTO scheduled_messages (user_id, device_id, recipient, text, media, send_at, cron, \
+                 timezone, status, next_run_at, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10) RETURNING id",
             )
             .bind(tenant)
+            .bind(s.device_id)
+            .bind(&s.recipient)
+            .bind(&s.text)
+            .bind(&s.media)
+            .bind(s.send_at)
+            .bind(&s.cron)
+            .bind(&s.timezone)
+            .bind(s.next_run_at)
+            .bind(now_ms())
             .fetch_one(&mut *tx)
-            .await?;
-            if limit.is_some_and(|l| count >= l) {
-                None
-            } else {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO scheduled_messages (user_id, device_id, recipient, text, media, send_at, cron, \
-                     timezone, status, next_run_at, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $10, $10) RETURNING id",
-                )
-                .bind(tenant)
-                .bind(s.device_id)
-                .bind(&s.recipient)
-                .bind(&s.text)
-                .bind(&s.media)
-                .bind(s.send_at)
-                .bind(&s.cron)
-                .bind(&s.timezone)
-                .bind(s.next_run_at)
-                .bind(now_ms())
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Some(id)
-            }
-        });
+            .await?
+        })?;
         match id {
-            None => Ok(CreateSchedule::OverLimit),
-            Some(id) => Ok(self
-                .schedule(tenant, id)
-                .await?
-                .map(|row| CreateSchedule::Created(Box::new(row)))
-                .unwrap_or(CreateSchedule::OverLimit)),
+            Some(id) => self.schedule(tenant, id).await,
+            None => Ok(None),
         }
     }
 

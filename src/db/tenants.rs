@@ -1,7 +1,7 @@
 //! Tenants (`users`), their API keys and their limit overrides and usage counters.
 
-use super::{now_ms, reader, writer, Db, DbError, DbResult};
-use crate::limits::Resource;
+use super::{insert_within_limit, now_ms, reader, writer, Db, DbError, DbResult};
+use crate::resource::Resource;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TenantRow {
@@ -180,25 +180,30 @@ impl Db {
         Ok(())
     }
 
+    /// Stores a new API key unless the tenant already holds `limit` keys that are not revoked
+    /// (`None`: no limit); `Ok(None)` when over the limit. Concurrent calls never overshoot.
     pub async fn create_api_key(
         &self,
         tenant: i64,
         name: &str,
         prefix: &str,
         key_hash: &str,
-    ) -> DbResult<ApiKeyRow> {
-        Ok(writer!(self, |p| sqlx::query_as(
-            "INSERT INTO user_api_keys (user_id, name, prefix, key_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at"
-        )
-        .bind(tenant)
-        .bind(name)
-        .bind(prefix)
-        .bind(key_hash)
-        .bind(now_ms())
-        .fetch_one(p)
-        .await)?)
+        limit: Option<i64>,
+    ) -> DbResult<Option<ApiKeyRow>> {
+        insert_within_limit!(self, tenant, Resource::ApiKeys, limit, |tx| {
+            sqlx::query_as(
+                "INSERT INTO user_api_keys (user_id, name, prefix, key_hash, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) \
+                 RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at",
+            )
+            .bind(tenant)
+            .bind(name)
+            .bind(prefix)
+            .bind(key_hash)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?
+        })
     }
 
     /// The tenant's keys that are not revoked, newest first.
@@ -321,6 +326,10 @@ pub(crate) fn count_sql(resource: Resource) -> Option<&'static str> {
             Some("SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND status = 'pending'")
         }
         Resource::WebhookEndpoints => Some("SELECT COUNT(*) FROM webhook_endpoints WHERE user_id = $1"),
+        Resource::Plugins => Some("SELECT COUNT(*) FROM plugins WHERE user_id = $1"),
+        Resource::ApiKeys => {
+            Some("SELECT COUNT(*) FROM user_api_keys WHERE user_id = $1 AND revoked_at IS NULL")
+        }
         _ => None,
     }
 }

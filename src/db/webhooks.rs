@@ -3,7 +3,8 @@
 //! Endpoint secrets arrive here already sealed (see `webhooks::secrets`); this layer never sees
 //! a plain secret. The delivery queue is in `webhooks/deliveries.rs` next to this file.
 
-use super::{now_ms, reader, writer, Db, DbError, DbResult};
+use super::{insert_within_limit, now_ms, reader, writer, Db, DbError, DbResult};
+use crate::resource::Resource;
 
 pub mod deliveries;
 
@@ -51,13 +52,6 @@ pub struct EndpointSettings {
     pub mode: String,
     pub device_id: Option<i64>,
     pub enabled: bool,
-}
-
-/// Outcome of creating an endpoint under the package's limit.
-#[derive(Debug)]
-pub enum CreateEndpoint {
-    Created(Box<EndpointRow>),
-    OverLimit,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -153,52 +147,35 @@ macro_rules! bind_log {
 pub(crate) use bind_log;
 
 impl Db {
-    /// Creates an endpoint unless the tenant already has `limit` of them (`None` = unlimited);
-    /// count and insert in one transaction holding the tenant's lock.
+    /// Creates an endpoint unless the tenant already has `limit` of them (`None` = unlimited;
+    /// the answer is `None` at the limit).
     pub async fn create_webhook(
         &self,
         tenant: i64,
         settings: &EndpointSettings,
         sealed_secret: &str,
         limit: Option<i64>,
-    ) -> DbResult<CreateEndpoint> {
-        let lock = self.lock_tenant_sql();
-        let id: Option<i64> = writer!(self, |p| {
-            let mut tx = p.begin().await?;
-            sqlx::query(lock).bind(tenant).execute(&mut *tx).await?;
-            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_endpoints WHERE user_id = $1")
-                .bind(tenant)
-                .fetch_one(&mut *tx)
-                .await?;
-            if limit.is_some_and(|l| count >= l) {
-                None
-            } else {
-                let id: i64 = sqlx::query_scalar(
-                    "INSERT INTO webhook_endpoints (user_id, url, description, events, mode, device_id, enabled, \
-                     secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
-                )
-                .bind(tenant)
-                .bind(&settings.url)
-                .bind(&settings.description)
-                .bind(&settings.events)
-                .bind(&settings.mode)
-                .bind(settings.device_id)
-                .bind(settings.enabled)
-                .bind(sealed_secret)
-                .bind(now_ms())
-                .fetch_one(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Some(id)
-            }
-        });
+    ) -> DbResult<Option<EndpointRow>> {
+        let id: Option<i64> = insert_within_limit!(self, tenant, Resource::WebhookEndpoints, limit, |tx| {
+            sqlx::query_scalar(
+                "INSERT INTO webhook_endpoints (user_id, url, description, events, mode, device_id, enabled, \
+                 secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+            )
+            .bind(tenant)
+            .bind(&settings.url)
+            .bind(&settings.description)
+            .bind(&settings.events)
+            .bind(&settings.mode)
+            .bind(settings.device_id)
+            .bind(settings.enabled)
+            .bind(sealed_secret)
+            .bind(now_ms())
+            .fetch_one(&mut *tx)
+            .await?
+        })?;
         match id {
-            None => Ok(CreateEndpoint::OverLimit),
-            Some(id) => self
-                .webhook(tenant, id)
-                .await?
-                .map(|r| CreateEndpoint::Created(Box::new(r)))
-                .ok_or(DbError::NotFound),
+            Some(id) => self.webhook(tenant, id).await?.map(Some).ok_or(DbError::NotFound),
+            None => Ok(None),
         }
     }
 

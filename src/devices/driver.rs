@@ -4,8 +4,8 @@
 //! WhatsApp side as [`DriverEvent`]s on a channel, and takes commands (send, pair code,
 //! logout) through its methods. The shape follows `whatsapp-rust` 0.7: a session is a `Bot`
 //! over the device's persisted keys, its events are the library's `Event`s reduced to what the
-//! gateway needs, and a send returns once the message is handed to the network (the library's
-//! `SendResult`), with delivery arriving later as receipts.
+//! gateway needs, and a send, under an id the gateway chose, returns once WhatsApp accepted
+//! the message, with delivery arriving later as receipts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+
+pub use crate::content::{ContactCard, Location, PollSpec};
 
 /// What the driver needs to know about the device it opens a session for.
 #[derive(Debug, Clone)]
@@ -54,7 +56,11 @@ pub enum MediaKind {
     Image,
     Video,
     Audio,
+    /// A voice note (push-to-talk audio, OGG/Opus).
+    Voice,
     Document,
+    /// A sticker (WebP).
+    Sticker,
 }
 
 impl MediaKind {
@@ -63,7 +69,9 @@ impl MediaKind {
             MediaKind::Image => "image",
             MediaKind::Video => "video",
             MediaKind::Audio => "audio",
+            MediaKind::Voice => "voice",
             MediaKind::Document => "document",
+            MediaKind::Sticker => "sticker",
         }
     }
 
@@ -72,13 +80,16 @@ impl MediaKind {
             "image" => Some(MediaKind::Image),
             "video" => Some(MediaKind::Video),
             "audio" => Some(MediaKind::Audio),
+            "voice" => Some(MediaKind::Voice),
             "document" => Some(MediaKind::Document),
+            "sticker" => Some(MediaKind::Sticker),
             _ => None,
         }
     }
 }
 
-/// Media attached to an inbound message (metadata only; the bytes stay with WhatsApp).
+/// Media attached to an inbound message: its details, and where the driver can download the
+/// bytes from (the bytes stay with WhatsApp until [`Session::download`] fetches them).
 #[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InboundMedia {
     pub kind: String,
@@ -86,10 +97,160 @@ pub struct InboundMedia {
     pub size: Option<u64>,
     pub filename: Option<String>,
     pub caption: Option<String>,
+    /// What [`Session::download`] needs to fetch the bytes, in the driver's own format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Which message an action (a reaction, an edit, a deletion, a quote, a read mark) is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageKey {
+    /// The chat the message is in.
+    pub chat: Jid,
+    /// WhatsApp's id of the message.
+    pub wa_id: String,
+    /// Whether this device's account sent it.
+    pub from_me: bool,
+    /// Who wrote it, when that is not the chat itself (a group member); `None` in a direct
+    /// chat.
+    pub participant: Option<Jid>,
+}
+
+/// The message a reply quotes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quote {
+    pub key: MessageKey,
+    /// Its text, shown in the quote bubble.
+    pub text: Option<String>,
+}
+
+/// What an outgoing message is.
+#[derive(Debug, Clone)]
+pub enum Content {
+    Text(String),
+    Media(OutboundMedia),
+    Location(Location),
+    Contacts(Vec<ContactCard>),
+    Poll(PollSpec),
+    /// A reaction to `target`; an empty emoji removes this device's reaction.
+    Reaction {
+        target: MessageKey,
+        emoji: String,
+    },
+    /// A new text for a text message this device sent.
+    Edit {
+        target: MessageKey,
+        text: String,
+    },
+    /// Deletes a message this device sent, for everyone.
+    Revoke {
+        target: MessageKey,
+    },
+}
+
+/// A message this device sends: its content, the message it quotes and who it mentions.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub content: Content,
+    pub reply_to: Option<Quote>,
+    /// Mentioned accounts' JIDs (`…@s.whatsapp.net`).
+    pub mentions: Vec<Jid>,
+    /// Shown as forwarded.
+    pub forwarded: bool,
+}
+
+impl Outgoing {
+    pub fn new(content: Content) -> Outgoing {
+        Outgoing { content, reply_to: None, mentions: Vec::new(), forwarded: false }
+    }
+
+    pub fn text(text: &str) -> Outgoing {
+        Outgoing::new(Content::Text(text.to_string()))
+    }
+}
+
+/// What the device shows the other side: typing or recording in a chat, or being online.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PresenceState {
+    /// "typing…" in the chat.
+    Typing,
+    /// "recording audio…" in the chat.
+    Recording,
+    /// Stops typing or recording.
+    Paused,
+    /// Online.
+    Available,
+    /// Offline.
+    Unavailable,
+}
+
+impl PresenceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceState::Typing => "typing",
+            PresenceState::Recording => "recording",
+            PresenceState::Paused => "paused",
+            PresenceState::Available => "available",
+            PresenceState::Unavailable => "unavailable",
+        }
+    }
+
+    /// Whether the state is about one chat (and needs one).
+    pub fn in_chat(self) -> bool {
+        matches!(self, PresenceState::Typing | PresenceState::Recording | PresenceState::Paused)
+    }
+}
+
+/// The message an inbound message quotes.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct InboundQuote {
+    /// WhatsApp's id of the quoted message.
+    pub wa_id: String,
+    /// Who wrote it (phone number, or JID when no number is known), when WhatsApp says.
+    pub sender: Option<String>,
+    /// Its text (or caption), when WhatsApp includes it.
+    pub text: Option<String>,
+}
+
+/// A change the other side made to a message that arrived earlier (or that this device sent),
+/// named by its WhatsApp id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    Reaction { target: String, emoji: String },
+    Edit { target: String, text: String },
+    Revoke { target: String },
+    PollVote { target: String, options: Vec<String> },
+}
+
+impl Update {
+    pub fn target(&self) -> &str {
+        match self {
+            Update::Reaction { target, .. }
+            | Update::Edit { target, .. }
+            | Update::Revoke { target }
+            | Update::PollVote { target, .. } => target,
+        }
+    }
+}
+
+/// What an inbound message is, besides its text and media.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum InboundBody {
+    /// Text and/or media (the message's `text` and `media`).
+    #[default]
+    Plain,
+    Location(Location),
+    Contacts(Vec<ContactCard>),
+    Poll(PollSpec),
+    /// A change to another message; not a message of its own.
+    Update(Update),
+    /// A kind the gateway does not know, by WhatsApp's name for it.
+    Unsupported(String),
 }
 
 /// A message that arrived at the device.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct InboundMessage {
     /// WhatsApp's message id (unique per device together with the chat).
     pub wa_id: String,
@@ -97,11 +258,19 @@ pub struct InboundMessage {
     pub chat: Jid,
     /// The sender's phone number (digits), or their JID when no number is known (LID).
     pub sender: String,
+    /// The sender's LID JID (`…@lid`) when WhatsApp addressed the message by LID; kept next
+    /// to the number in `sender` when that is known.
+    pub sender_lid: Option<String>,
     pub push_name: Option<String>,
     pub is_group: bool,
     /// Text, extended text or a media caption.
     pub text: Option<String>,
     pub media: Option<InboundMedia>,
+    pub body: InboundBody,
+    /// The message this one answers.
+    pub reply_to: Option<InboundQuote>,
+    /// Phone numbers (or JIDs) mentioned in the text.
+    pub mentions: Vec<String>,
     pub timestamp: DateTime<Utc>,
     /// Sent by this same account (from the phone or by this gateway); never answered.
     pub from_me: bool,
@@ -153,6 +322,9 @@ pub enum DriverEvent {
     Messages { messages: Vec<InboundMessage>, ack: Option<Ack> },
     /// Delivery reports for messages this device sent, by WhatsApp message id.
     Receipt { wa_ids: Vec<String>, kind: ReceiptKind },
+    /// WhatsApp told which phone number is behind a LID: `lid` is the LID JID (`…@lid`),
+    /// `phone` the number's digits. `ack`, when given, learns whether the gateway stored it.
+    LidMapping { lid: Jid, phone: String, ack: Option<Ack> },
     /// The session is over; the supervisor decides from the reason whether to start again.
     Stopped(StopReason),
 }
@@ -214,11 +386,39 @@ pub trait Driver: Send + Sync + 'static {
 /// One live device session.
 #[async_trait]
 pub trait Session: Send + Sync {
-    /// Sends text; returns WhatsApp's message id once the network took the message.
-    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, DriverError>;
+    /// A new WhatsApp message id for a message this device sends. The gateway takes it before
+    /// the first attempt and records it, so every retry, and a resend after a crash, is the
+    /// same message to WhatsApp and to the recipient.
+    fn new_message_id(&self) -> String;
 
-    /// Uploads and sends media; returns WhatsApp's message id.
-    async fn send_media(&self, to: &Jid, media: &OutboundMedia) -> Result<String, DriverError>;
+    /// Sends `message` to `to` as WhatsApp message `id` (media is uploaded first); returns
+    /// once WhatsApp accepted it (the server's ack, where the network gives one). An error
+    /// after the message went out is possible (the ack was lost): sending the same id again is
+    /// then safe.
+    async fn send(&self, to: &Jid, message: &Outgoing, id: &str) -> Result<(), DriverError>;
+
+    /// Sends text, like [`Session::send`].
+    async fn send_text(&self, to: &Jid, text: &str, id: &str) -> Result<(), DriverError> {
+        self.send(to, &Outgoing::text(text), id).await
+    }
+
+    /// Sends media, like [`Session::send`].
+    async fn send_media(&self, to: &Jid, media: &OutboundMedia, id: &str) -> Result<(), DriverError> {
+        self.send(to, &Outgoing::new(Content::Media(media.clone())), id).await
+    }
+
+    /// Marks messages of one sender in `chat` read (blue ticks on their side). `sender` is the
+    /// group member who wrote them, `None` in a direct chat.
+    async fn mark_read(&self, chat: &Jid, sender: Option<&Jid>, wa_ids: &[String])
+        -> Result<(), DriverError>;
+
+    /// Shows `state`: in `chat` for typing, recording and paused, to everyone for available
+    /// and unavailable.
+    async fn presence(&self, chat: Option<&Jid>, state: PresenceState) -> Result<(), DriverError>;
+
+    /// Downloads the bytes of inbound media of `kind` from what the driver put in
+    /// [`InboundMedia::source`] (decrypted and checked against WhatsApp's digest).
+    async fn download(&self, kind: &str, source: &str) -> Result<Vec<u8>, DriverError>;
 
     /// Asks for a phone-number pairing code for `phone` (digits); delivered as `PairCode`.
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError>;

@@ -83,9 +83,32 @@ impl LiveStatus {
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum DeviceUpdate {
-    Status { device_id: i64, tenant_id: i64, status: DeviceStatus, detail: Option<String> },
-    Qr { device_id: i64, tenant_id: i64, qr: String, expires_at: DateTime<Utc> },
-    PairCode { device_id: i64, tenant_id: i64, code: String, expires_at: DateTime<Utc> },
+    Status {
+        device_id: i64,
+        tenant_id: i64,
+        status: DeviceStatus,
+        detail: Option<String>,
+    },
+    Qr {
+        device_id: i64,
+        tenant_id: i64,
+        qr: String,
+        expires_at: DateTime<Utc>,
+    },
+    PairCode {
+        device_id: i64,
+        tenant_id: i64,
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
+    /// The device learned (or changed) the phone number behind a LID; stored messages under
+    /// the LID now show the number.
+    ContactResolved {
+        device_id: i64,
+        tenant_id: i64,
+        lid: String,
+        phone: String,
+    },
 }
 
 impl DeviceUpdate {
@@ -93,7 +116,17 @@ impl DeviceUpdate {
         match self {
             DeviceUpdate::Status { device_id, .. }
             | DeviceUpdate::Qr { device_id, .. }
-            | DeviceUpdate::PairCode { device_id, .. } => *device_id,
+            | DeviceUpdate::PairCode { device_id, .. }
+            | DeviceUpdate::ContactResolved { device_id, .. } => *device_id,
+        }
+    }
+
+    pub fn tenant_id(&self) -> i64 {
+        match self {
+            DeviceUpdate::Status { tenant_id, .. }
+            | DeviceUpdate::Qr { tenant_id, .. }
+            | DeviceUpdate::PairCode { tenant_id, .. }
+            | DeviceUpdate::ContactResolved { tenant_id, .. } => *tenant_id,
         }
     }
 }
@@ -105,6 +138,9 @@ pub trait MessageSink: Send + Sync {
     async fn inbound(&self, device: &DeviceKey, messages: Vec<InboundMessage>) -> bool;
     /// Applies delivery reports to the device's outbound messages.
     async fn receipt(&self, device: &DeviceKey, wa_ids: Vec<String>, kind: ReceiptKind);
+    /// Stores that `lid` (`…@lid`) is `phone` (digits) for the device and gives the messages
+    /// stored under the LID the number. `Ok(true)` when the mapping is new or changed.
+    async fn lid_mapping(&self, device: &DeviceKey, lid: &str, phone: &str) -> Result<bool, String>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +162,6 @@ struct Slot {
     session: Option<Arc<dyn Session>>,
     /// The running supervision task: its number and its cancellation.
     run: Option<(u64, CancellationToken)>,
-    tenant_id: i64,
 }
 
 struct Inner {
@@ -178,10 +213,6 @@ impl DeviceManager {
         let _ = self.inner.sink.set(sink);
     }
 
-    pub fn driver(&self) -> &Arc<dyn Driver> {
-        &self.inner.driver
-    }
-
     /// Status changes and QR codes of every device, as they happen.
     pub fn subscribe(&self) -> broadcast::Receiver<DeviceUpdate> {
         self.inner.updates.subscribe()
@@ -207,7 +238,6 @@ impl DeviceManager {
                 live: LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone()),
                 session: None,
                 run: None,
-                tenant_id: device.user_id,
             });
             if slot.run.as_ref().is_some_and(|(_, c)| !c.is_cancelled()) {
                 return;
@@ -359,7 +389,6 @@ impl DeviceManager {
                 live: LiveStatus::new(status, detail.clone()),
                 session: None,
                 run: None,
-                tenant_id,
             });
             let changed = slot.live.status != status || slot.live.detail != detail;
             slot.live.status = status;
@@ -543,6 +572,15 @@ impl DeviceManager {
                 self.set_status(id, tenant, DeviceStatus::Connecting, Some(reason), None, None).await;
             }
             DriverEvent::Messages { messages, ack } => {
+                // A message that names both the LID and the number behind it teaches the
+                // mapping; learned first, so the message itself is stored resolved too.
+                for m in messages.iter().filter(|m| !m.from_me) {
+                    if let (Some(lid), false) = (&m.sender_lid, m.sender.contains('@')) {
+                        if let Err(e) = self.learn_lid(key, lid, &m.sender).await {
+                            tracing::warn!(device_id = id, error = %e, "could not store a LID mapping");
+                        }
+                    }
+                }
                 let stored = match self.inner.sink.get() {
                     Some(sink) => sink.inbound(key, messages).await,
                     None => false,
@@ -556,12 +594,30 @@ impl DeviceManager {
                     sink.receipt(key, wa_ids, kind).await;
                 }
             }
+            DriverEvent::LidMapping { lid, phone, ack } => {
+                let stored = self.learn_lid(key, &lid, &phone).await;
+                if let Err(e) = &stored {
+                    tracing::warn!(device_id = id, error = %e, "could not store a LID mapping");
+                }
+                if let Some(ack) = ack {
+                    ack.send(stored.is_ok());
+                }
+            }
             DriverEvent::Stopped(_) => {}
         }
     }
 
-    /// Tenant of a device known to this process.
-    pub fn tenant_of(&self, device_id: i64) -> Option<i64> {
-        self.lock().get(&device_id).map(|s| s.tenant_id)
+    /// Hands a LID mapping to the sink and announces it when it is new or changed.
+    async fn learn_lid(&self, key: &DeviceKey, lid: &str, phone: &str) -> Result<(), String> {
+        let Some(sink) = self.inner.sink.get() else { return Err("no message sink".into()) };
+        if sink.lid_mapping(key, lid, phone).await? {
+            let _ = self.inner.updates.send(DeviceUpdate::ContactResolved {
+                device_id: key.device_id,
+                tenant_id: key.tenant_id,
+                lid: lid.to_string(),
+                phone: phone.to_string(),
+            });
+        }
+        Ok(())
     }
 }

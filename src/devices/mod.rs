@@ -3,5 +3,27 @@
 pub mod driver;
 pub mod manager;
 pub mod qr;
+pub mod service;
 pub mod simulator;
 pub mod whatsapp_web;
+
+use crate::db::{Db, DeviceRow};
+use crate::error::{ApiError, ApiResult};
+use crate::phone::normalize_device_phone;
+
+/// Finds one of the tenant's devices by id or by phone number (in any common form, read with
+/// `country_code`); another tenant's device is not found.
+pub async fn find_device(db: &Db, country_code: &str, tenant: i64, reference: &str) -> ApiResult<DeviceRow> {
+    let reference = reference.trim();
+    if let Ok(id) = reference.parse::<i64>() {
+        if let Some(d) = db.device(tenant, id).await? {
+            return Ok(d);
+        }
+    }
+    if let Ok(phone) = normalize_device_phone(reference, country_code) {
+        if let Some(d) = db.device_by_phone(tenant, &phone).await? {
+            return Ok(d);
+        }
+    }
+    Err(ApiError::not_found("device"))
+}

@@ -1,4 +1,4 @@
-//! The `simulator` driver: an in-process stand-in for the WhatsApp network (SPEC §6.4).
+//! The `simulator` driver: an in-process stand-in for the WhatsApp network.
 //!
 //! Towards the gateway it behaves like the real driver: an unpaired device gets rotating QR
 //! codes until they run out, a paired device (one with persisted `sim:jid` state) connects
@@ -22,8 +22,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::driver::{Ack, DriverError, DriverEvent, InboundMessage, MediaKind, ReceiptKind, StopReason};
+use super::driver::{
+    Ack, ContactCard, DriverError, DriverEvent, InboundBody, InboundMedia, InboundMessage, InboundQuote,
+    Location, MediaKind, PollSpec, ReceiptKind, StopReason, Update,
+};
 use crate::db::{Db, DbError};
+use crate::phone::{lid_jid, user_jid};
 
 mod session;
 #[cfg(test)]
@@ -63,12 +67,46 @@ impl Default for SimTiming {
     }
 }
 
-/// A message the simulated contact sends to the device.
+/// A message the simulated contact sends to the device: text, or one of the other kinds, or
+/// a change to an earlier message (`message` names it by WhatsApp id).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct SimInbound {
-    /// The sender's phone number (digits, an optional leading `+`).
+    /// The sender's phone number (digits, an optional leading `+`); may be empty when
+    /// `from_lid` is given (WhatsApp then hides the number).
     pub from: String,
-    pub text: String,
+    /// The sender's LID (`<digits>` or `<digits>@lid`): the message is addressed by LID, with
+    /// the number beside it when `from` is given too.
+    #[serde(default)]
+    pub from_lid: Option<String>,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// `text`, `image`, `video`, `audio`, `voice`, `document`, `sticker`, `location`,
+    /// `contact`, `poll`, `reaction`, `edit`, `revoke` or `poll_vote`; taken from the field
+    /// given when absent.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub media: Option<SimInboundMedia>,
+    #[serde(default)]
+    pub location: Option<Location>,
+    #[serde(default)]
+    pub contact: Option<ContactCard>,
+    #[serde(default)]
+    pub poll: Option<PollSpec>,
+    #[serde(default)]
+    pub reaction: Option<SimReaction>,
+    #[serde(default)]
+    pub edit: Option<SimEdit>,
+    #[serde(default)]
+    pub revoke: Option<SimTarget>,
+    #[serde(default)]
+    pub poll_vote: Option<SimPollVote>,
+    /// The WhatsApp id of the message this one quotes.
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Numbers mentioned in the text.
+    #[serde(default)]
+    pub mentions: Vec<String>,
     #[serde(default)]
     pub push_name: Option<String>,
     /// WhatsApp message id; a random `3EB0…` id when absent.
@@ -79,7 +117,52 @@ pub struct SimInbound {
     pub group: Option<String>,
 }
 
-/// Media the gateway sent, as the outbox reports it (metadata, not bytes).
+/// Media a simulated contact sends.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+pub struct SimInboundMedia {
+    /// `image`, `video`, `audio`, `voice`, `document` or `sticker`.
+    pub kind: String,
+    pub mime: String,
+    /// The bytes, base64.
+    pub base64: String,
+    #[serde(default)]
+    pub filename: Option<String>,
+    #[serde(default)]
+    pub caption: Option<String>,
+    /// Milliseconds the simulated media server takes to hand the bytes out (a slow network).
+    #[serde(default)]
+    pub delay_ms: Option<u64>,
+}
+
+/// A reaction: to `message` (a WhatsApp id), with `emoji` (empty removes it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SimReaction {
+    pub message: String,
+    pub emoji: String,
+}
+
+/// An edit: `message` (a WhatsApp id) gets the new `text`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SimEdit {
+    pub message: String,
+    pub text: String,
+}
+
+/// A message (by WhatsApp id) that something is about.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SimTarget {
+    pub message: String,
+}
+
+/// A vote on the poll `message` (a WhatsApp id) for `options` (their texts; none withdraws).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SimPollVote {
+    pub message: String,
+    #[serde(default)]
+    pub options: Vec<String>,
+}
+
+/// Media the gateway sent, as the outbox reports it (metadata and a digest, not bytes).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SimMedia {
     pub kind: MediaKind,
@@ -87,18 +170,50 @@ pub struct SimMedia {
     pub size: u64,
     pub filename: Option<String>,
     pub caption: Option<String>,
+    /// SHA-256 of the bytes, hex.
+    pub sha256: String,
 }
 
-/// One message the gateway sent through a device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One thing the gateway did through a device: a message it sent (by kind), a read mark or
+/// a presence update.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct SimSent {
-    /// The WhatsApp message id returned to the gateway.
+    /// The WhatsApp message id returned to the gateway (empty for read marks and presence).
     pub id: String,
     /// The destination JID.
     pub to: String,
+    /// `text`, `image`, `video`, `audio`, `voice`, `document`, `sticker`, `location`,
+    /// `contact`, `poll`, `reaction`, `edit`, `revoke`, `read` or `presence`.
+    #[serde(rename = "type")]
+    pub kind: String,
     pub text: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<SimMedia>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<ContactCard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reaction: Option<SimReaction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit: Option<SimEdit>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revoke: Option<SimTarget>,
+    /// The WhatsApp id of the quoted message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub forwarded: bool,
+    /// Read marks: the WhatsApp ids marked read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub read: Vec<String>,
+    /// Presence: `typing`, `recording`, `paused`, `available` or `unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence: Option<String>,
     pub at: DateTime<Utc>,
 }
 
@@ -136,7 +251,19 @@ struct Inner {
     timing: SimTiming,
     devices: Mutex<HashMap<i64, SimDevice>>,
     generations: AtomicU64,
+    /// The simulated media server: bytes of inbound media by reference, oldest first.
+    media: Mutex<VecDeque<(String, SimBlob)>>,
 }
+
+/// Media bytes on the simulated media server, and how long handing them out takes.
+#[derive(Clone)]
+pub(crate) struct SimBlob {
+    pub bytes: Arc<Vec<u8>>,
+    pub delay: Duration,
+}
+
+/// Media blobs the simulated media server keeps; the oldest go first.
+const MEDIA_CAP: usize = 1_000;
 
 /// Per device: the live session, if any, and the outbox (kept across sessions).
 #[derive(Default)]
@@ -225,6 +352,25 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// Puts bytes on the simulated media server; returns their reference.
+    fn host_media(&self, blob: SimBlob) -> String {
+        let reference = format!("sim-media-{}", random_b64(12).replace(['/', '+', '='], ""));
+        let mut media = self.media.lock().unwrap_or_else(|e| e.into_inner());
+        media.push_back((reference.clone(), blob));
+        while media.len() > MEDIA_CAP {
+            media.pop_front();
+        }
+        reference
+    }
+
+    /// The bytes behind a media reference, if the server still has them.
+    pub(crate) fn hosted_media(&self, reference: &str) -> Option<SimBlob> {
+        let media = self.media.lock().unwrap_or_else(|e| e.into_inner());
+        media.iter().find(|(r, _)| r == reference).map(|(_, b)| b.clone())
+    }
+}
+
 impl Simulator {
     /// A simulated network whose paired devices are remembered in `db` (`device_sessions`).
     pub fn new(db: Db, timing: SimTiming) -> Simulator {
@@ -234,6 +380,7 @@ impl Simulator {
                 timing,
                 devices: Mutex::new(HashMap::new()),
                 generations: AtomicU64::new(0),
+                media: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -273,24 +420,65 @@ impl Simulator {
     /// A contact sends a message to the device. Returns its WhatsApp id once the gateway
     /// acknowledged it as stored, so the caller knows it is in the history.
     pub async fn inbound(&self, device_id: i64, msg: SimInbound) -> Result<String, SimError> {
-        let sender = phone_digits(&msg.from)
-            .ok_or_else(|| SimError::Invalid("`from` must be a phone number of 8 to 15 digits".into()))?;
+        let lid = match msg.from_lid.as_deref() {
+            Some(l) => Some(lid_jid(l).ok_or_else(|| {
+                SimError::Invalid("`from_lid` must be a LID: digits, or digits@lid".into())
+            })?),
+            None => None,
+        };
+        let sender = match (phone_digits(&msg.from), &lid) {
+            (Some(number), _) => number,
+            (None, Some(lid)) if msg.from.trim().is_empty() => lid.clone(),
+            _ => return Err(SimError::Invalid("`from` must be a phone number of 8 to 15 digits".into())),
+        };
         let group = msg.group.as_deref().map(group_jid).transpose()?;
-        let wa_id = match msg.id.map(|id| id.trim().to_string()) {
-            Some(id) if !id.is_empty() && id.len() <= 128 => id,
+        let wa_id = match msg.id.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() && id.len() <= 128 => id.to_string(),
             Some(id) if !id.is_empty() => {
                 return Err(SimError::Invalid("`id` is longer than 128 characters".into()))
             }
             _ => new_wa_id(),
         };
+        let (body, mut media, text) = inbound_body(&msg)?;
+        if let (Some(m), Some(given)) = (media.as_mut(), msg.media.as_ref()) {
+            // Decoded again here: `inbound_body` checked it already.
+            let bytes =
+                base64::engine::general_purpose::STANDARD.decode(given.base64.trim()).unwrap_or_default();
+            let blob = SimBlob {
+                bytes: Arc::new(bytes),
+                delay: Duration::from_millis(given.delay_ms.unwrap_or(0).min(60_000)),
+            };
+            m.source = Some(self.inner.host_media(blob));
+        }
+        let reply_to = match msg.reply_to.as_deref().map(str::trim) {
+            Some(id) if !id.is_empty() && id.len() <= 128 => {
+                Some(InboundQuote { wa_id: id.to_string(), sender: None, text: None })
+            }
+            Some(id) if !id.is_empty() => {
+                return Err(SimError::Invalid("`reply_to` is longer than 128 characters".into()))
+            }
+            _ => None,
+        };
+        let mentions = msg
+            .mentions
+            .iter()
+            .map(|m| {
+                phone_digits(m)
+                    .ok_or_else(|| SimError::Invalid(format!("`mentions`: {m:?} is not a phone number")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let message = InboundMessage {
             wa_id: wa_id.clone(),
-            chat: group.clone().unwrap_or_else(|| format!("{sender}@s.whatsapp.net")),
+            chat: group.clone().unwrap_or_else(|| user_jid(&sender)),
             sender,
+            sender_lid: lid,
             push_name: msg.push_name,
             is_group: group.is_some(),
-            text: Some(msg.text),
-            media: None,
+            text,
+            media,
+            body,
+            reply_to,
+            mentions,
             timestamp: Utc::now(),
             from_me: false,
         };
@@ -306,6 +494,30 @@ impl Simulator {
         }
         match tokio::time::timeout(ACK_TIMEOUT, stored).await {
             Ok(Ok(true)) => Ok(wa_id),
+            Ok(Ok(false)) | Ok(Err(_)) => Err(SimError::NotStored),
+            Err(_) => Err(SimError::AckTimeout),
+        }
+    }
+
+    /// WhatsApp tells the device which phone number is behind a LID (as the real network
+    /// does after a contact lookup or in a later message). Returns once the gateway stored it.
+    pub async fn lid_mapping(&self, device_id: i64, lid: &str, phone: &str) -> Result<(), SimError> {
+        let lid = lid_jid(lid)
+            .ok_or_else(|| SimError::Invalid("`lid` must be a LID: digits, or digits@lid".into()))?;
+        let phone = phone_digits(phone)
+            .ok_or_else(|| SimError::Invalid("`phone` must be a phone number of 8 to 15 digits".into()))?;
+        let (ack, stored) = Ack::new();
+        let delivered = self.inner.with_live(device_id, None, |live| {
+            if live.is_connected() {
+                live.emit(DriverEvent::LidMapping { lid, phone, ack: Some(ack) });
+            }
+            live.is_connected()
+        });
+        if delivered != Some(true) {
+            return Err(SimError::NotConnected);
+        }
+        match tokio::time::timeout(ACK_TIMEOUT, stored).await {
+            Ok(Ok(true)) => Ok(()),
             Ok(Ok(false)) | Ok(Err(_)) => Err(SimError::NotStored),
             Err(_) => Err(SimError::AckTimeout),
         }
@@ -360,6 +572,136 @@ impl Simulator {
     /// Whether the device has a live, connected session.
     pub fn is_connected(&self, device_id: i64) -> bool {
         self.inner.with_live(device_id, None, |l| l.is_connected()).unwrap_or(false)
+    }
+}
+
+/// The kind of a simulated inbound message from its fields: its body, media and text.
+fn inbound_body(msg: &SimInbound) -> Result<(InboundBody, Option<InboundMedia>, Option<String>), SimError> {
+    let bad = |m: &str| SimError::Invalid(m.to_string());
+    let given: Vec<&str> = [
+        msg.media.as_ref().map(|_| "media"),
+        msg.location.as_ref().map(|_| "location"),
+        msg.contact.as_ref().map(|_| "contact"),
+        msg.poll.as_ref().map(|_| "poll"),
+        msg.reaction.as_ref().map(|_| "reaction"),
+        msg.edit.as_ref().map(|_| "edit"),
+        msg.revoke.as_ref().map(|_| "revoke"),
+        msg.poll_vote.as_ref().map(|_| "poll_vote"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if given.len() > 1 {
+        return Err(bad(&format!("give one of {} per message", given.join(", "))));
+    }
+    let text = msg.text.clone().filter(|t| !t.is_empty());
+    let target = |id: &str| -> Result<String, SimError> {
+        let id = id.trim();
+        if id.is_empty() || id.len() > 128 {
+            return Err(bad("`message` must be a WhatsApp message id of 1 to 128 characters"));
+        }
+        Ok(id.to_string())
+    };
+    let (body, media, text) = match given.first().copied() {
+        None => {
+            let text = text.ok_or_else(|| bad("`text` (or another kind's field) is required"))?;
+            (InboundBody::Plain, None, Some(text))
+        }
+        Some("media") => {
+            let m = msg.media.as_ref().expect("given");
+            let Some(kind) = MediaKind::parse(&m.kind) else {
+                return Err(bad("`media.kind` must be image, video, audio, voice, document or sticker"));
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(m.base64.trim())
+                .map_err(|_| bad("`media.base64` is not valid base64"))?;
+            if m.mime.trim().is_empty() || m.mime.len() > 255 {
+                return Err(bad("`media.mime` must be a content type such as image/jpeg"));
+            }
+            let media = InboundMedia {
+                kind: kind.as_str().into(),
+                mime: Some(m.mime.trim().to_string()),
+                size: Some(bytes.len() as u64),
+                filename: m.filename.clone(),
+                caption: m.caption.clone(),
+                source: None,
+            };
+            (InboundBody::Plain, Some(media), m.caption.clone().or(text))
+        }
+        Some("location") => {
+            let l = msg
+                .location
+                .clone()
+                .expect("given")
+                .checked()
+                .map_err(|e| bad(&format!("`location.{e}`")))?;
+            (InboundBody::Location(l), None, text)
+        }
+        Some("contact") => {
+            let c = msg.contact.clone().expect("given");
+            let cards = crate::content::check_contacts(vec![c], |p| {
+                phone_digits(p).ok_or_else(|| "must be a phone number of 8 to 15 digits".to_string())
+            })
+            .map_err(|e| bad(&format!("`contact`: {e}")))?;
+            (InboundBody::Contacts(cards), None, text)
+        }
+        Some("poll") => {
+            let p = msg.poll.clone().expect("given").checked().map_err(|e| bad(&format!("`poll.{e}`")))?;
+            (InboundBody::Poll(p), None, text)
+        }
+        Some("reaction") => {
+            let r = msg.reaction.as_ref().expect("given");
+            crate::content::check_emoji(&r.emoji).map_err(|e| bad(&format!("`reaction.{e}`")))?;
+            let update = Update::Reaction { target: target(&r.message)?, emoji: r.emoji.clone() };
+            (InboundBody::Update(update), None, None)
+        }
+        Some("edit") => {
+            let e = msg.edit.as_ref().expect("given");
+            if e.text.trim().is_empty() {
+                return Err(bad("`edit.text` must not be blank"));
+            }
+            (
+                InboundBody::Update(Update::Edit { target: target(&e.message)?, text: e.text.clone() }),
+                None,
+                None,
+            )
+        }
+        Some("revoke") => {
+            let r = msg.revoke.as_ref().expect("given");
+            (InboundBody::Update(Update::Revoke { target: target(&r.message)? }), None, None)
+        }
+        Some(_) => {
+            let v = msg.poll_vote.as_ref().expect("given");
+            let update = Update::PollVote { target: target(&v.message)?, options: v.options.clone() };
+            (InboundBody::Update(update), None, None)
+        }
+    };
+    if let Some(kind) = msg.kind.as_deref() {
+        if kind_of(&body, media.as_ref()) != kind {
+            return Err(bad(&format!(
+                "`type` is {kind:?} but the fields given make a {:?}",
+                kind_of(&body, media.as_ref())
+            )));
+        }
+    }
+    Ok((body, media, text))
+}
+
+/// The simulator's name for a message's kind (as `SimInbound::kind` takes it).
+fn kind_of(body: &InboundBody, media: Option<&InboundMedia>) -> &'static str {
+    match body {
+        InboundBody::Plain => match media.and_then(|m| MediaKind::parse(&m.kind)) {
+            Some(kind) => kind.as_str(),
+            None => "text",
+        },
+        InboundBody::Location(_) => "location",
+        InboundBody::Contacts(_) => "contact",
+        InboundBody::Poll(_) => "poll",
+        InboundBody::Update(Update::Reaction { .. }) => "reaction",
+        InboundBody::Update(Update::Edit { .. }) => "edit",
+        InboundBody::Update(Update::Revoke { .. }) => "revoke",
+        InboundBody::Update(Update::PollVote { .. }) => "poll_vote",
+        InboundBody::Unsupported(_) => "unsupported",
     }
 }
 

@@ -1,64 +1,17 @@
-//! Packages, per-tenant overrides, usage reservations and per-key rate limits.
+//! Packages, per-tenant overrides, usage reservations and request rate limits.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, TimeZone, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, PackageConfig};
 use crate::db::{Db, DbError};
 
 pub mod rate;
 
+pub use crate::resource::Resource;
 pub use rate::RateLimiter;
-
-/// A limited resource. Its name is what the API reports in `limit`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Resource {
-    Devices,
-    MessagesPerMonth,
-    AutoReplies,
-    ScheduledMessages,
-    Plugins,
-    WebhookEndpoints,
-    RequestsPerMinute,
-}
-
-impl Resource {
-    pub const ALL: [Resource; 7] = [
-        Resource::Devices,
-        Resource::MessagesPerMonth,
-        Resource::AutoReplies,
-        Resource::ScheduledMessages,
-        Resource::Plugins,
-        Resource::WebhookEndpoints,
-        Resource::RequestsPerMinute,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Resource::Devices => "devices",
-            Resource::MessagesPerMonth => "messages_per_month",
-            Resource::AutoReplies => "auto_replies",
-            Resource::ScheduledMessages => "scheduled_messages",
-            Resource::Plugins => "plugins",
-            Resource::WebhookEndpoints => "webhook_endpoints",
-            Resource::RequestsPerMinute => "requests_per_minute",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Resource> {
-        Resource::ALL.into_iter().find(|r| r.name() == name)
-    }
-}
-
-impl std::fmt::Display for Resource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
@@ -95,6 +48,7 @@ fn package_limits(p: &PackageConfig) -> Limits {
         (Resource::Plugins, norm(p.plugins)),
         (Resource::WebhookEndpoints, norm(p.webhook_endpoints)),
         (Resource::RequestsPerMinute, norm(p.requests_per_minute)),
+        (Resource::ApiKeys, norm(p.api_keys)),
     ]))
 }
 
@@ -160,6 +114,23 @@ impl LimitsService {
     }
 
     /// Messages used in the current month.
+    /// Creates something `resource` counts, within the tenant's package limit: `create` is
+    /// given the limit (`None`: unlimited) and answers `None` when the tenant already holds that
+    /// many (the storage counts and inserts under the tenant's lock).
+    pub async fn create_within<T, Fut>(
+        &self,
+        tenant: i64,
+        package: &str,
+        resource: Resource,
+        create: impl FnOnce(Option<i64>) -> Fut,
+    ) -> Result<T, LimitError>
+    where
+        Fut: std::future::Future<Output = crate::db::DbResult<Option<T>>>,
+    {
+        let limit = self.limits(tenant, package).await?.get(resource);
+        create(limit).await?.ok_or(LimitError::Exceeded { limit: resource })
+    }
+
     pub async fn messages_used(&self, tenant: i64) -> Result<i64, LimitError> {
         let row = self.db.limits_row(tenant).await?;
         let (period, _, _) = month_period(Utc::now());
@@ -223,4 +194,86 @@ mod tests {
             prop_assert!((end - start).num_days() >= 28 && (end - start).num_days() <= 31);
         }
     }
+}
+
+/// Usage of each limited resource (what `/api/user/limits` reports as `usage`).
+#[derive(Debug, serde::Serialize)]
+pub struct Usage {
+    pub devices: i64,
+    pub messages_per_month: i64,
+    pub auto_replies: i64,
+    pub scheduled_messages: i64,
+    pub plugins: i64,
+    pub webhook_endpoints: i64,
+    pub api_keys: i64,
+}
+
+impl Usage {
+    /// The use of one resource (0 for the request rate, which is not counted here).
+    pub fn of(&self, resource: Resource) -> i64 {
+        match resource {
+            Resource::Devices => self.devices,
+            Resource::MessagesPerMonth => self.messages_per_month,
+            Resource::AutoReplies => self.auto_replies,
+            Resource::ScheduledMessages => self.scheduled_messages,
+            Resource::Plugins => self.plugins,
+            Resource::WebhookEndpoints => self.webhook_endpoints,
+            Resource::ApiKeys => self.api_keys,
+            Resource::RequestsPerMinute => 0,
+        }
+    }
+}
+
+impl LimitsService {
+    /// Current usage of every limited resource of a tenant.
+    pub async fn usage(&self, tenant: i64) -> Result<Usage, LimitError> {
+        let counts = self.db.resource_counts(tenant).await?;
+        let get = |r: Resource| counts.iter().find(|(k, _)| *k == r).map(|(_, v)| *v).unwrap_or(0);
+        Ok(Usage {
+            devices: get(Resource::Devices),
+            messages_per_month: self.messages_used(tenant).await?,
+            auto_replies: get(Resource::AutoReplies),
+            scheduled_messages: get(Resource::ScheduledMessages),
+            plugins: get(Resource::Plugins),
+            webhook_endpoints: get(Resource::WebhookEndpoints),
+            api_keys: get(Resource::ApiKeys),
+        })
+    }
+}
+
+/// A change to one of a tenant's limit overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideChange {
+    /// Back to the package's value.
+    Package,
+    Unlimited,
+    /// At most this many (must not be negative).
+    Value(i64),
+}
+
+/// `overrides` with `changes` applied; a negative value is refused, naming `limits.<name>`.
+pub fn apply_overrides(
+    mut overrides: Overrides,
+    changes: &[(Resource, OverrideChange)],
+) -> Result<Overrides, (String, &'static str)> {
+    for (resource, change) in changes {
+        match change {
+            OverrideChange::Package => {
+                overrides.remove(resource);
+            }
+            OverrideChange::Unlimited => {
+                overrides.insert(*resource, None);
+            }
+            OverrideChange::Value(n) if *n >= 0 => {
+                overrides.insert(*resource, Some(*n));
+            }
+            OverrideChange::Value(_) => {
+                return Err((
+                    format!("limits.{resource}"),
+                    "must be a non-negative integer, null (unlimited) or \"package\"",
+                ))
+            }
+        }
+    }
+    Ok(overrides)
 }

@@ -1,4 +1,5 @@
-//! Per-API-key request rate limiting: a token bucket whose burst is one minute's allowance.
+//! Request rate limiting: token buckets whose burst is one minute's allowance, one per tenant
+//! (every key and the dashboard together) and one per API key.
 //!
 //! Buckets live in this process's memory; with several gateway processes each enforces the
 //! limit on the requests it serves (documented in the README).
@@ -13,10 +14,17 @@ struct Bucket {
     updated: Instant,
 }
 
-/// Token buckets keyed by API key id.
+/// What a bucket belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Owner {
+    Tenant(i64),
+    Key(i64),
+}
+
+/// Token buckets by tenant and by API key.
 #[derive(Default)]
 pub struct RateLimiter {
-    buckets: Mutex<HashMap<i64, Bucket>>,
+    buckets: Mutex<HashMap<Owner, Bucket>>,
 }
 
 /// The pure bucket arithmetic: refill at `per_minute / 60` tokens a second up to `per_minute`,
@@ -33,28 +41,36 @@ fn take(bucket: Bucket, now: Instant, per_minute: f64) -> Result<Bucket, Duratio
 }
 
 impl RateLimiter {
-    /// Takes one request from `key`'s bucket. `Err` carries the wait before the next one fits.
-    pub fn check(&self, key: i64, per_minute: Option<i64>) -> Result<(), Duration> {
+    /// Takes one request from the tenant's bucket and, for an API request, from its key's
+    /// (`key`; `None` for the dashboard), each holding `per_minute`. Both must have a token:
+    /// a refused request takes none. `Err` carries the wait before the next one fits.
+    pub fn check(&self, tenant: i64, key: Option<i64>, per_minute: Option<i64>) -> Result<(), Duration> {
         let Some(per_minute) = per_minute else {
             return Ok(());
         };
         if per_minute <= 0 {
             return Err(Duration::from_secs(60));
         }
+        let per_minute = per_minute as f64;
         let now = Instant::now();
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if buckets.len() > 100_000 {
             // Forget buckets that have been full for a while, so memory stays bounded.
             buckets.retain(|_, b| now.saturating_duration_since(b.updated) < Duration::from_secs(60));
         }
-        let bucket = buckets.entry(key).or_insert(Bucket { tokens: per_minute as f64, updated: now });
-        match take(*bucket, now, per_minute as f64) {
-            Ok(next) => {
-                *bucket = next;
-                Ok(())
+        let full = Bucket { tokens: per_minute, updated: now };
+        let owners = [Some(Owner::Tenant(tenant)), key.map(Owner::Key)];
+        let mut taken = [None, None];
+        for (slot, owner) in taken.iter_mut().zip(owners) {
+            if let Some(owner) = owner {
+                let bucket = buckets.get(&owner).copied().unwrap_or(full);
+                *slot = Some((owner, take(bucket, now, per_minute)?));
             }
-            Err(wait) => Err(wait),
         }
+        for (owner, bucket) in taken.into_iter().flatten() {
+            buckets.insert(owner, bucket);
+        }
+        Ok(())
     }
 }
 
@@ -67,13 +83,37 @@ mod tests {
     fn the_burst_is_one_minute_of_allowance_then_requests_are_refused() {
         let limiter = RateLimiter::default();
         for _ in 0..5 {
-            assert!(limiter.check(1, Some(5)).is_ok());
+            assert!(limiter.check(1, Some(10), Some(5)).is_ok());
         }
-        let wait = limiter.check(1, Some(5)).unwrap_err();
+        let wait = limiter.check(1, Some(10), Some(5)).unwrap_err();
         assert!(wait > Duration::from_secs(10) && wait <= Duration::from_secs(12), "{wait:?}");
-        // Another key has its own bucket.
-        assert!(limiter.check(2, Some(5)).is_ok());
-        assert!(limiter.check(1, None).is_ok());
+        // Another tenant has its own buckets.
+        assert!(limiter.check(2, Some(20), Some(5)).is_ok());
+        assert!(limiter.check(1, Some(10), None).is_ok());
+    }
+
+    #[test]
+    fn the_keys_of_one_tenant_and_its_dashboard_share_the_tenant_bucket() {
+        let limiter = RateLimiter::default();
+        for i in 0..6 {
+            let key = [Some(10), Some(11), None][i % 3];
+            assert!(limiter.check(1, key, Some(6)).is_ok(), "request {i}");
+        }
+        assert!(limiter.check(1, Some(12), Some(6)).is_err(), "a new key of the same tenant");
+        assert!(limiter.check(1, None, Some(6)).is_err(), "the dashboard");
+    }
+
+    #[test]
+    fn a_refused_request_takes_no_token_from_the_other_bucket() {
+        let limiter = RateLimiter::default();
+        for _ in 0..3 {
+            assert!(limiter.check(1, Some(10), Some(3)).is_ok());
+        }
+        // Key 10 is empty; tenant 2's bucket is full and must stay so when the key refuses.
+        assert!(limiter.check(2, Some(10), Some(3)).is_err());
+        for i in 0..3 {
+            assert!(limiter.check(2, Some(20 + i), Some(3)).is_ok(), "request {i} of tenant 2");
+        }
     }
 
     proptest! {

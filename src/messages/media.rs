@@ -16,6 +16,14 @@ use base64::Engine;
 use crate::config::WhatsappConfig;
 use crate::devices::driver::{MediaKind, OutboundMedia};
 
+mod fetch;
+mod sniff;
+pub mod store;
+
+pub use fetch::{Downloaded, FetchError, MediaFetcher};
+pub use sniff::sniff;
+use sniff::*;
+
 /// Longest caption, in characters (WhatsApp's own limit).
 pub const MAX_CAPTION_CHARS: usize = 1024;
 /// Longest filename, in bytes.
@@ -26,8 +34,12 @@ pub const MAX_FILENAME_BYTES: usize = 255;
 pub enum MediaError {
     #[error("the media is empty")]
     Empty,
-    #[error("`{0}` is not a media type; use image, video, audio or document")]
+    #[error("`{0}` is not a media type; use image, video, audio, voice, document or sticker")]
     UnknownType(String),
+    #[error("a voice note must be OGG/Opus audio; the content is {found}, which this gateway does not convert (send it as type audio)")]
+    VoiceFormat { found: String },
+    #[error("the sticker could not be made from this image: {0}")]
+    Sticker(String),
     #[error("the content ({found}) is not a valid {}; send it as type document, or leave type out", .wanted.as_str())]
     Mismatch { wanted: MediaKind, found: String },
     #[error("{} files may be at most {max} bytes", .kind.as_str())]
@@ -42,7 +54,10 @@ impl MediaError {
     /// The request field at fault, when the error names one (`Empty` depends on the source).
     pub fn field(&self) -> Option<&'static str> {
         match self {
-            MediaError::UnknownType(_) | MediaError::Mismatch { .. } => Some("type"),
+            MediaError::UnknownType(_) | MediaError::Mismatch { .. } | MediaError::VoiceFormat { .. } => {
+                Some("type")
+            }
+            MediaError::Sticker(_) => None,
             MediaError::BadBase64(_) => Some("base64"),
             MediaError::CaptionTooLong { .. } => Some("caption"),
             MediaError::Empty | MediaError::TooLarge { .. } => None,
@@ -56,217 +71,14 @@ pub fn parse_type(raw: &str) -> Result<MediaKind, MediaError> {
     let kind = match t.as_str() {
         "image" | "img" | "photo" | "picture" => MediaKind::Image,
         "video" => MediaKind::Video,
-        "audio" | "voice" | "mp3" => MediaKind::Audio,
+        "audio" | "mp3" => MediaKind::Audio,
+        "voice" | "ptt" | "voice_note" => MediaKind::Voice,
+        "sticker" => MediaKind::Sticker,
         "document" | "doc" | "docx" | "file" | "pdf" | "xls" | "xlsx" | "ppt" | "pptx" | "zip" | "txt"
         | "csv" => MediaKind::Document,
         _ => return Err(MediaError::UnknownType(raw.trim().chars().take(40).collect())),
     };
     Ok(kind)
-}
-
-const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
-const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
-const PPTX: &str = "application/vnd.openxmlformats-officedocument.presentationml.presentation";
-const ZIP: &str = "application/zip";
-const OLE: &str = "application/x-ole-storage";
-const OCTET: &str = "application/octet-stream";
-
-/// Known extensions and their MIME types; the first extension of a type is its default.
-const EXTENSIONS: &[(&str, &str)] = &[
-    ("jpg", "image/jpeg"),
-    ("jpeg", "image/jpeg"),
-    ("png", "image/png"),
-    ("gif", "image/gif"),
-    ("webp", "image/webp"),
-    ("heic", "image/heic"),
-    ("avif", "image/avif"),
-    ("mp4", "video/mp4"),
-    ("3gp", "video/3gpp"),
-    ("mov", "video/quicktime"),
-    ("webm", "video/webm"),
-    ("mkv", "video/x-matroska"),
-    ("mp3", "audio/mpeg"),
-    ("m4a", "audio/mp4"),
-    ("aac", "audio/aac"),
-    ("ogg", "audio/ogg"),
-    ("opus", "audio/ogg; codecs=opus"),
-    ("wav", "audio/wav"),
-    ("amr", "audio/amr"),
-    ("pdf", "application/pdf"),
-    ("docx", DOCX),
-    ("xlsx", XLSX),
-    ("pptx", PPTX),
-    ("doc", "application/msword"),
-    ("xls", "application/vnd.ms-excel"),
-    ("ppt", "application/vnd.ms-powerpoint"),
-    ("odt", "application/vnd.oasis.opendocument.text"),
-    ("ods", "application/vnd.oasis.opendocument.spreadsheet"),
-    ("odp", "application/vnd.oasis.opendocument.presentation"),
-    ("epub", "application/epub+zip"),
-    ("apk", "application/vnd.android.package-archive"),
-    ("zip", ZIP),
-    ("rar", "application/vnd.rar"),
-    ("7z", "application/x-7z-compressed"),
-    ("gz", "application/gzip"),
-    ("txt", "text/plain"),
-    ("csv", "text/csv"),
-    ("json", "application/json"),
-    ("xml", "application/xml"),
-    ("rtf", "application/rtf"),
-];
-
-/// Extensions a ZIP or an OLE2 container may really be.
-const ZIP_FAMILY: &[&str] = &["docx", "xlsx", "pptx", "odt", "ods", "odp", "epub", "apk", "zip"];
-const OLE_FAMILY: &[&str] = &["doc", "xls", "ppt"];
-
-fn at(bytes: &[u8], offset: usize, signature: &[u8]) -> bool {
-    bytes.get(offset..offset + signature.len()) == Some(signature)
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
-
-/// The kind and MIME type the content's signature says, or `None` when it is not recognised
-/// (callers then send it as a document).
-pub fn sniff(bytes: &[u8]) -> Option<(MediaKind, &'static str)> {
-    use MediaKind::{Audio, Document, Image, Video};
-    let head = &bytes[..bytes.len().min(64)];
-    let found = if at(bytes, 0, b"\xFF\xD8\xFF") {
-        (Image, "image/jpeg")
-    } else if at(bytes, 0, b"\x89PNG\r\n\x1a\n") {
-        (Image, "image/png")
-    } else if at(bytes, 0, b"GIF87a") || at(bytes, 0, b"GIF89a") {
-        (Image, "image/gif")
-    } else if at(bytes, 0, b"RIFF") && at(bytes, 8, b"WEBP") {
-        (Image, "image/webp")
-    } else if at(bytes, 0, b"RIFF") && at(bytes, 8, b"WAVE") {
-        (Audio, "audio/wav")
-    } else if at(bytes, 4, b"ftyp") {
-        match bytes.get(8..12).unwrap_or_default() {
-            b"M4A " | b"M4B " | b"M4P " => (Audio, "audio/mp4"),
-            b"qt  " => (Video, "video/quicktime"),
-            b"heic" | b"heix" | b"mif1" | b"msf1" => (Document, "image/heic"),
-            b"avif" | b"avis" => (Document, "image/avif"),
-            brand if brand.starts_with(b"3g") => (Video, "video/3gpp"),
-            _ => (Video, "video/mp4"),
-        }
-    } else if at(bytes, 0, b"\x1A\x45\xDF\xA3") {
-        if contains(head, b"webm") {
-            (Video, "video/webm")
-        } else {
-            (Video, "video/x-matroska")
-        }
-    } else if at(bytes, 0, b"OggS") {
-        if contains(head, b"OpusHead") {
-            (Audio, "audio/ogg; codecs=opus")
-        } else {
-            (Audio, "audio/ogg")
-        }
-    } else if at(bytes, 0, b"ID3") {
-        (Audio, "audio/mpeg")
-    } else if at(bytes, 0, b"#!AMR-WB\n") {
-        (Audio, "audio/amr-wb")
-    } else if at(bytes, 0, b"#!AMR\n") {
-        (Audio, "audio/amr")
-    } else if at(bytes, 0, b"%PDF-") {
-        (Document, "application/pdf")
-    } else if at(bytes, 0, b"PK\x03\x04") || at(bytes, 0, b"PK\x05\x06") {
-        (Document, zip_mime(bytes))
-    } else if at(bytes, 0, b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1") {
-        (Document, OLE)
-    } else if at(bytes, 0, b"Rar!\x1A\x07") {
-        (Document, "application/vnd.rar")
-    } else if at(bytes, 0, b"7z\xBC\xAF\x27\x1C") {
-        (Document, "application/x-7z-compressed")
-    } else if at(bytes, 0, b"\x1F\x8B") {
-        (Document, "application/gzip")
-    } else {
-        return mpeg_audio_frame(bytes);
-    };
-    Some(found)
-}
-
-/// An MP3 (MPEG audio) or AAC (ADTS) stream without an ID3 tag starts with a frame header.
-fn mpeg_audio_frame(bytes: &[u8]) -> Option<(MediaKind, &'static str)> {
-    let [b0, b1, b2, ..] = *bytes else { return None };
-    if b0 != 0xFF || b1 & 0xE0 != 0xE0 {
-        return None;
-    }
-    let version = (b1 >> 3) & 0b11;
-    let layer = (b1 >> 1) & 0b11;
-    let bitrate = b2 >> 4;
-    let rate = (b2 >> 2) & 0b11;
-    if layer == 0 {
-        // ADTS: MPEG-4 AAC; a sampling-frequency index of 13 and up is reserved.
-        return (b1 & 0xF6 == 0xF0 && (b2 >> 2) & 0x0F < 13).then_some((MediaKind::Audio, "audio/aac"));
-    }
-    (version != 0b01 && bitrate != 0x0F && rate != 0b11).then_some((MediaKind::Audio, "audio/mpeg"))
-}
-
-/// Names of the ZIP entries whose local headers start in the first 8 KiB.
-fn zip_entry_names(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
-    let window = &bytes[..bytes.len().min(8192)];
-    (0..window.len().saturating_sub(30)).filter(|&i| at(window, i, b"PK\x03\x04")).filter_map(move |i| {
-        let len = usize::from(u16::from_le_bytes([*bytes.get(i + 26)?, *bytes.get(i + 27)?]));
-        bytes.get(i + 30..i + 30 + len)
-    })
-}
-
-/// Office Open XML and OpenDocument files are ZIP archives; tell them apart by their entries.
-fn zip_mime(bytes: &[u8]) -> &'static str {
-    // OpenDocument stores an uncompressed `mimetype` entry first, its content right after.
-    if at(bytes, 30, b"mimetype") {
-        for (_, mime) in EXTENSIONS.iter().filter(|(ext, _)| matches!(*ext, "odt" | "ods" | "odp" | "epub")) {
-            if at(bytes, 38, mime.as_bytes()) {
-                return mime;
-            }
-        }
-    }
-    for name in zip_entry_names(bytes) {
-        if name.starts_with(b"word/") {
-            return DOCX;
-        } else if name.starts_with(b"xl/") {
-            return XLSX;
-        } else if name.starts_with(b"ppt/") {
-            return PPTX;
-        }
-    }
-    ZIP
-}
-
-/// The essence (`type/subtype`, lower case) of a declared MIME type, when well formed and
-/// more specific than "some bytes".
-fn clean_mime(raw: &str) -> Option<String> {
-    let essence = raw.split(';').next()?.trim().to_ascii_lowercase();
-    let token = |s: &str| {
-        !s.is_empty()
-            && s.len() <= 100
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
-    };
-    let (top, sub) = essence.split_once('/')?;
-    let generic = matches!(essence.as_str(), OCTET | "binary/octet-stream" | "application/unknown");
-    (token(top) && token(sub) && !generic).then_some(essence)
-}
-
-fn extension(filename: &str) -> Option<String> {
-    let (stem, ext) = filename.rsplit_once('.')?;
-    (!stem.is_empty()).then(|| ext.to_ascii_lowercase())
-}
-
-fn mime_of_extension(ext: &str) -> Option<&'static str> {
-    EXTENSIONS.iter().find(|(e, _)| *e == ext).map(|(_, m)| *m)
-}
-
-fn extension_of_mime(mime: &str) -> Option<&'static str> {
-    EXTENSIONS.iter().find(|(_, m)| *m == mime).map(|(e, _)| *e)
-}
-
-fn describe(sniffed: Option<(MediaKind, &'static str)>) -> String {
-    match sniffed {
-        Some((_, mime)) => mime.to_string(),
-        None => "unrecognised data".into(),
-    }
 }
 
 /// The kind to send as: `type_field` when given and the content fits it, else what the content
@@ -288,6 +100,15 @@ fn resolve_kind(
     };
     let fits = match (wanted, sniffed) {
         (MediaKind::Document, _) => true,
+        // WhatsApp plays voice notes as Opus in OGG only.
+        (MediaKind::Voice, Some((MediaKind::Audio, mime))) if mime.starts_with("audio/ogg") => true,
+        (MediaKind::Voice, Some((MediaKind::Audio | MediaKind::Video, mime))) => {
+            return Err(MediaError::VoiceFormat { found: mime.to_string() })
+        }
+        // PNG and JPEG are converted to WebP.
+        (MediaKind::Sticker, Some((MediaKind::Image, mime))) => {
+            matches!(mime, "image/webp" | "image/png" | "image/jpeg")
+        }
         // An MP4, WebM or 3GP container can carry sound alone.
         (MediaKind::Audio, Some((MediaKind::Audio | MediaKind::Video, _))) => true,
         (w, Some((k, _))) => w == k,
@@ -316,6 +137,8 @@ pub fn mime_for(kind: MediaKind, declared: Option<&str>, filename: Option<&str>,
             by_extension(family).unwrap_or(container).to_string()
         }
         Some((MediaKind::Video, mime)) if kind == MediaKind::Audio => mime.replacen("video/", "audio/", 1),
+        Some((_, "audio/ogg")) if kind == MediaKind::Voice => "audio/ogg; codecs=opus".into(),
+        Some(_) if kind == MediaKind::Sticker => "image/webp".into(),
         Some((_, mime)) => mime.to_string(),
         // Unverified content: a claimed image, video or audio type only for that kind.
         None => {
@@ -335,9 +158,9 @@ pub fn mime_for(kind: MediaKind, declared: Option<&str>, filename: Option<&str>,
 /// The size cap of a kind (`[whatsapp] max_*_bytes`).
 pub fn max_bytes(config: &WhatsappConfig, kind: MediaKind) -> usize {
     match kind {
-        MediaKind::Image => config.max_image_bytes,
+        MediaKind::Image | MediaKind::Sticker => config.max_image_bytes,
         MediaKind::Video => config.max_video_bytes,
-        MediaKind::Audio => config.max_audio_bytes,
+        MediaKind::Audio | MediaKind::Voice => config.max_audio_bytes,
         MediaKind::Document => config.max_document_bytes,
     }
 }
@@ -349,6 +172,34 @@ pub fn check_size(config: &WhatsappConfig, kind: MediaKind, len: usize) -> Resul
         return Err(MediaError::TooLarge { kind, max });
     }
     Ok(())
+}
+
+/// Side of a sticker, in pixels: WhatsApp shows stickers as 512 × 512.
+const STICKER_SIDE: u32 = 512;
+
+/// A PNG or JPEG image as a sticker: scaled to fit 512 × 512 (aspect kept), as lossless WebP.
+/// Decoding is bounded, so a small file claiming a huge picture is refused, not expanded.
+fn sticker_webp(bytes: &[u8]) -> Result<Vec<u8>, MediaError> {
+    let bad = |e: image::ImageError| MediaError::Sticker(e.to_string());
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| MediaError::Sticker(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(8192);
+    limits.max_image_height = Some(8192);
+    limits.max_alloc = Some(128 << 20);
+    reader.limits(limits);
+    let picture = reader.decode().map_err(bad)?;
+    let picture = if picture.width() > STICKER_SIDE || picture.height() > STICKER_SIDE {
+        picture.resize(STICKER_SIDE, STICKER_SIDE, image::imageops::FilterType::Triangle)
+    } else {
+        picture
+    };
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(picture.to_rgba8())
+        .write_to(&mut out, image::ImageFormat::WebP)
+        .map_err(bad)?;
+    Ok(out.into_inner())
 }
 
 /// Decoded `base64` input and the MIME type a data URL declared.
@@ -510,6 +361,10 @@ impl MediaOptions {
         }
         let kind = resolve_kind(self.kind, declared_mime, &bytes)?;
         check_size(config, kind, bytes.len())?;
+        let bytes = match (kind, sniff(&bytes)) {
+            (MediaKind::Sticker, Some((_, "image/png" | "image/jpeg"))) => sticker_webp(&bytes)?,
+            _ => bytes,
+        };
         let filename = self.filename.or_else(|| source_filename.and_then(sanitize_filename));
         let mime = mime_for(kind, declared_mime, filename.as_deref(), &bytes);
         let filename = filename.or_else(|| {
@@ -613,7 +468,9 @@ mod tests {
             kind_for(Some("audio"), Some("text/plain"), b"\x01\x02"),
             Err(MediaError::Mismatch { .. })
         ));
-        assert!(matches!(kind_for(Some("sticker"), None, PNG), Err(MediaError::UnknownType(_))));
+        assert!(matches!(kind_for(Some("hologram"), None, PNG), Err(MediaError::UnknownType(_))));
+        assert_eq!(kind_for(Some("sticker"), None, PNG), Ok(Sticker));
+        assert!(matches!(kind_for(Some("voice"), None, b"ID3\x04"), Err(MediaError::VoiceFormat { .. })));
         assert_eq!(kind_for(Some("pdf"), None, b"%PDF-"), Ok(Document));
     }
 

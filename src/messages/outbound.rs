@@ -3,38 +3,36 @@
 //! A send reserves the monthly allowance, stores the message as `queued` (with its media bytes
 //! in `media_blobs`), and wakes the device's sender task. The sender takes queued rows oldest
 //! first, sends them through the device session with a paced gap (minimum gap plus jitter, so a
-//! burst does not get the number banned), and records `sent` with WhatsApp's id or, after the
-//! configured attempts, `failed` with the reason. Because the queue is rows, a restart resumes it.
+//! burst does not get the number banned), and records `sent` once WhatsApp accepted the message
+//! or, after the configured attempts, `failed` with the reason. Because the queue is rows, a
+//! restart resumes it.
+//!
+//! A message's WhatsApp id is chosen and stored before its first attempt, and every attempt
+//! sends under it: a retry after a lost ack, or a resend after a crash between the send and its
+//! record, is the same message to WhatsApp and to the recipient, never a second one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::phone::Recipient;
+use super::feed::MessageFeed;
+use super::keeper::MediaKeeper;
 use crate::config::WhatsappConfig;
+use crate::content::Details;
 use crate::db::{now_ms, Db, DbError, DeviceRow, MessageRow, NewMessage};
-use crate::devices::driver::{DriverError, MediaKind, OutboundMedia};
+use crate::devices::driver::{
+    Content, DriverError, MediaKind, MessageKey, OutboundMedia, Outgoing, PresenceState, Quote, Session,
+};
 use crate::devices::manager::{DeviceManager, DeviceStatus, DeviceUpdate};
 use crate::limits::{LimitError, LimitsService};
+use crate::phone::Recipient;
 
-/// Media metadata stored with a message (`messages.media`, JSON).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MediaMeta {
-    pub kind: String,
-    pub mime: Option<String>,
-    pub size: Option<u64>,
-    pub filename: Option<String>,
-    pub caption: Option<String>,
-    /// Where the bytes wait while the message is queued.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub blob_id: Option<i64>,
-}
+pub use crate::db::messages::MediaMeta;
 
 /// What to send.
 pub struct SendRequest {
@@ -44,6 +42,9 @@ pub struct SendRequest {
     pub to: Recipient,
     pub text: Option<String>,
     pub media: Option<OutboundMedia>,
+    /// A location, contact cards or a poll (the message's kind then), the quoted message,
+    /// mentions and the "typing…" to show first.
+    pub details: Details,
     /// `api`, `auto_reply`, `plugin`, `webhook`, `scheduled`.
     pub source: &'static str,
     pub idempotency_key: Option<String>,
@@ -75,6 +76,10 @@ struct Inner {
     db: Db,
     devices: DeviceManager,
     limits: LimitsService,
+    /// Where new messages are announced.
+    feed: MessageFeed,
+    /// Keeps the bytes of sent media.
+    keeper: MediaKeeper,
     pacing: Pacing,
     workers: Mutex<HashMap<i64, Arc<Notify>>>,
     waiters: Mutex<HashMap<i64, Vec<oneshot::Sender<()>>>>,
@@ -93,6 +98,7 @@ impl Outbound {
         db: Db,
         devices: DeviceManager,
         limits: LimitsService,
+        keeper: MediaKeeper,
         config: &WhatsappConfig,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -108,6 +114,8 @@ impl Outbound {
                 db,
                 devices,
                 limits,
+                feed: MessageFeed::default(),
+                keeper,
                 pacing,
                 workers: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
@@ -150,6 +158,13 @@ impl Outbound {
     /// unless asked not to.
     pub async fn send(&self, req: SendRequest) -> Result<MessageRow, SendError> {
         let inner = &self.inner;
+        // A retry of a request that was accepted gets the first answer, whatever the device
+        // or the allowance is now.
+        if let Some(key) = &req.idempotency_key {
+            if let Some(row) = self.replay(req.tenant, key).await? {
+                return Ok(row);
+            }
+        }
         if req.require_connected && inner.devices.connected(req.device.id).is_none() {
             return Err(SendError::DeviceNotConnected);
         }
@@ -182,6 +197,22 @@ impl Outbound {
         Ok(inner.db.message(req.tenant, row.id).await?.unwrap_or(row))
     }
 
+    /// The live session of a connected device.
+    pub fn session(&self, device_id: i64) -> Option<Arc<dyn Session>> {
+        self.inner.devices.connected(device_id)
+    }
+
+    /// Where this process announces the messages it stores.
+    pub fn feed(&self) -> &MessageFeed {
+        &self.inner.feed
+    }
+
+    /// The message an earlier send with this idempotency key stored, if any: what a retry of
+    /// that request answers, before any check or work the first request did.
+    pub async fn replay(&self, tenant: i64, idempotency_key: &str) -> Result<Option<MessageRow>, DbError> {
+        self.inner.db.message_by_idempotency_key(tenant, idempotency_key).await
+    }
+
     /// Stores the message; returns it, whether it is new, and the blob holding its media.
     async fn store(&self, req: &SendRequest) -> Result<(MessageRow, bool, Option<i64>), DbError> {
         let db = &self.inner.db;
@@ -197,10 +228,14 @@ impl Outbound {
                     filename: m.filename.clone(),
                     caption: m.caption.clone(),
                     blob_id: Some(blob_id),
+                    key: None,
+                    error: None,
+                    sha256: None,
+                    source: None,
                 };
                 (m.kind.as_str().to_string(), serde_json::to_string(&meta).ok())
             }
-            None => ("text".to_string(), None),
+            None => (kind_of(&req.details).to_string(), None),
         };
         let text = req.text.clone().or_else(|| req.media.as_ref().and_then(|m| m.caption.clone()));
         let new = NewMessage {
@@ -215,11 +250,15 @@ impl Outbound {
             status: "queued".into(),
             is_group: req.to.is_group(),
             media,
+            details: req.details.to_json(),
             source: req.source.into(),
             idempotency_key: req.idempotency_key.clone(),
             ..Default::default()
         };
         let (row, fresh) = db.insert_outbound(&new).await?;
+        if fresh {
+            self.inner.feed.publish(row.user_id, row.id);
+        }
         Ok((row, fresh, blob))
     }
 
@@ -279,13 +318,32 @@ impl Outbound {
                 continue;
             };
             let Ok(Some(msg)) = inner.db.message(tenant, id).await else { continue };
-            let outcome = self.deliver(&*session, &msg).await;
+            let wa_id = match msg.wa_id.clone() {
+                Some(wa_id) => wa_id,
+                None => {
+                    let wa_id = session.new_message_id();
+                    if let Err(e) = inner.db.set_outbound_wa_id(id, &wa_id).await {
+                        tracing::warn!(message_id = id, error = %e, "cannot record the message's WhatsApp id");
+                        if !self.wait(&notify, Duration::from_secs(1)).await {
+                            break;
+                        }
+                        continue;
+                    }
+                    wa_id
+                }
+            };
+            let outcome = tokio::select! {
+                outcome = self.deliver(&*session, &msg, &wa_id) => outcome,
+                // Stopping mid-send: the message stays queued under its id and goes (again)
+                // after the restart.
+                _ = inner.shutdown.cancelled() => break,
+            };
             match outcome {
-                Ok(wa_id) => {
-                    if let Err(e) = inner.db.set_message_status(id, "sent", Some(&wa_id), None).await {
+                Ok(()) => {
+                    if let Err(e) = inner.db.finish_outbound(id, "sent", None).await {
                         tracing::error!(message_id = id, error = %e, "sent, but could not record it");
                     }
-                    self.drop_blob(&msg).await;
+                    self.keep_sent(&msg).await;
                     self.release_waiters(id);
                     let gap = inner.pacing.min_gap
                         + inner.pacing.jitter.mul_f64(rand::thread_rng().gen_range(0.0..=1.0));
@@ -297,7 +355,11 @@ impl Outbound {
                     }
                 }
                 Err(DriverError::NotConnected) => {
-                    // Stays queued; the sender waits for the device to come back.
+                    // Stays queued; the sender waits for the device to come back (woken when
+                    // it connects, or checking again soon if the drop is not reported yet).
+                    if !self.wait(&notify, Duration::from_secs(1)).await {
+                        break;
+                    }
                     continue;
                 }
                 Err(e) => {
@@ -307,7 +369,7 @@ impl Outbound {
                         || matches!(e, DriverError::Invalid(_))
                     {
                         tracing::info!(message_id = id, error = %reason, "send failed");
-                        let _ = inner.db.set_message_status(id, "failed", None, Some(&reason)).await;
+                        let _ = inner.db.finish_outbound(id, "failed", Some(&reason)).await;
                         let _ = inner.limits.release_messages(tenant, 1).await;
                         self.drop_blob(&msg).await;
                         self.release_waiters(id);
@@ -330,14 +392,9 @@ impl Outbound {
         }
     }
 
-    async fn deliver(
-        &self,
-        session: &dyn crate::devices::driver::Session,
-        msg: &MessageRow,
-    ) -> Result<String, DriverError> {
-        let meta: Option<MediaMeta> = msg.media.as_deref().and_then(|m| serde_json::from_str(m).ok());
-        match meta {
-            None => session.send_text(&msg.chat, msg.text.as_deref().unwrap_or_default()).await,
+    async fn deliver(&self, session: &dyn Session, msg: &MessageRow, wa_id: &str) -> Result<(), DriverError> {
+        let details = msg.details();
+        let content = match msg.media_meta() {
             Some(meta) => {
                 let blob = match meta.blob_id {
                     Some(b) => self.inner.db.media_blob(msg.user_id, b).await.ok().flatten(),
@@ -346,21 +403,54 @@ impl Outbound {
                 let Some(bytes) = blob else {
                     return Err(DriverError::Invalid("the media of this message is no longer stored".into()));
                 };
-                let kind = MediaKind::parse(&meta.kind).unwrap_or(MediaKind::Document);
-                let media = OutboundMedia {
-                    kind,
+                Content::Media(OutboundMedia {
+                    kind: MediaKind::parse(&meta.kind).unwrap_or(MediaKind::Document),
                     bytes: Arc::new(bytes),
                     mime: meta.mime.clone().unwrap_or_else(|| "application/octet-stream".into()),
                     filename: meta.filename.clone(),
                     caption: meta.caption.clone(),
-                };
-                session.send_media(&msg.chat, &media).await
+                })
+            }
+            None => content_of(msg, &details)?,
+        };
+        let message = Outgoing {
+            content,
+            reply_to: details.reply_to.as_ref().map(|q| Quote {
+                key: MessageKey {
+                    chat: msg.chat.clone(),
+                    wa_id: q.wa_id.clone(),
+                    from_me: q.from_me,
+                    participant: q
+                        .sender
+                        .as_deref()
+                        .filter(|_| msg.is_group && !q.from_me)
+                        .map(crate::phone::user_jid),
+                },
+                text: q.text.clone(),
+            }),
+            mentions: details.mentions.iter().map(|m| crate::phone::user_jid(m)).collect(),
+            forwarded: details.forwarded,
+        };
+        // "typing…" before the first attempt only: a retry does not make the chat wait again.
+        if let Some(ms) = details.typing_ms.filter(|_| msg.attempts == 0) {
+            if session.presence(Some(&msg.chat), PresenceState::Typing).await.is_ok() {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
             }
         }
+        session.send(&msg.chat, &message, wa_id).await
+    }
+
+    /// Moves the bytes of sent media from the queue to the media store.
+    async fn keep_sent(&self, msg: &MessageRow) {
+        let Some(blob_id) = msg.media_meta().and_then(|m| m.blob_id) else { return };
+        if let Ok(Some(bytes)) = self.inner.db.media_blob(msg.user_id, blob_id).await {
+            self.inner.keeper.keep_sent(msg, bytes).await;
+        }
+        let _ = self.inner.db.delete_media_blob(msg.user_id, blob_id).await;
     }
 
     async fn drop_blob(&self, msg: &MessageRow) {
-        let meta: Option<MediaMeta> = msg.media.as_deref().and_then(|m| serde_json::from_str(m).ok());
+        let meta = msg.media_meta();
         if let Some(blob_id) = meta.and_then(|m| m.blob_id) {
             let _ = self.inner.db.delete_media_blob(msg.user_id, blob_id).await;
         }
@@ -373,4 +463,28 @@ impl Outbound {
             }
         }
     }
+}
+
+/// The kind a message without media is stored as, from what its details carry.
+fn kind_of(details: &Details) -> &'static str {
+    if details.location.is_some() {
+        "location"
+    } else if !details.contacts.is_empty() {
+        "contact"
+    } else if details.poll.is_some() {
+        "poll"
+    } else {
+        "text"
+    }
+}
+
+/// What a stored message without media sends.
+fn content_of(msg: &MessageRow, details: &Details) -> Result<Content, DriverError> {
+    let missing = || DriverError::Invalid(format!("the {} of this message is missing", msg.kind));
+    Ok(match msg.kind.as_str() {
+        "location" => Content::Location(details.location.clone().ok_or_else(missing)?),
+        "contact" => Content::Contacts(details.contacts.clone()),
+        "poll" => Content::Poll(details.poll.clone().ok_or_else(missing)?),
+        _ => Content::Text(msg.text.clone().unwrap_or_default()),
+    })
 }

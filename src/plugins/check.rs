@@ -6,35 +6,45 @@ use std::fmt::Write;
 use wasmtime::component::types::{ComponentFunc, ComponentItem, Type};
 use wasmtime::Engine;
 
-use super::runtime::{InvalidPlugin, Runtime, WORLD};
+use super::runtime::{InvalidPlugin, Runtime, World};
 
 /// What `plugin check` found.
 pub struct Inspection {
-    /// Size, imports and exports with their types, when the bytes are a component at all.
+    /// Size, imports and exports with their types, when the bytes are a component at all;
+    /// for a plugin the gateway can run, ending with the world version it implements.
     pub listing: Option<String>,
     /// Whether it is a plugin the gateway can run, and why not.
     pub verdict: Result<(), InvalidPlugin>,
+    /// The world version it implements, when it is a plugin the gateway can run.
+    pub world: Option<World>,
 }
 
-/// Compiles `wasm` once, lists what it imports and exports, and checks it against the world
+/// Compiles `wasm` once, lists what it imports and exports, and checks it against the worlds
 /// and the limits as an upload would be.
 pub fn inspect(runtime: &Runtime, wasm: &[u8]) -> Inspection {
     let component = match runtime.component(wasm) {
         Ok(component) => component,
-        Err(invalid) => return Inspection { listing: None, verdict: Err(invalid) },
+        Err(invalid) => return Inspection { listing: None, verdict: Err(invalid), world: None },
     };
-    let listing = render(runtime.engine(), &component, wasm.len());
-    let verdict = runtime.check_size(wasm).and_then(|()| runtime.prepare(&component).map(|_| ()));
-    Inspection { listing: Some(listing), verdict }
+    let mut listing = render(runtime.engine(), &component, wasm.len());
+    let world = runtime.check_size(wasm).and_then(|()| runtime.prepare(&component).map(|p| p.world()));
+    match world {
+        Ok(world) => {
+            let _ = writeln!(listing, "world: {world}");
+            Inspection { listing: Some(listing), verdict: Ok(()), world: Some(world) }
+        }
+        Err(invalid) => Inspection { listing: Some(listing), verdict: Err(invalid), world: None },
+    }
 }
 
-/// The listing of `wasm` followed by a line saying that it fits the world; `Err` with the
-/// reason when it does not (see [`inspect`] for the listing of a component that does not).
+/// The listing of `wasm` followed by a line saying which world version it fits; `Err` with
+/// the reason when it fits none (see [`inspect`] for the listing of a component that does not).
 pub fn describe(runtime: &Runtime, wasm: &[u8]) -> Result<String, InvalidPlugin> {
-    let Inspection { listing, verdict } = inspect(runtime, wasm);
+    let Inspection { listing, verdict, world } = inspect(runtime, wasm);
     verdict?;
+    let world = world.map_or(String::new(), |w| w.to_string());
     let mut text = listing.unwrap_or_default();
-    let _ = writeln!(text, "\nfits the {WORLD} world: yes");
+    let _ = writeln!(text, "\nfits the {world} world: yes");
     Ok(text)
 }
 

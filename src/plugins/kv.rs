@@ -118,6 +118,9 @@ impl KvSession {
         if key.is_empty() {
             return Err(KvError::InvalidKey("the key is empty".into()));
         }
+        if key.contains('\0') {
+            return Err(KvError::InvalidKey("the key contains the NUL character (U+0000)".into()));
+        }
         if key.len() > self.limits.max_key_bytes {
             return Err(KvError::InvalidKey(format!(
                 "the key is {} bytes, the limit is {}",

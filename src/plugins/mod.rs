@@ -1,9 +1,11 @@
-//! Tenant-uploaded WebAssembly plugins (SPEC §12): the wasmtime host (`runtime`), the
+//! Tenant-uploaded WebAssembly plugins: the wasmtime host (`runtime`), the
 //! key-value store plugins import (`kv`), the service that keeps each tenant's plugins ready to
 //! run, and the inbound pipeline stage that runs them.
 
 pub mod check;
+pub mod fairness;
 pub mod kv;
+pub mod manage;
 pub mod runtime;
 pub mod service;
 pub mod stage;

@@ -1,8 +1,12 @@
-//! The wasmtime host: one engine, components validated against the `auto-reply` world and
-//! compiled once, and each message run in a fresh, limited store.
+//! The wasmtime host: one engine, components validated against a version of the `auto-reply`
+//! world and compiled once, and each message run in a fresh, limited store.
 //!
 //! A [`Runtime`] holds the engine (component model, pooling allocator, epoch interruption with
-//! a ticker thread) and the one linker with the gateway's imports. [`Runtime::compile`] turns
+//! a ticker thread) and the one linker with the gateway's imports of every [`World`] version
+//! it serves (0.1.0 and 0.2.0). Which version a component implements is found when it is
+//! prepared (at upload and at load) from the type of its `handle` export; the run then calls
+//! it through that version's bindings, and its decision becomes the one [`Decision`] every
+//! version shares, checked against the same caps. [`Runtime::compile`] turns
 //! an upload into a [`Prepared`] plugin (an `InstancePre`, cheap to clone and cache) plus the
 //! artefact to store; [`Runtime::load`] gets the same back from a stored artefact without
 //! compiling. [`Runtime::run`] runs one message: a fresh `Store` with a memory cap, a CPU
@@ -23,7 +27,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use self::bindings::{AutoReply, AutoReplyPre};
+use self::bindings::{v0_1, v0_2};
 use self::host::{Deadline, HostState, Limiter, LogBuffer, Stopped};
 use self::output::OutputCaps;
 use crate::config::PluginsConfig;
@@ -33,7 +37,7 @@ use crate::plugins::kv::{KvLimits, KvSession};
 pub use self::types::{
     Action, Decision, LogLine, Outcome, PluginContext, PluginMedia, PluginMessage, RunInput, RunReport,
 };
-pub use self::validate::{EXPORT, INTERFACES, PACKAGE, WORLD};
+pub use self::validate::{World, EXPORT, INTERFACES, PACKAGE, WORLD};
 
 /// Why bytes are not a plugin the gateway can run. The reason is meant for the tenant (the
 /// API answers 422 with it).
@@ -67,15 +71,39 @@ pub struct Loaded {
     pub recompiled: Option<Vec<u8>>,
 }
 
-/// A plugin ready to instantiate: imports resolved and types checked. Cheap to clone.
+/// A plugin ready to instantiate: imports resolved and types checked, for the world version
+/// it implements. Cheap to clone.
 #[derive(Clone)]
 pub struct Prepared {
-    pre: Arc<AutoReplyPre<HostState>>,
+    pre: PreparedWorld,
+}
+
+#[derive(Clone)]
+enum PreparedWorld {
+    V0_1(Arc<v0_1::AutoReplyPre<HostState>>),
+    V0_2(Arc<v0_2::AutoReplyPre<HostState>>),
+}
+
+impl Prepared {
+    /// The world version the plugin implements.
+    pub fn world(&self) -> World {
+        match self.pre {
+            PreparedWorld::V0_1(_) => World::V0_1,
+            PreparedWorld::V0_2(_) => World::V0_2,
+        }
+    }
+
+    fn engine(&self) -> &Engine {
+        match &self.pre {
+            PreparedWorld::V0_1(pre) => pre.engine(),
+            PreparedWorld::V0_2(pre) => pre.engine(),
+        }
+    }
 }
 
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Prepared")
+        write!(f, "Prepared({})", self.world())
     }
 }
 
@@ -119,7 +147,12 @@ impl Runtime {
     pub fn new(cfg: &PluginsConfig) -> anyhow::Result<Runtime> {
         let engine = engine::build(cfg).map_err(|e| anyhow::anyhow!("cannot set up wasmtime: {e:#}"))?;
         let mut linker = Linker::new(&engine);
-        AutoReply::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+        // Every version's interfaces carry their version in their names, so they sit side by
+        // side in the one linker.
+        v0_1::AutoReply::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            .and_then(|()| {
+                v0_2::AutoReply::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            })
             .map_err(|e| anyhow::anyhow!("cannot link the plugin imports: {e:#}"))?;
         engine::start_ticker(&engine)?;
         let output = OutputCaps { max_actions: cfg.max_actions, max_reply_bytes: cfg.max_reply_bytes };
@@ -156,7 +189,7 @@ impl Runtime {
     }
 
     /// Validates an upload (size, a component, imports only the gateway's interfaces, exports
-    /// `handle` with the world's type, fits the limits) and compiles it.
+    /// `handle` with the type of one world version, fits the limits) and compiles it.
     pub fn compile(&self, wasm: &[u8]) -> Result<Compiled, InvalidPlugin> {
         self.check_size(wasm)?;
         self.compile_unchecked_size(wasm)
@@ -197,7 +230,8 @@ impl Runtime {
         })
     }
 
-    /// Checks a compiled component against the world and the limits, and pre-instantiates it.
+    /// Checks a compiled component against the worlds and the limits, finds the world version
+    /// it implements, and pre-instantiates it for that version.
     pub(crate) fn prepare(&self, component: &Component) -> Result<Prepared, InvalidPlugin> {
         let engine = &self.inner.engine;
         validate::imports(engine, component)?;
@@ -206,12 +240,33 @@ impl Runtime {
         })?;
         validate::exports(engine, component)?;
         validate::resources(component, self.inner.limits.memory_limit)?;
-        let pre = AutoReplyPre::new(pre).map_err(|e| {
-            InvalidPlugin::new(format!(
-                "its `{EXPORT}` export does not have the type of the {WORLD} world: {e:#}"
-            ))
-        })?;
-        Ok(Prepared { pre: Arc::new(pre) })
+        // The type of `handle` decides. The version its imports name (if any) is tried first,
+        // and its reason is the one given when no version fits; else the newest's.
+        let hinted = validate::imported_world(engine, component);
+        let mut order = World::ALL.to_vec();
+        if let Some(world) = hinted {
+            order.retain(|w| *w != world);
+            order.insert(0, world);
+        }
+        let mut first_reason = None;
+        for world in order {
+            let attempt = match world {
+                World::V0_1 => v0_1::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_1(Arc::new(p))),
+                World::V0_2 => v0_2::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_2(Arc::new(p))),
+            };
+            match attempt {
+                Ok(pre) => return Ok(Prepared { pre }),
+                Err(e) => {
+                    first_reason.get_or_insert_with(|| (world, format!("{e:#}")));
+                }
+            }
+        }
+        let (world, why) = first_reason.unwrap_or((World::ALL[0], String::new()));
+        let others: Vec<&str> = World::ALL.iter().filter(|w| **w != world).map(|w| w.version()).collect();
+        Err(InvalidPlugin::new(format!(
+            "its `{EXPORT}` export does not have the type of the {world} world (nor of {}): {why}",
+            others.join(", ")
+        )))
     }
 
     /// Makes a stored plugin ready: from `artefact` (bytes and the engine id they were made
@@ -283,7 +338,7 @@ impl Runtime {
                 return failed(Outcome::Internal, "a key-value store needs a tokio runtime", started);
             }
         };
-        if !Engine::same(prepared.pre.engine(), &self.inner.engine) {
+        if !Engine::same(prepared.engine(), &self.inner.engine) {
             return failed(Outcome::Internal, "the plugin was prepared by another runtime", started);
         }
         let limits = self.inner.limits;
@@ -333,8 +388,8 @@ impl Runtime {
             Ok(Err(plugin_error)) => {
                 let max = limits.max_log_line_bytes.max(256);
                 let why = match plugin_error {
-                    bindings::PluginError::BadConfig(m) => format!("bad config: {}", host::cut(&m, max)),
-                    bindings::PluginError::Failed(m) => host::cut(&m, max).to_string(),
+                    GuestError::BadConfig(m) => format!("bad config: {}", host::cut(&m, max)),
+                    GuestError::Failed(m) => host::cut(&m, max).to_string(),
                 };
                 (Outcome::Error, None, Some(why))
             }
@@ -355,15 +410,39 @@ enum Failure {
     Call(wasmtime::Error),
 }
 
-/// Instantiates the plugin and calls `handle`.
+/// The error a plugin returned (`plugin-error`, the same in every version).
+enum GuestError {
+    BadConfig(String),
+    Failed(String),
+}
+
+/// Instantiates the plugin and calls `handle` through the bindings of its world version; the
+/// decision in the host's types, not yet checked.
 fn call(
-    pre: &AutoReplyPre<HostState>,
+    pre: &PreparedWorld,
     store: &mut Store<HostState>,
     input: RunInput,
-) -> Result<Result<bindings::Decision, bindings::PluginError>, Failure> {
-    let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
-    let (message, context) = to_wit(input);
-    plugin.call_handle(&mut *store, &message, &context).map_err(Failure::Call)
+) -> Result<Result<Decision, GuestError>, Failure> {
+    match pre {
+        PreparedWorld::V0_1(pre) => {
+            let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
+            let (message, context) = to_v0_1(input);
+            let answer = plugin.call_handle(&mut *store, &message, &context).map_err(Failure::Call)?;
+            Ok(answer.map(output::from_v0_1).map_err(|e| match e {
+                v0_1::PluginError::BadConfig(m) => GuestError::BadConfig(m),
+                v0_1::PluginError::Failed(m) => GuestError::Failed(m),
+            }))
+        }
+        PreparedWorld::V0_2(pre) => {
+            let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
+            let (message, context) = to_v0_2(input);
+            let answer = plugin.call_handle(&mut *store, &message, &context).map_err(Failure::Call)?;
+            Ok(answer.map(output::from_v0_2).map_err(|e| match e {
+                v0_2::PluginError::BadConfig(m) => GuestError::BadConfig(m),
+                v0_2::PluginError::Failed(m) => GuestError::Failed(m),
+            }))
+        }
+    }
 }
 
 /// The outcome and reason of a failed instantiation or call.
@@ -425,10 +504,12 @@ fn failed(outcome: Outcome, why: &str, started: Instant) -> RunReport {
     }
 }
 
-/// The input in the generated WIT types (moved, not copied).
-fn to_wit(input: RunInput) -> (bindings::Message, bindings::Context) {
+/// The input in 0.1.0's WIT types (moved, not copied): what that version knows of it. Its
+/// media kinds were `image`, `video`, `audio`, `document` and `sticker`, so a voice note is
+/// `audio` there.
+fn to_v0_1(input: RunInput) -> (v0_1::Message, v0_1::Context) {
     let RunInput { message: m, context: c } = input;
-    let message = bindings::Message {
+    let message = v0_1::Message {
         id: m.id,
         wa_id: m.wa_id,
         chat: m.chat,
@@ -436,15 +517,76 @@ fn to_wit(input: RunInput) -> (bindings::Message, bindings::Context) {
         push_name: m.push_name,
         is_group: m.is_group,
         text: m.text,
-        media: m.media.map(|media| bindings::wa_gateway::plugin::types::Media {
-            kind: media.kind,
+        media: m.media.map(|media| v0_1::wa_gateway::plugin::types::Media {
+            kind: if media.kind == "voice" { "audio".into() } else { media.kind },
             mime_type: media.mime_type,
             file_name: media.file_name,
             size: media.size,
         }),
         timestamp_ms: m.timestamp_ms,
     };
-    let context = bindings::Context {
+    let context = v0_1::Context {
+        tenant_id: c.tenant_id,
+        device_id: c.device_id,
+        device_phone: c.device_phone,
+        plugin_id: c.plugin_id,
+        config: c.config,
+    };
+    (message, context)
+}
+
+/// The input in 0.2.0's WIT types (moved, not copied).
+fn to_v0_2(input: RunInput) -> (v0_2::Message, v0_2::Context) {
+    use v0_2::wa_gateway::plugin::types as wit;
+    let RunInput { message: m, context: c } = input;
+    let kind = match m.kind.as_str() {
+        "" | "text" => wit::MessageKind::Text,
+        "image" => wit::MessageKind::Image,
+        "video" => wit::MessageKind::Video,
+        "audio" => wit::MessageKind::Audio,
+        "voice" => wit::MessageKind::Voice,
+        "document" => wit::MessageKind::Document,
+        "sticker" => wit::MessageKind::Sticker,
+        "location" => wit::MessageKind::Location,
+        "contact" => wit::MessageKind::Contact,
+        "poll" => wit::MessageKind::Poll,
+        // A kind this version does not name (one the gateway learns later) is only its
+        // envelope to a 0.2.0 plugin.
+        _ => wit::MessageKind::Unsupported,
+    };
+    let message = v0_2::Message {
+        id: m.id,
+        wa_id: m.wa_id,
+        chat: m.chat,
+        sender: m.sender,
+        push_name: m.push_name,
+        is_group: m.is_group,
+        kind,
+        text: m.text,
+        media: m.media.map(|media| wit::Media {
+            mime_type: media.mime_type,
+            file_name: media.file_name,
+            size: media.size,
+            download_url: media.download_url,
+        }),
+        location: m.location.map(|l| wit::Location {
+            latitude: l.latitude,
+            longitude: l.longitude,
+            name: l.name,
+            address: l.address,
+        }),
+        contacts: m.contacts.into_iter().map(|c| wit::Contact { name: c.name, phone: c.phone }).collect(),
+        poll: m.poll.map(|p| wit::Poll { question: p.question, options: p.options, multiple: p.multiple }),
+        reply_to: m.reply_to.map(|q| wit::Quoted {
+            wa_id: q.wa_id,
+            id: q.id,
+            sender: q.sender,
+            text: q.text,
+        }),
+        mentions: m.mentions,
+        timestamp_ms: m.timestamp_ms,
+    };
+    let context = v0_2::Context {
         tenant_id: c.tenant_id,
         device_id: c.device_id,
         device_phone: c.device_phone,

@@ -6,11 +6,12 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
+use super::fairness::Fairness;
 use super::runtime::{InvalidPlugin, KvAccess, Outcome, Prepared, RunInput, RunReport, Runtime};
 use crate::config::PluginsConfig;
-use crate::db::plugins::{CreatePlugin, NewPlugin, PluginRow};
+use crate::db::plugins::{NewPlugin, PluginRow, Tally};
 use crate::db::webhooks::NewLog;
-use crate::db::{Db, DbError};
+use crate::db::{without_nul, Db, DbError};
 use crate::webhooks::events::{EventType, PluginFailedData};
 use crate::webhooks::{truncate, Events};
 
@@ -58,11 +59,25 @@ struct Inner {
     /// Components ready to run, by plugin id, with the hash of the component they were made
     /// from (a replaced component is loaded again).
     cache: Mutex<HashMap<i64, (String, Prepared)>>,
+    fairness: Fairness,
 }
 
 impl Plugins {
     pub fn new(db: Db, runtime: Runtime, config: PluginsConfig, events: Events) -> Plugins {
-        Plugins { inner: Arc::new(Inner { db, runtime, config, events, cache: Mutex::new(HashMap::new()) }) }
+        let fairness = Fairness::new(
+            config.runs_per_tenant(),
+            std::time::Duration::from_millis(config.queue_timeout_ms),
+        );
+        Plugins {
+            inner: Arc::new(Inner {
+                db,
+                runtime,
+                config,
+                events,
+                cache: Mutex::new(HashMap::new()),
+                fairness,
+            }),
+        }
     }
 
     pub fn config(&self) -> &PluginsConfig {
@@ -106,8 +121,8 @@ impl Plugins {
             config: upload.config,
         };
         let row = match self.inner.db.create_plugin(tenant, &new, limit).await {
-            Ok(CreatePlugin::Created(row)) => *row,
-            Ok(CreatePlugin::OverLimit) => return Err(UploadError::OverLimit),
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(UploadError::OverLimit),
             Err(DbError::Conflict(_)) => return Err(UploadError::NameTaken),
             Err(e) => return Err(UploadError::Db(e)),
         };
@@ -118,6 +133,7 @@ impl Plugins {
     /// Forgets a deleted plugin.
     pub fn forget(&self, plugin_id: i64) {
         self.cache().remove(&plugin_id);
+        self.inner.fairness.forget(plugin_id);
     }
 
     fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<i64, (String, Prepared)>> {
@@ -159,10 +175,60 @@ impl Plugins {
         Ok(loaded.prepared)
     }
 
+    /// Runs a plugin on a message of the inbound pipeline and records the run, once the
+    /// plugin's gate lets it in (see [`super::fairness`]). `None` when the plugin was disabled
+    /// by other runs while this one waited: it did not run.
+    pub async fn run_for_message(&self, row: &PluginRow, input: RunInput) -> Option<RunReport> {
+        let limit = i64::from(self.inner.config.disable_after_failures);
+        let gate = self.inner.fairness.gate(row.id, row.updated_at, row.failures);
+        let Some(admission) = gate.admit(limit).await else {
+            tracing::debug!(
+                plugin_id = row.id,
+                message_id = input.message.id,
+                "plugin disabled meanwhile, not run"
+            );
+            return None;
+        };
+        let (report, tally) = self.run_recorded(row, input, false).await;
+        match tally {
+            Some(tally) => admission.finish(tally.failures, tally.disabled_now),
+            None => drop(admission),
+        }
+        Some(report)
+    }
+
     /// Runs a plugin on one message and records the run (log row, failure tally, and
     /// `plugin.failed` when it failed). `dry_run` reads the key-value store but keeps no write
     /// and records nothing.
     pub async fn run(&self, row: &PluginRow, input: RunInput, dry_run: bool) -> RunReport {
+        self.run_recorded(row, input, dry_run).await.0
+    }
+
+    /// [`Plugins::run`], with the failure tally after the run when one was recorded. A run
+    /// waits for one of its tenant's turns; without one in time it is skipped as `busy`.
+    async fn run_recorded(
+        &self,
+        row: &PluginRow,
+        input: RunInput,
+        dry_run: bool,
+    ) -> (RunReport, Option<Tally>) {
+        let started = std::time::Instant::now();
+        let Some(_turn) = self.inner.fairness.turn(row.user_id).await else {
+            let report = RunReport {
+                outcome: Outcome::Busy,
+                decision: None,
+                error: Some(format!(
+                    "the account's plugin runs were all busy for {} ms; this run was skipped",
+                    self.inner.config.queue_timeout_ms
+                )),
+                logs: Vec::new(),
+                latency: started.elapsed(),
+            };
+            if !dry_run {
+                self.log_run(row, &input, &report).await;
+            }
+            return (report, None);
+        };
         let prepared = match self.prepared(row).await {
             Ok(p) => p,
             Err(why) => {
@@ -173,10 +239,8 @@ impl Plugins {
                     logs: Vec::new(),
                     latency: std::time::Duration::ZERO,
                 };
-                if !dry_run {
-                    self.record(row, &input, &report).await;
-                }
-                return report;
+                let tally = if dry_run { None } else { self.record(row, &input, &report).await };
+                return (report, tally);
             }
         };
         let (db, tenant, plugin_id) = (self.inner.db.clone(), row.user_id, row.id);
@@ -187,9 +251,7 @@ impl Plugins {
         };
         let message_id = input.message.id;
         let report = self.inner.runtime.run(&prepared, input.clone(), kv).await;
-        if !dry_run {
-            self.record(row, &input, &report).await;
-        }
+        let tally = if dry_run { None } else { self.record(row, &input, &report).await };
         if report.outcome != Outcome::Success {
             tracing::info!(
                 plugin_id = row.id,
@@ -199,11 +261,11 @@ impl Plugins {
                 "plugin run failed"
             );
         }
-        report
+        (report, tally)
     }
 
-    async fn record(&self, row: &PluginRow, input: &RunInput, report: &RunReport) {
-        let db = &self.inner.db;
+    /// The run's row in `webhook_logs`.
+    async fn log_run(&self, row: &PluginRow, input: &RunInput, report: &RunReport) {
         let outcome = report.outcome.as_str();
         let response = serde_json::json!({ "decision": report.decision, "logs": report.logs });
         let log = NewLog {
@@ -216,7 +278,8 @@ impl Plugins {
             outcome: outcome.into(),
             http_status: None,
             latency_ms: Some(report.latency.as_millis() as i64),
-            error: report.error.clone(),
+            // A run's error can quote the plugin's own text.
+            error: report.error.as_deref().map(|e| without_nul(e).into_owned()),
             request: Some(truncate(&serde_json::to_string(input).unwrap_or_default(), LOG_BODY_BYTES)),
             response: Some(truncate(&response.to_string(), LOG_BODY_BYTES)),
             endpoint_id: None,
@@ -224,9 +287,17 @@ impl Plugins {
             webhook_id: None,
             plugin_id: Some(row.id),
         };
-        if let Err(e) = db.insert_webhook_log(&log).await {
+        if let Err(e) = self.inner.db.insert_webhook_log(&log).await {
             tracing::warn!(plugin_id = row.id, error = %e, "cannot log a plugin run");
         }
+    }
+
+    /// Records a run: its log row, the failure tally (returned; `None` when it could not be
+    /// written), and `plugin.failed` when it failed.
+    async fn record(&self, row: &PluginRow, input: &RunInput, report: &RunReport) -> Option<Tally> {
+        self.log_run(row, input, report).await;
+        let db = &self.inner.db;
+        let outcome = report.outcome.as_str();
         let success = report.outcome == Outcome::Success;
         let limit = i64::from(self.inner.config.disable_after_failures);
         let reason = format!("disabled after {limit} failed runs in a row (last: {outcome})");
@@ -234,14 +305,17 @@ impl Plugins {
             Ok(t) => t,
             Err(e) => {
                 tracing::warn!(plugin_id = row.id, error = %e, "cannot record a plugin run");
-                return;
+                return None;
             }
         };
         if success {
-            return;
+            return Some(tally);
         }
         if tally.disabled_now {
-            self.forget(row.id);
+            // Only the compiled code goes: the gate stays and, marked disabled by this run,
+            // turns away pipelines that read the plugin before it was disabled. Forgetting it
+            // would let such a pipeline open a fresh gate from its stale row and run once more.
+            self.cache().remove(&row.id);
             tracing::warn!(tenant = row.user_id, plugin_id = row.id, "{reason}");
         }
         let data = PluginFailedData {
@@ -256,5 +330,6 @@ impl Plugins {
         if let Err(e) = self.inner.events.emit(row.user_id, device, EventType::PluginFailed, &data).await {
             tracing::warn!(plugin_id = row.id, error = %e, "cannot queue plugin.failed");
         }
+        Some(tally)
     }
 }

@@ -1,56 +1,52 @@
-//! The plugin stage of the inbound pipeline (SPEC §8, step 3): after the keyword rules, before
-//! the reply webhooks, each of the tenant's enabled plugins attached to the device runs in
-//! `order` (then id). Their replies are sent through the device by the pipeline, counted
-//! against the monthly limit; a plugin that says `stop` ends the chain.
+//! The plugin stage of the inbound pipeline: after the keyword rules, before the reply
+//! webhooks, each of the tenant's enabled plugins attached to the device runs in `order` (then
+//! id). Their replies (text, media, locations, contact cards, quoting the message or not) are
+//! sent through the device by the pipeline, counted against the monthly limit; their reactions
+//! and read marks are done on the message at once; a plugin that says `stop` ends the chain.
 //!
 //! A failed run (trap, timeout, memory, too much output, an error it returns) is recorded and
 //! the chain goes on with the next plugin: a broken plugin never loses the message. Each run is
 //! bounded by its own deadline, and every message runs its pipeline in its own task, so a slow
 //! plugin holds up only the message it is handling.
-//!
-//! Loop guard, as for rules: no reply to text this gateway sent into the chat, nor to another
-//! gateway device's automatic reply, and at most `[rules] max_replies_per_chat_per_minute`
-//! plugin replies per chat per minute.
+//! The pipeline's loop guard (`messages::guard`) decides whether the replies go out.
 
-use std::time::Instant;
-
+use crate::messages::media::store::MediaLinks;
 use async_trait::async_trait;
 
-use super::runtime::{Action, Outcome, PluginContext, PluginMedia, PluginMessage, RunInput};
+use super::runtime::{Action, Decision, Outcome, PluginContext, PluginMedia, PluginMessage, RunInput};
 use super::service::Plugins;
-use crate::db::{now_ms, Db, MessageRow};
+use crate::db::{Db, MessageRow};
 use crate::devices::driver::InboundMedia;
-use crate::messages::inbound::{InboundContext, Reply, ReplyMedia, Stage, StageOutcome};
-use crate::rules::guard::ReplyWindow;
-use crate::rules::stage::ECHO_WINDOW;
+use crate::messages::inbound::{InboundContext, Reply, ReplyContent, ReplyMedia, Stage, StageOutcome};
 
 /// The `plugin` pipeline stage.
 pub struct PluginStage {
     plugins: Plugins,
     db: Db,
-    window: ReplyWindow,
+    links: MediaLinks,
 }
 
 impl PluginStage {
-    pub fn new(plugins: Plugins, db: Db, max_replies_per_chat_per_minute: u32) -> Self {
-        PluginStage { plugins, db, window: ReplyWindow::new(max_replies_per_chat_per_minute) }
-    }
-
-    /// Whether replies to this message must be held back because it is the gateway's own text.
-    async fn is_echo(&self, ctx: &InboundContext) -> bool {
-        let m = &ctx.message;
-        let Some(text) = m.text.as_deref() else { return false };
-        let since = now_ms() - ECHO_WINDOW.as_millis() as i64;
-        self.db
-            .is_gateway_echo(ctx.device.id, &ctx.device.phone, &m.chat, &m.sender, text, since)
-            .await
-            .unwrap_or(false)
+    pub fn new(plugins: Plugins, db: Db, links: MediaLinks) -> Self {
+        PluginStage { plugins, db, links }
     }
 }
 
-/// What a plugin sees of a stored message and its device.
-pub fn run_input(ctx: &InboundContext, plugin_id: i64, config: &str) -> RunInput {
-    RunInput { message: plugin_message(&ctx.message), context: plugin_context(ctx, plugin_id, config) }
+/// What a plugin sees of a stored message and its device; `links` signs the media's
+/// download link.
+pub fn run_input(ctx: &InboundContext, plugin_id: i64, config: &str, links: &MediaLinks) -> RunInput {
+    let message = plugin_message(&ctx.message, media_download_url(ctx, links));
+    RunInput { message, context: plugin_context(ctx, plugin_id, config) }
+}
+
+/// The link a plugin is given to fetch the bytes of the message's media (`download-url` of the
+/// 0.2.0 world's `media`; 0.1.0 plugins never see it): a signed link that works without an API
+/// key until it expires. The download usually finishes while the pipeline runs; a plugin that
+/// fetches the link before that gets a 409 and may try again.
+fn media_download_url(ctx: &InboundContext, links: &MediaLinks) -> Option<String> {
+    let downloadable = matches!(ctx.message.media_state.as_deref(), Some("pending" | "stored"));
+    (ctx.message.media.is_some() && downloadable)
+        .then(|| links.signed_url(ctx.message.id, crate::db::now_ms() / 1000))
 }
 
 fn plugin_context(ctx: &InboundContext, plugin_id: i64, config: &str) -> PluginContext {
@@ -63,13 +59,13 @@ fn plugin_context(ctx: &InboundContext, plugin_id: i64, config: &str) -> PluginC
     }
 }
 
-/// The plugin's view of a message.
-pub fn plugin_message(m: &MessageRow) -> PluginMessage {
-    let media = m
-        .media
-        .as_deref()
-        .and_then(|j| serde_json::from_str::<InboundMedia>(j).ok())
-        .map(|x| PluginMedia { kind: x.kind, mime_type: x.mime, file_name: x.filename, size: x.size });
+/// The plugin's view of a message: its kind and everything it carries, with `download_url` as
+/// the link to its media's bytes (ignored when it has no media).
+pub fn plugin_message(m: &MessageRow, download_url: Option<String>) -> PluginMessage {
+    let media = m.media.as_deref().and_then(|j| serde_json::from_str::<InboundMedia>(j).ok()).map(|x| {
+        PluginMedia { kind: x.kind, mime_type: x.mime, file_name: x.filename, size: x.size, download_url }
+    });
+    let details = m.details();
     PluginMessage {
         id: m.id,
         wa_id: m.wa_id.clone().unwrap_or_default(),
@@ -77,37 +73,50 @@ pub fn plugin_message(m: &MessageRow) -> PluginMessage {
         sender: m.sender.clone(),
         push_name: m.push_name.clone(),
         is_group: m.is_group,
+        kind: m.kind.clone(),
         text: m.text.clone(),
         media,
+        location: details.location,
+        contacts: details.contacts,
+        poll: details.poll,
+        reply_to: details.reply_to,
+        mentions: details.mentions,
         timestamp_ms: m.created_at,
     }
 }
 
-/// The replies a decision asks for.
-pub fn replies(actions: &[Action]) -> Vec<Reply> {
-    actions
+/// The replies, reactions and read marks a decision asks for, in its order. With `quote`, the
+/// replies that send a message quote the message they answer.
+pub fn replies(decision: &Decision) -> Vec<Reply> {
+    decision
+        .actions
         .iter()
-        .map(|a| match a {
-            Action::ReplyText { text } => Reply::text(text.clone(), "plugin"),
-            Action::ReplyMedia { url, kind, caption, file_name } => Reply::media(
-                ReplyMedia {
+        .map(|a| {
+            let content = match a {
+                Action::ReplyText { text } => ReplyContent::Text(text.clone()),
+                Action::ReplyMedia { url, kind, caption, file_name } => ReplyContent::Media(ReplyMedia {
                     url: url.clone(),
                     kind: Some(kind.clone()),
                     caption: caption.clone(),
                     filename: file_name.clone(),
-                },
-                "plugin",
-            ),
+                }),
+                Action::ReplyLocation { location } => ReplyContent::Location(location.clone()),
+                Action::ReplyContacts { contacts } => ReplyContent::Contacts(contacts.clone()),
+                Action::React { emoji } => ReplyContent::React(emoji.clone()),
+                Action::MarkRead => ReplyContent::MarkRead,
+            };
+            let reply = Reply::new(content, "plugin");
+            if decision.quote && a.is_reply() {
+                reply.quoting()
+            } else {
+                reply
+            }
         })
         .collect()
 }
 
 #[async_trait]
 impl Stage for PluginStage {
-    fn name(&self) -> &'static str {
-        "plugin"
-    }
-
     async fn run(&self, ctx: &InboundContext) -> StageOutcome {
         if ctx.message.direction != "in" {
             return StageOutcome::default();
@@ -120,36 +129,13 @@ impl Stage for PluginStage {
             }
         };
         let mut outcome = StageOutcome::default();
-        let mut echo: Option<bool> = None;
         for plugin in plugins {
-            let report = self.plugins.run(&plugin, run_input(ctx, plugin.id, &plugin.config), false).await;
+            let input = run_input(ctx, plugin.id, &plugin.config, &self.links);
+            let Some(report) = self.plugins.run_for_message(&plugin, input).await else { continue };
             let Some(decision) = report.decision.filter(|_| report.outcome == Outcome::Success) else {
                 continue;
             };
-            if !decision.actions.is_empty() {
-                let is_echo = match echo {
-                    Some(e) => e,
-                    None => *echo.insert(self.is_echo(ctx).await),
-                };
-                if is_echo {
-                    tracing::info!(
-                        message_id = ctx.message.id,
-                        "loop guard: not answering text the gateway sent"
-                    );
-                } else {
-                    for reply in replies(&decision.actions) {
-                        if self.window.try_take(ctx.device.id, &ctx.message.chat, Instant::now()) {
-                            outcome.replies.push(reply);
-                        } else {
-                            tracing::info!(
-                                message_id = ctx.message.id,
-                                plugin_id = plugin.id,
-                                "loop guard: too many plugin replies to this chat in the last minute"
-                            );
-                        }
-                    }
-                }
-            }
+            outcome.replies.extend(replies(&decision));
             if decision.stop {
                 outcome.stop = true;
                 break;

@@ -1,5 +1,5 @@
-//! Keyword auto-replies (SPEC §9): the pure matching engine, the loop guard, and the inbound
-//! pipeline stage that answers with them. The CRUD API is `api::rules`, storage `db::rules`.
+//! Keyword auto-replies: the pure matching engine and the inbound pipeline stage that answers
+//! with them (the pipeline's loop guard is `messages::guard`). Tenants manage rules through `service` (called by the API and the dashboard), stored by `db::rules`.
 //!
 //! Decisions a tenant sees:
 //! - rules are tried by `priority`, highest first, then oldest first; the first matching rule
@@ -12,7 +12,7 @@
 //!   outbound message with error `limit_exceeded: messages_per_month` and nothing is sent.
 
 pub mod engine;
-pub mod guard;
+pub mod service;
 pub mod stage;
 
 pub use stage::RulesStage;

@@ -2,46 +2,33 @@
 //!
 //! For a message with text it loads the tenant's enabled rules for the device, finds the
 //! matching ones best first ([`engine::matching`]), and answers with the first that is not
-//! cooling down for this chat. Before answering, the loop guard:
+//! cooling down for this chat. Messages sent from the phone (`from_me`) are stored as outbound
+//! and never reach the pipeline (see `Inbound::inbound`); the stage checks the direction again.
+//! The pipeline's loop guard (`messages::guard`) decides whether the answer goes out; a rule
+//! that matched counts as fired for its cooldown and for `stop` either way.
 //!
-//! - never answers the device's own messages: messages sent from the phone (`from_me`) are
-//!   stored as outbound and never reach the pipeline (see `Inbound::inbound`); the stage checks
-//!   the direction again;
-//! - never answers text this gateway sent (in the last [`ECHO_WINDOW`]) into this chat, nor an
-//!   automatic reply that another device of this gateway sent to this device's number: an
-//!   echo of our own message, or two gateway devices with rules answering each other;
-//! - answers at most `[rules] max_replies_per_chat_per_minute` times per chat per minute
-//!   ([`ReplyWindow`], in memory).
-//!
-//! A reply that the guard holds back still counts as the rule's decision: the chain stops when
-//! the rule says so. Cooldowns are claimed in the database (`auto_reply_cooldowns`): they may
-//! be hours long and must survive a restart, and one conditional upsert makes two messages
-//! arriving together fire the rule once.
+//! Cooldowns are claimed in the database (`auto_reply_cooldowns`): they may be hours long and
+//! must survive a restart, and one conditional upsert makes two messages arriving together
+//! fire the rule once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::Utc;
 
 use super::engine::{self, MatchMode, Matcher, Rule, Text, Vars};
-use super::guard::ReplyWindow;
-use crate::config::RulesConfig;
 use crate::db::rules::RuleRow;
-use crate::db::{now_ms, Db, DbError};
+use crate::db::{Db, DbError};
 use crate::messages::inbound::{InboundContext, Reply, Stage, StageOutcome};
-use crate::scheduler::cron::timezone_or_default;
+use crate::time::timezone_or_default;
 
-/// How far back the echo check looks for text the gateway sent.
-pub const ECHO_WINDOW: Duration = Duration::from_secs(600);
 /// Compiled rules kept before the cache is emptied (rules are compiled again on next use).
 const CACHE_CAP: usize = 20_000;
 
 /// The `auto_reply` pipeline stage.
 pub struct RulesStage {
     db: Db,
-    window: ReplyWindow,
     /// Compiled matchers by rule id, with what they were compiled from: a regex is compiled
     /// once per rule version, not once per message.
     cache: Mutex<HashMap<i64, Compiled>>,
@@ -64,12 +51,8 @@ impl Compiled {
 }
 
 impl RulesStage {
-    pub fn new(db: Db, config: &RulesConfig) -> Self {
-        RulesStage {
-            db,
-            window: ReplyWindow::new(config.max_replies_per_chat_per_minute),
-            cache: Mutex::new(HashMap::new()),
-        }
+    pub fn new(db: Db) -> Self {
+        RulesStage { db, cache: Mutex::new(HashMap::new()) }
     }
 
     fn compile(&self, rows: Vec<RuleRow>) -> Vec<Rule> {
@@ -128,30 +111,6 @@ impl RulesStage {
         let rules = self.compile(rows);
         let text = Text::new(raw);
         let candidates = engine::matching(&rules, ctx.device.id, &text);
-        let Some(best) = candidates.first() else { return Ok(StageOutcome::default()) };
-        let held_back = StageOutcome { replies: Vec::new(), stop: best.stop };
-
-        let since = now_ms() - ECHO_WINDOW.as_millis() as i64;
-        if self
-            .db
-            .is_gateway_echo(ctx.device.id, &ctx.device.phone, &message.chat, &message.sender, raw, since)
-            .await?
-        {
-            tracing::info!(
-                message_id = message.id,
-                rule_id = best.id,
-                "loop guard: not answering text the gateway sent"
-            );
-            return Ok(held_back);
-        }
-        if !self.window.try_take(ctx.device.id, &message.chat, Instant::now()) {
-            tracing::info!(
-                message_id = message.id,
-                rule_id = best.id,
-                "loop guard: too many auto-replies to this chat in the last minute"
-            );
-            return Ok(held_back);
-        }
         for rule in &candidates {
             let fires = rule.cooldown_seconds <= 0
                 || self
@@ -167,7 +126,7 @@ impl RulesStage {
                 continue;
             }
             let date =
-                if rule.reply.contains("{date}") { self.today(ctx.tenant_id).await? } else { String::new() };
+                if rule.reply.contains("{date}") { today(&ctx.tenant.timezone) } else { String::new() };
             let vars = Vars {
                 name: message.push_name.as_deref(),
                 phone: &message.sender,
@@ -178,24 +137,18 @@ impl RulesStage {
             tracing::debug!(message_id = message.id, rule_id = rule.id, "auto-reply rule matched");
             return Ok(StageOutcome { replies: vec![Reply::text(text, "auto_reply")], stop: rule.stop });
         }
-        // Every matching rule is cooling down for this chat: nothing was sent.
-        self.window.give_back(ctx.device.id, &message.chat);
+        // Every matching rule is cooling down for this chat: nothing to send.
         Ok(StageOutcome::default())
     }
+}
 
-    /// Today in the tenant's time zone (`users.timezone`, default Asia/Jakarta), `YYYY-MM-DD`.
-    async fn today(&self, tenant: i64) -> Result<String, DbError> {
-        let zone = self.db.tenant(tenant).await?.map(|t| t.timezone).unwrap_or_default();
-        Ok(Utc::now().with_timezone(&timezone_or_default(&zone)).format("%Y-%m-%d").to_string())
-    }
+/// Today in the tenant's time zone (`users.timezone`, default Asia/Jakarta), `YYYY-MM-DD`.
+fn today(zone: &str) -> String {
+    Utc::now().with_timezone(&timezone_or_default(zone)).format("%Y-%m-%d").to_string()
 }
 
 #[async_trait]
 impl Stage for RulesStage {
-    fn name(&self) -> &'static str {
-        "auto_reply"
-    }
-
     async fn run(&self, ctx: &InboundContext) -> StageOutcome {
         match self.decide(ctx).await {
             Ok(outcome) => outcome,

@@ -9,7 +9,6 @@
 //! hour goes once.
 
 use std::fmt;
-use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -95,29 +94,6 @@ impl fmt::Display for CronExpr {
     }
 }
 
-/// An IANA time-zone name (`Asia/Jakarta`, `Europe/Amsterdam`, `UTC`), case-insensitively.
-pub fn parse_timezone(raw: &str) -> Result<Tz, String> {
-    let raw = raw.trim();
-    if raw.is_empty() {
-        return Err("must not be empty".into());
-    }
-    Tz::from_str(raw)
-        .ok()
-        .or_else(|| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(raw)))
-        .ok_or_else(|| {
-            format!(
-                "`{}` is not an IANA time zone (e.g. Asia/Jakarta)",
-                raw.chars().take(60).collect::<String>()
-            )
-        })
-}
-
-/// The time zone named `name`, or the default one when the name is unknown (stored names were
-/// checked when stored; this only guards against a zone database that lost one).
-pub fn timezone_or_default(name: &str) -> Tz {
-    parse_timezone(name).unwrap_or(chrono_tz::Asia::Jakarta)
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -179,15 +155,6 @@ mod tests {
         assert!(CronExpr::parse("@daily").is_ok());
         assert!(CronExpr::parse("0  9 * *   MON-FRI").is_ok());
         assert_eq!(CronExpr::parse("0  9 * *   MON-FRI").unwrap().as_str(), "0 9 * * MON-FRI");
-    }
-
-    #[test]
-    fn time_zones_are_iana_names() {
-        assert_eq!(parse_timezone("Asia/Jakarta").unwrap(), chrono_tz::Asia::Jakarta);
-        assert_eq!(parse_timezone("asia/makassar").unwrap(), chrono_tz::Asia::Makassar);
-        assert!(parse_timezone("Mars/Olympus").is_err());
-        assert!(parse_timezone("").is_err());
-        assert_eq!(timezone_or_default("nope"), chrono_tz::Asia::Jakarta);
     }
 
     proptest! {

@@ -1,4 +1,4 @@
-//! Scheduled messages (SPEC §10): one-off at `send_at`, or recurring by `cron` in an IANA time
+//! Scheduled messages: one-off at `send_at`, or recurring by `cron` in an IANA time
 //! zone; text, or media fetched by URL when the message goes out.
 //!
 //! Durable work is rows: the worker ([`worker::Scheduler`]) claims due rows with a lease and
@@ -7,31 +7,21 @@
 //! finds the message already queued and sends nothing. See `worker.rs` for the whole story.
 
 pub mod cron;
+pub mod service;
 pub mod worker;
 
 pub use worker::Scheduler;
 
-use serde::{Deserialize, Serialize};
-
 use crate::db::schedules::ScheduleRow;
 use crate::db::MessageRow;
-use crate::webhooks::events::{rfc3339, EventType, ScheduledSentData};
+use crate::time::rfc3339_ms as rfc3339;
+use crate::webhooks::events::{EventType, ScheduledSentData};
 use crate::webhooks::Events;
 
 /// Statuses of a scheduled message.
 pub const STATUSES: [&str; 5] = ["pending", "sent", "failed", "missed", "cancelled"];
 
-/// Media of a scheduled message, stored as JSON in `scheduled_messages.media` and fetched when
-/// the message goes out (so a long-lived recurring message sends the URL's current content).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduledMedia {
-    pub url: String,
-    /// `image`, `video`, `audio` or `document`; detected from the content when absent.
-    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub filename: Option<String>,
-}
+pub use crate::db::schedules::ScheduledMedia;
 
 /// The idempotency key of one run: the same for every attempt at that run, different for the
 /// next run of a recurring message.

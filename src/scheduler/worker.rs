@@ -20,25 +20,25 @@
 //! latest due run is within the grace) and continues with its next future run.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{SecondsFormat, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::cron::{timezone_or_default, CronExpr};
+use super::cron::CronExpr;
 use super::{on_scheduled_sent, run_key, ScheduledMedia};
 use crate::config::{Config, SchedulerConfig, WhatsappConfig};
 use crate::db::schedules::{RunRecord, ScheduleRow};
 use crate::db::{now_ms, Db, DbError, MessageRow};
 use crate::devices::driver::OutboundMedia;
 use crate::limits::LimitError;
-use crate::messages::media::{filename_from_url, MediaOptions};
+use crate::messages::media::{MediaFetcher, MediaOptions};
 use crate::messages::outbound::{Outbound, SendError, SendRequest};
-use crate::messages::phone::Recipient;
-use crate::net::{HttpClient, HttpOptions};
+use crate::phone::Recipient;
+use crate::time::{rfc3339_ms, timezone_or_default};
 use crate::webhooks::Events;
 
 /// Rows claimed per statement.
@@ -51,8 +51,7 @@ struct Inner {
     outbound: Outbound,
     config: SchedulerConfig,
     whatsapp: WhatsappConfig,
-    allow_private_targets: bool,
-    http: OnceLock<HttpClient>,
+    media: MediaFetcher,
     wake: Notify,
     halt_after_send: AtomicBool,
     events: Events,
@@ -89,6 +88,7 @@ impl Scheduler {
         db: Db,
         outbound: Outbound,
         events: Events,
+        media: MediaFetcher,
         config: &Config,
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -99,8 +99,7 @@ impl Scheduler {
                 outbound,
                 config: config.scheduler.clone(),
                 whatsapp: config.whatsapp.clone(),
-                allow_private_targets: config.webhooks.allow_private_targets,
-                http: OnceLock::new(),
+                media,
                 wake: Notify::new(),
                 halt_after_send: AtomicBool::new(false),
                 events,
@@ -181,7 +180,7 @@ impl Scheduler {
         let result = if late_ms > grace_ms {
             RunResult::Missed(format!(
                 "missed: due at {}, {} s late (more than scheduler.missed_grace; the gateway was not running)",
-                rfc3339(run_at),
+                rfc3339_ms(run_at),
                 late_ms / 1000
             ))
         } else {
@@ -216,7 +215,7 @@ impl Scheduler {
             Ok(to) => to,
             Err(e) => return Ok(Err(format!("invalid recipient: {e}"))),
         };
-        let media = match row.media.as_deref() {
+        let media = match row.media_spec() {
             None => None,
             Some(spec) => match self.fetch_media(spec, row.text.clone()).await {
                 Ok(m) => Some(m),
@@ -234,6 +233,7 @@ impl Scheduler {
             to,
             text,
             media,
+            details: Default::default(),
             source: "scheduled",
             idempotency_key: Some(run_key(row.id, run_at)),
             asynchronous: true,
@@ -249,34 +249,15 @@ impl Scheduler {
         }
     }
 
-    async fn fetch_media(&self, spec: &str, caption: Option<String>) -> Result<OutboundMedia, String> {
-        let spec: ScheduledMedia =
-            serde_json::from_str(spec).map_err(|e| format!("invalid stored media: {e}"))?;
+    async fn fetch_media(
+        &self,
+        spec: Result<ScheduledMedia, String>,
+        caption: Option<String>,
+    ) -> Result<OutboundMedia, String> {
+        let spec = spec?;
         let options = MediaOptions::parse(spec.kind.as_deref(), caption, spec.filename.as_deref())
             .map_err(|e| e.to_string())?;
-        let whatsapp = &self.inner.whatsapp;
-        let (_, cap) = options.read_cap(whatsapp);
-        let client = self.http()?;
-        let (bytes, content_type) =
-            client.get_capped(&spec.url, cap).await.map_err(|e| format!("cannot fetch the media: {e}"))?;
-        options
-            .build(
-                Vec::from(bytes),
-                content_type.as_deref(),
-                filename_from_url(&spec.url).as_deref(),
-                whatsapp,
-            )
-            .map_err(|e| e.to_string())
-    }
-
-    fn http(&self) -> Result<HttpClient, String> {
-        if let Some(c) = self.inner.http.get() {
-            return Ok(c.clone());
-        }
-        let timeout = Duration::from_secs(self.inner.whatsapp.media_fetch_timeout.max(1));
-        let client = HttpClient::new(HttpOptions::new(timeout, self.inner.allow_private_targets))
-            .map_err(|e| e.to_string())?;
-        Ok(self.inner.http.get_or_init(|| client).clone())
+        self.inner.media.fetch(&spec.url, options).await.map_err(|e| e.to_string())
     }
 
     /// Records a run and, for a sent one, calls the `scheduled.sent` hook.
@@ -334,8 +315,4 @@ fn sent_id(result: &RunResult) -> Option<i64> {
         RunResult::Sent(m) => Some(m.id),
         _ => None,
     }
-}
-
-fn rfc3339(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
 }

@@ -5,8 +5,13 @@ use sha2::{Digest, Sha256};
 
 use crate::db::activity::NewActivity;
 use crate::db::tenants::NewTenant;
-use crate::db::{ApiKeyRow, AuthRow, Db, DbError, TenantRow};
-use crate::limits::LimitsService;
+use crate::db::{ActivityRow, ApiKeyRow, AuthRow, Db, DbError, TenantRow};
+use crate::error::{ApiError, ApiResult};
+use crate::limits::{LimitsService, Resource};
+
+mod admin;
+
+pub use admin::TenantChange;
 
 /// Visible start of every API key, so leaked keys are easy to recognise.
 pub const KEY_PREFIX: &str = "wag_";
@@ -19,6 +24,8 @@ pub enum TenantError {
     EmailTaken,
     #[error("tenant not found")]
     NotFound,
+    #[error("the api_keys limit is reached")]
+    OverLimit,
     #[error(transparent)]
     Db(DbError),
 }
@@ -32,14 +39,64 @@ impl From<DbError> for TenantError {
     }
 }
 
-impl From<TenantError> for crate::error::ApiError {
+impl From<TenantError> for ApiError {
     fn from(e: TenantError) -> Self {
-        use crate::error::ApiError;
         match e {
             TenantError::Invalid { field, message } => ApiError::validation(field, message),
             TenantError::EmailTaken => ApiError::Conflict(e.to_string()),
             TenantError::NotFound => ApiError::not_found("tenant"),
+            TenantError::OverLimit => crate::limits::LimitError::Exceeded { limit: Resource::ApiKeys }.into(),
             TenantError::Db(db) => db.into(),
+        }
+    }
+}
+
+/// Who is acting for a tenant: an API request authenticated by one of its keys, or a
+/// dashboard page of its logged-in user. Services take it to scope storage by `id`, to apply
+/// the package's limits and to record what was done in the activity log.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub id: i64,
+    pub key_id: i64,
+    pub package: String,
+    pub ip: Option<String>,
+}
+
+impl Tenant {
+    /// An activity-log entry by this tenant.
+    pub fn activity(&self, action: &str, target: impl Into<Option<String>>) -> NewActivity {
+        NewActivity {
+            user_id: Some(self.id),
+            actor: "tenant".into(),
+            action: action.into(),
+            target: target.into(),
+            detail: None,
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+/// The operator acting (an admin API request with the admin token, or the operator's
+/// dashboard), from `ip`.
+#[derive(Debug, Clone)]
+pub struct Admin {
+    pub ip: Option<String>,
+}
+
+impl Admin {
+    pub fn activity(
+        &self,
+        user_id: Option<i64>,
+        action: &str,
+        target: impl Into<Option<String>>,
+    ) -> NewActivity {
+        NewActivity {
+            user_id,
+            actor: "admin".into(),
+            action: action.into(),
+            target: target.into(),
+            detail: None,
+            ip: self.ip.clone(),
         }
     }
 }
@@ -156,8 +213,13 @@ impl TenantService {
         }
     }
 
-    /// Issues another API key for a tenant.
-    pub async fn issue_key(&self, tenant: i64, name: &str) -> Result<(ApiKeyRow, String), TenantError> {
+    /// Issues another API key for a tenant that holds fewer than `limit` (`None`: no limit).
+    pub async fn issue_key(
+        &self,
+        tenant: i64,
+        name: &str,
+        limit: Option<i64>,
+    ) -> Result<(ApiKeyRow, String), TenantError> {
         let name = name.trim();
         if name.chars().count() > 100 {
             return Err(TenantError::Invalid {
@@ -167,8 +229,47 @@ impl TenantService {
         }
         let key = generate_key();
         let name = if name.is_empty() { "api key" } else { name };
-        let row = self.db.create_api_key(tenant, name, &key.prefix, &key.hash).await?;
-        Ok((row, key.secret))
+        let row = self.db.create_api_key(tenant, name, &key.prefix, &key.hash, limit).await?;
+        Ok((row.ok_or(TenantError::OverLimit)?, key.secret))
+    }
+
+    /// The tenant's live API keys, newest first, and their number.
+    pub async fn list_keys(
+        &self,
+        tenant: &Tenant,
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<(Vec<ApiKeyRow>, i64)> {
+        Ok(self.db.list_api_keys(tenant.id, limit, offset).await?)
+    }
+
+    /// Issues another key for the tenant within the package's `api_keys` limit; the secret is
+    /// in the answer only.
+    pub async fn create_key(&self, tenant: &Tenant, name: &str) -> ApiResult<(ApiKeyRow, String)> {
+        let limit = self.limits.limits(tenant.id, &tenant.package).await?.get(Resource::ApiKeys);
+        let (row, secret) = self.issue_key(tenant.id, name, limit).await?;
+        self.record(tenant.activity("api_key.create", format!("api_key:{}", row.id))).await;
+        Ok((row, secret))
+    }
+
+    /// Revokes one of the tenant's keys at once.
+    pub async fn revoke_key(&self, tenant: &Tenant, id: i64) -> ApiResult<()> {
+        if !self.db.revoke_api_key(tenant.id, id).await? {
+            return Err(ApiError::not_found("api key"));
+        }
+        self.record(tenant.activity("api_key.revoke", format!("api_key:{id}"))).await;
+        Ok(())
+    }
+
+    /// What was done on the tenant's account, newest first, optionally one action only.
+    pub async fn activity(
+        &self,
+        tenant: &Tenant,
+        action: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<(Vec<ActivityRow>, i64)> {
+        Ok(self.db.list_activity(tenant.id, action, limit, offset).await?)
     }
 
     /// Resolves a presented key. `None` for unknown or revoked keys.

@@ -8,16 +8,21 @@
 //! | `message.received` | an inbound message is stored | [`MessageData`], `status` `received` |
 //! | `message.sent` | WhatsApp took an outbound message (also one sent from the phone) | [`MessageData`], `status` `sent` |
 //! | `message.status` | an outbound message became `delivered`, `read` or `failed` | [`MessageData`] with that `status` (`error` says why it failed) |
+//! | `message.reaction` | someone (or this device) reacted to a message, or took the reaction back | [`MessageData`] with `change` `{from, emoji}` (empty emoji: removed) |
+//! | `message.edited` | a message's text was edited | [`MessageData`] (the new text) with `change` `{from, text, previous}` |
+//! | `message.revoked` | a message was deleted for everyone | [`MessageData`] with `change` `{from}` |
+//! | `message.poll_vote` | someone voted on a poll | [`MessageData`] (`poll` with the counts) with `change` `{from, options}` |
 //! | `device.status` | a device's connection state changed | [`DeviceStatusData`] |
 //! | `device.qr` | a device offers a new pairing QR code | [`DeviceQrData`] |
+//! | `contact.resolved` | a device learned the phone number behind a LID (or it changed); messages stored under the LID now show the number | [`ContactResolvedData`] |
 //! | `scheduled.sent` | a run of a scheduled message was queued for sending | [`ScheduledSentData`] |
 //! | `plugin.failed` | a plugin run failed (trap, timeout, too much output) | [`PluginFailedData`] |
 
-use chrono::{SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::db::MessageRow;
-use crate::messages::outbound::MediaMeta;
+use crate::time::rfc3339_ms;
+
+pub use crate::messages::view::{CHANGE_EDITED, CHANGE_POLL_VOTE, CHANGE_REACTION, CHANGE_REVOKED};
 
 /// An event a webhook endpoint can subscribe to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -28,10 +33,20 @@ pub enum EventType {
     MessageSent,
     #[serde(rename = "message.status")]
     MessageStatus,
+    #[serde(rename = "message.reaction")]
+    MessageReaction,
+    #[serde(rename = "message.edited")]
+    MessageEdited,
+    #[serde(rename = "message.revoked")]
+    MessageRevoked,
+    #[serde(rename = "message.poll_vote")]
+    MessagePollVote,
     #[serde(rename = "device.status")]
     DeviceStatus,
     #[serde(rename = "device.qr")]
     DeviceQr,
+    #[serde(rename = "contact.resolved")]
+    ContactResolved,
     #[serde(rename = "scheduled.sent")]
     ScheduledSent,
     #[serde(rename = "plugin.failed")]
@@ -39,12 +54,17 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 7] = [
+    pub const ALL: [EventType; 12] = [
         EventType::MessageReceived,
         EventType::MessageSent,
         EventType::MessageStatus,
+        EventType::MessageReaction,
+        EventType::MessageEdited,
+        EventType::MessageRevoked,
+        EventType::MessagePollVote,
         EventType::DeviceStatus,
         EventType::DeviceQr,
+        EventType::ContactResolved,
         EventType::ScheduledSent,
         EventType::PluginFailed,
     ];
@@ -54,8 +74,13 @@ impl EventType {
             EventType::MessageReceived => "message.received",
             EventType::MessageSent => "message.sent",
             EventType::MessageStatus => "message.status",
+            EventType::MessageReaction => "message.reaction",
+            EventType::MessageEdited => "message.edited",
+            EventType::MessageRevoked => "message.revoked",
+            EventType::MessagePollVote => "message.poll_vote",
             EventType::DeviceStatus => "device.status",
             EventType::DeviceQr => "device.qr",
+            EventType::ContactResolved => "contact.resolved",
             EventType::ScheduledSent => "scheduled.sent",
             EventType::PluginFailed => "plugin.failed",
         }
@@ -65,12 +90,17 @@ impl EventType {
         EventType::ALL.into_iter().find(|e| e.as_str() == name)
     }
 
-    /// The message event a status-history entry stands for (`queued` stands for none).
+    /// The message event a status-history entry stands for (`queued` and `read_mark` stand
+    /// for none).
     pub fn for_message_status(status: &str) -> Option<EventType> {
         match status {
             "received" => Some(EventType::MessageReceived),
             "sent" => Some(EventType::MessageSent),
             "delivered" | "read" | "failed" => Some(EventType::MessageStatus),
+            CHANGE_REACTION => Some(EventType::MessageReaction),
+            CHANGE_EDITED => Some(EventType::MessageEdited),
+            CHANGE_REVOKED => Some(EventType::MessageRevoked),
+            CHANGE_POLL_VOTE => Some(EventType::MessagePollVote),
             _ => None,
         }
     }
@@ -93,79 +123,13 @@ pub struct Envelope<'a, T: Serialize> {
 
 /// Serialises an event body; `at_ms` is when it happened.
 pub fn body<T: Serialize>(event: EventType, at_ms: i64, data: &T) -> String {
-    let envelope = Envelope { kind: event.as_str(), timestamp: rfc3339(at_ms), data };
+    let envelope = Envelope { kind: event.as_str(), timestamp: rfc3339_ms(at_ms), data };
     serde_json::to_string(&envelope).unwrap_or_else(|_| "{}".into())
 }
 
-pub fn rfc3339(ms: i64) -> String {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// A message, as the history API shows it (`message.received`, `message.sent`,
-/// `message.status`).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct MessageData {
-    /// The gateway's message id (as in `/api/user/chat-history/{id}`).
-    pub id: i64,
-    /// The device's phone number.
-    pub device: String,
-    pub device_id: i64,
-    /// `in` or `out`.
-    pub direction: String,
-    /// The chat's WhatsApp id (`…@s.whatsapp.net`, or a group's `…@g.us`).
-    pub chat: String,
-    pub from: String,
-    pub to: String,
-    pub text: Option<String>,
-    /// `text`, `image`, `video`, `audio` or `document`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The status this event reports: `received`, `sent`, `delivered`, `read` or `failed`.
-    pub status: String,
-    pub push_name: Option<String>,
-    pub is_group: bool,
-    /// Media metadata (`kind`, `mime`, `size`, `filename`, `caption`); the bytes are not sent.
-    pub media: Option<serde_json::Value>,
-    pub error: Option<String>,
-    /// What produced it: `whatsapp` (inbound), `api`, `auto_reply`, `webhook`, `scheduled`,
-    /// `plugin`, `phone`.
-    pub source: String,
-    /// WhatsApp's id of the message.
-    pub wa_id: Option<String>,
-    pub created_at: String,
-}
-
-impl MessageData {
-    /// The message as it is now, reporting `status` (with `detail` as the error for `failed`).
-    pub fn from_row(row: &MessageRow, status: &str, detail: Option<&str>) -> MessageData {
-        let media =
-            row.media.as_deref().and_then(|m| serde_json::from_str::<MediaMeta>(m).ok()).map(|mut m| {
-                m.blob_id = None;
-                serde_json::to_value(m).unwrap_or_default()
-            });
-        let error =
-            if status == "failed" { detail.map(str::to_string).or_else(|| row.error.clone()) } else { None };
-        MessageData {
-            id: row.id,
-            device: row.device_phone.clone(),
-            device_id: row.device_id,
-            direction: row.direction.clone(),
-            chat: row.chat.clone(),
-            from: row.sender.clone(),
-            to: row.recipient.clone(),
-            text: row.text.clone(),
-            kind: row.kind.clone(),
-            status: status.to_string(),
-            push_name: row.push_name.clone(),
-            is_group: row.is_group,
-            media,
-            error,
-            source: row.source.clone(),
-            wa_id: row.wa_id.clone(),
-            created_at: rfc3339(row.created_at),
-        }
-    }
-}
+/// The data of a message event: the message as the API shows it, reporting the event's
+/// status (`message.received`, `message.status`).
+pub type MessageData = crate::messages::view::MessageOut;
 
 /// `device.status`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -187,6 +151,18 @@ pub struct DeviceQrData {
     /// The string to encode as a QR code and scan with WhatsApp's "Link a device".
     pub qr: String,
     pub expires_at: String,
+}
+
+/// `contact.resolved`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContactResolvedData {
+    pub device_id: i64,
+    /// The device's phone number.
+    pub device: String,
+    /// The LID JID (`…@lid`).
+    pub lid: String,
+    /// The phone number behind it (digits).
+    pub phone: String,
 }
 
 /// `scheduled.sent` (emitted by the scheduler).

@@ -1,4 +1,4 @@
-//! Signed outbound webhooks (SPEC §11): endpoints, events, durable delivery, reply mode.
+//! Signed outbound webhooks: endpoints, events, durable delivery, reply mode.
 //!
 //! - [`signing`]: Standard Webhooks signatures, pure.
 //! - [`secrets`]: endpoint secrets encrypted at rest.
@@ -25,6 +25,7 @@
 //!   (`disabled_reason`, `disabled_at`). Disabling an endpoint cancels its queued deliveries;
 //! - an endpoint never has more than `[webhooks] max_in_flight` attempts running at once.
 
+use crate::messages::media::store::MediaLinks;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,6 +40,7 @@ use crate::db::{now_ms, Db, DbError};
 use crate::devices::manager::DeviceManager;
 use crate::net::{HttpClient, HttpOptions, NetError};
 
+pub mod endpoints;
 pub mod events;
 mod pump;
 pub mod reply;
@@ -122,6 +124,8 @@ struct Inner {
     http: HttpClient,
     events: Events,
     permits: Arc<Semaphore>,
+    /// Signs the media links event payloads carry.
+    links: MediaLinks,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -147,6 +151,7 @@ impl Webhooks {
     pub async fn build(
         db: Db,
         config: &Config,
+        links: MediaLinks,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Webhooks, WebhookError> {
@@ -161,7 +166,7 @@ impl Webhooks {
         };
         let permits = Arc::new(Semaphore::new(wh.concurrency as usize));
         Ok(Webhooks {
-            inner: Arc::new(Inner { db, config: wh, secrets, http, events, permits, shutdown, tasks }),
+            inner: Arc::new(Inner { db, config: wh, secrets, http, events, permits, links, shutdown, tasks }),
         })
     }
 
@@ -247,10 +252,12 @@ impl Webhooks {
     }
 }
 
-/// `text` cut to at most `max` bytes on a character boundary, marked when cut.
+/// `text` cut to at most `max` bytes on a character boundary, marked when cut, ready to be
+/// stored (U+0000, which PostgreSQL refuses, replaced).
 pub fn truncate(text: &str, max: usize) -> String {
+    let text = crate::db::without_nul(text);
     if text.len() <= max {
-        return text.to_string();
+        return text.into_owned();
     }
     const MARK: &str = "…[truncated]";
     let mut end = max.saturating_sub(MARK.len());

@@ -14,10 +14,9 @@
 
 use std::time::Duration;
 
-use chrono::SecondsFormat;
 use tokio::sync::broadcast;
 
-use super::events::{self, DeviceQrData, DeviceStatusData, EventType, MessageData};
+use super::events::{self, ContactResolvedData, DeviceQrData, DeviceStatusData, EventType, MessageData};
 use super::{signing, Webhooks};
 use crate::db::webhooks::NewDelivery;
 use crate::db::DbError;
@@ -64,7 +63,8 @@ impl Webhooks {
                 if targets.is_empty() {
                     return Vec::new();
                 }
-                let data = MessageData::from_row(message, &item.status, item.detail.as_deref());
+                let data = MessageData::reporting(message, &item.status, item.detail.as_deref())
+                    .with_links(&self.inner.links);
                 let payload = events::body(event, item.created_at, &data);
                 let webhook_id = signing::new_message_id();
                 queued += targets.len();
@@ -114,7 +114,8 @@ impl Webhooks {
         let events = &self.inner.events;
         let (tenant, device_id) = match &update {
             DeviceUpdate::Status { tenant_id, device_id, .. }
-            | DeviceUpdate::Qr { tenant_id, device_id, .. } => (*tenant_id, *device_id),
+            | DeviceUpdate::Qr { tenant_id, device_id, .. }
+            | DeviceUpdate::ContactResolved { tenant_id, device_id, .. } => (*tenant_id, *device_id),
             DeviceUpdate::PairCode { .. } => return Ok(()),
         };
         let Some(device) = self.inner.db.device(tenant, device_id).await? else { return Ok(()) };
@@ -133,9 +134,13 @@ impl Webhooks {
                     device_id,
                     device: device.phone,
                     qr,
-                    expires_at: expires_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+                    expires_at: crate::time::rfc3339(expires_at),
                 };
                 events.emit(tenant, Some(device_id), EventType::DeviceQr, &data).await?;
+            }
+            DeviceUpdate::ContactResolved { lid, phone, .. } => {
+                let data = ContactResolvedData { device_id, device: device.phone, lid, phone };
+                events.emit(tenant, Some(device_id), EventType::ContactResolved, &data).await?;
             }
             DeviceUpdate::PairCode { .. } => {}
         }

@@ -16,12 +16,10 @@
 //! to 65,536 characters; `type` is `image`, `video`, `audio` or `document` (detected from the
 //! content when left out) and the media is fetched through the hardened client. An answer that
 //! is not like this is logged as a failure with the reason and nothing is sent. The answers go
-//! back through the pipeline (`StageOutcome.replies`), which sends them in order (fetching
-//! media) and records one it cannot send as a failed message. A slow endpoint holds up only the message it is
-//! answering: every inbound message runs its pipeline in its own task.
-//!
-//! Loop guard: at most [`MAX_PER_CHAT_PER_MINUTE`] webhook replies go to one chat of a device
-//! per minute; more are dropped (and logged in the gateway's log).
+//! back through the pipeline (`StageOutcome.replies`), whose loop guard decides whether they go
+//! out (`messages::guard`), and which sends them in order (fetching media) and records one it
+//! cannot send as a failed message. A slow endpoint holds up only the message it is answering:
+//! every inbound message runs its pipeline in its own task.
 
 use std::time::{Duration, Instant};
 
@@ -34,16 +32,13 @@ use crate::db::webhooks::{EndpointRow, NewDelivery, NewLog};
 use crate::db::{now_ms, Db};
 use crate::messages::inbound::{InboundContext, Reply, ReplyMedia, Stage, StageOutcome};
 use crate::messages::media::MediaOptions;
-use crate::rules::guard::ReplyWindow;
 
 /// Most items one answer may ask to send.
 pub const MAX_REPLIES: usize = 5;
 /// Longest reply text, in characters (as for `send-message`).
-pub const MAX_TEXT_CHARS: usize = 65_536;
+pub use crate::messages::MAX_TEXT_CHARS;
 /// Largest answer body read, in bytes.
 pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
-/// Loop guard: webhook replies per chat of a device per minute.
-pub const MAX_PER_CHAT_PER_MINUTE: u32 = 10;
 
 /// One thing an answer asks to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,17 +115,12 @@ fn check_text(text: &str, field: &str) -> Result<String, String> {
 pub struct ReplyStage {
     webhooks: Webhooks,
     db: Db,
-    window: ReplyWindow,
 }
 
 impl Webhooks {
     /// The reply-mode pipeline stage. Its answers are sent by the pipeline, media included.
     pub fn reply_stage(&self) -> ReplyStage {
-        ReplyStage {
-            webhooks: self.clone(),
-            db: self.inner.db.clone(),
-            window: ReplyWindow::new(MAX_PER_CHAT_PER_MINUTE),
-        }
+        ReplyStage { webhooks: self.clone(), db: self.inner.db.clone() }
     }
 }
 
@@ -195,10 +185,6 @@ impl ReplyStage {
 
 #[async_trait]
 impl Stage for ReplyStage {
-    fn name(&self) -> &'static str {
-        "webhook"
-    }
-
     async fn run(&self, ctx: &InboundContext) -> StageOutcome {
         if ctx.message.direction != "in" {
             return StageOutcome::default();
@@ -211,22 +197,11 @@ impl Stage for ReplyStage {
                 return StageOutcome::default();
             }
         };
-        let data = MessageData::from_row(&ctx.message, "received", None);
+        let data =
+            MessageData::reporting(&ctx.message, "received", None).with_links(&self.webhooks.inner.links);
         let payload = events::body(EventType::MessageReceived, ctx.message.created_at, &data);
         let answers = futures::future::join_all(endpoints.iter().map(|e| self.ask(ctx, e, &payload))).await;
-        let mut items: Vec<ReplyItem> = answers.into_iter().flatten().collect();
-        let allowed = items
-            .iter()
-            .take_while(|_| self.window.try_take(ctx.device.id, &ctx.message.chat, Instant::now()))
-            .count();
-        if allowed < items.len() {
-            tracing::info!(
-                message_id = ctx.message.id,
-                dropped = items.len() - allowed,
-                "loop guard: too many webhook replies to this chat"
-            );
-            items.truncate(allowed);
-        }
+        let items: Vec<ReplyItem> = answers.into_iter().flatten().collect();
         let replies = items
             .into_iter()
             .map(|item| match item {
@@ -280,7 +255,7 @@ mod tests {
             (br#"{"replies": [5]}"#, "replies[0]"),
             (br#"{"replies": [{}]}"#, "needs `text` or `url`"),
             (br#"{"replies": [{"text": "a", "url": "b"}]}"#, "not both"),
-            (br#"{"replies": [{"url": "https://x.test/a", "type": "sticker"}]}"#, "replies[0]"),
+            (br#"{"replies": [{"url": "https://x.test/a", "type": "hologram"}]}"#, "replies[0]"),
             (br#"{"replies": [{"text":"1"},{"text":"2"},{"text":"3"},{"text":"4"},{"text":"5"},{"text":"6"}]}"#, "at most 5"),
         ] {
             let err = parse_answer(body).unwrap_err();

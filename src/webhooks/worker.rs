@@ -303,7 +303,7 @@ impl Webhooks {
             health.failing_since.filter(|since| now_ms() - since >= limit_ms).map(|since| {
                 format!(
                     "every attempt failed since {} (longer than webhooks.disable_after, {} s)",
-                    super::events::rfc3339(since),
+                    crate::time::rfc3339_ms(since),
                     config.disable_after
                 )
             })

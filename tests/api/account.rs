@@ -23,23 +23,23 @@ async fn user_info_describes_the_tenant_behind_the_key() {
     assert!(age.num_seconds().abs() < 60, "created just now: {created}");
 }
 
-/// The limits table of SPEC §5 (and `gateway.toml`), `null` meaning unlimited.
+/// The limits table of `gateway.toml` (and the README), `null` meaning unlimited.
 fn package_table(package: &str) -> Value {
     match package {
         "basic" => json!({
             "devices": 1, "messages_per_month": 1000, "auto_replies": 10,
             "scheduled_messages": 50, "plugins": 2, "webhook_endpoints": 2,
-            "requests_per_minute": 600,
+            "requests_per_minute": 600, "api_keys": 10,
         }),
         "premium" => json!({
             "devices": 5, "messages_per_month": 10000, "auto_replies": 100,
             "scheduled_messages": 500, "plugins": 10, "webhook_endpoints": 10,
-            "requests_per_minute": 3000,
+            "requests_per_minute": 3000, "api_keys": 50,
         }),
         "enterprise" => json!({
             "devices": null, "messages_per_month": null, "auto_replies": null,
             "scheduled_messages": null, "plugins": null, "webhook_endpoints": null,
-            "requests_per_minute": null,
+            "requests_per_minute": null, "api_keys": null,
         }),
         other => panic!("no table for {other}"),
     }
@@ -56,7 +56,8 @@ async fn each_package_reports_the_default_limits_with_null_for_unlimited() {
         assert_eq!(body["limits"], package_table(package), "{package}: {body}");
         assert!(body["limits"].as_object().unwrap().contains_key("devices"));
         for (name, used) in body["usage"].as_object().expect("usage is an object") {
-            assert_eq!(used, 0, "{package}: a new tenant has used no {name}");
+            let expected = if name == "api_keys" { 1 } else { 0 };
+            assert_eq!(used, expected, "{package}: a new tenant has used nothing but its first key: {name}");
         }
         assert_eq!(body["usage"]["messages_per_month"], 0);
     }
@@ -308,4 +309,40 @@ async fn the_activity_log_is_paginated_and_filtered_by_action() {
     let (_, only) = app.get("/api/user/activity-logs?action=api_key.create", &tenant.api_key).await;
     assert_eq!(only["total"], 3, "{only}");
     assert!(actions(&only).iter().all(|a| a == "api_key.create"));
+
+    // An empty filter, as an HTML form sends it, is no filter.
+    let (_, all) = app.get("/api/user/activity-logs?action=", &tenant.api_key).await;
+    assert_eq!(all["total"], 4, "{all}");
+}
+
+#[tokio::test]
+async fn a_tenant_holds_at_most_its_packages_number_of_api_keys() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    // The first key came with the tenant; basic allows 10.
+    for i in 2..=10 {
+        let (status, body) =
+            app.post("/api/user/api-keys", &tenant.api_key, &json!({"name": format!("k{i}")})).await;
+        assert_eq!(status, StatusCode::CREATED, "key {i}: {body}");
+    }
+    let (status, body) = app.post("/api/user/api-keys", &tenant.api_key, &json!({"name": "k11"})).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "limit_exceeded");
+    assert_eq!(body["error"]["limit"], "api_keys", "{body}");
+    let (_, limits) = app.get("/api/user/limits", &tenant.api_key).await;
+    assert_eq!(limits["usage"]["api_keys"], 10, "{limits}");
+    let (_, list) = app.get("/api/user/api-keys?limit=1", &tenant.api_key).await;
+    assert_eq!(list["total"], 10);
+
+    // A revoked key frees its place.
+    let newest = list["data"][0]["id"].as_i64().unwrap();
+    assert_eq!(
+        app.delete(&format!("/api/user/api-keys/{newest}"), &tenant.api_key).await.0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, body) = app.post("/api/user/api-keys", &tenant.api_key, &json!({"name": "again"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    // The operator is not held to the package.
+    let (status, body) =
+        app.admin_post(&format!("/api/admin/tenants/{}/api-keys", tenant.id), &json!({"name": "ops"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
 }

@@ -169,3 +169,23 @@ async fn an_admin_can_issue_another_key_for_a_tenant() {
     let (status, body) = app.admin_post("/api/admin/tenants/999999/api-keys", &json!({})).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_name_is_case_insensitive() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let request = app
+            .request(Method::GET, "/api/user/info")
+            .header("authorization", format!("{scheme} {}", tenant.api_key));
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{scheme}: {body}");
+        let request = app
+            .request(Method::GET, "/api/admin/tenants")
+            .header("authorization", format!("{scheme} {}", app.admin_token));
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, StatusCode::OK, "admin with {scheme}: {body}");
+    }
+    let request = app.request(Method::GET, "/api/user/info").header("authorization", "Basic abc");
+    assert_eq!(app.send(request).await.0, StatusCode::UNAUTHORIZED, "another scheme is no key");
+}

@@ -150,3 +150,84 @@ async fn an_unknown_field_in_a_body_is_refused_naming_it() {
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
     assert!(body["error"]["message"].as_str().unwrap().contains("pakage"), "{body}");
 }
+
+/// Text with U+0000 is refused the same way on SQLite and PostgreSQL (which cannot store it):
+/// 422 naming the field, in bodies and in query filters alike.
+#[tokio::test]
+async fn text_with_a_nul_character_is_a_422_naming_the_field() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("premium").await;
+    let device = app.pair_device(&tenant, "6281100000066").await;
+    let key = &tenant.api_key;
+    let bodies = [
+        (
+            "/api/send-message",
+            json!({"device": device, "to": "6281299999999", "text": "nul\u{0}inside"}),
+            "text",
+        ),
+        ("/api/user/devices", json!({"phone": "6281100000556", "name": "dev\u{0}nul"}), "name"),
+        ("/api/user/auto-reply", json!({"keyword": "nul\u{0}kw", "reply": "r"}), "keyword"),
+        ("/api/user/auto-reply", json!({"keyword": "kw", "reply": "r\u{0}r"}), "reply"),
+        (
+            "/api/user/webhooks",
+            json!({"url": "https://nul.example.com/x", "description": "d\u{0}d"}),
+            "description",
+        ),
+        ("/api/user/api-keys", json!({"name": "k\u{0}k"}), "name"),
+        (
+            "/api/user/scheduled-messages",
+            json!({"device": device, "to": "6281299999999", "text": "s\u{0}s", "send_at": "2030-01-01T00:00:00Z"}),
+            "text",
+        ),
+    ];
+    for (path, body, field) in bodies {
+        let (status, answer) = app.post(path, key, &body).await;
+        assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(answer["error"]["field"], field, "{path}: {answer}");
+    }
+    for (path, field) in [
+        ("/api/user/chat-history?q=%00", "q"),
+        ("/api/user/chat-history?q=a%00b", "q"),
+        ("/api/user/activity-logs?action=%00", "action"),
+        ("/api/user/webhook-logs?event=a%00", "event"),
+    ] {
+        let (status, answer) = app.get(path, key).await;
+        assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(answer["error"]["field"], field, "{path}: {answer}");
+    }
+    let (status, answer) =
+        app.admin_post(TENANTS, &json!({"name": "nul\u{0}tenant", "email": "nul@example.com"})).await;
+    assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(answer["error"]["field"], "name", "{answer}");
+    // Nothing was stored or counted, and the same requests without the character work.
+    let (_, history) = app.get("/api/user/chat-history", key).await;
+    assert_eq!(history["total"], 0, "{history}");
+    let (status, answer) = app.post("/api/user/api-keys", key, &json!({"name": "k\\u0000k"})).await;
+    assert_eq!(status, StatusCode::CREATED, "an escaped backslash is ordinary text: {answer}");
+    assert_eq!(answer["name"], "k\\u0000k");
+}
+
+#[tokio::test]
+async fn paging_outside_its_bounds_is_a_422_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    let max = i64::MAX;
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=501", "limit"),
+        ("limit=-9223372036854775808", "limit"),
+        ("offset=-1", "offset"),
+        ("offset=100001", "offset"),
+        (&format!("offset={max}") as &str, "offset"),
+        (&format!("limit=500&offset={}", max - 1), "offset"),
+    ] {
+        for list in ["/api/user/chat-history", "/api/user/auto-reply", "/api/user/webhook-logs"] {
+            let (status, body) = app.get(&format!("{list}?{query}"), &tenant.api_key).await;
+            assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+            assert_eq!(body["error"]["field"], field, "{list}?{query}: {body}");
+        }
+    }
+    let (status, body) = app.get("/api/user/chat-history?limit=500&offset=100000", &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "the stated maxima themselves: {body}");
+    assert_eq!((body["limit"].as_i64(), body["offset"].as_i64()), (Some(500), Some(100_000)));
+}

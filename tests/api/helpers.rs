@@ -15,7 +15,9 @@ use serde_json::Value;
 use tempfile::TempDir;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use wa_gateway::app::AppOptions;
 use wa_gateway::config::DriverKind;
+use wa_gateway::devices::manager::DeviceUpdate;
 use wa_gateway::{App, AppState, Config};
 
 #[path = "../support/postgres.rs"]
@@ -28,8 +30,10 @@ pub const ADMIN_TOKEN: &str = "test-admin-token-5f1c2a9e";
 
 /// Where a test gateway keeps its data. Kept alive as long as the test needs it.
 enum TestDatabase {
+    /// The folder holds the database file and the media store.
     Sqlite(TempDir),
-    Postgres(PgTestDatabase),
+    /// The folder holds the media store.
+    Postgres(PgTestDatabase, TempDir),
 }
 
 /// A tenant created through the admin API, with its first API key.
@@ -71,6 +75,75 @@ fn init_logging(config: &Config) {
     }
 }
 
+/// The test defaults (a free port, the simulator, no send pacing) on a fresh database, then
+/// `configure` applied.
+async fn test_config(configure: impl FnOnce(&mut Config)) -> (Config, TestDatabase) {
+    let mut config = Config::from_toml("").expect("the embedded defaults load");
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.admin.token = ADMIN_TOKEN.to_string();
+    config.whatsapp.driver = DriverKind::Simulator;
+    config.whatsapp.send_min_gap_ms = 0;
+    config.whatsapp.send_jitter_ms = 0;
+    config.server.shutdown_grace = 5;
+    // Links the gateway hands out (media) point at the port it really listens on.
+    config.server.public_url = String::new();
+    // Hundreds of gateways start at once in the suite: on a loaded machine opening a database
+    // can take longer than a quiet server's limit.
+    config.database.acquire_timeout = 60;
+    let database = match postgres::server_url() {
+        Some(server) => {
+            let db = PgTestDatabase::create(&server).await;
+            config.database.url = db.url().to_string();
+            config.database.max_connections = 5;
+            let media = tempfile::tempdir().expect("a temporary folder");
+            config.media.path = media.path().join("media");
+            TestDatabase::Postgres(db, media)
+        }
+        None => {
+            let dir = tempfile::tempdir().expect("a temporary folder");
+            config.database.url = format!("sqlite:{}", dir.path().join("gateway.db").display());
+            config.media.path = dir.path().join("media");
+            TestDatabase::Sqlite(dir)
+        }
+    };
+    configure(&mut config);
+    init_logging(&config);
+    (config, database)
+}
+
+/// Builds and starts a gateway process: the one way every test app comes to life. Returns it
+/// with its device updates, subscribed before its workers started (nothing is missed; lossy
+/// only past 1024 unread updates). `database` is `None` for a second process on another
+/// app's database.
+async fn launch(
+    config: Config,
+    database: Option<TestDatabase>,
+    options: AppOptions,
+) -> (TestApp, tokio::sync::broadcast::Receiver<DeviceUpdate>) {
+    let app = App::build_with(config.clone(), options).await.expect("the gateway builds");
+    let addr = app.local_addr();
+    let state = app.state().clone();
+    let updates = state.device_manager.subscribe();
+    let shutdown = app.shutdown_token();
+    let run = tokio::spawn(app.run());
+    let app = TestApp {
+        addr,
+        base_url: format!("http://{addr}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("an HTTP client"),
+        admin_token: config.admin.token.clone(),
+        config,
+        state,
+        shutdown,
+        run: Some(run),
+        database,
+    };
+    (app, updates)
+}
+
 impl TestApp {
     /// A gateway with the test defaults.
     pub async fn spawn() -> TestApp {
@@ -79,52 +152,12 @@ impl TestApp {
 
     /// A gateway with the test defaults, then `configure` applied to its configuration.
     pub async fn spawn_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-        let mut config = Config::from_toml("").expect("the embedded defaults load");
-        config.server.bind = "127.0.0.1:0".parse().unwrap();
-        config.admin.token = ADMIN_TOKEN.to_string();
-        config.whatsapp.driver = DriverKind::Simulator;
-        config.whatsapp.send_min_gap_ms = 0;
-        config.whatsapp.send_jitter_ms = 0;
-        config.server.shutdown_grace = 5;
-        let database = match postgres::server_url() {
-            Some(server) => {
-                let db = PgTestDatabase::create(&server).await;
-                config.database.url = db.url().to_string();
-                config.database.max_connections = 5;
-                TestDatabase::Postgres(db)
-            }
-            None => {
-                let dir = tempfile::tempdir().expect("a temporary folder");
-                config.database.url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-                TestDatabase::Sqlite(dir)
-            }
-        };
-        configure(&mut config);
-        init_logging(&config);
-        Self::start(config, database).await
+        let (config, database) = test_config(configure).await;
+        launch(config, Some(database), AppOptions::default()).await.0
     }
 
     async fn start(config: Config, database: TestDatabase) -> TestApp {
-        let app = App::build(config.clone()).await.expect("the gateway builds");
-        let addr = app.local_addr();
-        let state = app.state().clone();
-        let shutdown = app.shutdown_token();
-        let run = tokio::spawn(app.run());
-        TestApp {
-            addr,
-            base_url: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("an HTTP client"),
-            admin_token: config.admin.token.clone(),
-            config,
-            state,
-            shutdown,
-            run: Some(run),
-            database: Some(database),
-        }
+        launch(config, Some(database), AppOptions::default()).await.0
     }
 
     /// Stops the gateway gracefully and starts a new one on the same database and
@@ -299,6 +332,56 @@ impl TestApp {
         Self::start(config, database).await
     }
 
+    /// Runs `sql` on the gateway's database directly, for what the API does not offer (edits,
+    /// bulk rows, a trigger that makes the database refuse a row).
+    pub async fn execute_sql(&self, sql: &str) {
+        let url = &self.config.database.url;
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("the SQLite file opens");
+            sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL answers");
+            sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+        }
+    }
+
+    /// The single integer `sql` selects, read from the gateway's database directly.
+    pub async fn query_i64(&self, sql: &str) -> i64 {
+        let url = &self.config.database.url;
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.expect("the SQLite file opens");
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+            n
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.expect("PostgreSQL answers");
+            let n = sqlx::query_scalar(sql).fetch_one(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+            pool.close().await;
+            n
+        }
+    }
+
+    /// Waits until the gateway has nothing left to do for what happened so far: every inbound
+    /// message through its pipeline, no outbound message queued, every status change turned
+    /// into webhook deliveries and none of those pending. After this, "nothing more happened"
+    /// can be asserted without a fixed sleep.
+    pub async fn wait_idle(&self) {
+        const WORK: &str = "SELECT \
+            (SELECT COUNT(*) FROM messages WHERE direction = 'in' AND processed_at IS NULL) \
+            + (SELECT COUNT(*) FROM messages WHERE status = 'queued') \
+            + (SELECT COUNT(*) FROM message_status_history WHERE NOT webhooked) \
+            + (SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending')";
+        poll_until(Duration::from_secs(30), || async { (self.query_i64(WORK).await == 0).then_some(()) })
+            .await;
+    }
+
+    /// Whether the gateway runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        !self.config.database.url.starts_with("sqlite:")
+    }
+
     /// Creates a device for `phone`, fetches its QR, scans it through the simulator and waits
     /// until it is `connected`. Returns the device id.
     pub async fn pair_device(&self, tenant: &TestTenant, phone: &str) -> i64 {
@@ -384,23 +467,7 @@ impl TestApp {
     /// drop the second app first. Meant for PostgreSQL; two processes on one SQLite file are
     /// not a supported deployment.
     pub async fn spawn_second(&self) -> TestApp {
-        let config = self.config.clone();
-        let app = App::build(config.clone()).await.expect("the second gateway builds");
-        let addr = app.local_addr();
-        let state = app.state().clone();
-        let shutdown = app.shutdown_token();
-        let run = tokio::spawn(app.run());
-        TestApp {
-            addr,
-            base_url: format!("http://{addr}"),
-            client: self.client.clone(),
-            admin_token: config.admin.token.clone(),
-            config,
-            state,
-            shutdown,
-            run: Some(run),
-            database: None,
-        }
+        launch(self.config.clone(), None, AppOptions::default()).await.0
     }
 }
 
@@ -411,7 +478,7 @@ impl TestApp {
 
 /// Builds the options of each gateway process (called again on every restart, so every
 /// process gets the same network).
-pub type OptionsFn = std::sync::Arc<dyn Fn() -> wa_gateway::app::AppOptions + Send + Sync>;
+pub type OptionsFn = std::sync::Arc<dyn Fn() -> AppOptions + Send + Sync>;
 
 /// A [`TestApp`] built with [`wa_gateway::App::build_with`]: derefs to the app, and
 /// [`TestAppWith::restart`] builds the next process with the same options.
@@ -420,7 +487,7 @@ pub struct TestAppWith {
     options: OptionsFn,
     /// Every device update of this gateway process, subscribed before its workers started
     /// (nothing is missed; lossy only past 1024 unread updates).
-    pub updates: tokio::sync::broadcast::Receiver<wa_gateway::devices::manager::DeviceUpdate>,
+    pub updates: tokio::sync::broadcast::Receiver<DeviceUpdate>,
 }
 
 impl std::ops::Deref for TestAppWith {
@@ -441,55 +508,14 @@ impl TestApp {
     /// options())`. The options are built again for every restart of the returned app.
     pub async fn spawn_with_options(
         configure: impl FnOnce(&mut Config),
-        options: impl Fn() -> wa_gateway::app::AppOptions + Send + Sync + 'static,
+        options: impl Fn() -> AppOptions + Send + Sync + 'static,
     ) -> TestAppWith {
-        let mut config = Config::from_toml("").expect("the embedded defaults load");
-        config.server.bind = "127.0.0.1:0".parse().unwrap();
-        config.admin.token = ADMIN_TOKEN.to_string();
-        config.whatsapp.driver = DriverKind::Simulator;
-        config.whatsapp.send_min_gap_ms = 0;
-        config.whatsapp.send_jitter_ms = 0;
-        config.server.shutdown_grace = 5;
-        let database = match postgres::server_url() {
-            Some(server) => {
-                let db = PgTestDatabase::create(&server).await;
-                config.database.url = db.url().to_string();
-                config.database.max_connections = 5;
-                TestDatabase::Postgres(db)
-            }
-            None => {
-                let dir = tempfile::tempdir().expect("a temporary folder");
-                config.database.url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-                TestDatabase::Sqlite(dir)
-            }
-        };
-        configure(&mut config);
-        init_logging(&config);
+        let (config, database) = test_config(configure).await;
         Self::start_with_options(config, database, std::sync::Arc::new(options)).await
     }
 
     async fn start_with_options(config: Config, database: TestDatabase, options: OptionsFn) -> TestAppWith {
-        let app = App::build_with(config.clone(), options()).await.expect("the gateway builds");
-        let addr = app.local_addr();
-        let state = app.state().clone();
-        let updates = state.devices.subscribe();
-        let shutdown = app.shutdown_token();
-        let run = tokio::spawn(app.run());
-        let app = TestApp {
-            addr,
-            base_url: format!("http://{addr}"),
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("an HTTP client"),
-            admin_token: config.admin.token.clone(),
-            config,
-            state,
-            shutdown,
-            run: Some(run),
-            database: Some(database),
-        };
+        let (app, updates) = launch(config, Some(database), options()).await;
         TestAppWith { app, options, updates }
     }
 }

@@ -16,7 +16,7 @@ const PHONE: &str = "6281381830651";
 const RECIPIENT: &str = "6281234567890";
 
 /// A 1×1 PNG.
-const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\
+pub const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\
 \0\0\0\rIDATx\x9cc\xf8\xff\xff?\0\x05\xfe\x02\xfe\xa7\x35\x81\x84\0\0\0\0IEND\xaeB`\x82";
 
 /// Creates a device for `tenant` and pairs it through the simulator; returns its id.
@@ -107,7 +107,7 @@ async fn outbox(app: &TestApp, device: i64) -> Vec<Value> {
     body["data"].as_array().cloned().unwrap_or_default()
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub fn b64(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -401,7 +401,7 @@ async fn bad_base64_and_bad_types_name_their_field() {
         .post(
             "/api/send-media",
             &tenant.api_key,
-            &json!({ "device": PHONE, "to": RECIPIENT, "type": "sticker", "base64": b64(PNG) }),
+            &json!({ "device": PHONE, "to": RECIPIENT, "type": "hologram", "base64": b64(PNG) }),
         )
         .await;
     assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");

@@ -497,3 +497,59 @@ async fn idempotency_keys_of_different_tenants_do_not_collide() {
     assert_eq!(app.outbox(first_device).await.len(), 1);
     assert_eq!(app.outbox(second_device).await.len(), 1);
 }
+
+/// A client that retries a send it is not sure went through gets the first answer, even when
+/// the device went offline or the month's allowance ran out since: the point of the key.
+#[tokio::test]
+async fn a_retried_send_gets_its_first_answer_after_the_device_went_offline_or_the_allowance_ran_out() {
+    // A dropped connection stays down for the test.
+    let app = TestApp::spawn_with(|c| {
+        c.whatsapp.reconnect_min_ms = 600_000;
+        c.whatsapp.reconnect_max_ms = 600_000;
+    })
+    .await;
+    let tenant = app.create_tenant("basic").await;
+    app.set_limits(&tenant, json!({"messages_per_month": 2})).await;
+    let device = app.pair_device(&tenant, DEVICE).await;
+    let send = |key: &'static str, path: &'static str, body: Value| {
+        let request = app
+            .request(Method::POST, path)
+            .header("x-api-key", &tenant.api_key)
+            .header("Idempotency-Key", key)
+            .json(&body);
+        app.send(request)
+    };
+    let text = json!({"device": device, "to": "6281234567890", "text": "Pesanan dikirim"});
+    let media =
+        json!({"device": device, "to": "6281234567890", "base64": crate::media::b64(crate::media::PNG)});
+    let (status, first_text) = send("retry-text", "/api/send-message", text.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first_text}");
+    let (status, first_media) = send("retry-media", "/api/send-media", media.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first_media}");
+
+    let (status, body) = send("retry-new", "/api/send-message", text.clone()).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "limit_exceeded");
+    for (key, path, body, first) in [
+        ("retry-text", "/api/send-message", &text, &first_text),
+        ("retry-media", "/api/send-media", &media, &first_media),
+    ] {
+        let (status, again) = send(key, path, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "over the allowance, {key}: {again}");
+        assert_eq!(again["id"], first["id"]);
+    }
+
+    let (status, body) = app.admin_post("/api/admin/simulator/disconnect", &json!({"device": device})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.wait_for_device_status(&tenant, device, "connecting").await;
+    let (status, body) = send("retry-new", "/api/send-message", text.clone()).await;
+    assert_error(status, &body, StatusCode::CONFLICT, "device_not_connected");
+    for (key, path, body, first) in [
+        ("retry-text", "/api/send-message", &text, &first_text),
+        ("retry-media", "/api/send-media", &media, &first_media),
+    ] {
+        let (status, again) = send(key, path, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "offline, {key}: {again}");
+        assert_eq!((&again["id"], &again["status"]), (&first["id"], &first["status"]));
+    }
+    assert_eq!(app.outbox(device).await.len(), 2, "nothing sent twice");
+}

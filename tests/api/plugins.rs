@@ -2,7 +2,11 @@
 //! `plugins/build.sh` builds into `target/plugins/`: upload (multipart and raw), the example
 //! and adversarial plugins on simulator messages, the key-value store, ordering and
 //! stop-the-chain, auto-disable with `plugin.failed`, refused uploads, the dry run, tenant
-//! isolation, and a restart that does not compile again.
+//! isolation, and a restart that does not compile again. The two world versions side by side
+//! are in `kinds`.
+
+mod fairness;
+mod kinds;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -42,7 +46,7 @@ async fn upload_form(
 }
 
 /// Uploads the built plugin `name`; returns its JSON.
-async fn upload(app: &TestApp, tenant: &TestTenant, name: &str, extra: &[(&str, &str)]) -> Value {
+pub async fn upload(app: &TestApp, tenant: &TestTenant, name: &str, extra: &[(&str, &str)]) -> Value {
     let (status, body) = upload_form(app, tenant, name, &component(name), extra).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     body
@@ -171,7 +175,13 @@ async fn spin_forever_times_out_within_its_deadline_and_the_server_keeps_answeri
 
 #[tokio::test]
 async fn hostile_plugins_fail_with_their_reason_and_send_nothing() {
-    let app = TestApp::spawn().await;
+    // The subject is the reason each run fails, not the clock: generous deadlines keep a busy
+    // machine from turning a memory or trap failure into a timeout.
+    let app = TestApp::spawn_with(|c| {
+        c.plugins.cpu_ms = 5_000;
+        c.plugins.timeout_ms = 10_000;
+    })
+    .await;
     let (tenant, device) = setup(&app).await;
     for (name, outcome) in [("memory-hog", "memory"), ("trap", "trap"), ("flood-output", "output_too_large")]
     {
@@ -262,6 +272,7 @@ async fn a_plugin_failing_repeatedly_is_disabled_and_plugin_failed_is_delivered(
     let app = TestApp::spawn_with(|c| {
         c.webhooks.allow_private_targets = true;
         c.plugins.disable_after_failures = 3;
+        c.plugins.reenable_cooldown = 0;
     })
     .await;
     let (tenant, device) = setup(&app).await;

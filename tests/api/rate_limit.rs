@@ -1,4 +1,4 @@
-//! The per-key request rate limit.
+//! The request rate limit: per tenant (every key together) and per key.
 
 use reqwest::StatusCode;
 use serde_json::json;
@@ -43,7 +43,7 @@ async fn a_key_over_its_requests_per_minute_gets_429_with_retry_after() {
 }
 
 #[tokio::test]
-async fn each_key_of_a_tenant_has_its_own_allowance() {
+async fn the_keys_of_a_tenant_share_its_allowance() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("basic").await;
     app.set_limits(&tenant, json!({"requests_per_minute": 2})).await;
@@ -51,11 +51,40 @@ async fn each_key_of_a_tenant_has_its_own_allowance() {
         assert_eq!(app.get("/api/user/info", &tenant.api_key).await.0, StatusCode::OK);
     }
     assert_eq!(app.get("/api/user/info", &tenant.api_key).await.0, StatusCode::TOO_MANY_REQUESTS);
+    // A new key does not bring a new allowance.
     let (status, body) =
         app.admin_post(&format!("/api/admin/tenants/{}/api-keys", tenant.id), &json!({})).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let second = body["api_key"].as_str().unwrap();
-    assert_eq!(app.get("/api/user/info", second).await.0, StatusCode::OK);
+    let (status, body) = app.get("/api/user/info", second).await;
+    assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+}
+
+/// The package's 600 requests a minute hold for the tenant, however its requests are spread
+/// over its keys: with two keys it gets one bucket of 600 (plus what refills while the
+/// requests are made, 10 a second), not two.
+#[tokio::test]
+async fn the_601st_request_in_a_minute_across_two_keys_is_refused() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    let started = std::time::Instant::now();
+    let (status, body) = app.post("/api/user/api-keys", &tenant.api_key, &json!({"name": "second"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let second = body["api_key"].as_str().unwrap().to_string();
+    // The key creation above was request 1.
+    let mut granted = 1u64;
+    let refused = loop {
+        let key = if granted.is_multiple_of(2) { &tenant.api_key } else { &second };
+        let (status, body) = app.get("/api/user/info", key).await;
+        if status != StatusCode::OK {
+            break (status, body);
+        }
+        granted += 1;
+        assert!(granted <= 1_200, "two keys got two allowances");
+    };
+    assert_error(refused.0, &refused.1, StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let refilled = (started.elapsed().as_secs_f64() * 10.0).ceil() as u64;
+    assert!((600..=600 + refilled).contains(&granted), "{granted} granted, {refilled} refilled");
 }
 
 #[tokio::test]

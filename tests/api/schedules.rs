@@ -355,11 +355,9 @@ async fn a_crash_between_sending_and_recording_does_not_send_twice() {
 }
 
 #[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
 async fn two_gateway_processes_on_one_postgres_send_each_due_message_once() {
-    if postgres::server_url().is_none() {
-        eprintln!("skipped: set {} to run the two-process test on PostgreSQL", postgres::ENV);
-        return;
-    }
+    assert!(postgres::server_url().is_some(), "{} is not set: this test needs PostgreSQL", postgres::ENV);
     let first = TestApp::spawn_with(|c| c.scheduler.poll_interval_ms = 20).await;
     let second = first.spawn_second().await;
     // The device is paired after the second process started, so only the first holds its

@@ -57,18 +57,23 @@ pub struct Agent<'a> {
     pub app: &'a TestApp,
     pub cookies: BTreeMap<String, String>,
     pub accept_language: &'static str,
+    /// An `X-Forwarded-For` to send, as a reverse proxy in front of the gateway would.
+    pub forwarded_for: Option<&'static str>,
 }
 
 impl<'a> Agent<'a> {
     pub fn new(app: &'a TestApp) -> Self {
-        Agent { app, cookies: BTreeMap::new(), accept_language: "en" }
+        Agent { app, cookies: BTreeMap::new(), accept_language: "en", forwarded_for: None }
     }
 
     fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
-    async fn finish(&mut self, request: reqwest::RequestBuilder) -> Page {
+    async fn finish(&mut self, mut request: reqwest::RequestBuilder) -> Page {
+        if let Some(ip) = self.forwarded_for {
+            request = request.header("x-forwarded-for", ip);
+        }
         let response = request
             .header(COOKIE, self.cookie_header())
             .header("accept-language", self.accept_language)

@@ -331,6 +331,21 @@ async fn first_use(app: &TestApp, driver: &Driver, size: &str, width: u32, heigh
         ),
     )
     .await;
+    // A location arrives live with its kind label, as the page shows the rows it renders.
+    let location = json!({
+        "device": device, "from": "6281288880001",
+        "location": {"latitude": -6.2, "longitude": 106.8, "name": format!("Gudang {size}")},
+    });
+    let (status, body) = app.admin_post("/api/admin/simulator/inbound", &location).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{body}");
+    b.wait_for(
+        "the location to appear live with its kind",
+        &format!(
+            "var k = document.querySelector('#history tbody .kind[data-kind=location]'); \
+             return !!k && k.parentNode.textContent === k.textContent + ' Gudang {size}';"
+        ),
+    )
+    .await;
     assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
     b.screenshot(&shot("history-live")).await;
     let outbox = app.outbox(device).await;

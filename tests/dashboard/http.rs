@@ -210,3 +210,76 @@ async fn changing_the_password_needs_the_current_one() {
     assert_eq!(fresh.login(&t.email, PASSWORD).await.status, StatusCode::UNAUTHORIZED);
     assert_eq!(fresh.login(&t.email, "baru-sekali-456").await.status, StatusCode::SEE_OTHER);
 }
+
+/// Behind a reverse proxy every user arrives from the proxy's address. With the proxy
+/// configured as trusted, the throttle and the activity log see the client's own address, so
+/// wrong passwords from one client do not keep another out.
+#[tokio::test]
+async fn behind_a_trusted_proxy_wrong_passwords_from_one_client_do_not_lock_out_another() {
+    let app = TestApp::spawn_with(|c| c.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let t = tenant(&app, "basic").await;
+    let mut guesser = Agent::new(&app);
+    guesser.forwarded_for = Some("198.51.100.66");
+    for _ in 0..5 {
+        assert_eq!(guesser.login(&t.email, "wrong-password").await.status, StatusCode::UNAUTHORIZED);
+    }
+    assert_eq!(guesser.login(&t.email, PASSWORD).await.status, StatusCode::TOO_MANY_REQUESTS);
+
+    let mut owner = Agent::new(&app);
+    owner.forwarded_for = Some("203.0.113.7");
+    let ok = owner.login(&t.email, PASSWORD).await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    assert_eq!(owner.get("/").await.status, StatusCode::OK);
+
+    let (_, log) = app.get("/api/user/activity-logs?action=dashboard.login", &t.api_key).await;
+    assert_eq!(log["data"][0]["ip"], "203.0.113.7", "{log}");
+    let (_, log) = app.get("/api/user/activity-logs?action=dashboard.login_failed", &t.api_key).await;
+    assert_eq!(log["total"], 5, "{log}");
+    assert!(log["data"].as_array().unwrap().iter().all(|e| e["ip"] == "198.51.100.66"), "{log}");
+}
+
+/// Without a trusted proxy, a client cannot pick the address it is counted under.
+#[tokio::test]
+async fn a_forwarded_header_from_an_untrusted_peer_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let mut guesser = Agent::new(&app);
+    for (i, ip) in ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4", "198.51.100.5"]
+        .into_iter()
+        .enumerate()
+    {
+        guesser.forwarded_for = Some(ip);
+        assert_eq!(
+            guesser.login(&t.email, "wrong-password").await.status,
+            StatusCode::UNAUTHORIZED,
+            "try {i}"
+        );
+    }
+    guesser.forwarded_for = Some("198.51.100.6");
+    let refused = guesser.login(&t.email, PASSWORD).await;
+    assert_eq!(refused.status, StatusCode::TOO_MANY_REQUESTS, "still counted under its own address");
+    let (_, log) = app.get("/api/user/activity-logs?action=dashboard.login_failed", &t.api_key).await;
+    assert!(log["data"].as_array().unwrap().iter().all(|e| e["ip"] == "127.0.0.1"), "{log}");
+}
+
+/// Dashboard pages count against the tenant's requests per minute, together with its keys.
+#[tokio::test]
+async fn dashboard_pages_count_against_the_tenants_requests_per_minute() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let api = TestTenant { id: t.id, api_key: t.api_key.clone(), email: t.email.clone() };
+    app.set_limits(&api, serde_json::json!({"requests_per_minute": 6})).await;
+    let mut agent = Agent::new(&app);
+    agent.login(&t.email, PASSWORD).await;
+    for _ in 0..3 {
+        assert_eq!(app.get("/api/user/info", &t.api_key).await.0, StatusCode::OK);
+    }
+    for page in ["/", "/devices", "/history"] {
+        assert_eq!(agent.get(page).await.status, StatusCode::OK, "{page}");
+    }
+    let over = agent.get("/").await;
+    assert_eq!(over.status, StatusCode::TOO_MANY_REQUESTS, "{}", over.body);
+    assert!(over.headers.contains_key("retry-after"));
+    assert!(over.body.contains("Too many requests a minute"), "{}", over.body);
+    assert_eq!(app.get("/api/user/info", &t.api_key).await.0, StatusCode::TOO_MANY_REQUESTS);
+}

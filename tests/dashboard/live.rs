@@ -167,3 +167,28 @@ async fn the_home_pages_stream_follows_its_devices_status() {
     let (leaked, _) = read_until(&mut theirs, "never", Duration::from_secs(2)).await;
     assert!(!leaked.contains(&format!("\"id\":{device}")), "another tenant hears nothing of it: {leaked}");
 }
+
+#[tokio::test]
+async fn live_rows_carry_the_kind_and_follow_the_type_filter() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let api = TestTenant { id: t.id, api_key: t.api_key.clone(), email: t.email.clone() };
+    let device = app.pair_device(&api, "6281266660005").await;
+    let mut agent = logged_in(&app, &t).await;
+    let url = live_url(&agent.get("/history?type=location").await.body);
+    assert!(url.contains("type=location"), "the type filter goes along: {url}");
+    let mut stream = open(&agent, &url).await;
+
+    app.inbound(device, "6281277770005", "bukan lokasi", None).await;
+    let at = serde_json::json!({
+        "device": device, "from": "6281277770005",
+        "location": {"latitude": -7.25, "longitude": 112.75, "name": "Gudang Timur"},
+    });
+    let (status, body) = app.admin_post("/api/admin/simulator/inbound", &at).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (events, found) = read_until(&mut stream, "Gudang Timur", Duration::from_secs(10)).await;
+    assert!(found, "a location without text is listed by its name: {events}");
+    assert!(events.contains("\"type\":\"location\""), "{events}");
+    assert!(events.contains("\"edited\":false") && events.contains("\"revoked\":false"), "{events}");
+    assert!(!events.contains("bukan lokasi"), "a text is not a location: {events}");
+}

@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 use sqlx::Connection;
-use wa_gateway::db::devices::CreateDevice;
 use wa_gateway::db::tenants::NewTenant;
 use wa_gateway::db::{ConnectOptions, Db, Dialect};
 use wa_gateway::devices::whatsapp_web::store::SqlxStore;
@@ -60,8 +59,8 @@ impl TestDb {
         for i in 0..n {
             match self.db.create_device(tenant.id, &format!("6281200000{i:02}"), "phone", None).await.unwrap()
             {
-                CreateDevice::Created(row) => ids.push(row.id),
-                CreateDevice::OverLimit => unreachable!("no limit given"),
+                Some(row) => ids.push(row.id),
+                None => unreachable!("no limit given"),
             }
         }
         (tenant.id, ids)

@@ -58,7 +58,7 @@ impl Plugin for FloodOutput {
         for _ in 0..config.log_lines.min(10_000) {
             log::info(&line);
         }
-        let mut decision = Decision { actions: Vec::with_capacity(config.actions), stop: false };
+        let mut decision = Decision { actions: Vec::with_capacity(config.actions), ..Decision::none() };
         for i in 1..=config.actions {
             decision = decision.and_reply(reply(i, config.reply_bytes));
         }

@@ -1,9 +1,10 @@
 //! Guest SDK for wa-gateway auto-reply plugins.
 //!
 //! A plugin is a WebAssembly component for the `auto-reply` world of the WIT package
-//! `wa-gateway:plugin@0.1.0` (`wit/plugin.wit` in the gateway repository). For every inbound
-//! message on a device it is attached to, the gateway creates a fresh instance, calls
+//! `wa-gateway:plugin@0.2.0` (`wit/v0.2.0/plugin.wit` in the gateway repository). For every
+//! inbound message on a device it is attached to, the gateway creates a fresh instance, calls
 //! [`Plugin::handle`] once and drops the instance: only the [`kv`] store survives between calls.
+//! (The gateway still runs components built for 0.1.0, `wit/v0.1.0`; this SDK builds 0.2.0.)
 //!
 //! With this crate a plugin is a type that implements [`Plugin`] plus one [`export_plugin!`]:
 //!
@@ -24,6 +25,26 @@
 //! export_plugin!(Echo);
 //! ```
 //!
+//! A [`Message`] says what [`kind`](Message::kind) it is ([`MessageKind`]: text, image, voice,
+//! location, contact, poll, …) and carries what that kind has: `text`, `media` (metadata and a
+//! download link), `location`, `contacts`, `poll`, the message it quotes (`reply_to`) and its
+//! `mentions`. A [`Decision`] lists actions done in order: replies by text, media, location or
+//! contact cards (quoting the message with [`Decision::quoting`]), a reaction, a read mark:
+//!
+//! ```
+//! use wa_gateway_plugin_sdk::{Decision, Location, Message, MessageKind};
+//!
+//! fn answer(msg: &Message) -> Decision {
+//!     match (msg.kind, &msg.location) {
+//!         (MessageKind::Location, Some(at)) => Decision::react("📍")
+//!             .and_reply(format!("Lokasi diterima: {}, {}", at.latitude, at.longitude))
+//!             .and_location(Location::new(-6.9175, 107.6191).with_name("Toko Sinar"))
+//!             .quoting(),
+//!         _ => Decision::none().and_mark_read(),
+//!     }
+//! }
+//! ```
+//!
 //! The crate is a `cdylib` built for `wasm32-unknown-unknown` and turned into a component;
 //! `plugins/build.sh` does both (see `plugins/README.md`). Besides the trait and the macro the
 //! SDK offers [`Decision`] builders, the plugin's JSON [`config`], the key-value store ([`kv`]),
@@ -35,25 +56,27 @@
 pub mod kv;
 pub mod log;
 
-/// The raw bindings `wit-bindgen` generates for the `auto-reply` world.
+/// The raw bindings `wit-bindgen` generates for the 0.2.0 `auto-reply` world.
 ///
 /// Plugins rarely need this module: the SDK re-exports the types and wraps the imports.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "../../wit/v0.2.0",
         world: "auto-reply",
         pub_export_macro: true,
         export_macro_name: "export",
         default_bindings_module: "::wa_gateway_plugin_sdk::bindings",
-        additional_derives: [PartialEq, Eq],
+        // Not `Eq`: a location's coordinates are floats.
+        additional_derives: [PartialEq],
     });
 }
 
 pub use bindings::wa_gateway::plugin::kv::KvError;
 pub use bindings::wa_gateway::plugin::log::Level;
 pub use bindings::wa_gateway::plugin::types::{
-    Action, Context, Decision, Media, MediaKind, MediaReply, Message, PluginError,
+    Action, Contact, Context, Decision, Location, Media, MediaKind, MediaReply, Message, MessageKind,
+    PluginError, Poll, Quoted,
 };
 
 /// What a plugin implements: the handler for one inbound message.
@@ -98,7 +121,7 @@ macro_rules! export_plugin {
 impl Decision {
     /// No actions and the chain goes on: the message is left to later plugins and webhooks.
     pub fn none() -> Self {
-        Decision { actions: Vec::new(), stop: false }
+        Decision { actions: Vec::new(), stop: false, quote: false }
     }
 
     /// One text reply to the chat the message came from.
@@ -108,12 +131,53 @@ impl Decision {
 
     /// One media reply (fetched by the gateway from its URL) to the chat.
     pub fn reply_media(media: MediaReply) -> Self {
-        Decision::none().and(Action::ReplyMedia(media))
+        Decision::none().and_media(media)
+    }
+
+    /// One location reply to the chat.
+    pub fn reply_location(location: Location) -> Self {
+        Decision::none().and_location(location)
+    }
+
+    /// One reply with contact cards (1 to 10) to the chat.
+    pub fn reply_contacts(contacts: Vec<Contact>) -> Self {
+        Decision::none().and_contacts(contacts)
+    }
+
+    /// A reaction to the message: one emoji, or `""` to remove the reaction.
+    pub fn react(emoji: impl Into<String>) -> Self {
+        Decision::none().and_react(emoji)
     }
 
     /// Adds a text reply after the actions already in the decision.
     pub fn and_reply(self, text: impl Into<String>) -> Self {
         self.and(Action::ReplyText(text.into()))
+    }
+
+    /// Adds a media reply.
+    pub fn and_media(self, media: MediaReply) -> Self {
+        self.and(Action::ReplyMedia(media))
+    }
+
+    /// Adds a location reply.
+    pub fn and_location(self, location: Location) -> Self {
+        self.and(Action::ReplyLocation(location))
+    }
+
+    /// Adds a reply with contact cards (1 to 10, sent as one message).
+    pub fn and_contacts(self, contacts: Vec<Contact>) -> Self {
+        self.and(Action::ReplyContacts(contacts))
+    }
+
+    /// Adds a reaction to the message: one emoji, or `""` to remove the reaction. A reaction
+    /// is not a message: it does not count against the monthly limit.
+    pub fn and_react(self, emoji: impl Into<String>) -> Self {
+        self.and(Action::React(emoji.into()))
+    }
+
+    /// Marks the message read (blue ticks for its sender).
+    pub fn and_mark_read(self) -> Self {
+        self.and(Action::MarkRead)
     }
 
     /// Adds an action after the actions already in the decision.
@@ -122,10 +186,77 @@ impl Decision {
         self
     }
 
+    /// The replies quote the message they answer (WhatsApp's "reply"); reactions and read
+    /// marks are about that message anyway.
+    pub fn quoting(mut self) -> Self {
+        self.quote = true;
+        self
+    }
+
     /// Stops the chain: later plugins and the reply webhooks do not see the message.
     pub fn stop(mut self) -> Self {
         self.stop = true;
         self
+    }
+}
+
+impl Location {
+    /// A point at `latitude` (-90 to 90) and `longitude` (-180 to 180) degrees, without name
+    /// or address.
+    pub fn new(latitude: f64, longitude: f64) -> Self {
+        Location { latitude, longitude, name: None, address: None }
+    }
+
+    /// Sets the place's name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the place's address.
+    pub fn with_address(mut self, address: impl Into<String>) -> Self {
+        self.address = Some(address.into());
+        self
+    }
+}
+
+impl Contact {
+    /// A card with `name` and `phone` (digits with the country code first, `628…`).
+    pub fn new(name: impl Into<String>, phone: impl Into<String>) -> Self {
+        Contact { name: name.into(), phone: phone.into() }
+    }
+}
+
+impl MessageKind {
+    /// The kind as the gateway's API names it (`text`, `image`, …, `unsupported`), the
+    /// message's `type` in the chat history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageKind::Text => "text",
+            MessageKind::Image => "image",
+            MessageKind::Video => "video",
+            MessageKind::Audio => "audio",
+            MessageKind::Voice => "voice",
+            MessageKind::Document => "document",
+            MessageKind::Sticker => "sticker",
+            MessageKind::Location => "location",
+            MessageKind::Contact => "contact",
+            MessageKind::Poll => "poll",
+            MessageKind::Unsupported => "unsupported",
+        }
+    }
+
+    /// Whether the message carries media (`Message::media`).
+    pub fn is_media(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Image
+                | MessageKind::Video
+                | MessageKind::Audio
+                | MessageKind::Voice
+                | MessageKind::Document
+                | MessageKind::Sticker
+        )
     }
 }
 
@@ -245,6 +376,34 @@ mod tests {
         let d = Decision::reply("a").and_reply("b").stop();
         assert_eq!(d.actions, vec![Action::ReplyText("a".into()), Action::ReplyText("b".into())]);
         assert!(d.stop);
+        assert!(!d.quote);
         assert_eq!(Decision::default(), Decision::none());
+    }
+
+    #[test]
+    fn every_action_has_a_builder() {
+        let at = Location::new(-6.2, 106.8).with_name("Toko").with_address("Jl. Merdeka 1");
+        let d = Decision::react("👍")
+            .and_location(at.clone())
+            .and_contacts(vec![Contact::new("Ani", "6281234567890")])
+            .and_mark_read()
+            .quoting();
+        assert!(d.quote);
+        assert_eq!(
+            d.actions,
+            vec![
+                Action::React("👍".into()),
+                Action::ReplyLocation(at),
+                Action::ReplyContacts(vec![Contact { name: "Ani".into(), phone: "6281234567890".into() }]),
+                Action::MarkRead,
+            ]
+        );
+    }
+
+    #[test]
+    fn kinds_are_named_as_the_api_names_them() {
+        assert_eq!(MessageKind::Voice.as_str(), "voice");
+        assert!(MessageKind::Sticker.is_media());
+        assert!(!MessageKind::Location.is_media());
     }
 }

@@ -55,6 +55,13 @@
     row.appendChild(td);
     return td;
   }
+  function tag(className, attribute, value, text) {
+    var span = document.createElement("span");
+    span.className = className;
+    span.setAttribute(attribute, value);
+    span.textContent = text;
+    return span;
+  }
   var events = new EventSource(table.getAttribute("data-live"));
   events.addEventListener("message", function (e) {
     var m;
@@ -79,9 +86,26 @@
         badge.setAttribute("data-status", m.status);
         badge.textContent = label(m.status);
         st.appendChild(badge);
+      } else if (c === "text") {
+        // The kind of a message that is not plain text, then the text, then its marks, as the
+        // page renders its own rows; a label the table does not carry is left out.
+        var tx = cell(row, "");
+        tx.className = "text";
+        var kind = m.type && m.type !== "text" ? table.getAttribute("data-label-kind-" + m.type) : null;
+        if (kind) {
+          tx.appendChild(tag("kind", "data-kind", m.type, kind));
+          tx.appendChild(document.createTextNode(" "));
+        }
+        tx.appendChild(document.createTextNode(m.text == null ? "" : String(m.text)));
+        ["edited", "revoked", "forwarded"].forEach(function (mark) {
+          var text = m[mark] ? table.getAttribute("data-label-mark-" + mark) : null;
+          if (text) {
+            tx.appendChild(document.createTextNode(" "));
+            tx.appendChild(tag("mark", "data-mark", mark, text));
+          }
+        });
       } else {
-        var td2 = cell(row, m[c]);
-        if (c === "text") { td2.className = "text"; }
+        cell(row, m[c]);
       }
     });
     body.insertBefore(row, body.firstChild);

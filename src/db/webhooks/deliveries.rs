@@ -243,7 +243,7 @@ impl Db {
             let sql = format!(
                 "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, m.sender, \
                  m.recipient, m.text, m.type, m.status, m.wa_id, m.push_name, m.is_group, m.media, m.error, \
-                 m.source, m.attempts, m.created_at, m.updated_at FROM messages m JOIN devices d ON d.id = m.device_id \
+                 m.source, m.attempts, m.created_at, m.updated_at, m.details, m.media_state, m.sender_lid FROM messages m JOIN devices d ON d.id = m.device_id \
                  WHERE m.id IN ({})",
                 placeholders(1, ids.len())
             );

@@ -9,12 +9,15 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use sha2::Digest;
+
 use super::{
-    failed, new_pair_code, new_wa_id, phone_digits, random_b64, valid_jid, Inner, LinkState, Live, SimMedia,
-    SimSent, Simulator, JID_KEY, OUTBOX_CAP, PAIR_CODE_TTL,
+    failed, new_pair_code, new_wa_id, phone_digits, random_b64, valid_jid, Inner, LinkState, Live, SimEdit,
+    SimMedia, SimReaction, SimSent, SimTarget, Simulator, JID_KEY, OUTBOX_CAP, PAIR_CODE_TTL,
 };
 use crate::devices::driver::{
-    DeviceKey, Driver, DriverError, DriverEvent, Jid, NumberCheck, OutboundMedia, Session, StopReason,
+    Content, DeviceKey, Driver, DriverError, DriverEvent, Jid, NumberCheck, Outgoing, PresenceState, Session,
+    StopReason,
 };
 
 #[async_trait]
@@ -129,11 +132,12 @@ struct SimSession {
 }
 
 impl SimSession {
-    fn record(&self, to: &Jid, text: Option<String>, media: Option<SimMedia>) -> Result<String, DriverError> {
-        if !valid_jid(to) {
+    /// Puts `sent` in the device's outbox, if the session is live and connected.
+    fn record(&self, sent: SimSent) -> Result<(), DriverError> {
+        if !valid_jid(&sent.to) {
             return Err(DriverError::Invalid(format!(
                 "not a WhatsApp JID: {:?}",
-                to.chars().take(64).collect::<String>()
+                sent.to.chars().take(64).collect::<String>()
             )));
         }
         let mut devices = self.inner.lock();
@@ -142,12 +146,11 @@ impl SimSession {
             Some(live) if live.generation == self.generation && live.is_connected() => {}
             _ => return Err(DriverError::NotConnected),
         }
-        let id = new_wa_id();
-        device.outbox.push_back(SimSent { id: id.clone(), to: to.clone(), text, media, at: Utc::now() });
+        device.outbox.push_back(SimSent { at: Utc::now(), ..sent });
         while device.outbox.len() > OUTBOX_CAP {
             device.outbox.pop_front();
         }
-        Ok(id)
+        Ok(())
     }
 
     fn connected(&self) -> bool {
@@ -157,19 +160,108 @@ impl SimSession {
 
 #[async_trait]
 impl Session for SimSession {
-    async fn send_text(&self, to: &Jid, text: &str) -> Result<String, DriverError> {
-        self.record(to, Some(text.to_string()), None)
+    fn new_message_id(&self) -> String {
+        new_wa_id()
     }
 
-    async fn send_media(&self, to: &Jid, media: &OutboundMedia) -> Result<String, DriverError> {
-        let meta = SimMedia {
-            kind: media.kind,
-            mime: media.mime.clone(),
-            size: media.bytes.len() as u64,
-            filename: media.filename.clone(),
-            caption: media.caption.clone(),
+    async fn send(&self, to: &Jid, message: &Outgoing, id: &str) -> Result<(), DriverError> {
+        let mut sent = SimSent {
+            id: id.to_string(),
+            to: to.clone(),
+            reply_to: message.reply_to.as_ref().map(|q| q.key.wa_id.clone()),
+            mentions: message
+                .mentions
+                .iter()
+                .map(|j| j.split('@').next().unwrap_or_default().to_string())
+                .collect(),
+            forwarded: message.forwarded,
+            ..Default::default()
         };
-        self.record(to, None, Some(meta))
+        match &message.content {
+            Content::Text(text) => {
+                sent.kind = "text".into();
+                sent.text = Some(text.clone());
+            }
+            Content::Media(media) => {
+                sent.kind = media.kind.as_str().into();
+                sent.media = Some(SimMedia {
+                    kind: media.kind,
+                    mime: media.mime.clone(),
+                    size: media.bytes.len() as u64,
+                    filename: media.filename.clone(),
+                    caption: media.caption.clone(),
+                    sha256: hex::encode(sha2::Sha256::digest(media.bytes.as_slice())),
+                });
+            }
+            Content::Location(location) => {
+                sent.kind = "location".into();
+                sent.location = Some(location.clone());
+            }
+            Content::Contacts(cards) => {
+                sent.kind = "contact".into();
+                sent.contacts = cards.clone();
+            }
+            Content::Poll(poll) => {
+                sent.kind = "poll".into();
+                sent.poll = Some(poll.clone());
+            }
+            Content::Reaction { target, emoji } => {
+                sent.kind = "reaction".into();
+                sent.reaction = Some(SimReaction { message: target.wa_id.clone(), emoji: emoji.clone() });
+            }
+            Content::Edit { target, text } => {
+                sent.kind = "edit".into();
+                sent.edit = Some(SimEdit { message: target.wa_id.clone(), text: text.clone() });
+            }
+            Content::Revoke { target } => {
+                sent.kind = "revoke".into();
+                sent.revoke = Some(SimTarget { message: target.wa_id.clone() });
+            }
+        }
+        self.record(sent)
+    }
+
+    async fn mark_read(
+        &self,
+        chat: &Jid,
+        _sender: Option<&Jid>,
+        wa_ids: &[String],
+    ) -> Result<(), DriverError> {
+        self.record(SimSent {
+            to: chat.clone(),
+            kind: "read".into(),
+            read: wa_ids.to_vec(),
+            ..Default::default()
+        })
+    }
+
+    async fn presence(&self, chat: Option<&Jid>, state: PresenceState) -> Result<(), DriverError> {
+        let own = self.inner.with_live(self.device_id, Some(self.generation), |l| l.phone.clone());
+        let to = match chat {
+            Some(chat) => chat.clone(),
+            // Presence to everyone: shown as the device's own JID.
+            None => format!("{}@s.whatsapp.net", own.unwrap_or_default()),
+        };
+        self.record(SimSent {
+            to,
+            kind: "presence".into(),
+            presence: Some(state.as_str().into()),
+            ..Default::default()
+        })
+    }
+
+    async fn download(&self, _kind: &str, source: &str) -> Result<Vec<u8>, DriverError> {
+        if !self.connected() {
+            return Err(DriverError::NotConnected);
+        }
+        let blob = self
+            .inner
+            .hosted_media(source)
+            .ok_or_else(|| DriverError::Invalid("the media server no longer has this media".into()))?;
+        if !blob.delay.is_zero() {
+            tokio::time::sleep(blob.delay).await;
+        }
+        Ok(blob.bytes.as_ref().clone())
     }
 
     /// Emits `PairCode` (`ABCD-EFGH`, valid [`PAIR_CODE_TTL`]) and stops the QR rotation;

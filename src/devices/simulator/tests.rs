@@ -167,7 +167,7 @@ async fn disconnect_emits_disconnected_then_connection_lost_and_ends_the_session
     assert!(rx.recv().await.is_none(), "no reconnect by itself");
     assert!(!sim.is_connected(w.devices[0]));
     let to = "6281234567890@s.whatsapp.net".to_string();
-    assert!(matches!(session.send_text(&to, "hi").await, Err(DriverError::NotConnected)));
+    assert!(matches!(session.send_text(&to, "hi", "3EB0A1").await, Err(DriverError::NotConnected)));
     assert!(matches!(sim.disconnect(w.devices[0]), Err(SimError::NoSession)));
     // Still paired: the supervisor's next open connects again.
     let (_session, mut rx) = open(&sim, w.devices[0], 0).await;
@@ -180,13 +180,20 @@ async fn sending_needs_a_connection_and_is_recorded_in_order() {
     let sim = Simulator::new(w.db.clone(), fast());
     let to = "6281234567890@s.whatsapp.net".to_string();
     let (pairing, _rx) = open(&sim, w.devices[0], 0).await;
-    assert!(matches!(pairing.send_text(&to, "too early").await, Err(DriverError::NotConnected)));
+    assert!(matches!(pairing.send_text(&to, "too early", "3EB0A2").await, Err(DriverError::NotConnected)));
     assert!(matches!(pairing.check_numbers(&[]).await, Err(DriverError::NotConnected)));
 
     let (session, _rx) = connected(&w, &sim, 0).await;
-    assert!(matches!(pairing.send_text(&to, "replaced session").await, Err(DriverError::NotConnected)));
-    assert!(matches!(session.send_text(&"not-a-jid".to_string(), "x").await, Err(DriverError::Invalid(_))));
-    let first = session.send_text(&to, "one").await.unwrap();
+    assert!(matches!(
+        pairing.send_text(&to, "replaced session", "3EB0A3").await,
+        Err(DriverError::NotConnected)
+    ));
+    assert!(matches!(
+        session.send_text(&"not-a-jid".to_string(), "x", "3EB0A4").await,
+        Err(DriverError::Invalid(_))
+    ));
+    let first = session.new_message_id();
+    session.send_text(&to, "one", &first).await.unwrap();
     let media = OutboundMedia {
         kind: MediaKind::Image,
         bytes: Arc::new(vec![1, 2, 3]),
@@ -195,8 +202,10 @@ async fn sending_needs_a_connection_and_is_recorded_in_order() {
         caption: Some("look".into()),
     };
     let group = "120363012345678901@g.us".to_string();
-    let second = session.send_media(&group, &media).await.unwrap();
-    let third = session.send_text(&to, "three").await.unwrap();
+    let second = session.new_message_id();
+    session.send_media(&group, &media, &second).await.unwrap();
+    let third = session.new_message_id();
+    session.send_text(&to, "three", &third).await.unwrap();
     for id in [&first, &second, &third] {
         assert!(id.starts_with("3EB0") && id.len() == 20, "{id}");
     }
@@ -232,7 +241,8 @@ async fn a_receipt_reaches_only_the_device_that_sent_the_message() {
     let sim = Simulator::new(w.db.clone(), fast());
     let (_a, mut rx_a) = connected(&w, &sim, 0).await;
     let (b, mut rx_b) = connected(&w, &sim, 1).await;
-    let id = b.send_text(&"6281234567890@s.whatsapp.net".to_string(), "hi").await.unwrap();
+    let id = b.new_message_id();
+    b.send_text(&"6281234567890@s.whatsapp.net".to_string(), "hi", &id).await.unwrap();
     sim.receipt(&id, ReceiptKind::Read).unwrap();
     match next(&mut rx_b).await {
         DriverEvent::Receipt { wa_ids, kind } => {
@@ -294,7 +304,7 @@ async fn inbound_waits_for_the_gateway_to_store_the_message() {
     let sim = Simulator::new(w.db.clone(), fast());
     let direct = SimInbound {
         from: "+6281234567890".into(),
-        text: "halo".into(),
+        text: Some("halo".into()),
         push_name: Some("Budi".into()),
         ..SimInbound::default()
     };
@@ -320,7 +330,7 @@ async fn inbound_waits_for_the_gateway_to_store_the_message() {
 
     let in_group = SimInbound {
         from: "6281234567890".into(),
-        text: "rapat".into(),
+        text: Some("rapat".into()),
         id: Some("ABC123".into()),
         group: Some("120363012345678901@g.us".into()),
         ..SimInbound::default()

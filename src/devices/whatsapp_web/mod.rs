@@ -1,3 +1,4 @@
 pub mod driver;
 pub mod mapping;
+pub mod outgoing;
 pub mod store;

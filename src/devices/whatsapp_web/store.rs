@@ -34,12 +34,49 @@ pub struct SqlxStore {
     /// Set by [`SqlxStore::retire`]: the keys are dead (logged out) and later saves of the
     /// device row are dropped. Saves hold the read side while they write.
     retired: Arc<tokio::sync::RwLock<bool>>,
+    /// Where the LID <-> phone number mappings the library stores are reported to the gateway
+    /// (the session's events), whatever taught them: messages, usync answers, lookups. Weak,
+    /// so the store never keeps a finished session's channel open.
+    lid_reports: Option<tokio::sync::mpsc::WeakSender<crate::devices::driver::DriverEvent>>,
 }
 
 impl SqlxStore {
     /// The store of the gateway device `device_id` (a row of `devices`).
     pub fn new(db: Db, device_id: i64) -> SqlxStore {
-        SqlxStore { db, device_id, retired: Arc::new(tokio::sync::RwLock::new(false)) }
+        SqlxStore { db, device_id, retired: Arc::new(tokio::sync::RwLock::new(false)), lid_reports: None }
+    }
+
+    /// The same store, reporting every LID mapping it stores on `events` as
+    /// [`DriverEvent::LidMapping`](crate::devices::driver::DriverEvent::LidMapping).
+    pub fn reporting_lids(
+        self,
+        events: tokio::sync::mpsc::Sender<crate::devices::driver::DriverEvent>,
+    ) -> SqlxStore {
+        SqlxStore { lid_reports: Some(events.downgrade()), ..self }
+    }
+
+    /// Reports stored mappings (LID and phone user parts) to the session's events.
+    fn report_lids(&self, entries: &[(&str, &str)]) {
+        let Some(events) = self.lid_reports.as_ref().and_then(|w| w.upgrade()) else { return };
+        for (lid, phone) in entries {
+            let event = crate::devices::driver::DriverEvent::LidMapping {
+                lid: format!("{lid}@lid"),
+                phone: phone.to_string(),
+                ack: None,
+            };
+            // Never waits inside the library's write: with the channel full (the supervisor
+            // busy, or closing the session) the report waits on a task of its own, which ends
+            // when the session's receiver goes. A closed channel: nobody listens any more.
+            match events.try_send(event) {
+                Ok(()) | Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(event)) => {
+                    let events = events.clone();
+                    tokio::spawn(async move {
+                        let _ = events.send(event).await;
+                    });
+                }
+            }
+        }
     }
 
     /// Drops every later save of the device row by this store (and its clones), once a save in

@@ -1,9 +1,10 @@
 //! What a plugin's `Store` holds: the limits it runs under, its log lines and its key-value
-//! session, and the host side of the `log`, `clock` and `kv` imports.
+//! session, and the host side of the `log`, `clock` and `kv` imports, for every world version
+//! (each version's bindings have their own traits and types; one implementation serves all).
 
 use std::time::{Duration, Instant};
 
-use super::bindings::wa_gateway::plugin::{clock, kv, log, types};
+use super::bindings::{v0_1, v0_2};
 use super::LogLine;
 use crate::plugins::kv::{KvError, KvSession};
 
@@ -158,63 +159,108 @@ pub fn cut(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// `types` has no functions.
-impl types::Host for HostState {}
-
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
-        let level = match level {
-            log::Level::Debug => "debug",
-            log::Level::Info => "info",
-            log::Level::Warn => "warn",
-            log::Level::Error => "error",
-        };
-        self.logs.push(level, &message);
+impl HostState {
+    fn log_line(&mut self, level: &str, message: &str) {
+        self.logs.push(level, message);
     }
-}
 
-impl clock::Host for HostState {
-    fn now_ms(&mut self) -> i64 {
+    fn now_ms(&self) -> i64 {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0)
     }
-}
 
-impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::KvError>> {
+    /// `kv.get`: a store that does not answer before the run's wall-clock deadline stops the
+    /// run (the guest traps with [`Stopped::Wall`]).
+    fn kv_get(&mut self, key: &str) -> wasmtime::Result<Result<Option<Vec<u8>>, KvError>> {
         let remaining = self.deadline.remaining();
-        match self.kv.get(&key, remaining) {
+        match self.kv.get(key, remaining) {
             Ok(value) => Ok(Ok(value)),
             Err(KvError::TimedOut) => {
                 let stopped = Stopped::Wall(self.deadline.wall_ms());
                 self.stopped = Some(stopped);
                 Err(wasmtime::Error::new(stopped))
             }
-            Err(err) => Ok(Err(to_wit(err))),
+            Err(err) => Ok(Err(err)),
         }
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::KvError> {
+    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), KvError> {
         let remaining = self.deadline.remaining();
-        self.kv.set(key, value, remaining).map_err(to_wit)
+        self.kv.set(key, value, remaining)
     }
 
-    fn delete(&mut self, key: String) -> Result<(), kv::KvError> {
+    fn kv_delete(&mut self, key: String) -> Result<(), KvError> {
         let remaining = self.deadline.remaining();
-        self.kv.delete(key, remaining).map_err(to_wit)
+        self.kv.delete(key, remaining)
     }
 }
 
-fn to_wit(err: KvError) -> kv::KvError {
-    match err {
-        KvError::InvalidKey(m) => kv::KvError::InvalidKey(m),
-        KvError::QuotaExceeded(m) => kv::KvError::QuotaExceeded(m),
-        KvError::Unavailable(m) => kv::KvError::Unavailable(m),
-        KvError::TimedOut => kv::KvError::Unavailable("the store did not answer in time".into()),
-    }
+/// The host side of one world version's `types`, `log`, `clock` and `kv` interfaces, over the
+/// [`HostState`] methods above. The interfaces are the same in every version; only the
+/// generated traits and types differ.
+macro_rules! host_interfaces {
+    ($version:ident) => {
+        /// `types` has no functions.
+        impl $version::wa_gateway::plugin::types::Host for HostState {}
+
+        impl $version::wa_gateway::plugin::log::Host for HostState {
+            fn log(&mut self, level: $version::wa_gateway::plugin::log::Level, message: String) {
+                use $version::wa_gateway::plugin::log::Level;
+                let level = match level {
+                    Level::Debug => "debug",
+                    Level::Info => "info",
+                    Level::Warn => "warn",
+                    Level::Error => "error",
+                };
+                self.log_line(level, &message);
+            }
+        }
+
+        impl $version::wa_gateway::plugin::clock::Host for HostState {
+            fn now_ms(&mut self) -> i64 {
+                HostState::now_ms(self)
+            }
+        }
+
+        impl $version::wa_gateway::plugin::kv::Host for HostState {
+            fn get(
+                &mut self,
+                key: String,
+            ) -> wasmtime::Result<Result<Option<Vec<u8>>, $version::wa_gateway::plugin::kv::KvError>> {
+                Ok(self.kv_get(&key)?.map_err(Into::into))
+            }
+
+            fn set(
+                &mut self,
+                key: String,
+                value: Vec<u8>,
+            ) -> Result<(), $version::wa_gateway::plugin::kv::KvError> {
+                self.kv_set(key, value).map_err(Into::into)
+            }
+
+            fn delete(&mut self, key: String) -> Result<(), $version::wa_gateway::plugin::kv::KvError> {
+                self.kv_delete(key).map_err(Into::into)
+            }
+        }
+
+        impl From<KvError> for $version::wa_gateway::plugin::kv::KvError {
+            fn from(err: KvError) -> Self {
+                use $version::wa_gateway::plugin::kv::KvError as Wit;
+                match err {
+                    KvError::InvalidKey(m) => Wit::InvalidKey(m),
+                    KvError::QuotaExceeded(m) => Wit::QuotaExceeded(m),
+                    KvError::Unavailable(m) => Wit::Unavailable(m),
+                    KvError::TimedOut => Wit::Unavailable("the store did not answer in time".into()),
+                }
+            }
+        }
+    };
 }
+
+host_interfaces!(v0_1);
+host_interfaces!(v0_2);
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,23 @@
-//! A plugin's decision checked against the output caps and turned into the host's types.
+//! A plugin's decision in the host's types, checked against the output caps.
+//!
+//! Each world version's decision is first moved into the one [`Decision`] (no check, no copy
+//! of its texts), then checked once: every version meets the same caps with the same reasons.
 
-use super::bindings;
-use super::bindings::wa_gateway::plugin::types as wit;
+use super::bindings::{v0_1, v0_2};
 use super::host::cut;
 use super::{Action, Decision, Outcome};
+use crate::content::{check_emoji, ContactCard, Location, CONTACTS_MAX, LABEL_MAX};
 
-/// The caps a decision must fit (`[plugins] max_actions`, `max_reply_bytes`).
+/// Longest reaction, in bytes. One emoji is at most a few code points (a flag is 8 bytes, a
+/// family with skin tones about 40); anything longer is not one emoji.
+pub const EMOJI_MAX_BYTES: usize = 64;
+/// Longest phone number on a contact card, in bytes (digits, and the `+`, spaces or dashes a
+/// plugin may copy from its configuration).
+pub const PHONE_MAX_BYTES: usize = 32;
+
+/// The caps a decision must fit (`[plugins] max_actions`, `max_reply_bytes`, and the fixed
+/// caps of the kinds: [`CONTACTS_MAX`] cards, [`EMOJI_MAX_BYTES`], [`LABEL_MAX`] characters
+/// for a location's labels).
 #[derive(Debug, Clone, Copy)]
 pub struct OutputCaps {
     pub max_actions: usize,
@@ -14,73 +26,196 @@ pub struct OutputCaps {
 
 impl OutputCaps {
     /// Bytes the host may copy out of the guest for one decision that fits the caps, with
-    /// room to spare: a decision over this is over the caps anyway.
+    /// room to spare: a decision over this is over the caps anyway. The host counts a list as
+    /// its length times the size of its Rust element, and a string as its bytes.
     pub fn copy_budget(&self) -> usize {
-        let per_action = std::mem::size_of::<wit::Action>() + 3 * self.max_reply_bytes;
-        self.max_actions.saturating_add(1).saturating_mul(per_action).saturating_mul(2)
+        use std::mem::size_of;
+        let text = self.max_reply_bytes;
+        let card = size_of::<v0_2::wa_gateway::plugin::types::Contact>() + text + PHONE_MAX_BYTES;
+        // The most one action can carry: a media reply's URL, caption and file name, or a
+        // full list of contact cards.
+        let payload = (3 * text).max(CONTACTS_MAX * card).max(EMOJI_MAX_BYTES);
+        let action = size_of::<v0_1::wa_gateway::plugin::types::Action>()
+            .max(size_of::<v0_2::wa_gateway::plugin::types::Action>());
+        self.max_actions.saturating_add(1).saturating_mul(action + payload).saturating_mul(2)
     }
 }
 
+/// A 0.1.0 decision in the host's types.
+pub fn from_v0_1(decision: v0_1::Decision) -> Decision {
+    use v0_1::wa_gateway::plugin::types::{Action as Wit, MediaKind};
+    let actions = decision
+        .actions
+        .into_iter()
+        .map(|action| match action {
+            Wit::ReplyText(text) => Action::ReplyText { text },
+            Wit::ReplyMedia(media) => Action::ReplyMedia {
+                url: media.url,
+                kind: match media.kind {
+                    MediaKind::Image => "image",
+                    MediaKind::Video => "video",
+                    MediaKind::Audio => "audio",
+                    MediaKind::Document => "document",
+                }
+                .to_string(),
+                caption: media.caption,
+                file_name: media.file_name,
+            },
+        })
+        .collect();
+    Decision { actions, stop: decision.stop, quote: false }
+}
+
+/// A 0.2.0 decision in the host's types.
+pub fn from_v0_2(decision: v0_2::Decision) -> Decision {
+    use v0_2::wa_gateway::plugin::types::{Action as Wit, MediaKind};
+    let actions = decision
+        .actions
+        .into_iter()
+        .map(|action| match action {
+            Wit::ReplyText(text) => Action::ReplyText { text },
+            Wit::ReplyMedia(media) => Action::ReplyMedia {
+                url: media.url,
+                kind: match media.kind {
+                    MediaKind::Image => "image",
+                    MediaKind::Video => "video",
+                    MediaKind::Audio => "audio",
+                    MediaKind::Voice => "voice",
+                    MediaKind::Document => "document",
+                    MediaKind::Sticker => "sticker",
+                }
+                .to_string(),
+                caption: media.caption,
+                file_name: media.file_name,
+            },
+            Wit::ReplyLocation(l) => Action::ReplyLocation {
+                location: Location {
+                    latitude: l.latitude,
+                    longitude: l.longitude,
+                    name: l.name,
+                    address: l.address,
+                },
+            },
+            Wit::ReplyContacts(cards) => Action::ReplyContacts {
+                contacts: cards.into_iter().map(|c| ContactCard { name: c.name, phone: c.phone }).collect(),
+            },
+            Wit::React(emoji) => Action::React { emoji },
+            Wit::MarkRead => Action::MarkRead,
+        })
+        .collect();
+    Decision { actions, stop: decision.stop, quote: decision.quote }
+}
+
+type Refused = (Outcome, String);
+
 /// The decision, or the outcome and reason it was refused for. A refused decision is
 /// dropped whole.
-pub fn check(decision: bindings::Decision, caps: OutputCaps) -> Result<Decision, (Outcome, String)> {
+pub fn check(decision: Decision, caps: OutputCaps) -> Result<Decision, Refused> {
     if decision.actions.len() > caps.max_actions {
         return Err((
             Outcome::OutputTooLarge,
             format!("{} actions, the limit is {}", decision.actions.len(), caps.max_actions),
         ));
     }
-    let too_large = |what: &str, i: usize, len: usize| {
-        Err((
-            Outcome::OutputTooLarge,
-            format!("action {i}: the {what} is {len} bytes, the limit is {}", caps.max_reply_bytes),
-        ))
-    };
     let mut actions = Vec::with_capacity(decision.actions.len());
     for (i, action) in decision.actions.into_iter().enumerate() {
-        let i = i + 1;
-        match action {
-            wit::Action::ReplyText(text) => {
-                if text.len() > caps.max_reply_bytes {
-                    return too_large("reply text", i, text.len());
-                }
-                if text.trim().is_empty() {
-                    return Err((Outcome::InvalidOutput, format!("action {i}: the reply text is empty")));
-                }
-                actions.push(Action::ReplyText { text });
+        actions.push(check_action(i + 1, action, caps)?);
+    }
+    Ok(Decision { actions, ..decision })
+}
+
+/// Action `i` (from 1) within the caps and well formed.
+fn check_action(i: usize, action: Action, caps: OutputCaps) -> Result<Action, Refused> {
+    let max = caps.max_reply_bytes;
+    let too_large = |what: &str, len: usize, limit: usize| {
+        Err((Outcome::OutputTooLarge, format!("action {i}: the {what} is {len} bytes, the limit is {limit}")))
+    };
+    let invalid = |why: String| Err((Outcome::InvalidOutput, format!("action {i}: {why}")));
+    match action {
+        Action::ReplyText { text } => {
+            if text.len() > max {
+                return too_large("reply text", text.len(), max);
             }
-            wit::Action::ReplyMedia(media) => {
-                for (what, value) in [
-                    ("URL", Some(&media.url)),
-                    ("caption", media.caption.as_ref()),
-                    ("file name", media.file_name.as_ref()),
-                ] {
-                    if let Some(value) = value.filter(|v| v.len() > caps.max_reply_bytes) {
-                        return too_large(what, i, value.len());
-                    }
+            if text.trim().is_empty() {
+                return invalid("the reply text is empty".into());
+            }
+            Ok(Action::ReplyText { text })
+        }
+        Action::ReplyMedia { url, kind, caption, file_name } => {
+            for (what, value) in
+                [("URL", Some(&url)), ("caption", caption.as_ref()), ("file name", file_name.as_ref())]
+            {
+                if let Some(value) = value.filter(|v| v.len() > max) {
+                    return too_large(what, value.len(), max);
                 }
-                if !is_web_url(&media.url) {
+            }
+            if !is_web_url(&url) {
+                return invalid(format!("the media URL `{}` is not an http(s) URL", cut(&url, 200)));
+            }
+            Ok(Action::ReplyMedia { url, kind, caption, file_name })
+        }
+        Action::ReplyLocation { location } => {
+            for (what, value) in [("location name", &location.name), ("location address", &location.address)]
+            {
+                let Some(value) = value else { continue };
+                if value.len() > max {
+                    return too_large(what, value.len(), max);
+                }
+                let chars = value.chars().count();
+                if chars > LABEL_MAX {
                     return Err((
-                        Outcome::InvalidOutput,
-                        format!("action {i}: the media URL `{}` is not an http(s) URL", cut(&media.url, 200)),
+                        Outcome::OutputTooLarge,
+                        format!("action {i}: the {what} is {chars} characters, the limit is {LABEL_MAX}"),
                     ));
                 }
-                let kind = match media.kind {
-                    wit::MediaKind::Image => "image",
-                    wit::MediaKind::Video => "video",
-                    wit::MediaKind::Audio => "audio",
-                    wit::MediaKind::Document => "document",
-                };
-                actions.push(Action::ReplyMedia {
-                    url: media.url,
-                    kind: kind.to_string(),
-                    caption: media.caption,
-                    file_name: media.file_name,
-                });
+            }
+            match location.checked() {
+                Ok(location) => Ok(Action::ReplyLocation { location }),
+                Err(why) => invalid(format!("the location is not valid: {why}")),
             }
         }
+        Action::ReplyContacts { contacts } => {
+            if contacts.len() > CONTACTS_MAX {
+                return Err((
+                    Outcome::OutputTooLarge,
+                    format!("action {i}: {} contact cards, the limit is {CONTACTS_MAX}", contacts.len()),
+                ));
+            }
+            if contacts.is_empty() {
+                return invalid("the contact reply has no cards".into());
+            }
+            for (j, card) in contacts.iter().enumerate() {
+                let j = j + 1;
+                if card.name.len() > max {
+                    return too_large(&format!("name of contact {j}"), card.name.len(), max);
+                }
+                if card.phone.len() > PHONE_MAX_BYTES {
+                    return too_large(
+                        &format!("phone number of contact {j}"),
+                        card.phone.len(),
+                        PHONE_MAX_BYTES,
+                    );
+                }
+                if card.name.trim().is_empty() {
+                    return invalid(format!("contact {j} has no name"));
+                }
+                if !card.phone.chars().any(|c| c.is_ascii_digit()) {
+                    return invalid(format!("contact {j} has no phone number"));
+                }
+            }
+            Ok(Action::ReplyContacts { contacts })
+        }
+        Action::React { emoji } => {
+            if emoji.len() > EMOJI_MAX_BYTES {
+                return too_large("reaction", emoji.len(), EMOJI_MAX_BYTES);
+            }
+            match check_emoji(&emoji) {
+                Ok(()) => Ok(Action::React { emoji }),
+                Err(why) => invalid(format!("the reaction is not valid: {}", why.message)),
+            }
+        }
+        Action::MarkRead => Ok(Action::MarkRead),
     }
-    Ok(Decision { actions, stop: decision.stop })
 }
 
 /// An absolute `http` or `https` URL with a host.
@@ -94,6 +229,7 @@ fn is_web_url(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use v0_2::wa_gateway::plugin::types as wit;
 
     const CAPS: OutputCaps = OutputCaps { max_actions: 2, max_reply_bytes: 20 };
 
@@ -110,8 +246,31 @@ mod tests {
         })
     }
 
-    fn decide(actions: Vec<wit::Action>) -> Result<Decision, (Outcome, String)> {
-        check(bindings::Decision { actions, stop: true }, CAPS)
+    fn location(latitude: f64, name: Option<&str>) -> wit::Action {
+        wit::Action::ReplyLocation(wit::Location {
+            latitude,
+            longitude: 106.8,
+            name: name.map(Into::into),
+            address: None,
+        })
+    }
+
+    fn cards(n: usize) -> wit::Action {
+        wit::Action::ReplyContacts(
+            (0..n).map(|i| wit::Contact { name: format!("C{i}"), phone: "6281234567890".into() }).collect(),
+        )
+    }
+
+    fn decide(actions: Vec<wit::Action>) -> Result<Decision, Refused> {
+        check(from_v0_2(v0_2::Decision { actions, stop: true, quote: false }), CAPS)
+    }
+
+    fn over(r: Result<Decision, Refused>) -> bool {
+        r.unwrap_err().0 == Outcome::OutputTooLarge
+    }
+
+    fn invalid(r: Result<Decision, Refused>) -> bool {
+        r.unwrap_err().0 == Outcome::InvalidOutput
     }
 
     #[test]
@@ -129,11 +288,43 @@ mod tests {
             }
         );
         assert!(decide(vec![]).unwrap().actions.is_empty());
+        let d = decide(vec![location(-6.2, Some(" Toko ")), wit::Action::React("👍".into())]).unwrap();
+        let tidy = Location { latitude: -6.2, longitude: 106.8, name: Some("Toko".into()), address: None };
+        assert_eq!(d.actions[0], Action::ReplyLocation { location: tidy });
+        assert_eq!(d.actions[1], Action::React { emoji: "👍".into() });
+        let d = decide(vec![cards(10), wit::Action::MarkRead]).unwrap();
+        assert!(matches!(&d.actions[0], Action::ReplyContacts { contacts } if contacts.len() == 10));
+        assert_eq!(d.actions[1], Action::MarkRead);
+        assert!(decide(vec![wit::Action::React(String::new())]).is_ok(), "an empty reaction removes it");
+    }
+
+    #[test]
+    fn both_versions_make_the_same_decision() {
+        use v0_1::wa_gateway::plugin::types as old;
+        let old = v0_1::Decision {
+            actions: vec![
+                old::Action::ReplyText("halo".into()),
+                old::Action::ReplyMedia(old::MediaReply {
+                    url: "https://x.id/a".into(),
+                    kind: old::MediaKind::Document,
+                    caption: Some("cap".into()),
+                    file_name: Some("a.pdf".into()),
+                }),
+            ],
+            stop: true,
+        };
+        let new = v0_2::Decision {
+            actions: vec![text("halo"), media("https://x.id/a", Some("cap"))],
+            stop: true,
+            quote: false,
+        };
+        assert_eq!(from_v0_1(old), from_v0_2(new));
+        let quoting = from_v0_2(v0_2::Decision { actions: vec![text("a")], stop: false, quote: true });
+        assert!(quoting.quote);
     }
 
     #[test]
     fn too_many_actions_or_long_replies_are_too_large() {
-        let over = |r: Result<Decision, (Outcome, String)>| r.unwrap_err().0 == Outcome::OutputTooLarge;
         assert!(over(decide(vec![text("a"), text("b"), text("c")])));
         assert!(over(decide(vec![text(&"x".repeat(21))])));
         assert!(decide(vec![text(&"x".repeat(20))]).is_ok());
@@ -144,18 +335,58 @@ mod tests {
     }
 
     #[test]
-    fn empty_texts_and_non_web_urls_are_invalid() {
-        let invalid = |r: Result<Decision, (Outcome, String)>| r.unwrap_err().0 == Outcome::InvalidOutput;
+    fn the_new_actions_have_caps_too() {
+        let name = decide(vec![location(0.0, Some(&"n".repeat(21)))]).unwrap_err();
+        assert_eq!(name.0, Outcome::OutputTooLarge);
+        assert_eq!(name.1, "action 1: the location name is 21 bytes, the limit is 20");
+        let wide = OutputCaps { max_actions: 2, max_reply_bytes: 8192 };
+        let long = check(
+            from_v0_2(v0_2::Decision {
+                actions: vec![location(0.0, Some(&"n".repeat(1025)))],
+                stop: false,
+                quote: false,
+            }),
+            wide,
+        );
+        assert!(long.unwrap_err().1.contains("1025 characters, the limit is 1024"));
+        let eleven = decide(vec![cards(11)]).unwrap_err();
+        assert_eq!(eleven, (Outcome::OutputTooLarge, "action 1: 11 contact cards, the limit is 10".into()));
+        let long_name =
+            wit::Action::ReplyContacts(vec![wit::Contact { name: "n".repeat(21), phone: "62812".into() }]);
+        assert!(over(decide(vec![long_name])));
+        let long_phone =
+            wit::Action::ReplyContacts(vec![wit::Contact { name: "Ani".into(), phone: "6".repeat(33) }]);
+        assert!(over(decide(vec![long_phone])));
+        assert!(over(decide(vec![wit::Action::React("👍".repeat(17))])));
+    }
+
+    #[test]
+    fn malformed_actions_are_invalid() {
         assert!(invalid(decide(vec![text("")])));
         assert!(invalid(decide(vec![text("  \n")])));
         assert!(invalid(decide(vec![media("ftp://x.id/a", None)])));
         assert!(invalid(decide(vec![media("file:///etc", None)])));
         assert!(invalid(decide(vec![media("x.id/a", None)])));
+        assert!(invalid(decide(vec![location(91.0, None)])));
+        assert!(invalid(decide(vec![location(f64::NAN, None)])));
+        assert!(invalid(decide(vec![cards(0)])));
+        let blank =
+            wit::Action::ReplyContacts(vec![wit::Contact { name: " ".into(), phone: "62812".into() }]);
+        assert!(invalid(decide(vec![blank])));
+        let no_number =
+            wit::Action::ReplyContacts(vec![wit::Contact { name: "Ani".into(), phone: "-".into() }]);
+        assert!(invalid(decide(vec![no_number])));
+        assert!(invalid(decide(vec![wit::Action::React("ok".into())])));
+        assert!(invalid(decide(vec![wit::Action::React("👍👍".into())])));
     }
 
     #[test]
     fn the_copy_budget_covers_the_largest_decision_that_fits() {
-        let largest = CAPS.max_actions * (std::mem::size_of::<wit::Action>() + 3 * CAPS.max_reply_bytes);
+        use std::mem::size_of;
+        let card = size_of::<wit::Contact>() + CAPS.max_reply_bytes + PHONE_MAX_BYTES;
+        let largest = CAPS.max_actions * (size_of::<wit::Action>() + CONTACTS_MAX * card);
         assert!(CAPS.copy_budget() >= largest);
+        let media = CAPS.max_actions * (size_of::<wit::Action>() + 3 * CAPS.max_reply_bytes);
+        assert!(CAPS.copy_budget() >= media);
     }
 }

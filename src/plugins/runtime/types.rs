@@ -1,12 +1,15 @@
-//! The plain Rust side of a run: its input (mirrors of the WIT records), the decision, the log
-//! lines and the report.
+//! The plain Rust side of a run, the same for every world version: its input (what the WIT
+//! records of the newest version hold; an older world is given the part it knows), the
+//! decision, the log lines and the report.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::content::{ContactCard, Location, PollSpec, QuotedRef};
+
 /// The inbound message a plugin is given (the WIT `message`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PluginMessage {
     pub id: i64,
     pub wa_id: String,
@@ -14,18 +17,38 @@ pub struct PluginMessage {
     pub sender: String,
     pub push_name: Option<String>,
     pub is_group: bool,
+    /// The message's `type`: `text`, `image`, `video`, `audio`, `voice`, `document`,
+    /// `sticker`, `location`, `contact`, `poll` or `unsupported` (empty reads as `text`).
+    #[serde(default)]
+    pub kind: String,
     pub text: Option<String>,
     pub media: Option<PluginMedia>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contacts: Vec<ContactCard>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll: Option<PollSpec>,
+    /// The message this one quotes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<QuotedRef>,
+    /// Phone numbers mentioned in the text.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
     pub timestamp_ms: i64,
 }
 
 /// Media metadata of an inbound message (the WIT `media`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginMedia {
+    /// `image`, `video`, `audio`, `voice`, `document` or `sticker`.
     pub kind: String,
     pub mime_type: Option<String>,
     pub file_name: Option<String>,
     pub size: Option<u64>,
+    /// A link that fetches the bytes (0.2.0 plugins only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_url: Option<String>,
 }
 
 /// Where the message arrived and the plugin's configuration (the WIT `context`).
@@ -40,7 +63,7 @@ pub struct PluginContext {
 }
 
 /// One run's input.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInput {
     pub message: PluginMessage,
     pub context: PluginContext,
@@ -66,6 +89,9 @@ pub enum Outcome {
     InvalidOutput,
     /// The gateway could not run the plugin (not the plugin's fault).
     Internal,
+    /// The plugin did not run: its tenant's plugin runs were all taken for longer than
+    /// `[plugins] queue_timeout_ms` (not the plugin's fault, not counted as a failure).
+    Busy,
 }
 
 impl Outcome {
@@ -79,6 +105,7 @@ impl Outcome {
             Outcome::OutputTooLarge => "output_too_large",
             Outcome::InvalidOutput => "invalid_output",
             Outcome::Internal => "internal",
+            Outcome::Busy => "busy",
         }
     }
 }
@@ -89,16 +116,19 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// What the plugin decided.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the plugin decided, whichever world version it was built for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Decision {
     pub actions: Vec<Action>,
     /// Stop the chain: later plugins and reply webhooks do not see the message.
     pub stop: bool,
+    /// The replies quote the message they answer (0.2.0 plugins; absent when not).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub quote: bool,
 }
 
 /// One thing to do, in order, through the device that received the message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Action {
     ReplyText {
@@ -107,11 +137,30 @@ pub enum Action {
     ReplyMedia {
         /// An http(s) URL.
         url: String,
-        /// `image`, `video`, `audio` or `document`.
+        /// `image`, `video`, `audio`, `voice`, `document` or `sticker`.
         kind: String,
         caption: Option<String>,
         file_name: Option<String>,
     },
+    ReplyLocation {
+        location: Location,
+    },
+    ReplyContacts {
+        contacts: Vec<ContactCard>,
+    },
+    /// A reaction to the message; an empty emoji removes the plugin's device's reaction.
+    React {
+        emoji: String,
+    },
+    /// Marks the message read.
+    MarkRead,
+}
+
+impl Action {
+    /// Whether this sends a message to the chat (a reaction or a read mark does not).
+    pub fn is_reply(&self) -> bool {
+        !matches!(self, Action::React { .. } | Action::MarkRead)
+    }
 }
 
 /// One line the plugin logged (cut to `max_log_line_bytes`).
@@ -169,5 +218,23 @@ mod tests {
             file_name: None,
         };
         assert_eq!(serde_json::to_value(media).unwrap()["type"], "reply_media");
+        let location = Action::ReplyLocation {
+            location: Location { latitude: -6.2, longitude: 106.8, name: Some("Toko".into()), address: None },
+        };
+        assert_eq!(
+            serde_json::to_value(location).unwrap(),
+            serde_json::json!({"type": "reply_location", "location": {"latitude": -6.2, "longitude": 106.8, "name": "Toko"}})
+        );
+        let react = serde_json::to_value(Action::React { emoji: "👍".into() }).unwrap();
+        assert_eq!(react, serde_json::json!({"type": "react", "emoji": "👍"}));
+        assert_eq!(serde_json::to_value(Action::MarkRead).unwrap(), serde_json::json!({"type": "mark_read"}));
+    }
+
+    #[test]
+    fn a_decision_says_quote_only_when_it_quotes() {
+        let plain = Decision { actions: vec![], stop: false, quote: false };
+        assert_eq!(serde_json::to_value(&plain).unwrap(), serde_json::json!({"actions": [], "stop": false}));
+        let quoting = Decision { quote: true, ..plain };
+        assert_eq!(serde_json::to_value(quoting).unwrap()["quote"], true);
     }
 }

@@ -1,6 +1,7 @@
-//! Whether uploaded bytes are a component for the `auto-reply` world, with a reason a tenant
-//! can act on when they are not.
+//! Whether uploaded bytes are a component for a version of the `auto-reply` world, with a
+//! reason a tenant can act on when they are not.
 
+use serde::{Deserialize, Serialize};
 use wasmtime::component::Component;
 use wasmtime::Engine;
 
@@ -8,8 +9,52 @@ use super::InvalidPlugin;
 
 /// The WIT package plugins are built against.
 pub const PACKAGE: &str = "wa-gateway:plugin";
-/// The world plugins target.
-pub const WORLD: &str = "wa-gateway:plugin/auto-reply@0.1.0";
+/// The world plugins target, without a version: the gateway serves every [`World`].
+pub const WORLD: &str = "wa-gateway:plugin/auto-reply";
+
+/// A version of the plugin world the gateway serves. A component implements exactly one: the
+/// type of its `handle` export says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum World {
+    /// `wa-gateway:plugin/auto-reply@0.1.0`: text and media, replies by text and media.
+    #[serde(rename = "0.1.0")]
+    V0_1,
+    /// `wa-gateway:plugin/auto-reply@0.2.0`: every message kind; replies by text, media,
+    /// location and contact cards, quoting; reactions and read marks.
+    #[serde(rename = "0.2.0")]
+    V0_2,
+}
+
+impl World {
+    /// Every version served, the newest first.
+    pub const ALL: [World; 2] = [World::V0_2, World::V0_1];
+
+    /// `0.1.0`, `0.2.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            World::V0_1 => "0.1.0",
+            World::V0_2 => "0.2.0",
+        }
+    }
+
+    /// The world's full name, `wa-gateway:plugin/auto-reply@<version>`.
+    pub fn name(self) -> &'static str {
+        match self {
+            World::V0_1 => "wa-gateway:plugin/auto-reply@0.1.0",
+            World::V0_2 => "wa-gateway:plugin/auto-reply@0.2.0",
+        }
+    }
+
+    fn from_version(version: &str) -> Option<World> {
+        World::ALL.into_iter().find(|w| w.version() == version)
+    }
+}
+
+impl std::fmt::Display for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 /// The interfaces of [`PACKAGE`] a plugin may import.
 pub const INTERFACES: [&str; 4] = ["types", "kv", "log", "clock"];
 /// The function a plugin exports.
@@ -64,6 +109,26 @@ pub fn is_ours(name: &str) -> bool {
     };
     let interface = rest.split('@').next().unwrap_or(rest);
     INTERFACES.contains(&interface)
+}
+
+/// The world version a component's imports of the gateway's interfaces name, when they name
+/// one version the gateway serves and no other. A hint for which world to check first (and
+/// whose reason to give when none fits): a component that imports nothing names none.
+pub fn imported_world(engine: &Engine, component: &Component) -> Option<World> {
+    let ty = component.component_type();
+    let mut found = None;
+    for (name, _) in ty.imports(engine) {
+        if !is_ours(name) {
+            continue;
+        }
+        let version = name.split_once('@').map(|(_, v)| v)?;
+        let world = World::from_version(version)?;
+        if found.is_some_and(|f| f != world) {
+            return None;
+        }
+        found = Some(world);
+    }
+    found
 }
 
 /// Refuses a component without a `handle` function export.
@@ -130,6 +195,17 @@ mod tests {
         assert!(!is_ours("wa-gateway:pluginx/kv@0.1.0"));
         assert!(!is_ours("wasi:cli/environment@0.2.6"));
         assert!(!is_ours("kv"));
+    }
+
+    #[test]
+    fn worlds_have_their_versions_in_their_names() {
+        for world in World::ALL {
+            assert_eq!(world.name(), format!("{WORLD}@{}", world.version()));
+            assert_eq!(World::from_version(world.version()), Some(world));
+            assert_eq!(serde_json::to_value(world).unwrap(), serde_json::json!(world.version()));
+        }
+        assert_eq!(World::ALL[0], World::V0_2, "the newest first");
+        assert_eq!(World::from_version("0.3.0"), None);
     }
 
     #[test]

@@ -52,7 +52,7 @@ async fn a_received_message_is_delivered_signed() {
     assert_eq!(row["webhook_id"], request.header("webhook-id"));
     assert!(row["latency_ms"].as_i64().is_some());
     assert!(row["request"].as_str().unwrap().contains("Halo, stok ada?"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    app.wait_idle().await;
     assert_eq!(receiver.requests().len(), 1, "delivered once");
 }
 
@@ -102,7 +102,7 @@ async fn a_delivery_stops_when_the_schedule_is_used_up() {
     let (tenant, device, _, _) = setup(&app, &receiver.url("/hook"), &["message.received"]).await;
     app.inbound(device, CUSTOMER, "halo", None).await;
     receiver.wait_for(3, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.wait_idle().await;
     assert_eq!(receiver.requests().len(), 3, "three attempts for a schedule of three");
     let body = logs(&app, &tenant, &[("outcome", "failure")]).await;
     assert_eq!(body["total"], 3);
@@ -165,7 +165,7 @@ async fn gone_disables_the_endpoint() {
     assert!(disabled["disabled_reason"].as_str().unwrap().contains("410"), "{disabled}");
     assert!(disabled["disabled_at"].is_string());
     app.inbound(device, CUSTOMER, "two", None).await;
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    app.wait_idle().await;
     assert_eq!(receiver.requests().len(), 1, "no retry and no new deliveries once gone");
     let (_, activity) = app.get("/api/user/activity-logs?action=webhook.disabled", &tenant.api_key).await;
     assert_eq!(activity["total"], 1, "{activity}");
@@ -193,7 +193,7 @@ async fn an_endpoint_failing_longer_than_disable_after_is_disabled_and_the_tenan
     assert!(disabled["failing_since"].is_string(), "{disabled}");
     let attempts = receiver.requests().len();
     assert!((2..=4).contains(&attempts), "disabled after about a second of failures: {attempts}");
-    tokio::time::sleep(Duration::from_millis(2000)).await;
+    app.wait_idle().await;
     assert_eq!(receiver.requests().len(), attempts, "the queued retries were cancelled");
     let (_, activity) = app.get("/api/user/activity-logs?action=webhook.disabled", &tenant.api_key).await;
     assert_eq!(activity["total"], 1, "{activity}");
@@ -337,9 +337,9 @@ async fn the_device_filter_limits_events_to_that_device() {
     .await;
     app.inbound(first, CUSTOMER, "to the first", None).await;
     app.inbound(second, CUSTOMER, "to the second", None).await;
-    let got = receiver.wait_for(1, WAIT).await;
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    let got = if receiver.requests().len() > got.len() { receiver.requests() } else { got };
+    receiver.wait_for(1, WAIT).await;
+    app.wait_idle().await;
+    let got = receiver.requests();
     assert_eq!(got.len(), 1, "{:?}", event_types(&got));
     assert_eq!(got[0].json()["data"]["text"], "to the second");
 }

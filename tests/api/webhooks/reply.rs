@@ -103,7 +103,7 @@ async fn a_slow_reply_endpoint_does_not_hold_up_other_tenants() {
 
     let rows = wait_logs(&app, &slow_tenant, &[("outcome", "timeout")], 1).await;
     assert!(rows[0]["latency_ms"].as_i64().unwrap() >= 1900, "{rows:?}");
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    app.wait_idle().await;
     assert!(app.outbox(slow_device).await.is_empty(), "a timed-out answer is not sent");
 }
 

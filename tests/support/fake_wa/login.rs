@@ -13,11 +13,7 @@ pub struct Account<'a> {
     pub lid: &'a str,
 }
 
-/// What the server knows about everyone: who is on WhatsApp.
-pub struct Directory<'a> {
-    /// Numbers (digits) the tests declared not on WhatsApp; everyone else is.
-    pub unregistered: &'a std::collections::HashSet<String>,
-}
+pub use super::directory::Directory;
 
 /// What a client IQ changes on the server side, besides the answer.
 #[derive(Debug, Default)]
@@ -31,7 +27,7 @@ pub struct Effects {
 /// The stanzas to send back for a client `<iq>`, in order.
 pub fn answer_iq(
     account: Option<&Account<'_>>,
-    directory: &Directory<'_>,
+    directory: &Directory,
     iq: &Node,
     prekeys_on_server: usize,
 ) -> (Vec<Node>, Effects) {
@@ -51,15 +47,9 @@ pub fn answer_iq(
     let answers = match (xmlns.as_str(), first_child.as_str()) {
         // Keepalive: an empty result is the pong.
         ("w:p", _) => vec![result(vec![])],
-        // Leaving passive mode: the server then delivers the offline queue, which is empty
-        // here, and says so with the end marker the client waits for before going on.
-        ("passive", _) => vec![
-            result(vec![]),
-            NodeBuilder::new("ib")
-                .attr("from", SERVER_JID)
-                .children([NodeBuilder::new("offline").attr("count", "0").build()])
-                .build(),
-        ],
+        // Leaving passive mode: the server then delivers the offline queue and ends it with
+        // the marker the client waits for (`delivery.rs`, after this answer).
+        ("passive", _) => vec![result(vec![])],
         // App state: every collection answered with a 409 conflict and no patches, which the
         // client takes as "already in sync".
         ("w:sync:app:state", _) => {
@@ -139,11 +129,29 @@ fn privacy_settings() -> Node {
 }
 
 /// A usync answer: every queried user is a WhatsApp user whose only device is the phone
-/// (device 0), unless the directory says the number is not on WhatsApp. Our own account is not
-/// special-cased.
-fn usync_answer(_account: Option<&Account<'_>>, directory: &Directory<'_>, iq: &Node) -> Node {
+/// (device 0), unless the directory says the number is not on WhatsApp. When the query asks
+/// for LIDs, users with a known LID (contacts given one, our own account) carry `<lid val>`.
+/// A user queried by LID is answered under that LID when the directory knows it.
+fn usync_answer(account: Option<&Account<'_>>, directory: &Directory, iq: &Node) -> Node {
     let Some(usync) = iq.get_optional_child("usync") else {
         return NodeBuilder::new("usync").build();
+    };
+    let wants_lid = usync.get_optional_child("query").and_then(|q| q.get_optional_child("lid")).is_some();
+    let lid_of = |jid: &Jid| -> Option<String> {
+        if !jid.is_pn() {
+            return None;
+        }
+        match account {
+            Some(a) if a.phone == jid.user.as_str() => Some(a.lid.to_string()),
+            _ => directory.lid_of(&jid.user).map(str::to_string),
+        }
+    };
+    let registered = |jid: &Jid| -> bool {
+        if jid.is_lid() {
+            account.is_some_and(|a| a.lid == jid.user.as_str()) || directory.phone_of_lid(&jid.user).is_some()
+        } else {
+            directory.is_registered(&jid.user)
+        }
     };
     let users = usync
         .get_optional_child("list")
@@ -166,7 +174,7 @@ fn usync_answer(_account: Option<&Account<'_>>, directory: &Directory<'_>, iq: &
             Some(jid.to_non_ad())
         })
         .map(|jid| {
-            if directory.unregistered.contains(jid.user.as_str()) {
+            if !registered(&jid) {
                 return NodeBuilder::new("user")
                     .attr("jid", jid)
                     .children([
@@ -177,17 +185,18 @@ fn usync_answer(_account: Option<&Account<'_>>, directory: &Directory<'_>, iq: &
                     ])
                     .build();
             }
-            NodeBuilder::new("user")
-                .attr("jid", jid)
-                .children([
-                    NodeBuilder::new("contact").attr("type", "in").build(),
-                    NodeBuilder::new("devices")
-                        .children([NodeBuilder::new("device-list")
-                            .children([NodeBuilder::new("device").attr("id", "0").build()])
-                            .build()])
-                        .build(),
-                ])
-                .build()
+            let mut children = vec![
+                NodeBuilder::new("contact").attr("type", "in").build(),
+                NodeBuilder::new("devices")
+                    .children([NodeBuilder::new("device-list")
+                        .children([NodeBuilder::new("device").attr("id", "0").build()])
+                        .build()])
+                    .build(),
+            ];
+            if let Some(lid) = lid_of(&jid).filter(|_| wants_lid) {
+                children.push(NodeBuilder::new("lid").attr("val", Jid::lid(lid)).build());
+            }
+            NodeBuilder::new("user").attr("jid", jid).children(children).build()
         })
         .collect::<Vec<_>>();
     let mut builder = NodeBuilder::new("usync");

@@ -1,32 +1,17 @@
-//! The Signal side of the fake: published prekey bundles, and the phone as a Signal peer.
+//! Published prekey bundles, as the server stores and hands them out.
 //!
-//! - [`Bundle`]: the keys a device published (a companion's `encrypt` upload, or the signed
-//!   prekey in its registration payload), handed out one one-time key per fetch in the server's
-//!   `<user>` format. Fake contacts get generated bundles, so a client can open sessions to
-//!   anyone (the fake never decrypts what it is sent).
-//! - [`PhoneSignal`]: the primary phone (device 0) with the account key as its identity, backed
-//!   by the library's own store adapters over an in-memory backend. It encrypts one kind of
-//!   message, the app-state key share a real phone sends to a freshly linked companion; that is
-//!   what lets the client skip its 10 s wait for the key (`KEY_SHARE_GRACE_SECS`).
+//! [`Bundle`]: the keys a device published (a companion's `encrypt` upload, the signed prekey in
+//! an unpaired client's registration payload, or a fake-held [`super::peer::Peer`]'s keys),
+//! handed out one one-time key per fetch in the server's `<user>` format. Also the app-state
+//! key share a phone sends a freshly linked companion.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
 
-use anyhow::{anyhow, Context, Result};
-use whatsapp_rust::buffa::{Message as _, MessageField};
-use whatsapp_rust::store::persistence_manager::PersistenceManager;
-use whatsapp_rust::store::signal_adapter::SignalProtocolStoreAdapter;
-use whatsapp_rust::store::signal_cache::SignalStoreCache;
-use whatsapp_rust::wacore::client::context::{GroupInfo, SendContextResolver};
-use whatsapp_rust::wacore::crypto::{calculate_curve_signature, generate_curve_key_pair};
-use whatsapp_rust::wacore::libsignal::protocol::{KeyPair, PreKeyBundle};
-use whatsapp_rust::wacore::messages::MessageUtils;
-use whatsapp_rust::wacore::prekeys::{PreKeyFetchOutcome, PreKeyUtils};
-use whatsapp_rust::wacore::store::InMemoryBackend;
+use whatsapp_rust::buffa::MessageField;
+use whatsapp_rust::wacore::libsignal::protocol::KeyPair;
 use whatsapp_rust::wacore_binary::builder::NodeBuilder;
 use whatsapp_rust::wacore_binary::{Jid, Node, NodeContent};
 use whatsapp_rust::waproto::whatsapp as wa;
-use whatsapp_rust::TokioRuntime;
 
 /// A device's published keys, as the stanza children the server hands out.
 pub struct Bundle {
@@ -90,28 +75,16 @@ impl Bundle {
         })
     }
 
-    /// A made-up device with fresh keys (a contact's phone, or our account's phone).
-    pub fn generate(
+    /// The keys a fake-held peer publishes: its identity, its signed prekey with the
+    /// signature, and one-time prekeys `(id, public key)` whose private halves the peer keeps.
+    pub fn published(
         identity: &KeyPair,
         registration_id: u32,
-        signed_prekey: &KeyPair,
         signed_id: u32,
+        signed_prekey: &KeyPair,
+        signature: Vec<u8>,
+        keys: Vec<(u32, Vec<u8>)>,
     ) -> Bundle {
-        let signature =
-            calculate_curve_signature(&identity.private_key, &signed_prekey.public_key.serialize())
-                .map(|s| s.to_vec())
-                .unwrap_or_else(|_| vec![0; 64]);
-        let keys = (1..=5u32)
-            .map(|id| {
-                let kp = generate_curve_key_pair();
-                NodeBuilder::new("key")
-                    .children([
-                        bytes_node("id", id3(id)),
-                        bytes_node("value", kp.public_key.public_key_bytes().to_vec()),
-                    ])
-                    .build()
-            })
-            .collect();
         Bundle {
             registration: registration_id.to_be_bytes().to_vec(),
             identity: identity.public_key.public_key_bytes().to_vec(),
@@ -122,7 +95,14 @@ impl Bundle {
                     bytes_node("signature", signature),
                 ])
                 .build(),
-            keys,
+            keys: keys
+                .into_iter()
+                .map(|(id, public)| {
+                    NodeBuilder::new("key")
+                        .children([bytes_node("id", id3(id)), bytes_node("value", public)])
+                        .build()
+                })
+                .collect(),
             device_identity: None,
         }
     }
@@ -155,107 +135,6 @@ impl Bundle {
 
     pub fn one_time_keys_left(&self) -> usize {
         self.keys.len()
-    }
-}
-
-/// The primary phone as a Signal peer.
-pub struct PhoneSignal {
-    pm: Arc<PersistenceManager>,
-    stores: tokio::sync::Mutex<SignalProtocolStoreAdapter>,
-    /// The phone's own published bundle (device 0), for clients that open a session to it.
-    bundle: Mutex<Bundle>,
-}
-
-impl PhoneSignal {
-    /// A phone whose Signal identity is the account key (the key that signs companions).
-    pub async fn new(account_key: &KeyPair, phone: &str) -> Result<PhoneSignal> {
-        let pm = Arc::new(
-            PersistenceManager::new(Arc::new(InMemoryBackend::new()))
-                .await
-                .map_err(|e| anyhow!("phone store: {e}"))?,
-        );
-        let identity = account_key.clone();
-        let jid = Jid::pn(phone.to_string());
-        let (registration_id, signed_prekey, signed_id) = pm
-            .modify_device(move |d| {
-                // The signed prekey must be signed by the identity it is published with.
-                if let Ok(sig) =
-                    calculate_curve_signature(&identity.private_key, &d.signed_pre_key.public_key.serialize())
-                {
-                    d.signed_pre_key_signature = sig;
-                }
-                d.identity_key = identity;
-                d.pn = Some(jid);
-                (d.registration_id, d.signed_pre_key.clone(), d.signed_pre_key_id)
-            })
-            .await;
-        let bundle = Bundle::generate(account_key, registration_id, &signed_prekey, signed_id);
-        let device = pm.get_device_arc().await;
-        let stores = SignalProtocolStoreAdapter::new(device, Arc::new(SignalStoreCache::new()));
-        Ok(PhoneSignal { pm, stores: tokio::sync::Mutex::new(stores), bundle: Mutex::new(bundle) })
-    }
-
-    /// The `<user>` node for a client fetching the phone's prekeys.
-    pub fn take_user_node(&self, jid: &Jid) -> Node {
-        self.bundle.lock().unwrap().take_user_node(jid)
-    }
-
-    /// Encrypts `message` for one companion device; returns the `<enc>` node. `bundle` is the
-    /// companion's `<user>` prekey node, used when the phone has no session with it yet.
-    pub async fn encrypt(&self, to: &Jid, bundle: Node, message: &wa::Message) -> Result<Node> {
-        let plaintext = MessageUtils::pad_message_v2(message.encode_to_vec());
-        let resolver = OneBundle { node: Mutex::new(Some(bundle)) };
-        let mut stores = self.stores.lock().await;
-        let result = whatsapp_rust::wacore::send::encrypt_for_devices(
-            &TokioRuntime,
-            &mut stores.as_signal_stores(),
-            &resolver,
-            std::slice::from_ref(to),
-            &plaintext,
-            false,
-            None,
-        )
-        .await
-        .context("phone-side Signal encryption")?;
-        result
-            .participant_nodes
-            .into_iter()
-            .find_map(|to| to.get_optional_child("enc").cloned())
-            .ok_or_else(|| anyhow!("phone-side encryption produced no <enc> for {to}"))
-    }
-}
-
-/// Serves one prefetched `<user>` node as the prekey fetch answer.
-struct OneBundle {
-    node: Mutex<Option<Node>>,
-}
-
-impl OneBundle {
-    fn outcome(&self) -> Result<PreKeyFetchOutcome> {
-        let user =
-            self.node.lock().unwrap().take().ok_or_else(|| anyhow!("no prekey bundle for the companion"))?;
-        let answer =
-            NodeBuilder::new("iq").children([NodeBuilder::new("list").children([user]).build()]).build();
-        PreKeyUtils::parse_prekeys_response(&answer.as_node_ref(), &HashMap::new())
-    }
-}
-
-#[whatsapp_rust::async_trait]
-impl SendContextResolver for OneBundle {
-    async fn resolve_devices(&self, jids: &[Jid]) -> Result<Vec<Jid>> {
-        Ok(jids.to_vec())
-    }
-
-    async fn fetch_prekeys(&self, _jids: &[Jid]) -> Result<HashMap<Jid, PreKeyBundle>> {
-        Ok(self.outcome()?.bundles)
-    }
-
-    async fn fetch_prekeys_for_identity_check(&self, _jids: &[Jid]) -> Result<PreKeyFetchOutcome> {
-        self.outcome()
-    }
-
-    async fn resolve_group_info(&self, jid: &Jid) -> Result<Arc<GroupInfo>> {
-        Err(anyhow!("the fake phone has no group {jid}"))
     }
 }
 

@@ -64,12 +64,18 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
-        self.db.wa_put_lid_mappings(self.device_id, &[lid_row(entry)]).await.map_err(db_err)
+        self.db.wa_put_lid_mappings(self.device_id, &[lid_row(entry)]).await.map_err(db_err)?;
+        self.report_lids(&[(&entry.lid, &entry.phone_number)]);
+        Ok(())
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
         let rows: Vec<WaLidMapping<'_>> = entries.iter().map(lid_row).collect();
-        self.db.wa_put_lid_mappings(self.device_id, &rows).await.map_err(db_err)
+        self.db.wa_put_lid_mappings(self.device_id, &rows).await.map_err(db_err)?;
+        let pairs: Vec<(&str, &str)> =
+            entries.iter().map(|e| (e.lid.as_str(), e.phone_number.as_str())).collect();
+        self.report_lids(&pairs);
+        Ok(())
     }
 
     async fn get_all_lid_mappings(&self) -> Result<Vec<LidPnMappingEntry>> {

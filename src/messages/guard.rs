@@ -1,9 +1,16 @@
-//! The loop guard's rate part: at most N auto-replies per chat of a device per minute.
+//! The inbound pipeline's loop guard. The pipeline applies it to every automatic reply, from
+//! whichever stage (keyword rules, plugins, reply webhooks): stages only decide what to answer.
 //!
 //! Two bots answering each other (or a contact whose phone echoes what it gets) would trade
 //! messages forever, each one counted against the tenant's monthly allowance and each one a
-//! risk for the number. The echo check in the stage catches the plain cases; this window is
-//! the backstop that holds whatever the texts are.
+//! risk for the number. So:
+//!
+//! - no reply to a message whose text this gateway sent into the chat in the last
+//!   [`ECHO_WINDOW`], nor to an automatic reply another device of this gateway sent to this
+//!   device's number (an echo of our own message, or two gateway devices answering each other);
+//! - at most `[rules] max_replies_per_chat_per_minute` automatic replies per chat of a device
+//!   per minute, all stages together ([`ReplyWindow`]): the backstop that holds whatever the
+//!   texts are.
 //!
 //! The window lives in memory: it is short (a minute), a device's inbound messages are all
 //! handled by the one process that holds its session, and a check-and-take under one lock is
@@ -14,12 +21,88 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::inbound::InboundContext;
+use crate::db::{now_ms, Db};
+
 /// The span the limit counts over.
 pub const WINDOW: Duration = Duration::from_secs(60);
+/// How far back the echo check looks for text the gateway sent.
+pub const ECHO_WINDOW: Duration = Duration::from_secs(600);
 /// Chats tracked before the ones quiet for a whole window are dropped.
 const PRUNE_AT: usize = 10_000;
 
-/// Counts auto-replies per (device, chat) over a sliding minute.
+/// What the guard says about one reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Send,
+    /// The message answered is the gateway's own text coming back.
+    Echo,
+    /// The chat had its automatic replies for this minute.
+    TooMany,
+}
+
+/// The loop guard of the pipeline.
+pub struct ReplyGuard {
+    db: Db,
+    window: ReplyWindow,
+}
+
+impl ReplyGuard {
+    /// At most `max_per_minute` automatic replies per chat of a device per minute.
+    pub fn new(db: Db, max_per_minute: u32) -> ReplyGuard {
+        ReplyGuard { db, window: ReplyWindow::new(max_per_minute) }
+    }
+
+    /// The guard for the replies to one message: the echo check runs at the first reply, once.
+    pub fn for_message(&self) -> MessageGuard<'_> {
+        MessageGuard { guard: self, echo: None }
+    }
+}
+
+/// [`ReplyGuard`] for one message.
+pub struct MessageGuard<'a> {
+    guard: &'a ReplyGuard,
+    echo: Option<bool>,
+}
+
+impl MessageGuard<'_> {
+    /// Whether one more reply to `ctx`'s message may go out; `Send` takes its place in the
+    /// chat's window.
+    pub async fn admit(&mut self, ctx: &InboundContext) -> Verdict {
+        let echo = match self.echo {
+            Some(echo) => echo,
+            None => *self.echo.insert(self.is_echo(ctx).await),
+        };
+        if echo {
+            return Verdict::Echo;
+        }
+        if !self.guard.window.try_take(ctx.device.id, &ctx.message.chat, Instant::now()) {
+            return Verdict::TooMany;
+        }
+        Verdict::Send
+    }
+
+    async fn is_echo(&self, ctx: &InboundContext) -> bool {
+        let m = &ctx.message;
+        let Some(text) = m.text.as_deref() else { return false };
+        let since = now_ms() - ECHO_WINDOW.as_millis() as i64;
+        match self
+            .guard
+            .db
+            .is_gateway_echo(ctx.device.id, &ctx.device.phone, &m.chat, &m.sender, text, since)
+            .await
+        {
+            Ok(echo) => echo,
+            Err(e) => {
+                // Answering is the safe side: the window still bounds a loop.
+                tracing::warn!(message_id = m.id, error = %e, "loop guard: cannot run the echo check");
+                false
+            }
+        }
+    }
+}
+
+/// Counts automatic replies per (device, chat) over a sliding minute.
 #[derive(Debug)]
 pub struct ReplyWindow {
     max: u32,
@@ -51,14 +134,6 @@ impl ReplyWindow {
         stamps.push_back(now);
         true
     }
-
-    /// Gives back the reply taken last for the chat (it was not sent after all).
-    pub fn give_back(&self, device_id: i64, chat: &str) {
-        let mut chats = self.chats.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(stamps) = chats.get_mut(&(device_id, chat.to_string())) {
-            stamps.pop_back();
-        }
-    }
 }
 
 #[cfg(test)]
@@ -78,16 +153,6 @@ mod tests {
         assert!(w.try_take(2, "a", t0 + Duration::from_secs(20)), "so does the same chat on another device");
         assert!(w.try_take(1, "a", t0 + Duration::from_secs(60)), "the first reply left the window");
         assert!(!w.try_take(1, "a", t0 + Duration::from_secs(61)));
-    }
-
-    #[test]
-    fn a_reply_given_back_frees_its_slot() {
-        let w = ReplyWindow::new(1);
-        let t0 = Instant::now();
-        assert!(w.try_take(1, "a", t0));
-        w.give_back(1, "a");
-        assert!(w.try_take(1, "a", t0));
-        assert!(!w.try_take(1, "a", t0));
     }
 
     #[test]

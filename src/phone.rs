@@ -108,6 +108,38 @@ impl fmt::Display for Recipient {
     }
 }
 
+/// The user JID of a phone number (digits); a value that is a JID already is kept.
+pub fn user_jid(number: &str) -> String {
+    if number.contains('@') {
+        number.to_string()
+    } else {
+        format!("{number}@s.whatsapp.net")
+    }
+}
+
+/// The longest LID user part accepted, in digits.
+const MAX_LID_DIGITS: usize = 24;
+
+/// A LID (WhatsApp's account id that hides the phone number) as its JID `<digits>@lid`, from
+/// `<digits>`, `<digits>@lid` or a device's `<digits>:<device>@lid`; `None` for anything else.
+pub fn lid_jid(input: &str) -> Option<String> {
+    let input = input.trim();
+    let user = match input.rsplit_once('@') {
+        Some((local, domain)) if domain.eq_ignore_ascii_case("lid") => {
+            local.split(':').next().unwrap_or(local)
+        }
+        Some(_) => return None,
+        None => input,
+    };
+    let ok = !user.is_empty() && user.len() <= MAX_LID_DIGITS && user.bytes().all(|b| b.is_ascii_digit());
+    ok.then(|| format!("{user}@lid"))
+}
+
+/// Whether `jid` is a LID JID (`…@lid`).
+pub fn is_lid(jid: &str) -> bool {
+    jid.rsplit_once('@').is_some_and(|(_, domain)| domain.eq_ignore_ascii_case("lid"))
+}
+
 /// Normalises a device's own phone number (the account the tenant links) to E.164 digits.
 /// Groups are refused; JIDs of users are accepted for convenience.
 pub fn normalize_device_phone(input: &str, default_country_code: &str) -> Result<String, PhoneError> {
@@ -214,6 +246,17 @@ fn check_digits(digits: String) -> Result<String, PhoneError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn lids_are_written_as_their_jid() {
+        assert_eq!(lid_jid("123456789012345").as_deref(), Some("123456789012345@lid"));
+        assert_eq!(lid_jid(" 123456789012345@lid ").as_deref(), Some("123456789012345@lid"));
+        assert_eq!(lid_jid("123456789012345:7@lid").as_deref(), Some("123456789012345@lid"));
+        for bad in ["", "@lid", "12a@lid", "6281234567890@s.whatsapp.net", "1234567890123456789012345"] {
+            assert_eq!(lid_jid(bad), None, "{bad:?}");
+        }
+        assert!(is_lid("1@lid") && !is_lid("62812@s.whatsapp.net") && !is_lid("62812"));
+    }
 
     fn digits(input: &str) -> Result<String, PhoneError> {
         Recipient::parse(input, "62").map(|r| r.as_str().to_string())

@@ -1,0 +1,220 @@
+//! Admission of plugin runs: a failing plugin stops at its failure limit however many messages
+//! arrive at once, and one tenant's runs cannot take every CPU from the others.
+//!
+//! - **Per plugin**, a [`Gate`] counts runs in flight next to the plugin's recorded failures in
+//!   a row. A run starts only while `failures + in flight < disable_after_failures`: every run
+//!   in flight might fail, so a burst of messages into a trapping plugin runs it exactly that
+//!   many times and the rest find it disabled. A run that succeeds clears the failures and lets
+//!   the next ones in. Messages whose pipeline read the plugin list before it was disabled find
+//!   the gate closed. A gate belongs to one generation of the plugin row (its `updated_at`):
+//!   re-enabling it makes a fresh one.
+//! - **Per tenant**, at most `[plugins] tenant_concurrency` runs execute at once (by default
+//!   half the CPUs, so one tenant's plugins leave the other half to everyone else). Further runs
+//!   wait up to `[plugins] queue_timeout_ms` for a turn and are then skipped with outcome
+//!   `busy`, which is not the plugin's fault and does not count as a failure.
+//!
+//! Both are per process (as the failure limit's count of runs in flight is).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+
+/// The run-in-flight accounting of one plugin generation.
+#[derive(Debug)]
+pub struct Gate {
+    generation: i64,
+    state: Mutex<GateState>,
+    changed: Notify,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GateState {
+    failures: i64,
+    in_flight: i64,
+    disabled: bool,
+}
+
+/// A run admitted through a [`Gate`]; [`Admission::finish`] (or dropping it) ends it.
+pub struct Admission {
+    gate: Arc<Gate>,
+    done: bool,
+}
+
+impl Admission {
+    /// Ends the run with the plugin's failure count after it (from the run's record) and
+    /// whether the plugin is now disabled.
+    pub fn finish(mut self, failures: i64, disabled: bool) {
+        self.end(Some((failures, disabled)));
+    }
+
+    fn end(&mut self, result: Option<(i64, bool)>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        {
+            let mut state = self.gate.lock();
+            state.in_flight -= 1;
+            if let Some((failures, disabled)) = result {
+                state.failures = failures;
+                state.disabled |= disabled;
+            }
+        }
+        self.gate.changed.notify_waiters();
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        // A run that ended without a record (cancelled): only its place is given back.
+        self.end(None);
+    }
+}
+
+impl Gate {
+    fn new(generation: i64, failures: i64) -> Gate {
+        Gate {
+            generation,
+            state: Mutex::new(GateState { failures, in_flight: 0, disabled: false }),
+            changed: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until a run may start (`Some`), or the plugin is disabled (`None`).
+    pub async fn admit(self: &Arc<Self>, limit: i64) -> Option<Admission> {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut state = self.lock();
+                let limit = limit.max(1);
+                if state.disabled || state.failures >= limit {
+                    return None;
+                }
+                if state.failures + state.in_flight < limit {
+                    state.in_flight += 1;
+                    return Some(Admission { gate: self.clone(), done: false });
+                }
+            }
+            changed.await;
+        }
+    }
+}
+
+/// The gates of every plugin and the run slots of every tenant.
+pub struct Fairness {
+    gates: Mutex<HashMap<i64, Arc<Gate>>>,
+    tenants: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    per_tenant: usize,
+    queue_timeout: Duration,
+}
+
+impl Fairness {
+    pub fn new(per_tenant: usize, queue_timeout: Duration) -> Fairness {
+        Fairness {
+            gates: Mutex::new(HashMap::new()),
+            tenants: Mutex::new(HashMap::new()),
+            per_tenant: per_tenant.max(1),
+            queue_timeout,
+        }
+    }
+
+    /// The gate of a plugin as read in a row of generation `updated_at` with `failures`. A
+    /// row newer than the gate (the plugin was edited or enabled again) starts a fresh gate.
+    pub fn gate(&self, plugin_id: i64, updated_at: i64, failures: i64) -> Arc<Gate> {
+        let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+        if gates.len() > 10_000 {
+            gates.retain(|_, g| g.lock().in_flight > 0);
+        }
+        let gate = gates.entry(plugin_id).or_insert_with(|| Arc::new(Gate::new(updated_at, failures)));
+        if gate.generation < updated_at {
+            let fresh = Arc::new(Gate::new(updated_at, failures));
+            // Whoever waits at the old gate looks again (and finds it as it was).
+            gate.changed.notify_waiters();
+            *gate = fresh;
+        }
+        gate.clone()
+    }
+
+    /// Forgets a deleted plugin's gate.
+    pub fn forget(&self, plugin_id: i64) {
+        self.gates.lock().unwrap_or_else(|e| e.into_inner()).remove(&plugin_id);
+    }
+
+    /// A turn among the tenant's runs, or `None` when none came free within the queue timeout.
+    pub async fn turn(&self, tenant: i64) -> Option<OwnedSemaphorePermit> {
+        let slots = {
+            let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
+            if tenants.len() > 10_000 {
+                let full = self.per_tenant;
+                tenants.retain(|_, s| s.available_permits() < full);
+            }
+            tenants.entry(tenant).or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant))).clone()
+        };
+        tokio::time::timeout(self.queue_timeout, slots.acquire_owned()).await.ok()?.ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicI64, Ordering};
+
+    #[tokio::test]
+    async fn a_burst_into_a_failing_plugin_runs_it_exactly_limit_times() {
+        let fairness = Arc::new(Fairness::new(8, Duration::from_secs(5)));
+        let runs = Arc::new(AtomicI64::new(0));
+        // The "database": failures in a row, disabled at 5.
+        let failures = Arc::new(AtomicI64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..40 {
+            let (fairness, runs, failures) = (fairness.clone(), runs.clone(), failures.clone());
+            tasks.push(tokio::spawn(async move {
+                let gate = fairness.gate(1, 100, 0);
+                let Some(admission) = gate.admit(5).await else { return };
+                runs.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                let n = failures.fetch_add(1, Ordering::SeqCst) + 1;
+                admission.finish(n, n >= 5);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(runs.load(Ordering::SeqCst), 5);
+    }
+
+    #[tokio::test]
+    async fn successes_keep_the_gate_open_and_a_new_generation_reopens_it() {
+        let fairness = Fairness::new(8, Duration::from_secs(5));
+        let gate = fairness.gate(1, 100, 0);
+        for _ in 0..20 {
+            gate.admit(5).await.expect("a healthy plugin always runs").finish(0, false);
+        }
+        for n in 1..=5 {
+            gate.admit(5).await.expect("under the limit").finish(n, n == 5);
+        }
+        assert!(gate.admit(5).await.is_none(), "disabled");
+        assert!(fairness.gate(1, 100, 5).admit(5).await.is_none(), "a stale row finds it closed");
+        let enabled_again = fairness.gate(1, 200, 0);
+        assert!(enabled_again.admit(5).await.is_some(), "enabled again: a fresh gate");
+    }
+
+    #[tokio::test]
+    async fn a_tenant_gets_at_most_its_share_of_runs_and_waits_no_longer_than_the_timeout() {
+        let fairness = Fairness::new(2, Duration::from_millis(50));
+        let a = fairness.turn(1).await.unwrap();
+        let _b = fairness.turn(1).await.unwrap();
+        assert!(fairness.turn(1).await.is_none(), "busy");
+        assert!(fairness.turn(2).await.is_some(), "another tenant has its own turns");
+        drop(a);
+        assert!(fairness.turn(1).await.is_some());
+    }
+}

@@ -1,0 +1,65 @@
+//! The gateway's services as request handlers and pages see them, built once by `app`.
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::devices::manager::DeviceManager;
+use crate::devices::service::DeviceService;
+use crate::devices::simulator::Simulator;
+use crate::limits::{LimitsService, RateLimiter};
+use crate::messages::inbound::Inbound;
+use crate::messages::keeper::MediaKeeper;
+use crate::messages::media::MediaFetcher;
+use crate::messages::outbound::Outbound;
+use crate::messages::service::MessageService;
+use crate::plugins::manage::PluginService;
+use crate::rules::service::RuleService;
+use crate::scheduler::service::ScheduleService;
+use crate::scheduler::Scheduler;
+use crate::tenants::{AdminToken, TenantService};
+use crate::webhooks::endpoints::EndpointService;
+use crate::webhooks::Webhooks;
+
+/// Everything a request handler may use. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub limits: LimitsService,
+    pub tenants: TenantService,
+    pub rate: Arc<RateLimiter>,
+    pub admin_token: Arc<AdminToken>,
+    /// The device sessions: one supervisor per linked device.
+    pub device_manager: DeviceManager,
+    /// Tenants' devices: adding, pairing, logging out.
+    pub devices: DeviceService,
+    pub outbound: Outbound,
+    pub inbound: Inbound,
+    /// The scheduled-message worker.
+    pub scheduler: Scheduler,
+    /// Webhook endpoints' secrets, the delivery worker and event emission.
+    pub webhooks: Webhooks,
+    /// Tenants' WebAssembly plugins: uploading, settings, dry runs (the inbound pipeline's
+    /// plugin stage runs them).
+    pub plugins: PluginService,
+    /// Downloads media sent by URL.
+    pub media: MediaFetcher,
+    /// Keeps media bytes (inbound downloads, sent media) and signs download links.
+    pub media_keeper: MediaKeeper,
+    /// Tenants' keyword auto-reply rules.
+    pub rules: RuleService,
+    /// Tenants' scheduled messages.
+    pub schedules: ScheduleService,
+    /// Tenants' webhook endpoints and their log.
+    pub endpoints: EndpointService,
+    /// Sending and the history, as tenants see them.
+    pub messages: MessageService,
+    /// The simulated network, when `whatsapp.driver = "simulator"`.
+    pub simulator: Option<Arc<Simulator>>,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+}

@@ -1,0 +1,214 @@
+//! LIDs (WhatsApp's account ids that hide the phone number): messages from a LID sender, the
+//! mapping to a number learned later, the history rewritten to it, the `contact.resolved`
+//! event and the lookup endpoints.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{assert_error, TestApp, WAIT};
+use crate::webhooks::receiver::Receiver;
+
+const SHOP: &str = "6281100000081";
+const CONTACT: &str = "6281299990081";
+const LID: &str = "123456789012345@lid";
+
+/// A contact writes from a LID whose number the device does not know: the history shows the
+/// LID as sender and chat. Then WhatsApp tells the number: the stored message moves to it,
+/// the lookups answer, `contact.resolved` reaches the webhook, and filtering the history by
+/// the LID finds the message under the number.
+#[tokio::test]
+async fn a_lid_sender_gets_its_number_when_the_mapping_arrives_later() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private_targets = true).await;
+    let tenant = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    let (status, body) = app
+        .post(
+            "/api/user/webhooks",
+            &tenant.api_key,
+            &json!({"url": receiver.url("/hook"), "events": ["contact.resolved"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+
+    let (status, body) = app
+        .admin_post("/api/admin/simulator/inbound", &json!({"device": device, "from_lid": LID, "text": "hi"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "a LID sender without a number: {body}");
+    let (_, history) = app.get("/api/user/chat-history?direction=in", &tenant.api_key).await;
+    assert_eq!(history["total"], 1, "{history}");
+    let message = &history["data"][0];
+    assert_eq!(message["from"], LID, "no number known: the LID is the sender: {message}");
+    assert_eq!(message["sender_lid"], LID);
+    assert_eq!(message["chat"], LID);
+    let id = message["id"].as_i64().unwrap();
+
+    let (status, _) = app.get(&format!("/api/user/devices/{device}/lids/{LID}"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "not learned yet");
+    let (_, by_lid) = app.get(&format!("/api/user/chat-history?chat={LID}"), &tenant.api_key).await;
+    assert_eq!(by_lid["total"], 1, "the LID's chat before the number is known: {by_lid}");
+    let (_, by_sender) = app.get(&format!("/api/user/chat-history?sender={LID}"), &tenant.api_key).await;
+    assert_eq!(by_sender["total"], 1, "the LID as sender before the number is known: {by_sender}");
+
+    let (status, body) = app
+        .admin_post(
+            "/api/admin/simulator/lid-mapping",
+            &json!({"device": device, "lid": LID, "phone": CONTACT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["lid"], LID);
+
+    let (_, message) = app.get(&format!("/api/user/chat-history/{id}"), &tenant.api_key).await;
+    assert_eq!(message["from"], CONTACT, "the stored message now has the number: {message}");
+    assert_eq!(message["sender_lid"], LID);
+    assert_eq!(message["chat"], format!("{CONTACT}@s.whatsapp.net"));
+
+    let (status, mapping) = app.get(&format!("/api/user/devices/{device}/lids/{LID}"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{mapping}");
+    assert_eq!(mapping["phone"], CONTACT);
+    assert_eq!(mapping["lid"], LID);
+    assert_eq!(mapping["device_id"], device);
+    // The digits alone name the same LID.
+    let (status, mapping) =
+        app.get(&format!("/api/user/devices/{device}/lids/123456789012345"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(mapping["phone"], CONTACT);
+    let (status, lids) =
+        app.get(&format!("/api/user/devices/{device}/lids?phone=%2B{CONTACT}"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{lids}");
+    assert_eq!(lids["data"].as_array().unwrap().len(), 1, "{lids}");
+    assert_eq!(lids["data"][0]["lid"], LID);
+
+    let got = receiver.wait_for(1, WAIT).await;
+    let event = got[0].json();
+    assert_eq!(event["type"], "contact.resolved", "{event}");
+    assert_eq!(event["data"]["device_id"], device);
+    assert_eq!(event["data"]["device"], SHOP);
+    assert_eq!(event["data"]["lid"], LID);
+    assert_eq!(event["data"]["phone"], CONTACT);
+
+    // The history filter takes the LID and finds the message under the number.
+    let (status, by_lid) = app.get(&format!("/api/user/chat-history?chat={LID}"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{by_lid}");
+    assert_eq!(by_lid["total"], 1, "{by_lid}");
+    assert_eq!(by_lid["data"][0]["id"], id);
+    let (_, by_lid) =
+        app.get(&format!("/api/user/chat-history?chat={LID}&device={device}"), &tenant.api_key).await;
+    assert_eq!(by_lid["total"], 1, "{by_lid}");
+    for sender in [LID.to_string(), CONTACT.to_string(), format!("%2B{CONTACT}")] {
+        let (status, by_sender) =
+            app.get(&format!("/api/user/chat-history?sender={sender}"), &tenant.api_key).await;
+        assert_eq!(status, StatusCode::OK, "{by_sender}");
+        assert_eq!(by_sender["total"], 1, "sender {sender}: {by_sender}");
+        assert_eq!(by_sender["data"][0]["id"], id);
+    }
+    let (status, body) =
+        app.get("/api/user/chat-history?sender=120363012345678901@g.us", &tenant.api_key).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+
+    // The same mapping again is nothing new: no second event. A later message from the LID
+    // is stored under the number at once.
+    let (status, _) = app
+        .admin_post(
+            "/api/admin/simulator/lid-mapping",
+            &json!({"device": device, "lid": LID, "phone": CONTACT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app
+        .admin_post(
+            "/api/admin/simulator/inbound",
+            &json!({"device": device, "from_lid": LID, "text": "again"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, history) = app.get(&format!("/api/user/chat-history?chat={LID}"), &tenant.api_key).await;
+    assert_eq!(history["total"], 2, "{history}");
+    assert_eq!(history["data"][0]["text"], "again");
+    assert_eq!(history["data"][0]["from"], CONTACT);
+    assert_eq!(history["data"][0]["sender_lid"], LID);
+    app.wait_idle().await;
+    assert_eq!(receiver.requests().len(), 1, "one contact.resolved for one mapping");
+}
+
+/// A message that carries both the LID and the number is stored under the number, and teaches
+/// the mapping (with its event), which earlier messages from the LID then get too.
+#[tokio::test]
+async fn a_lid_sender_with_its_number_is_stored_by_number_and_teaches_the_mapping() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private_targets = true).await;
+    let tenant = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    let (status, body) = app
+        .post(
+            "/api/user/webhooks",
+            &tenant.api_key,
+            &json!({"url": receiver.url("/hook"), "events": ["contact.resolved"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = app
+        .admin_post(
+            "/api/admin/simulator/inbound",
+            &json!({"device": device, "from_lid": LID, "text": "first"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = app
+        .admin_post(
+            "/api/admin/simulator/inbound",
+            &json!({"device": device, "from_lid": LID, "from": CONTACT, "text": "second"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (_, history) = app.get("/api/user/chat-history?direction=in", &tenant.api_key).await;
+    assert_eq!(history["total"], 2, "{history}");
+    for message in history["data"].as_array().unwrap() {
+        assert_eq!(message["from"], CONTACT, "both under the number: {message}");
+        assert_eq!(message["sender_lid"], LID);
+        assert_eq!(message["chat"], format!("{CONTACT}@s.whatsapp.net"));
+    }
+    let (status, mapping) = app.get(&format!("/api/user/devices/{device}/lids/{LID}"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{mapping}");
+    assert_eq!(mapping["phone"], CONTACT);
+    let got = receiver.wait_for(1, WAIT).await;
+    assert_eq!(got[0].json()["type"], "contact.resolved");
+    assert_eq!(got[0].json()["data"]["phone"], CONTACT);
+
+    // A message from a number alone says nothing about LIDs.
+    app.inbound(device, "6281299990082", "plain", None).await;
+    let (_, lids) =
+        app.get(&format!("/api/user/devices/{device}/lids?phone=6281299990082"), &tenant.api_key).await;
+    assert_eq!(lids["data"], json!([]), "{lids}");
+}
+
+#[tokio::test]
+async fn another_tenants_device_is_not_found_on_the_lid_endpoints() {
+    let app = TestApp::spawn().await;
+    let owner = app.create_tenant("basic").await;
+    let other = app.create_tenant("basic").await;
+    let device = app.pair_device(&owner, SHOP).await;
+    let (status, _) = app
+        .admin_post(
+            "/api/admin/simulator/lid-mapping",
+            &json!({"device": device, "lid": LID, "phone": CONTACT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = app.get(&format!("/api/user/devices/{device}/lids/{LID}"), &owner.api_key).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = app.get(&format!("/api/user/devices/{device}/lids/{LID}"), &other.api_key).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    let (status, body) =
+        app.get(&format!("/api/user/devices/{device}/lids?phone={CONTACT}"), &other.api_key).await;
+    assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
+    // The other tenant's history filter by the LID finds nothing of the owner's.
+    let (_, history) = app.get(&format!("/api/user/chat-history?chat={LID}"), &other.api_key).await;
+    assert_eq!(history["total"], 0, "{history}");
+
+    let (status, body) = app.get(&format!("/api/user/devices/{device}/lids/not-a-lid"), &owner.api_key).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
