@@ -37,6 +37,14 @@ pub struct ScheduleRow {
     pub updated_at: i64,
 }
 
+/// A row of a page with the number of rows matching the page's filter.
+#[derive(sqlx::FromRow)]
+struct Counted {
+    #[sqlx(flatten)]
+    row: ScheduleRow,
+    total: i64,
+}
+
 /// Media of a scheduled message, stored as JSON in `scheduled_messages.media` and fetched when
 /// the message goes out (so a long-lived recurring message sends the URL's current content).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,9 +65,10 @@ impl ScheduleRow {
     }
 }
 
-const SELECT: &str = "SELECT s.id, s.user_id, s.device_id, d.phone AS device_phone, s.recipient, s.text, s.media, \
+const COLUMNS: &str = "s.id, s.user_id, s.device_id, d.phone AS device_phone, s.recipient, s.text, s.media, \
      s.send_at, s.cron, s.timezone, s.status, s.error, s.next_run_at, s.last_run_at, s.claimed_until, s.message_id, \
-     s.runs, s.created_at, s.updated_at FROM scheduled_messages s JOIN devices d ON d.id = s.device_id";
+     s.runs, s.created_at, s.updated_at";
+const FROM: &str = "FROM scheduled_messages s JOIN devices d ON d.id = s.device_id";
 
 /// A scheduled message to store (checked by the caller).
 #[derive(Debug, Clone)]
@@ -122,7 +131,7 @@ impl Db {
     }
 
     pub async fn schedule(&self, tenant: i64, id: i64) -> DbResult<Option<ScheduleRow>> {
-        let sql = format!("{SELECT} WHERE s.user_id = $1 AND s.id = $2");
+        let sql = format!("SELECT {COLUMNS} {FROM} WHERE s.user_id = $1 AND s.id = $2");
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(id).fetch_optional(p).await)?)
     }
 
@@ -134,23 +143,34 @@ impl Db {
         limit: i64,
         offset: i64,
     ) -> DbResult<(Vec<ScheduleRow>, i64)> {
+        // The total comes from the same statement as the page: counted separately, a row
+        // changing status between the two (a due message being sent) could be counted but
+        // missing from the page, or the other way round.
         let sql = format!(
-            "{SELECT} WHERE s.user_id = $1 AND ($2 IS NULL OR s.status = $2) ORDER BY s.id DESC LIMIT $3 OFFSET $4"
+            "SELECT {COLUMNS}, COUNT(*) OVER () AS total {FROM} WHERE s.user_id = $1 AND ($2 IS NULL OR s.status = $2) \
+             ORDER BY s.id DESC LIMIT $3 OFFSET $4"
         );
-        let rows = reader!(self, |p| sqlx::query_as(&sql)
+        let rows: Vec<Counted> = reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
             .bind(status)
             .bind(limit)
             .bind(offset)
             .fetch_all(p)
             .await)?;
-        let total: i64 = reader!(self, |p| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND ($2 IS NULL OR status = $2)"
-        )
-        .bind(tenant)
-        .bind(status)
-        .fetch_one(p)
-        .await)?;
+        let total = match rows.first() {
+            Some(first) => first.total,
+            // A page past the end carries no count.
+            None => reader!(self, |p| {
+                sqlx::query_scalar(
+                "SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND ($2 IS NULL OR status = $2)"
+            )
+            .bind(tenant)
+            .bind(status)
+            .fetch_one(p)
+            .await
+            })?,
+        };
+        let rows = rows.into_iter().map(|c| c.row).collect();
         Ok((rows, total))
     }
 
@@ -202,7 +222,7 @@ impl Db {
 
     /// A scheduled message by id whatever its tenant (the scheduler).
     pub async fn system_schedule(&self, id: i64) -> DbResult<Option<ScheduleRow>> {
-        let sql = format!("{SELECT} WHERE s.id = $1");
+        let sql = format!("SELECT {COLUMNS} {FROM} WHERE s.id = $1");
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
     }
 
