@@ -1,16 +1,22 @@
 //! The history benchmark: the first page of `GET /api/user/chat-history` (storage layer,
-//! `Db::list_messages`, the call the handler makes) over a million messages.
+//! `Db::list_messages`, the call the handler makes) over a million messages; and the first page
+//! of `GET /api/user/chats` over the conversations they make (`Db::list_chats` and the latest
+//! messages, the calls the service makes).
 //!
 //! `cargo bench --bench history` fills a fresh SQLite file through the library (migrations, a
 //! tenant, two devices), bulk-inserts the messages, then times each filter case and prints
 //! p50/p99/max in milliseconds with the machine and the fill time. With
 //! `GATEWAY_TEST_POSTGRES_URL` set it runs the same on a fresh PostgreSQL database too.
 //!
+//! The chats table is built from the filled history by the migration's own backfill statement
+//! (its time is printed too).
+//!
 //! Knobs (environment): `HISTORY_BENCH_ROWS` (default 1,000,000), `HISTORY_BENCH_ITERATIONS`
 //! (default 200), `HISTORY_BENCH_KEEP=1` keeps the SQLite file and prints its path (for
 //! `EXPLAIN QUERY PLAN` by hand).
 //!
-//! The goal (issue 3): p99 <= 10 ms per case on SQLite.
+//! The goals: history p99 <= 10 ms per case on SQLite; the chat list p99 under 20 ms over
+//! 10,000 chats on both databases.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -19,6 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, QueryBuilder, SqlitePool};
+use wa_gateway::db::chats::ChatFilter;
 use wa_gateway::db::tenants::NewTenant;
 use wa_gateway::db::{ConnectOptions, Db, MessageFilter};
 
@@ -27,7 +34,7 @@ use wa_gateway::db::{ConnectOptions, Db, MessageFilter};
 mod postgres;
 
 const DAY_MS: i64 = 86_400_000;
-const CHATS: usize = 5_000;
+const CHATS: usize = 10_000;
 /// Rows per transaction of the fill.
 const TX_ROWS: usize = 50_000;
 /// Rows per INSERT statement (15 parameters each; SQLite allows 32,766 per statement).
@@ -317,6 +324,78 @@ async fn measure(db: &Db, fx: &Fixture, iterations: usize) -> anyhow::Result<Vec
     Ok(results)
 }
 
+/// The statement that fills `chats` from the history (the migration's own).
+fn chat_backfill(postgres: bool) -> &'static str {
+    let migration = if postgres {
+        include_str!("../migrations/postgres/0013_chats.sql")
+    } else {
+        include_str!("../migrations/sqlite/0013_chats.sql")
+    };
+    let start = migration.find("INSERT INTO chats").expect("the migration fills chats");
+    &migration[start..]
+}
+
+/// The chat list's first page (limit 50) per case: p50, p99, max.
+async fn measure_chats(
+    db: &Db,
+    fx: &Fixture,
+    iterations: usize,
+) -> anyhow::Result<Vec<(&'static str, i64, Timing)>> {
+    let f = ChatFilter::default;
+    let cases = [
+        ("all chats", f()),
+        ("one device", ChatFilter { device_id: Some(fx.devices[0]), ..f() }),
+        ("q (name)", ChatFilter { q: Some("pelanggan 1234".into()), ..f() }),
+        ("unread only", ChatFilter { unread: true, ..f() }),
+    ];
+    let mut results = Vec::new();
+    for (name, filter) in cases {
+        let (_, total) = db.list_chats(fx.tenant, &filter, 50, 0).await?;
+        let mut times = Vec::with_capacity(iterations);
+        for _ in 0..iterations {
+            let started = Instant::now();
+            let (rows, total) = db.list_chats(fx.tenant, &filter, 50, 0).await?;
+            let ids: Vec<i64> = rows.iter().map(|r| r.last_message_id).collect();
+            let last = db.messages_by_ids(fx.tenant, &ids).await?;
+            times.push(started.elapsed());
+            std::hint::black_box((rows, total, last));
+        }
+        results.push((name, total, Timing::of(times)));
+    }
+    Ok(results)
+}
+
+/// Builds the chats from the history and times the chat list.
+async fn chats(
+    db: &Db,
+    url: &str,
+    fx: &Fixture,
+    iterations: usize,
+    backend: &str,
+    postgres: bool,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    if postgres {
+        let pool = PgPool::connect(url).await?;
+        sqlx::raw_sql(chat_backfill(true)).execute(&pool).await?;
+        sqlx::query("VACUUM ANALYZE chats").execute(&pool).await?;
+        pool.close().await;
+    } else {
+        let pool = SqlitePool::connect(url).await?;
+        sqlx::raw_sql(chat_backfill(false)).execute(&pool).await?;
+        pool.close().await;
+    }
+    println!("\n{backend}: chats built from the history in {:.1} s", started.elapsed().as_secs_f64());
+    let results = measure_chats(db, fx, iterations).await?;
+    println!("{backend}: chat list, first page (limit 50) with total and latest messages, ms");
+    println!("| case | chats | p50 | p99 | max |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for (name, total, t) in results {
+        println!("| {name} | {total} | {:.2} | {:.2} | {:.2} |", t.p50, t.p99, t.max);
+    }
+    Ok(())
+}
+
 fn print_results(backend: &str, results: &[CaseResult]) {
     println!(
         "\n{backend}: first page (limit 50), ms; `with total` is the API's call, `page only` skips the count"
@@ -372,6 +451,7 @@ async fn run() -> anyhow::Result<()> {
     );
     let results = measure(&db, &fx, iterations).await?;
     print_results("SQLite", &results);
+    chats(&db, &url, &fx, iterations, "SQLite", false).await?;
     db.close().await;
     if std::env::var_os("HISTORY_BENCH_KEEP").is_some() {
         let kept = dir.keep();
@@ -391,6 +471,7 @@ async fn run() -> anyhow::Result<()> {
         );
         let results = measure(&db, &fx, iterations).await?;
         print_results("PostgreSQL", &results);
+        chats(&db, pg.url(), &fx, iterations, "PostgreSQL", true).await?;
         db.close().await;
     } else {
         println!("\n(set {} to run on PostgreSQL as well)", postgres::ENV);

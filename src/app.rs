@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, DriverKind};
 use crate::db::{ConnectOptions, Db};
 use crate::devices::driver::Driver;
+use crate::devices::groups::service::GroupService;
 use crate::devices::manager::DeviceManager;
 use crate::devices::service::DeviceService;
 use crate::devices::simulator::{SimTiming, Simulator};
@@ -194,6 +195,7 @@ impl App {
         let country_code = &config.whatsapp.default_country_code;
         let device_service =
             DeviceService::new(db.clone(), limits.clone(), tenants.clone(), devices.clone(), country_code);
+        let groups = GroupService::new(db.clone(), tenants.clone(), devices.clone(), country_code);
         let rules = RuleService::new(db.clone(), limits.clone(), tenants.clone(), country_code);
         let schedules =
             ScheduleService::new(db.clone(), limits.clone(), tenants.clone(), scheduler.clone(), &config);
@@ -225,6 +227,7 @@ impl App {
             admin_token: Arc::new(admin_token),
             device_manager: devices,
             devices: device_service,
+            groups,
             outbound,
             inbound,
             scheduler,

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::devices::groups::service::GroupService;
 use crate::devices::manager::DeviceManager;
 use crate::devices::service::DeviceService;
 use crate::devices::simulator::Simulator;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub device_manager: DeviceManager,
     /// Tenants' devices: adding, pairing, logging out.
     pub devices: DeviceService,
+    /// Devices' WhatsApp groups.
+    pub groups: GroupService,
     pub outbound: Outbound,
     pub inbound: Inbound,
     /// The scheduled-message worker.

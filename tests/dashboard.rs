@@ -14,6 +14,10 @@ mod agent;
 mod browser;
 #[path = "dashboard/http.rs"]
 mod http;
+#[path = "dashboard/inbox.rs"]
+mod inbox;
+#[path = "dashboard/inbox_browser.rs"]
+mod inbox_browser;
 #[path = "dashboard/kinds.rs"]
 mod kinds;
 #[path = "dashboard/live.rs"]

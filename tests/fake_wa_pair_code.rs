@@ -118,7 +118,7 @@ async fn updates_until(
             Ok(Ok(update)) if update.device_id() != device => {}
             Ok(Ok(DeviceUpdate::Qr { .. })) => seen.push("qr".to_string()),
             Ok(Ok(DeviceUpdate::PairCode { code, .. })) => seen.push(format!("pair_code({code})")),
-            Ok(Ok(DeviceUpdate::ContactResolved { .. })) => {}
+            Ok(Ok(DeviceUpdate::ContactResolved { .. } | DeviceUpdate::Group { .. })) => {}
             Ok(Ok(DeviceUpdate::Status { status, .. })) => {
                 seen.push(status.as_str().to_string());
                 if status == target {

@@ -23,6 +23,7 @@ use crate::devices::service::Device;
 use crate::error::{ApiError, ApiResult};
 use crate::phone::normalize_device_phone;
 use crate::state::AppState;
+use crate::webhooks::events::GroupEventData;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -367,29 +368,37 @@ pub fn event_stream(state: &AppState, row: &DeviceRow) -> Sse<impl Stream<Item =
             &serde_json::json!({ "device_id": device_id, "qr": qr.code, "expires_at": qr.expires_at }),
         ));
     }
-    let rest = tokio_stream::wrappers::BroadcastStream::new(updates).filter_map(move |u| async move {
-        let update = u.ok()?;
-        if update.device_id() != device_id {
-            return None;
+    let phone = row.phone.clone();
+    let rest = tokio_stream::wrappers::BroadcastStream::new(updates).filter_map(move |u| {
+        let phone = phone.clone();
+        async move {
+            let update = u.ok()?;
+            if update.device_id() != device_id {
+                return None;
+            }
+            Some(match &update {
+                DeviceUpdate::Status { status, detail, .. } => json_event(
+                    "status",
+                    &serde_json::json!({ "device_id": device_id, "status": status, "detail": detail }),
+                ),
+                DeviceUpdate::Qr { qr, expires_at, .. } => json_event(
+                    "qr",
+                    &serde_json::json!({ "device_id": device_id, "qr": qr, "expires_at": expires_at }),
+                ),
+                DeviceUpdate::PairCode { code, expires_at, .. } => json_event(
+                    "pair_code",
+                    &serde_json::json!({ "device_id": device_id, "code": code, "expires_at": expires_at }),
+                ),
+                DeviceUpdate::ContactResolved { lid, phone, .. } => json_event(
+                    "contact_resolved",
+                    &serde_json::json!({ "device_id": device_id, "lid": lid, "phone": phone }),
+                ),
+                DeviceUpdate::Group { event, subject, .. } => {
+                    let (kind, data) = GroupEventData::of(device_id, phone.clone(), event, subject.clone());
+                    json_event(kind.as_str(), &serde_json::to_value(data).unwrap_or_default())
+                }
+            })
         }
-        Some(match &update {
-            DeviceUpdate::Status { status, detail, .. } => json_event(
-                "status",
-                &serde_json::json!({ "device_id": device_id, "status": status, "detail": detail }),
-            ),
-            DeviceUpdate::Qr { qr, expires_at, .. } => json_event(
-                "qr",
-                &serde_json::json!({ "device_id": device_id, "qr": qr, "expires_at": expires_at }),
-            ),
-            DeviceUpdate::PairCode { code, expires_at, .. } => json_event(
-                "pair_code",
-                &serde_json::json!({ "device_id": device_id, "code": code, "expires_at": expires_at }),
-            ),
-            DeviceUpdate::ContactResolved { lid, phone, .. } => json_event(
-                "contact_resolved",
-                &serde_json::json!({ "device_id": device_id, "lid": lid, "phone": phone }),
-            ),
-        })
     });
     let shutdown = state.shutdown.clone();
     let stream = futures::stream::iter(first).chain(rest).take_until(shutdown.cancelled_owned()).map(Ok);

@@ -19,10 +19,12 @@ use crate::state::AppState;
 pub mod account;
 pub mod actions;
 pub mod admin;
+pub mod chats;
 pub mod client_ip;
 pub mod dead_letters;
 pub mod devices;
 pub mod extract;
+pub mod groups;
 pub mod media;
 pub mod messages;
 pub mod openapi;
@@ -44,6 +46,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(admin::router())
         .merge(dead_letters::router())
         .merge(devices::router())
+        .merge(groups::router())
+        .merge(chats::router())
         .merge(messages::router())
         .merge(media::router())
         .merge(actions::router())

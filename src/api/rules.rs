@@ -45,6 +45,8 @@ pub struct RuleOut {
     pub cooldown_seconds: i64,
     /// Stop the inbound pipeline (plugins, webhooks) after this rule answered.
     pub stop: bool,
+    /// Whether the rule also answers messages in groups (otherwise direct chats only).
+    pub groups: bool,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -63,6 +65,7 @@ impl From<RuleRow> for RuleOut {
             enabled: r.enabled,
             cooldown_seconds: r.cooldown_seconds,
             stop: r.stop_chain,
+            groups: r.in_groups,
             created_at: ts(r.created_at),
             updated_at: ts(r.updated_at),
         }
@@ -103,6 +106,8 @@ pub struct RuleIn {
     /// Default true: later pipeline stages do not see a message this rule answered.
     #[serde(alias = "stop_chain")]
     pub stop: Option<bool>,
+    /// Default false: the rule answers direct chats only; true answers in groups too.
+    pub groups: Option<bool>,
 }
 
 /// A rule to create: the body of `POST /api/user/auto-reply` (for the OpenAPI document; it is
@@ -139,6 +144,8 @@ pub struct RuleCreate {
     /// Default true: later pipeline stages do not see a message this rule answered. Alias
     /// `stop_chain`.
     pub stop: Option<bool>,
+    /// Default false: the rule answers direct chats only; true answers in groups too.
+    pub groups: Option<bool>,
 }
 
 /// How a keyword matches (any case).
@@ -169,6 +176,7 @@ impl From<RuleIn> for RuleChange {
             enabled: r.enabled,
             cooldown_seconds: r.cooldown_seconds,
             stop: r.stop,
+            groups: r.groups,
         }
     }
 }

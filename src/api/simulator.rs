@@ -28,6 +28,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sim_receipt))
         .routes(routes!(sim_logout))
         .routes(routes!(sim_lid_mapping))
+        .routes(routes!(sim_create_group))
+        .routes(routes!(sim_group_participants))
+        .routes(routes!(sim_update_group))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -63,6 +66,119 @@ async fn sim_lid_mapping(
     sim.lid_mapping(device.id, &body.lid, &phone).await?;
     let lid = crate::phone::lid_jid(&body.lid).unwrap_or(body.lid);
     Ok(Json(serde_json::json!({ "device": device.id, "lid": lid, "phone": phone })))
+}
+
+/// A number as people write it, to digits; a validation error naming `field` otherwise.
+fn number(state: &AppState, field: &str, input: &str) -> ApiResult<String> {
+    normalize_device_phone(input, &state.config.whatsapp.default_country_code)
+        .map_err(|e| ApiError::validation(field, e.to_string()))
+}
+
+fn numbers(state: &AppState, field: &str, inputs: &[String]) -> ApiResult<Vec<String>> {
+    inputs.iter().map(|n| number(state, field, n)).collect()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimCreateGroupIn {
+    /// The contact who creates the group (its superadmin).
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::PhoneNumber)]
+    pub creator: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub subject: String,
+    /// The other members: contacts, and devices' numbers (those devices join the group).
+    #[schema(max_items = 256)]
+    pub members: Vec<String>,
+}
+
+/// A contact creates a group on the simulated network; member devices hear `group.joined`.
+#[utoipa::path(post, path = "/api/admin/simulator/groups", tag = "simulator", request_body = SimCreateGroupIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 422, description = "A number or the subject is not valid.")))]
+async fn sim_create_group(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<SimCreateGroupIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let creator = number(&state, "creator", &body.creator)?;
+    let members = numbers(&state, "members", &body.members)?;
+    let group = sim.create_group(&creator, &body.subject, &members)?;
+    Ok(Json(serde_json::json!({ "group": group })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimGroupParticipantsIn {
+    /// The group id (`…@g.us`).
+    pub group: String,
+    /// The member acting (a contact's number); removing only itself, it leaves.
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::PhoneNumber)]
+    pub by: String,
+    pub action: crate::devices::groups::ParticipantAction,
+    #[schema(min_items = 1, max_items = 256)]
+    pub participants: Vec<String>,
+}
+
+/// A group member adds, removes, promotes or demotes members (or leaves); member devices hear
+/// `group.participants` (`group.joined` / `group.left` for the device itself).
+#[utoipa::path(post, path = "/api/admin/simulator/groups/participants", tag = "simulator",
+    request_body = SimGroupParticipantsIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 422, description = "No such group with that member, not allowed, or a number that is not valid.")))]
+async fn sim_group_participants(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(body): ApiJson<SimGroupParticipantsIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let by = number(&state, "by", &body.by)?;
+    let who = numbers(&state, "participants", &body.participants)?;
+    let outcomes = sim.group_participants(&body.group, &by, body.action, &who)?;
+    let results: Vec<serde_json::Value> = outcomes
+        .iter()
+        .map(|o| serde_json::json!({ "participant": o.participant.id(), "status": o.status }))
+        .collect();
+    Ok(Json(serde_json::json!({ "group": body.group, "participants": results })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimUpdateGroupIn {
+    pub group: String,
+    /// The member making the change.
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::PhoneNumber)]
+    pub by: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub subject: Option<String>,
+    #[schema(max_length = 2048)]
+    pub description: Option<String>,
+    pub announce: Option<bool>,
+    pub locked: Option<bool>,
+    pub member_add_mode: Option<crate::devices::groups::MemberAddMode>,
+}
+
+/// A group member changes the subject, description or settings; member devices hear
+/// `group.updated`.
+#[utoipa::path(post, path = "/api/admin/simulator/groups/update", tag = "simulator", request_body = SimUpdateGroupIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 422, description = "No such group with that member, or not allowed.")))]
+async fn sim_update_group(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<SimUpdateGroupIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let by = number(&state, "by", &b.by)?;
+    let change = crate::devices::groups::GroupChange {
+        subject: b.subject,
+        description: b.description,
+        announce: b.announce,
+        locked: b.locked,
+        member_add_mode: b.member_add_mode,
+    };
+    sim.update_group(&b.group, &by, &change)?;
+    Ok(Json(serde_json::json!({ "group": b.group })))
 }
 
 impl From<SimError> for ApiError {

@@ -50,6 +50,7 @@ fn rule_change(form: &Form) -> ApiResult<RuleChange> {
         priority: Some(number(form, "priority", 0)?),
         cooldown_seconds: Some(number(form, "cooldown_seconds", 0)?),
         stop: Some(checked(form, "stop")),
+        groups: Some(checked(form, "groups")),
         enabled: Some(checked(form, "enabled")),
     })
 }
@@ -65,6 +66,7 @@ fn rule_values(form: &Form) -> Value {
         "priority": form.get("priority"),
         "cooldown_seconds": form.get("cooldown_seconds"),
         "stop": checked(form, "stop"),
+        "groups": checked(form, "groups"),
         "enabled": checked(form, "enabled"),
     })
 }

@@ -25,6 +25,7 @@ mod admin;
 mod auth;
 mod automation;
 pub mod i18n;
+mod inbox;
 mod live;
 mod pages;
 mod plugins;
@@ -89,6 +90,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/plugins", get(plugins::plugins).post(plugins::upload_plugin))
         .route("/plugins/{id}", get(plugins::plugin))
         .route("/plugins/{id}/{action}", post(plugins::plugin_action))
+        .route("/chats", get(inbox::chats))
+        .route("/chats/reply", post(inbox::reply))
+        .route("/chats/reply/media", post(inbox::reply_media))
+        .route("/chats/reply/location", post(inbox::reply_location))
+        .route("/groups", get(inbox::groups))
+        .route("/groups/{device}/{jid}", get(inbox::group))
         .route("/history", get(pages::history))
         .route("/history/export.csv", get(pages::export_history))
         .route("/history/{id}", get(pages::message))
@@ -137,6 +144,10 @@ fn templates() -> Environment<'static> {
         ("admin_login.html", include_str!("templates/admin_login.html")),
         ("admin.html", include_str!("templates/admin.html")),
         ("admin_tenant.html", include_str!("templates/admin_tenant.html")),
+        ("chats.html", include_str!("templates/chats.html")),
+        ("chats_parts.html", include_str!("templates/chats_parts.html")),
+        ("groups.html", include_str!("templates/groups.html")),
+        ("group.html", include_str!("templates/group.html")),
     ] {
         env.add_template(name, source).expect("the embedded dashboard templates parse");
     }

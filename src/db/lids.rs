@@ -24,6 +24,7 @@ impl Db {
     pub async fn learn_lid(&self, tenant: i64, device_id: i64, lid: &str, phone: &str) -> DbResult<bool> {
         let now = now_ms();
         let phone_jid = format!("{phone}@s.whatsapp.net");
+        let merge = super::chats::merge_chat_sql(self.dialect());
         Ok(writer!(self, |p| {
             let mut tx = p.begin().await?;
             // Only for a device of this tenant (the foreign key alone would accept any device).
@@ -68,6 +69,9 @@ impl Db {
                 .bind(false)
                 .execute(&mut *tx)
                 .await?;
+                for sql in &merge {
+                    sqlx::query(sql).bind(device_id).bind(lid).bind(&phone_jid).execute(&mut *tx).await?;
+                }
             }
             tx.commit().await?;
             learned

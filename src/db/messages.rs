@@ -143,12 +143,13 @@ pub struct MessageFilter {
     pub before: Option<(i64, i64)>,
 }
 
-const COLUMNS: &str = "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
+pub(crate) const COLUMNS: &str =
+    "SELECT m.id, m.user_id, m.device_id, d.phone AS device_phone, m.direction, m.chat, \
      m.sender, m.recipient, m.text, m.type, m.status, m.wa_id, m.push_name, m.is_group, m.media, m.error, \
      m.source, m.attempts, m.created_at, m.updated_at, m.details, m.media_state, m.sender_lid";
 
 /// The rows of the history with their device: the tenant's indexes find them.
-const FROM_MESSAGES: &str = "FROM messages m JOIN devices d ON d.id = m.device_id";
+pub(crate) const FROM_MESSAGES: &str = "FROM messages m JOIN devices d ON d.id = m.device_id";
 
 /// The same, found through the text search's trigram index (SQLite): `CROSS JOIN` fixes the
 /// join order, so SQLite walks the index's matches and looks each message up by id.
@@ -428,6 +429,19 @@ impl Db {
                     .bind(&m.status)
                     .bind(&m.error)
                     .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let inbound = m.direction == "in";
+                let name = m.push_name.as_deref().filter(|n| inbound && !m.is_group && !n.trim().is_empty());
+                sqlx::query(super::chats::UPSERT_CHAT)
+                    .bind(m.device_id)
+                    .bind(&m.chat)
+                    .bind(m.user_id)
+                    .bind(m.is_group)
+                    .bind(id)
+                    .bind(now)
+                    .bind(i64::from(inbound))
+                    .bind(name)
                     .execute(&mut *tx)
                     .await?;
             }

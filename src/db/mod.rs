@@ -16,8 +16,10 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{PgPool, SqlitePool};
 
 pub mod activity;
+pub mod chats;
 pub mod dead_letters;
 pub mod devices;
+pub mod groups;
 pub mod lids;
 pub mod messages;
 pub mod plugin_kv;

@@ -19,12 +19,15 @@ pub struct RuleRow {
     pub enabled: bool,
     pub stop_chain: bool,
     pub cooldown_seconds: i64,
+    /// Whether the rule also answers messages in groups (by default only direct chats).
+    pub in_groups: bool,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 const SELECT: &str = "SELECT r.id, r.user_id, r.device_id, d.phone AS device_phone, r.keyword, r.match_mode, \
-     r.reply, r.case_sensitive, r.priority, r.enabled, r.stop_chain, r.cooldown_seconds, r.created_at, r.updated_at \
+     r.reply, r.case_sensitive, r.priority, r.enabled, r.stop_chain, r.cooldown_seconds, r.in_groups, r.created_at, \
+     r.updated_at \
      FROM auto_replies r LEFT JOIN devices d ON d.id = r.device_id";
 
 /// A rule's fields as stored (already checked by the caller).
@@ -39,6 +42,7 @@ pub struct NewRule {
     pub enabled: bool,
     pub stop_chain: bool,
     pub cooldown_seconds: i64,
+    pub in_groups: bool,
 }
 
 impl Db {
@@ -53,8 +57,8 @@ impl Db {
         let id: Option<i64> = insert_within_limit!(self, tenant, Resource::AutoReplies, limit, |tx| {
             sqlx::query_scalar(
                 "INSERT INTO auto_replies (user_id, device_id, keyword, match_mode, reply, case_sensitive, \
-                 priority, enabled, stop_chain, cooldown_seconds, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING id",
+                 priority, enabled, stop_chain, cooldown_seconds, in_groups, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $11, $11) RETURNING id",
             )
             .bind(tenant)
             .bind(rule.device_id)
@@ -67,6 +71,7 @@ impl Db {
             .bind(rule.stop_chain)
             .bind(rule.cooldown_seconds)
             .bind(now_ms())
+            .bind(rule.in_groups)
             .fetch_one(&mut *tx)
             .await?
         })?;
@@ -102,7 +107,7 @@ impl Db {
             let n = sqlx::query(
                 "UPDATE auto_replies SET device_id = $3, keyword = $4, match_mode = $5, reply = $6, \
                  case_sensitive = $7, priority = $8, enabled = $9, stop_chain = $10, cooldown_seconds = $11, \
-                 updated_at = $12 WHERE user_id = $1 AND id = $2",
+                 updated_at = $12, in_groups = $13 WHERE user_id = $1 AND id = $2",
             )
             .bind(tenant)
             .bind(id)
@@ -116,6 +121,7 @@ impl Db {
             .bind(rule.stop_chain)
             .bind(rule.cooldown_seconds)
             .bind(now_ms())
+            .bind(rule.in_groups)
             .execute(&mut *tx)
             .await?
             .rows_affected();

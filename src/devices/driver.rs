@@ -14,6 +14,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+pub use super::groups::{
+    GroupChange, GroupEvent, GroupEventKind, GroupInfo, ParticipantAction, ParticipantOutcome,
+};
 pub use crate::content::{ContactCard, Location, PollSpec};
 
 /// What the driver needs to know about the device it opens a session for.
@@ -325,6 +328,8 @@ pub enum DriverEvent {
     /// WhatsApp told which phone number is behind a LID: `lid` is the LID JID (`…@lid`),
     /// `phone` the number's digits. `ack`, when given, learns whether the gateway stored it.
     LidMapping { lid: Jid, phone: String, ack: Option<Ack> },
+    /// Something happened to a group the device is in.
+    Group(GroupEvent),
     /// The session is over; the supervisor decides from the reason whether to start again.
     Stopped(StopReason),
 }
@@ -353,6 +358,12 @@ pub enum DriverError {
     NotConnected,
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// What the request names does not exist (an unknown group, an invalid invite code).
+    #[error("{0}")]
+    NotFound(String),
+    /// WhatsApp refused: the device lacks the right (not a group admin, not a member).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -419,6 +430,41 @@ pub trait Session: Send + Sync {
     /// Downloads the bytes of inbound media of `kind` from what the driver put in
     /// [`InboundMedia::source`] (decrypted and checked against WhatsApp's digest).
     async fn download(&self, kind: &str, source: &str) -> Result<Vec<u8>, DriverError>;
+
+    /// The groups the device is a member of, with their members.
+    async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError>;
+
+    /// One group's metadata; `NotFound` when the group does not exist or the device is not
+    /// in it.
+    async fn group(&self, group: &Jid) -> Result<GroupInfo, DriverError>;
+
+    /// Creates a group of the device and `participants` (user JIDs); answers its metadata
+    /// and what happened to each participant.
+    async fn create_group(
+        &self,
+        subject: &str,
+        participants: &[Jid],
+    ) -> Result<(GroupInfo, Vec<ParticipantOutcome>), DriverError>;
+
+    /// Changes a group's subject, description or settings (`Forbidden` unless allowed).
+    async fn update_group(&self, group: &Jid, change: &GroupChange) -> Result<(), DriverError>;
+
+    /// Adds, removes, promotes or demotes participants (user JIDs); answers per participant.
+    async fn group_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, DriverError>;
+
+    /// The group's invite code; `reset` revokes the current one and answers the new one.
+    async fn group_invite(&self, group: &Jid, reset: bool) -> Result<String, DriverError>;
+
+    /// Joins the group behind an invite code; answers the group JID.
+    async fn join_group(&self, code: &str) -> Result<Jid, DriverError>;
+
+    /// Leaves a group.
+    async fn leave_group(&self, group: &Jid) -> Result<(), DriverError>;
 
     /// Asks for a phone-number pairing code for `phone` (digits); delivered as `PairCode`.
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError>;

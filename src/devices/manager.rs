@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::driver::{
-    DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, ReceiptKind, Session, StopReason,
+    DeviceKey, Driver, DriverError, DriverEvent, GroupEvent, InboundMessage, ReceiptKind, Session, StopReason,
 };
 use crate::db::{Db, DeviceRow};
 
@@ -109,6 +109,13 @@ pub enum DeviceUpdate {
         lid: String,
         phone: String,
     },
+    /// Something happened to a group the device is in; `subject` is the group's, when known.
+    Group {
+        device_id: i64,
+        tenant_id: i64,
+        event: GroupEvent,
+        subject: Option<String>,
+    },
 }
 
 impl DeviceUpdate {
@@ -117,7 +124,8 @@ impl DeviceUpdate {
             DeviceUpdate::Status { device_id, .. }
             | DeviceUpdate::Qr { device_id, .. }
             | DeviceUpdate::PairCode { device_id, .. }
-            | DeviceUpdate::ContactResolved { device_id, .. } => *device_id,
+            | DeviceUpdate::ContactResolved { device_id, .. }
+            | DeviceUpdate::Group { device_id, .. } => *device_id,
         }
     }
 
@@ -126,7 +134,8 @@ impl DeviceUpdate {
             DeviceUpdate::Status { tenant_id, .. }
             | DeviceUpdate::Qr { tenant_id, .. }
             | DeviceUpdate::PairCode { tenant_id, .. }
-            | DeviceUpdate::ContactResolved { tenant_id, .. } => *tenant_id,
+            | DeviceUpdate::ContactResolved { tenant_id, .. }
+            | DeviceUpdate::Group { tenant_id, .. } => *tenant_id,
         }
     }
 }
@@ -602,6 +611,17 @@ impl DeviceManager {
                 if let Some(ack) = ack {
                     ack.send(stored.is_ok());
                 }
+            }
+            DriverEvent::Group(event) => {
+                let session = self.connected(id);
+                let subject =
+                    super::groups::service::remember(&self.inner.db, key, session.as_deref(), &event).await;
+                let _ = self.inner.updates.send(DeviceUpdate::Group {
+                    device_id: id,
+                    tenant_id: tenant,
+                    event,
+                    subject,
+                });
             }
             DriverEvent::Stopped(_) => {}
         }

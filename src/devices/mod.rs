@@ -1,6 +1,7 @@
 //! WhatsApp devices: the driver seam, the simulator, QR rendering and the per-device supervisor.
 
 pub mod driver;
+pub mod groups;
 pub mod manager;
 pub mod qr;
 pub mod service;

@@ -24,6 +24,8 @@ impl From<DeviceError> for ApiError {
             DeviceError::NoQrYet => ApiError::Unavailable(e.to_string()),
             DeviceError::Driver(DriverError::NotConnected) => ApiError::DeviceNotConnected(e.to_string()),
             DeviceError::Driver(DriverError::Invalid(m)) => ApiError::BadRequest(m),
+            DeviceError::Driver(DriverError::NotFound(m)) => ApiError::NotFound(m),
+            DeviceError::Driver(DriverError::Forbidden(m)) => ApiError::Forbidden(m),
             DeviceError::Driver(DriverError::Failed(m)) => ApiError::Unavailable(format!("WhatsApp: {m}")),
             DeviceError::Db(d) => d.into(),
         }

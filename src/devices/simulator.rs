@@ -29,6 +29,7 @@ use super::driver::{
 use crate::db::{Db, DbError};
 use crate::phone::{lid_jid, user_jid};
 
+mod groups;
 mod session;
 #[cfg(test)]
 mod tests;
@@ -253,6 +254,8 @@ struct Inner {
     generations: AtomicU64,
     /// The simulated media server: bytes of inbound media by reference, oldest first.
     media: Mutex<VecDeque<(String, SimBlob)>>,
+    /// The simulated network's groups, by JID.
+    groups: Mutex<HashMap<String, groups::SimGroup>>,
 }
 
 /// Media bytes on the simulated media server, and how long handing them out takes.
@@ -381,6 +384,7 @@ impl Simulator {
                 devices: Mutex::new(HashMap::new()),
                 generations: AtomicU64::new(0),
                 media: Mutex::new(VecDeque::new()),
+                groups: Mutex::new(HashMap::new()),
             }),
         }
     }

@@ -22,6 +22,7 @@ use crate::phone::{is_lid, lid_jid, user_jid, Recipient};
 use crate::tenants::{Tenant, TenantService};
 
 pub(crate) mod actions;
+pub mod chats;
 
 /// What every send takes besides its content.
 #[derive(Debug, Clone, Default)]

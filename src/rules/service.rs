@@ -35,6 +35,8 @@ pub struct RuleChange {
     pub enabled: Option<bool>,
     pub cooldown_seconds: Option<i64>,
     pub stop: Option<bool>,
+    /// Also answer in groups (default: direct chats only).
+    pub groups: Option<bool>,
 }
 
 #[derive(Clone)]
@@ -142,6 +144,7 @@ impl RuleService {
             enabled: change.enabled.or(current.map(|c| c.enabled)).unwrap_or(true),
             stop_chain: change.stop.or(current.map(|c| c.stop_chain)).unwrap_or(true),
             cooldown_seconds,
+            in_groups: change.groups.or(current.map(|c| c.in_groups)).unwrap_or(false),
         })
     }
 }

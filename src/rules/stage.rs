@@ -104,7 +104,11 @@ impl RulesStage {
         let Some(raw) = message.text.as_deref().filter(|t| !t.trim().is_empty()) else {
             return Ok(StageOutcome::default());
         };
-        let rows = self.db.active_rules(ctx.tenant_id, ctx.device.id).await?;
+        let mut rows = self.db.active_rules(ctx.tenant_id, ctx.device.id).await?;
+        // Rules answer direct chats only, unless a rule says groups too.
+        if message.is_group {
+            rows.retain(|r| r.in_groups);
+        }
         if rows.is_empty() {
             return Ok(StageOutcome::default());
         }

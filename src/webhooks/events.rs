@@ -15,11 +15,16 @@
 //! | `device.status` | a device's connection state changed | [`DeviceStatusData`] |
 //! | `device.qr` | a device offers a new pairing QR code | [`DeviceQrData`] |
 //! | `contact.resolved` | a device learned the phone number behind a LID (or it changed); messages stored under the LID now show the number | [`ContactResolvedData`] |
+//! | `group.joined` | the device was added to a group, created one or joined by invite link | [`GroupEventData`] |
+//! | `group.left` | the device left a group or was removed | [`GroupEventData`] |
+//! | `group.participants` | members were added, removed, promoted or demoted (`action`, `participants`, `by`) | [`GroupEventData`] |
+//! | `group.updated` | the subject, description or settings changed (`changes`) | [`GroupEventData`] |
 //! | `scheduled.sent` | a run of a scheduled message was queued for sending | [`ScheduledSentData`] |
 //! | `plugin.failed` | a plugin run failed (trap, timeout, too much output) | [`PluginFailedData`] |
 
 use serde::{Deserialize, Serialize};
 
+use crate::devices::groups::{GroupChange, GroupEvent, GroupEventKind};
 use crate::time::rfc3339_ms;
 
 pub use crate::messages::view::{CHANGE_EDITED, CHANGE_POLL_VOTE, CHANGE_REACTION, CHANGE_REVOKED};
@@ -47,6 +52,14 @@ pub enum EventType {
     DeviceQr,
     #[serde(rename = "contact.resolved")]
     ContactResolved,
+    #[serde(rename = "group.joined")]
+    GroupJoined,
+    #[serde(rename = "group.left")]
+    GroupLeft,
+    #[serde(rename = "group.participants")]
+    GroupParticipants,
+    #[serde(rename = "group.updated")]
+    GroupUpdated,
     #[serde(rename = "scheduled.sent")]
     ScheduledSent,
     #[serde(rename = "plugin.failed")]
@@ -54,7 +67,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 12] = [
+    pub const ALL: [EventType; 16] = [
         EventType::MessageReceived,
         EventType::MessageSent,
         EventType::MessageStatus,
@@ -65,6 +78,10 @@ impl EventType {
         EventType::DeviceStatus,
         EventType::DeviceQr,
         EventType::ContactResolved,
+        EventType::GroupJoined,
+        EventType::GroupLeft,
+        EventType::GroupParticipants,
+        EventType::GroupUpdated,
         EventType::ScheduledSent,
         EventType::PluginFailed,
     ];
@@ -81,6 +98,10 @@ impl EventType {
             EventType::DeviceStatus => "device.status",
             EventType::DeviceQr => "device.qr",
             EventType::ContactResolved => "contact.resolved",
+            EventType::GroupJoined => "group.joined",
+            EventType::GroupLeft => "group.left",
+            EventType::GroupParticipants => "group.participants",
+            EventType::GroupUpdated => "group.updated",
             EventType::ScheduledSent => "scheduled.sent",
             EventType::PluginFailed => "plugin.failed",
         }
@@ -163,6 +184,76 @@ pub struct ContactResolvedData {
     pub lid: String,
     /// The phone number behind it (digits).
     pub phone: String,
+}
+
+/// A group member named in a group event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupMemberData {
+    /// The phone number (digits), when known.
+    pub phone: Option<String>,
+    /// The LID JID, when WhatsApp named the member by it.
+    pub lid: Option<String>,
+}
+
+/// `group.joined`, `group.left`, `group.participants` and `group.updated`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroupEventData {
+    pub device_id: i64,
+    /// The device's phone number.
+    pub device: String,
+    /// The group JID (`…@g.us`).
+    pub group: String,
+    /// The group's subject, when known (after the change).
+    pub subject: Option<String>,
+    /// The member who did it (number, or LID when no number is known), when WhatsApp says.
+    pub by: Option<String>,
+    /// `group.participants`: `add`, `remove`, `promote` or `demote`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// `group.participants`: the members the change was about.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub participants: Vec<GroupMemberData>,
+    /// `group.updated`: the fields that changed, with their new values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<GroupChange>,
+}
+
+impl GroupEventData {
+    /// The event type and data of a group event of device `device_id` (number `device`).
+    pub fn of(
+        device_id: i64,
+        device: String,
+        event: &GroupEvent,
+        subject: Option<String>,
+    ) -> (EventType, Self) {
+        let mut data = GroupEventData {
+            device_id,
+            device,
+            group: event.group.clone(),
+            subject,
+            by: event.by.clone(),
+            action: None,
+            participants: Vec::new(),
+            changes: None,
+        };
+        let kind = match &event.kind {
+            GroupEventKind::Joined(_) => EventType::GroupJoined,
+            GroupEventKind::Left => EventType::GroupLeft,
+            GroupEventKind::Participants { action, participants } => {
+                data.action = Some(action.as_str().into());
+                data.participants = participants
+                    .iter()
+                    .map(|p| GroupMemberData { phone: p.phone.clone(), lid: p.lid.clone() })
+                    .collect();
+                EventType::GroupParticipants
+            }
+            GroupEventKind::Updated(change) => {
+                data.changes = Some(change.clone());
+                EventType::GroupUpdated
+            }
+        };
+        (kind, data)
+    }
 }
 
 /// `scheduled.sent` (emitted by the scheduler).

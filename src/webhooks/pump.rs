@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
-use super::events::{self, ContactResolvedData, DeviceQrData, DeviceStatusData, EventType, MessageData};
+use super::events::{
+    self, ContactResolvedData, DeviceQrData, DeviceStatusData, EventType, GroupEventData, MessageData,
+};
 use super::{signing, Webhooks};
 use crate::db::webhooks::NewDelivery;
 use crate::db::DbError;
@@ -115,7 +117,8 @@ impl Webhooks {
         let (tenant, device_id) = match &update {
             DeviceUpdate::Status { tenant_id, device_id, .. }
             | DeviceUpdate::Qr { tenant_id, device_id, .. }
-            | DeviceUpdate::ContactResolved { tenant_id, device_id, .. } => (*tenant_id, *device_id),
+            | DeviceUpdate::ContactResolved { tenant_id, device_id, .. }
+            | DeviceUpdate::Group { tenant_id, device_id, .. } => (*tenant_id, *device_id),
             DeviceUpdate::PairCode { .. } => return Ok(()),
         };
         let Some(device) = self.inner.db.device(tenant, device_id).await? else { return Ok(()) };
@@ -141,6 +144,10 @@ impl Webhooks {
             DeviceUpdate::ContactResolved { lid, phone, .. } => {
                 let data = ContactResolvedData { device_id, device: device.phone, lid, phone };
                 events.emit(tenant, Some(device_id), EventType::ContactResolved, &data).await?;
+            }
+            DeviceUpdate::Group { event, subject, .. } => {
+                let (kind, data) = GroupEventData::of(device_id, device.phone, &event, subject);
+                events.emit(tenant, Some(device_id), kind, &data).await?;
             }
             DeviceUpdate::PairCode { .. } => {}
         }

@@ -3,8 +3,10 @@
 
 mod account;
 mod auth;
+mod chats;
 mod devices;
 mod errors;
+mod groups;
 mod health;
 mod helpers;
 mod history;

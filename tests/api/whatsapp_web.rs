@@ -116,7 +116,7 @@ async fn updates_until(
             Ok(Ok(update)) if update.device_id() != device => {}
             Ok(Ok(DeviceUpdate::Qr { .. })) => seen.push("qr".to_string()),
             Ok(Ok(DeviceUpdate::PairCode { .. })) => seen.push("pair_code".to_string()),
-            Ok(Ok(DeviceUpdate::ContactResolved { .. })) => {}
+            Ok(Ok(DeviceUpdate::ContactResolved { .. } | DeviceUpdate::Group { .. })) => {}
             Ok(Ok(DeviceUpdate::Status { status, detail, .. })) => {
                 seen.push(match &detail {
                     Some(d) => format!("{}({d})", status.as_str()),

@@ -22,7 +22,7 @@ const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// chromedriver on a free port; killed on drop.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
     http: reqwest::Client,
@@ -36,7 +36,7 @@ impl Drop for Driver {
 }
 
 impl Driver {
-    async fn start() -> Driver {
+    pub(crate) async fn start() -> Driver {
         for bin in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(bin).exists(),
@@ -63,7 +63,7 @@ impl Driver {
         panic!("chromedriver did not become ready");
     }
 
-    async fn session(&self, profile: &std::path::Path) -> Browser<'_> {
+    pub(crate) async fn session(&self, profile: &std::path::Path) -> Browser<'_> {
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": { "binary": CHROMIUM, "args": [
@@ -91,7 +91,7 @@ impl Driver {
 }
 
 /// One WebDriver session.
-struct Browser<'a> {
+pub(crate) struct Browser<'a> {
     driver: &'a Driver,
     url: String,
 }
@@ -109,31 +109,31 @@ impl Browser<'_> {
         answer["value"].clone()
     }
 
-    async fn post(&self, path: &str, body: Value) -> Value {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> Value {
         self.cmd(reqwest::Method::POST, path, Some(body)).await
     }
 
-    async fn go(&self, url: &str) {
+    pub(crate) async fn go(&self, url: &str) {
         self.post("/url", json!({ "url": url })).await;
     }
 
-    async fn find(&self, css: &str) -> String {
+    pub(crate) async fn find(&self, css: &str) -> String {
         let v = self.post("/element", json!({ "using": "css selector", "value": css })).await;
         v[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {v}")).to_string()
     }
 
-    async fn fill(&self, css: &str, text: &str) {
+    pub(crate) async fn fill(&self, css: &str, text: &str) {
         let el = self.find(css).await;
         self.post(&format!("/element/{el}/clear"), json!({})).await;
         self.post(&format!("/element/{el}/value"), json!({ "text": text })).await;
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         let el = self.find(css).await;
         self.post(&format!("/element/{el}/click"), json!({})).await;
     }
 
-    async fn js(&self, script: &str) -> Value {
+    pub(crate) async fn js(&self, script: &str) -> Value {
         self.post("/execute/sync", json!({ "script": script, "args": [] })).await
     }
 
@@ -148,7 +148,7 @@ impl Browser<'_> {
     }
 
     /// Polls `script` (which returns a boolean) until true.
-    async fn wait_for(&self, what: &str, script: &str) {
+    pub(crate) async fn wait_for(&self, what: &str, script: &str) {
         for _ in 0..150 {
             if self.js(script).await == Value::Bool(true) {
                 return;
@@ -158,11 +158,11 @@ impl Browser<'_> {
         panic!("timed out waiting for {what}");
     }
 
-    async fn page_text(&self) -> String {
+    pub(crate) async fn page_text(&self) -> String {
         self.js("return document.body.innerText;").await.as_str().unwrap_or("").to_string()
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         let b64 = self.cmd(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD.decode(b64.as_str().unwrap()).unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
@@ -170,12 +170,12 @@ impl Browser<'_> {
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
     }
 
-    async fn close(self) {
+    pub(crate) async fn close(self) {
         let _ = self.driver.http.delete(&self.url).send().await;
     }
 }
 
-async fn assert_fits(b: &Browser<'_>, size: &str) {
+pub(crate) async fn assert_fits(b: &Browser<'_>, size: &str) {
     let fits = b.js("return document.documentElement.scrollWidth <= window.innerWidth + 1;").await;
     let path = b.js("return location.pathname;").await;
     assert_eq!(fits, json!(true), "{size} {path}: the page fits the screen width");

@@ -120,6 +120,26 @@ pub fn recipient_text() -> Object {
         .build()
 }
 
+/// A chat: a phone number, a user JID, a LID (`…@lid`) or a group id.
+pub fn chat_text() -> Object {
+    let recipient = recipient_pattern();
+    let recipient = recipient.trim_start_matches('^').trim_end_matches('$');
+    string()
+        .pattern(Some(format!(r"^({recipient}|[0-9]{{1,32}}@lid)$")))
+        .description(Some(
+            "A phone number with its country code, a user JID, a LID (`…@lid`) or a group id (`…@g.us`).",
+        ))
+        .build()
+}
+
+/// A group id, with or without `@g.us`.
+pub fn group_text() -> Object {
+    string()
+        .pattern(Some(r"^[0-9]{1,32}(-[0-9]{1,32})?(@g\.us)?$".to_string()))
+        .description(Some("The group id (`120363…@g.us`, or without `@g.us`)."))
+        .build()
+}
+
 /// An email address as the server checks it: no whitespace inside, one `@`, a domain with a
 /// dot not at either end, at most 254 characters.
 pub fn email() -> Object {

@@ -177,3 +177,92 @@
       .catch(function () { window.location.href = link.getAttribute("href"); });
   });
 })();
+
+// The inbox: the open conversation gets its new messages and the chat list its new unread
+// counts as they arrive, without a reload. Both are asked of the page again (its `messages`
+// and `list` fragments) and swapped in, so they look exactly as the page renders them.
+(function () {
+  "use strict";
+  var inbox = document.getElementById("inbox");
+  if (!inbox || !window.EventSource || !window.fetch) { return; }
+  var conversation = document.getElementById("conversation");
+  var chat = inbox.getAttribute("data-chat");
+  var phone = inbox.getAttribute("data-device-phone");
+  var more = inbox.getAttribute("data-more");
+  var listUrl = inbox.getAttribute("data-list");
+
+  function scrollDown() {
+    if (conversation) { conversation.scrollTop = conversation.scrollHeight; }
+  }
+  function lastId() {
+    var max = 0;
+    if (conversation) {
+      Array.prototype.forEach.call(conversation.querySelectorAll("li[data-id]"), function (li) {
+        max = Math.max(max, Number(li.getAttribute("data-id")) || 0);
+      });
+    }
+    return max;
+  }
+  function get(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) { throw new Error(String(r.status)); }
+      return r.text();
+    });
+  }
+  function parse(html) {
+    var t = document.createElement("template");
+    t.innerHTML = html;
+    return t.content;
+  }
+  function newMessages() {
+    return get(more + "&after=" + lastId()).then(function (html) {
+      var added = false;
+      Array.prototype.forEach.call(parse(html).querySelectorAll("li[data-id]"), function (li) {
+        if (conversation.querySelector('li[data-id="' + li.getAttribute("data-id") + '"]')) { return; }
+        li.classList.add("fresh");
+        conversation.appendChild(li);
+        added = true;
+      });
+      if (added) {
+        var empty = document.getElementById("no-messages");
+        if (empty) { empty.hidden = true; }
+        scrollDown();
+      }
+    });
+  }
+  function refreshList() {
+    return get(listUrl).then(function (html) {
+      var fresh = parse(html).querySelector("#chat-list-box");
+      var box = document.getElementById("chat-list-box");
+      if (fresh && box) {
+        var scroll = box.scrollTop;
+        box.parentNode.replaceChild(fresh, box);
+        fresh.scrollTop = scroll;
+      }
+    });
+  }
+  // One round of fetches at a time; news arriving meanwhile asks for another round after it.
+  var busy = false;
+  var wanted = { list: false, messages: false };
+  function run() {
+    if (busy || !(wanted.list || wanted.messages)) { return; }
+    var want = wanted;
+    wanted = { list: false, messages: false };
+    busy = true;
+    var first = want.messages && more && conversation ? newMessages() : Promise.resolve();
+    first
+      .catch(function () {})
+      .then(function () { return want.list ? refreshList() : null; })
+      .catch(function () {})
+      .then(function () { busy = false; run(); });
+  }
+  var events = new EventSource(inbox.getAttribute("data-live"));
+  events.addEventListener("message", function (e) {
+    var m;
+    try { m = JSON.parse(e.data); } catch (err) { return; }
+    if (chat && m.chat === chat && m.device === phone) { wanted.messages = true; }
+    wanted.list = true;
+    run();
+  });
+  scrollDown();
+})();

@@ -11,14 +11,23 @@ use tokio_util::sync::CancellationToken;
 
 use sha2::Digest;
 
+use super::groups::{jid_digits, GroupRefusal};
 use super::{
     failed, new_pair_code, new_wa_id, phone_digits, random_b64, valid_jid, Inner, LinkState, Live, SimEdit,
     SimMedia, SimReaction, SimSent, SimTarget, Simulator, JID_KEY, OUTBOX_CAP, PAIR_CODE_TTL,
 };
 use crate::devices::driver::{
-    Content, DeviceKey, Driver, DriverError, DriverEvent, Jid, NumberCheck, Outgoing, PresenceState, Session,
-    StopReason,
+    Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo, Jid, NumberCheck, Outgoing,
+    ParticipantAction, ParticipantOutcome, PresenceState, Session, StopReason,
 };
+
+fn refused(r: GroupRefusal) -> DriverError {
+    match r {
+        GroupRefusal::NotFound(m) => DriverError::NotFound(m),
+        GroupRefusal::Forbidden(m) => DriverError::Forbidden(m),
+        GroupRefusal::Invalid(m) => DriverError::Invalid(m),
+    }
+}
 
 #[async_trait]
 impl Driver for Simulator {
@@ -153,6 +162,14 @@ impl SimSession {
         Ok(())
     }
 
+    /// The account's number, when the session is connected.
+    fn me(&self) -> Result<String, DriverError> {
+        self.inner
+            .with_live(self.device_id, Some(self.generation), |l| l.is_connected().then(|| l.phone.clone()))
+            .flatten()
+            .ok_or(DriverError::NotConnected)
+    }
+
     fn connected(&self) -> bool {
         self.inner.with_live(self.device_id, Some(self.generation), |l| l.is_connected()).unwrap_or(false)
     }
@@ -262,6 +279,60 @@ impl Session for SimSession {
             tokio::time::sleep(blob.delay).await;
         }
         Ok(blob.bytes.as_ref().clone())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError> {
+        let me = self.me()?;
+        Ok(self.inner.groups_of(&me))
+    }
+
+    async fn group(&self, group: &Jid) -> Result<GroupInfo, DriverError> {
+        let me = self.me()?;
+        self.inner.group_of(&me, group).map_err(refused)
+    }
+
+    async fn create_group(
+        &self,
+        subject: &str,
+        participants: &[Jid],
+    ) -> Result<(GroupInfo, Vec<ParticipantOutcome>), DriverError> {
+        let me = self.me()?;
+        let others = jid_digits(participants).map_err(DriverError::Invalid)?;
+        self.inner.create_group(&me, subject, &others).map_err(refused)
+    }
+
+    async fn update_group(&self, group: &Jid, change: &GroupChange) -> Result<(), DriverError> {
+        let me = self.me()?;
+        self.inner.update_group(&me, group, change).map_err(refused)
+    }
+
+    async fn group_participants(
+        &self,
+        group: &Jid,
+        action: ParticipantAction,
+        participants: &[Jid],
+    ) -> Result<Vec<ParticipantOutcome>, DriverError> {
+        let me = self.me()?;
+        let who = jid_digits(participants).map_err(DriverError::Invalid)?;
+        self.inner.change_participants(&me, group, action, &who).map_err(refused)
+    }
+
+    async fn group_invite(&self, group: &Jid, reset: bool) -> Result<String, DriverError> {
+        let me = self.me()?;
+        self.inner.group_invite(&me, group, reset).map_err(refused)
+    }
+
+    async fn join_group(&self, code: &str) -> Result<Jid, DriverError> {
+        let me = self.me()?;
+        self.inner.join_group(&me, code).map_err(refused)
+    }
+
+    async fn leave_group(&self, group: &Jid) -> Result<(), DriverError> {
+        let me = self.me()?;
+        self.inner
+            .change_participants(&me, group, ParticipantAction::Remove, std::slice::from_ref(&me))
+            .map(|_| ())
+            .map_err(refused)
     }
 
     /// Emits `PairCode` (`ABCD-EFGH`, valid [`PAIR_CODE_TTL`]) and stops the QR rotation;

@@ -25,8 +25,9 @@ use super::mapping;
 use super::store::SqlxStore;
 use crate::db::Db;
 use crate::devices::driver::{
-    Ack, Content, DeviceKey, Driver, DriverError, DriverEvent, InboundBody, MediaKind, NumberCheck,
-    OutboundMedia, Outgoing, PresenceState, Session, StopReason, Update,
+    Ack, Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo, InboundBody,
+    MediaKind, NumberCheck, OutboundMedia, Outgoing, ParticipantAction, ParticipantOutcome, PresenceState,
+    Session, StopReason, Update,
 };
 
 /// How long a new session may stay silent before its status says WhatsApp is unreachable.
@@ -300,7 +301,7 @@ impl Driver for WhatsappWeb {
             builder = builder.with_version(version);
         }
         let bot = builder
-            .on_event(move |event: Arc<Event>, _client| {
+            .on_event(move |event: Arc<Event>, client| {
                 let events = handler_events.clone();
                 let progressed = handler_progress.clone();
                 let store = handler_store.clone();
@@ -316,7 +317,10 @@ impl Driver for WhatsappWeb {
                         | Event::ConnectFailure(_) => acks.fail_all(),
                         _ => {}
                     }
-                    if let Some(mapped) = mapping::driver_event(&event) {
+                    // The account's own ids tell a change of its own membership (joined, left)
+                    // from other members'.
+                    let own: Vec<Jid> = client.pn().into_iter().chain(client.lid()).collect();
+                    if let Some(mapped) = mapping::driver_event_knowing(&event, &own) {
                         if matches!(mapped, DriverEvent::Stopped(StopReason::LoggedOut(_))) {
                             // Dead keys: the supervisor wipes them, a late save must not return.
                             store.retire().await;
@@ -395,6 +399,14 @@ fn send_error(e: whatsapp_rust::SendError) -> DriverError {
 }
 
 impl WaSession {
+    fn logged_in(&self) -> Result<(), DriverError> {
+        if self.client.is_logged_in() {
+            Ok(())
+        } else {
+            Err(DriverError::NotConnected)
+        }
+    }
+
     fn take_handle(&self) -> Option<BotHandle> {
         self.handle.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
@@ -600,6 +612,55 @@ impl Session for WaSession {
                 }
             })
             .collect())
+    }
+
+    async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError> {
+        self.logged_in()?;
+        super::groups::groups(&self.client).await
+    }
+
+    async fn group(&self, group: &String) -> Result<GroupInfo, DriverError> {
+        self.logged_in()?;
+        super::groups::group(&self.client, group).await
+    }
+
+    async fn create_group(
+        &self,
+        subject: &str,
+        participants: &[String],
+    ) -> Result<(GroupInfo, Vec<ParticipantOutcome>), DriverError> {
+        self.logged_in()?;
+        super::groups::create_group(&self.client, subject, participants).await
+    }
+
+    async fn update_group(&self, group: &String, change: &GroupChange) -> Result<(), DriverError> {
+        self.logged_in()?;
+        super::groups::update_group(&self.client, group, change).await
+    }
+
+    async fn group_participants(
+        &self,
+        group: &String,
+        action: ParticipantAction,
+        participants: &[String],
+    ) -> Result<Vec<ParticipantOutcome>, DriverError> {
+        self.logged_in()?;
+        super::groups::group_participants(&self.client, group, action, participants).await
+    }
+
+    async fn group_invite(&self, group: &String, reset: bool) -> Result<String, DriverError> {
+        self.logged_in()?;
+        super::groups::group_invite(&self.client, group, reset).await
+    }
+
+    async fn join_group(&self, code: &str) -> Result<String, DriverError> {
+        self.logged_in()?;
+        super::groups::join_group(&self.client, code).await
+    }
+
+    async fn leave_group(&self, group: &String) -> Result<(), DriverError> {
+        self.logged_in()?;
+        super::groups::leave_group(&self.client, group).await
     }
 
     async fn logout(&self) -> Result<(), DriverError> {

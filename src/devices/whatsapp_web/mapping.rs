@@ -417,8 +417,20 @@ pub fn driver_event(event: &Event) -> Option<DriverEvent> {
             wa_ids: vec![ack.id.clone()],
             kind: if ack.error.is_some() { ReceiptKind::Error } else { ReceiptKind::Server },
         },
+        // Without the account's own ids a change naming it reads as any member's change;
+        // `driver_event_knowing` tells joining and leaving apart.
+        Event::GroupUpdate(update) => DriverEvent::Group(super::groups::group_event(update, &[])?),
         _ => return None,
     })
+}
+
+/// Like [`driver_event`], knowing the account's own JIDs (`own`: its number and LID), so the
+/// account added to a group reads as `Joined` and removed from one as `Left`.
+pub fn driver_event_knowing(event: &Event, own: &[Jid]) -> Option<DriverEvent> {
+    match event {
+        Event::GroupUpdate(update) => super::groups::group_event(update, own).map(DriverEvent::Group),
+        other => driver_event(other),
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 pub mod driver;
+pub mod groups;
 pub mod mapping;
 pub mod outgoing;
 pub mod store;

@@ -271,6 +271,8 @@ fn driver_error(e: DriverError) -> ApiError {
     match e {
         DriverError::NotConnected => SendError::DeviceNotConnected.into(),
         DriverError::Invalid(m) => ApiError::validation("id", m),
+        DriverError::NotFound(m) => ApiError::NotFound(m),
+        DriverError::Forbidden(m) => ApiError::Forbidden(m),
         DriverError::Failed(m) => ApiError::Unavailable(format!("WhatsApp did not take it: {m}")),
     }
 }

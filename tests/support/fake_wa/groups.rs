@@ -9,8 +9,10 @@
 //! decrypts the `skmsg`. A member sending does the same in reverse: its SKDM, pairwise to the
 //! companion, then the `skmsg`; later messages carry only the `skmsg`.
 //!
-//! Not modelled: LID-addressed groups, participant changes and their notifications, `phash`
-//! checks.
+//! The group IQs a client sends (list, create, participants, settings, invites, leave) and the
+//! notifications of changes contacts make are in `group_admin.rs`.
+//!
+//! Not modelled: LID-addressed groups, `phash` checks, membership approval, communities.
 
 use std::sync::Arc;
 
@@ -42,6 +44,96 @@ pub struct Group {
     /// Members by phone number: the account's and its contacts'.
     pub members: Vec<String>,
     pub created: u64,
+    /// Who created it (phone number).
+    pub creator: String,
+    /// The creator until they leave (or are removed): an admin nobody demotes.
+    pub superadmin: Option<String>,
+    /// Members promoted to admin.
+    pub admins: Vec<String>,
+    /// The description's id and text.
+    pub description: Option<(String, String)>,
+    /// Only admins send.
+    pub announce: bool,
+    /// Only admins change the subject and description.
+    pub locked: bool,
+    /// Only admins add members.
+    pub admin_add: bool,
+    /// The code of its invite link.
+    pub invite: String,
+}
+
+impl Group {
+    pub fn new(jid: Jid, subject: &str, members: Vec<String>) -> Group {
+        Group {
+            jid,
+            subject: subject.to_string(),
+            creator: members[0].clone(),
+            superadmin: Some(members[0].clone()),
+            members,
+            created: unix_now(),
+            admins: Vec::new(),
+            description: None,
+            announce: false,
+            locked: false,
+            admin_add: false,
+            invite: super::group_admin::new_invite_code(),
+        }
+    }
+
+    pub fn is_admin(&self, phone: &str) -> bool {
+        self.superadmin.as_deref() == Some(phone) || self.admins.iter().any(|a| a == phone)
+    }
+
+    /// `phone` leaves (or is removed), with any role they had.
+    pub fn remove_member(&mut self, phone: &str) {
+        self.members.retain(|m| m != phone);
+        self.admins.retain(|m| m != phone);
+        if self.superadmin.as_deref() == Some(phone) {
+            self.superadmin = None;
+        }
+    }
+
+    /// The `<group>` node of metadata answers: members by phone number with their roles.
+    pub fn node(&self) -> Node {
+        let mut children: Vec<Node> = self
+            .members
+            .iter()
+            .map(|m| {
+                let builder = NodeBuilder::new("participant").attr("jid", Jid::pn(m.clone()));
+                match (self.superadmin.as_ref() == Some(m), self.admins.contains(m)) {
+                    (true, _) => builder.attr("type", "superadmin"),
+                    (false, true) => builder.attr("type", "admin"),
+                    (false, false) => builder,
+                }
+                .build()
+            })
+            .collect();
+        if let Some((id, text)) = &self.description {
+            children.push(
+                NodeBuilder::new("description")
+                    .attr("id", id.clone())
+                    .children([NodeBuilder::new("body").string_content(text.clone()).build()])
+                    .build(),
+            );
+        }
+        if self.announce {
+            children.push(NodeBuilder::new("announcement").build());
+        }
+        if self.locked {
+            children.push(NodeBuilder::new("locked").build());
+        }
+        let add_mode = if self.admin_add { "admin_add" } else { "all_member_add" };
+        children.push(NodeBuilder::new("member_add_mode").string_content(add_mode).build());
+        NodeBuilder::new("group")
+            .attr("id", self.jid.user.to_string())
+            .attr("subject", self.subject.clone())
+            .attr("addressing_mode", "pn")
+            .attr("creation", self.created.to_string())
+            .attr("creator", Jid::pn(self.creator.clone()))
+            .attr("size", self.members.len().to_string())
+            .children(children)
+            .build()
+    }
 }
 
 impl Peer {
@@ -79,39 +171,29 @@ impl Peer {
 impl FakeWhatsApp {
     /// Creates a group of the account `phone` and `contacts` (digits); returns its JID.
     pub fn create_group(&self, subject: &str, phone: &str, contacts: &[&str]) -> Jid {
-        let jid = Jid::group(format!("120363{:012}", rand::random::<u64>() % 1_000_000_000_000));
         let mut members = vec![phone.to_string()];
         members.extend(contacts.iter().map(|c| c.to_string()));
-        let group = Group { jid: jid.clone(), subject: subject.to_string(), members, created: unix_now() };
+        self.add_group(subject, members)
+    }
+
+    /// Records a new group of `members` (the creator first); returns its JID.
+    pub(super) fn add_group(&self, subject: &str, members: Vec<String>) -> Jid {
+        let jid = Jid::group(format!("120363{:012}", rand::random::<u64>() % 1_000_000_000_000));
+        let group = Group::new(jid.clone(), subject, members);
         self.state.lock().unwrap().groups.insert(jid.user.to_string(), group);
+        self.bump();
         jid
     }
 
-    /// The answer to a `w:g2` group-info query, or `None` for a group the fake does not have.
-    pub(super) fn group_info_answer(&self, iq: &Node) -> Option<Node> {
-        let to: Jid = attr(iq, "to")?.parse().ok()?;
-        let group = self.state.lock().unwrap().groups.get(to.user.as_str()).cloned()?;
-        let participants = group.members.iter().enumerate().map(|(i, m)| {
-            let builder = NodeBuilder::new("participant").attr("jid", Jid::pn(m.clone()));
-            if i == 0 { builder.attr("type", "superadmin") } else { builder }.build()
-        });
-        let info = NodeBuilder::new("group")
-            .attr("id", group.jid.user.to_string())
-            .attr("subject", group.subject.clone())
-            .attr("addressing_mode", "pn")
-            .attr("creation", group.created.to_string())
-            .attr("creator", Jid::pn(group.members[0].clone()))
-            .attr("size", group.members.len().to_string())
-            .children(participants)
-            .build();
-        Some(
-            NodeBuilder::new("iq")
-                .attr("id", attr(iq, "id").unwrap_or_default())
-                .attr("type", "result")
-                .attr("from", group.jid.clone())
-                .children([info])
-                .build(),
-        )
+    /// The group `jid` as the fake has it now.
+    pub fn group(&self, jid: &Jid) -> Option<Group> {
+        self.state.lock().unwrap().groups.get(jid.user.as_str()).cloned()
+    }
+
+    /// The groups `phone` (an account or a contact) is a member of.
+    pub fn groups_of(&self, phone: &str) -> Vec<Group> {
+        let state = self.state.lock().unwrap();
+        state.groups.values().filter(|g| g.members.iter().any(|m| m == phone)).cloned().collect()
     }
 
     /// A client's group message: every member peer takes the sender key distributed to it,

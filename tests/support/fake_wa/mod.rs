@@ -36,14 +36,16 @@
 //!   client's `HttpClient` seam; uploads are checked (auth, hash token) and kept, tests open
 //!   them as a recipient does (hashes, MAC, decryption), contacts upload their own files;
 //! - groups (`groups.rs`, addressed by phone number): metadata answers, the client's sender
-//!   keys and group messages decrypted by every member, group messages sent by members;
+//!   keys and group messages decrypted by every member, group messages sent by members; the
+//!   group IQs (list, create, participants, settings, invites, leave) and the notifications
+//!   of members' changes (`group_admin.rs`);
 //! - what a client reports (`activity.rs`): its receipts (read marks among them), presence
 //!   and chat states (typing, recording) are journaled, not relayed.
 //!
-//! Not modelled: LID-addressed groups and group notifications, large-file resumable uploads
-//! (every upload starts at byte 0), media re-upload requests, app-state contents (every
-//! collection answers 409 "in sync", so no push name comes from app state), history sync,
-//! notifications (but the pair-code one), retry receipts answered with a fresh session,
+//! Not modelled: LID-addressed groups, large-file resumable uploads (every upload starts at
+//! byte 0), media re-upload requests, app-state contents (every collection answers 409 "in
+//! sync", so no push name comes from app state), history sync, notifications (but the
+//! pair-code one and groups' `w:gp2`), retry receipts answered with a fresh session,
 //! companions of other accounts as recipients, presence and chat states of contacts, calls,
 //! newsletters and status.
 //!
@@ -61,6 +63,7 @@ mod activity;
 mod conn;
 mod delivery;
 mod directory;
+mod group_admin;
 mod groups;
 mod handshake;
 mod inbound;

@@ -36,14 +36,12 @@ impl FakeWhatsApp {
                 let reg = node.get_optional_child("link_code_companion_reg").expect("checked above");
                 self.link_code_iq(conn, &node, reg);
             }
-            "iq" if xmlns == "w:g2" && kind == "get" && node.get_optional_child("query").is_some() => {
-                match self.group_info_answer(&node) {
-                    Some(answer) => {
-                        let _ = conn.send_node(&answer);
-                    }
-                    None => self.answer_iq(conn, &info, &node),
+            "iq" if xmlns == "w:g2" => match self.group_iq(info.phone.as_deref(), &node) {
+                Some(answer) => {
+                    let _ = conn.send_node(&answer);
                 }
-            }
+                None => self.answer_iq(conn, &info, &node),
+            },
             "iq" if xmlns == "w:m" && node.get_optional_child("media_conn").is_some() => {
                 let answer = self.media_conn_answer(&node);
                 let _ = conn.send_node(&answer);

@@ -1,0 +1,204 @@
+//! Conversations (`chats`): one row per device and chat, written in the same transaction as
+//! each stored message (`upsert_chat`), so the chat list is a page of an index, not a grouping
+//! of the history. Every query names the tenant.
+
+use sqlx::Row as _;
+
+use super::{reader, writer, Db, DbResult, Dialect};
+
+/// One conversation of a device.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChatRow {
+    pub device_id: i64,
+    /// The contact's JID, or the group's.
+    pub chat: String,
+    pub is_group: bool,
+    pub last_message_id: i64,
+    pub last_at: i64,
+    /// Inbound messages after the last read mark.
+    pub unread: i64,
+    /// The contact's WhatsApp name (direct chats), or the group's subject when cached.
+    pub name: Option<String>,
+    pub archived: bool,
+    pub muted: bool,
+    pub pinned: bool,
+}
+
+/// Filters of the chat list.
+#[derive(Debug, Clone, Default)]
+pub struct ChatFilter {
+    pub device_id: Option<i64>,
+    /// Part of the chat id or the name, any case.
+    pub q: Option<String>,
+    /// Only chats with unread messages.
+    pub unread: bool,
+}
+
+/// Unread inbound messages a read mark covers: their WhatsApp id, sender and whether in a group.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UnreadRow {
+    pub wa_id: Option<String>,
+    pub sender: String,
+    pub is_group: bool,
+}
+
+const SELECT: &str = "SELECT c.device_id, c.chat, c.is_group, c.last_message_id, c.last_at, \
+     CAST(c.unread AS BIGINT) AS unread, COALESCE(g.subject, c.name) AS name, c.archived, c.muted, c.pinned \
+     FROM chats c LEFT JOIN wa_groups g ON g.device_id = c.device_id AND g.jid = c.chat";
+
+/// Makes a stored message its chat's latest and counts it unread when it came in (run in the
+/// message's insert transaction). Binds: device, chat, tenant, is_group, message id, time,
+/// unread increment (1 or 0), the contact's name (direct chats, inbound).
+pub(crate) const UPSERT_CHAT: &str =
+    "INSERT INTO chats (device_id, chat, user_id, is_group, last_message_id, last_at, unread, read_upto, name) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8) \
+     ON CONFLICT (device_id, chat) DO UPDATE SET last_message_id = excluded.last_message_id, \
+     last_at = excluded.last_at, unread = chats.unread + excluded.unread, name = COALESCE(excluded.name, chats.name)";
+
+/// Folds the chat named by a LID into the chat of its number (binds: device, LID JID, number's
+/// JID), after its messages moved there: first the LID's row takes the number's name when the
+/// number has no row, else the two rows add up (the later message stays the latest).
+pub(crate) fn merge_chat_sql(dialect: Dialect) -> [String; 3] {
+    let greatest = match dialect {
+        Dialect::Postgres => "GREATEST",
+        Dialect::Sqlite => "MAX",
+    };
+    let of_lid = |col: &str| {
+        format!("COALESCE((SELECT l.{col} FROM chats l WHERE l.device_id = $1 AND l.chat = $2), 0)")
+    };
+    [
+        "UPDATE chats SET chat = $3 WHERE device_id = $1 AND chat = $2 \
+         AND NOT EXISTS (SELECT 1 FROM chats n WHERE n.device_id = $1 AND n.chat = $3)"
+            .to_string(),
+        format!(
+            "UPDATE chats SET unread = unread + {}, last_message_id = {greatest}(last_message_id, {}), \
+             last_at = {greatest}(last_at, {}) WHERE device_id = $1 AND chat = $3",
+            of_lid("unread"),
+            of_lid("last_message_id"),
+            of_lid("last_at")
+        ),
+        "DELETE FROM chats WHERE device_id = $1 AND chat = $2".to_string(),
+    ]
+}
+
+impl Db {
+    /// A page of the tenant's chats, the latest message first, with the total.
+    pub async fn list_chats(
+        &self,
+        tenant: i64,
+        f: &ChatFilter,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<ChatRow>, i64)> {
+        // Only the filters given, so the planner sees plain equalities and walks the index
+        // ending in the sort order.
+        let q = f.q.as_deref().map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
+        let mut cond = String::from("WHERE c.user_id = $1");
+        let mut n = 1;
+        if f.device_id.is_some() {
+            n += 1;
+            cond.push_str(&format!(" AND c.device_id = ${n}"));
+        }
+        if q.is_some() {
+            n += 1;
+            cond.push_str(&format!(
+                " AND (LOWER(c.chat) LIKE ${n} OR LOWER(COALESCE(g.subject, c.name, '')) LIKE ${n})"
+            ));
+        }
+        if f.unread {
+            cond.push_str(" AND c.unread > 0");
+        }
+        let sql =
+            format!("{SELECT} {cond} ORDER BY c.last_message_id DESC LIMIT ${} OFFSET ${}", n + 1, n + 2);
+        let count = format!(
+            "SELECT COUNT(*) FROM chats c LEFT JOIN wa_groups g ON g.device_id = c.device_id AND g.jid = c.chat {cond}"
+        );
+        let (rows, total): (Vec<ChatRow>, i64) = reader!(self, |p| {
+            let mut page = sqlx::query_as(&sql).bind(tenant);
+            let mut counted = sqlx::query_scalar(&count).bind(tenant);
+            if let Some(d) = f.device_id {
+                page = page.bind(d);
+                counted = counted.bind(d);
+            }
+            if let Some(q) = &q {
+                page = page.bind(q.clone());
+                counted = counted.bind(q.clone());
+            }
+            let rows = page.bind(limit).bind(offset).fetch_all(p).await?;
+            let total = counted.fetch_one(p).await?;
+            Ok::<_, sqlx::Error>((rows, total))
+        })?;
+        Ok((rows, total))
+    }
+
+    /// One chat of the tenant's device.
+    pub async fn chat(&self, tenant: i64, device_id: i64, chat: &str) -> DbResult<Option<ChatRow>> {
+        let sql = format!("{SELECT} WHERE c.user_id = $1 AND c.device_id = $2 AND c.chat = $3");
+        Ok(reader!(self, |p| sqlx::query_as(&sql)
+            .bind(tenant)
+            .bind(device_id)
+            .bind(chat)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    /// Marks the chat read up to its latest message; answers the inbound messages that were
+    /// unread (the newest `limit`), for read receipts. `None` when the tenant has no such chat.
+    pub async fn read_chat(
+        &self,
+        tenant: i64,
+        device_id: i64,
+        chat: &str,
+        limit: i64,
+    ) -> DbResult<Option<Vec<UnreadRow>>> {
+        Ok(writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let row = sqlx::query("SELECT last_message_id, read_upto FROM chats WHERE user_id = $1 AND device_id = $2 AND chat = $3")
+                .bind(tenant)
+                .bind(device_id)
+                .bind(chat)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                tx.rollback().await?;
+                return Ok(None);
+            };
+            let (last, upto): (i64, i64) = (row.try_get(0)?, row.try_get(1)?);
+            let unread: Vec<UnreadRow> = sqlx::query_as(
+                "SELECT wa_id, sender, is_group FROM messages WHERE device_id = $1 AND chat = $2 AND id > $3 \
+                 AND id <= $4 AND direction = 'in' AND user_id = $5 ORDER BY id DESC LIMIT $6",
+            )
+            .bind(device_id)
+            .bind(chat)
+            .bind(upto)
+            .bind(last)
+            .bind(tenant)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE chats SET unread = 0, read_upto = last_message_id WHERE device_id = $1 AND chat = $2",
+            )
+            .bind(device_id)
+            .bind(chat)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(Some(unread))
+        })?)
+    }
+
+    /// The tenant's messages with these ids (any order).
+    pub async fn messages_by_ids(&self, tenant: i64, ids: &[i64]) -> DbResult<Vec<super::MessageRow>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+        let sql = format!(
+            "{} {} WHERE m.user_id = $1 AND m.id IN ({list})",
+            super::messages::COLUMNS,
+            super::messages::FROM_MESSAGES
+        );
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).fetch_all(p).await)?)
+    }
+}

@@ -1,0 +1,163 @@
+//! The inbox in a real headless Chromium, at desktop size and at 375 px: open a chat (its
+//! unread count clears), reply quoting a message, and see a new message arrive in the open
+//! conversation and another chat's unread count appear in the list without a reload. On a
+//! phone the list and the conversation are two screens, with a link back to the list.
+//! Screenshots go to `target/screenshots/`.
+
+use serde_json::{json, Value};
+
+use crate::agent::{tenant, PASSWORD};
+use crate::browser::{assert_fits, Browser, Driver};
+use crate::helpers::{TestApp, TestTenant};
+
+const BUDI: &str = "6281299990295";
+const SARI: &str = "6281299990296";
+
+async fn inbound(app: &TestApp, body: Value) {
+    let (status, answer) = app.admin_post("/api/admin/simulator/inbound", &body).await;
+    assert_eq!(status, reqwest::StatusCode::OK, "simulator inbound: {answer}");
+}
+
+/// Whether the element `css` is displayed (not hidden by the layout).
+async fn shown(b: &Browser<'_>, css: &str) -> bool {
+    let script = format!(
+        "var e = document.querySelector({}); return !!e && e.getClientRects().length > 0;",
+        json!(css)
+    );
+    b.js(&script).await == json!(true)
+}
+
+/// The unread count the list shows for `chat` (its `data-unread`).
+fn unread_is(chat: &str, n: i64) -> String {
+    format!(
+        "var li = document.querySelector('#chat-list li[data-chat=\"{chat}\"]'); \
+         return !!li && li.getAttribute('data-unread') === '{n}' && \
+           (li.querySelector('.unread') ? li.querySelector('.unread').textContent === '{n}' : {n} === 0);"
+    )
+}
+
+async fn inbox(app: &TestApp, driver: &Driver, size: &str, width: u32, height: u32, shop: &str) {
+    let t = tenant(app, "basic").await;
+    let key = TestTenant { id: t.id, api_key: t.api_key.clone(), email: t.email.clone() };
+    let device = app.pair_device(&key, shop).await;
+    for text in ["halo", "ada stok?"] {
+        inbound(
+            app,
+            json!({"device": device, "from": BUDI, "text": format!("{text} {size}"), "push_name": "Budi"}),
+        )
+        .await;
+    }
+    let budi = format!("{BUDI}@s.whatsapp.net");
+    let sari = format!("{SARI}@s.whatsapp.net");
+
+    let profile = tempfile::tempdir().unwrap();
+    let b = driver.session(profile.path()).await;
+    b.post("/window/rect", json!({ "width": width, "height": height })).await;
+    let phone = width < 500;
+    if phone {
+        b.post(
+            "/goog/cdp/execute",
+            json!({ "cmd": "Emulation.setDeviceMetricsOverride",
+                    "params": { "width": width, "height": height, "deviceScaleFactor": 1, "mobile": true } }),
+        )
+        .await;
+    }
+    let shot = |page: &str| format!("{size}-inbox-{page}");
+    b.go(&app.url("/login")).await;
+    b.fill("#email", &t.email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("#login").await;
+    b.wait_for("the home page", "return location.pathname === '/';").await;
+
+    // The list, with Budi's two unread messages.
+    b.click("a[href='/chats']").await;
+    b.wait_for(
+        "the inbox",
+        "return location.pathname === '/chats' && !!document.getElementById('chat-list');",
+    )
+    .await;
+    b.wait_for("Budi's unread count", &unread_is(&budi, 2)).await;
+    assert!(shown(&b, "#chat-list").await, "{size}: the list shows");
+    assert_eq!(shown(&b, "#pick-chat").await, !phone, "{size}: the empty conversation only beside the list");
+    b.screenshot(&shot("list")).await;
+    assert_fits(&b, size).await;
+
+    // Opening the chat reads it.
+    b.click(&format!("#chat-list li[data-chat=\"{budi}\"] a")).await;
+    b.wait_for("the conversation", "return !!document.getElementById('conversation');").await;
+    b.wait_for("the count to clear", &unread_is(&budi, 0)).await;
+    let talk = b.js("return document.getElementById('conversation').innerText;").await;
+    assert!(talk.as_str().unwrap().contains(&format!("ada stok? {size}")), "{talk}");
+    assert_eq!(shown(&b, "#chat-list").await, !phone, "{size}: on a phone only the conversation shows");
+    assert_eq!(shown(&b, "#back-to-list").await, phone, "{size}: the way back on a phone");
+    let (_, chats) = app.get("/api/user/chats", &t.api_key).await;
+    assert_eq!(chats["data"][0]["unread"], 0, "{chats}");
+    b.screenshot(&shot("chat")).await;
+    assert_fits(&b, size).await;
+
+    // Reply to Budi's question.
+    b.click("#conversation li[data-direction='in']:last-child .reply-link").await;
+    b.wait_for("the quoted message", "return !!document.getElementById('replying-to');").await;
+    b.fill("#reply-text", &format!("Masih ada {size}")).await;
+    b.screenshot(&shot("replying")).await;
+    b.click("#reply-send").await;
+    b.wait_for(
+        "the reply in the conversation",
+        &format!(
+            "return location.hash.indexOf('#m-') === 0 && !document.getElementById('replying-to') && \
+             document.getElementById('conversation').innerText.includes('Masih ada {size}');"
+        ),
+    )
+    .await;
+    let out = app.outbox(device).await;
+    let reply =
+        out.iter().find(|m| m["text"] == format!("Masih ada {size}")).unwrap_or_else(|| panic!("{out:?}"));
+    assert_eq!(reply["to"], budi.as_str());
+    assert!(reply["reply_to"].is_string(), "it quotes: {reply}");
+    assert_fits(&b, size).await;
+
+    // New messages arrive without a reload: in the open conversation, and in another chat.
+    b.js("window.__sameDocument = true; return true;").await;
+    inbound(
+        app,
+        json!({"device": device, "from": BUDI, "text": format!("pesan baru {size}"), "push_name": "Budi"}),
+    )
+    .await;
+    b.wait_for(
+        "the new message in the conversation",
+        &format!(
+            "var li = document.querySelector('#conversation li:last-child'); \
+             return !!li && li.innerText.includes('pesan baru {size}');"
+        ),
+    )
+    .await;
+    b.wait_for("the open chat to stay read", &unread_is(&budi, 0)).await;
+    inbound(
+        app,
+        json!({"device": device, "from": SARI, "text": format!("dari Sari {size}"), "push_name": "Sari"}),
+    )
+    .await;
+    b.wait_for("Sari's chat in the list with its count", &unread_is(&sari, 1)).await;
+    assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
+    b.screenshot(&shot("live")).await;
+    assert_fits(&b, size).await;
+
+    if phone {
+        b.click("#back-to-list").await;
+        b.wait_for("the list again", "return !document.getElementById('conversation');").await;
+        assert!(shown(&b, "#chat-list").await);
+        let list = b.page_text().await;
+        assert!(list.contains(&format!("dari Sari {size}")), "{list}");
+        b.screenshot(&shot("back")).await;
+        assert_fits(&b, size).await;
+    }
+    b.close().await;
+}
+
+#[tokio::test]
+async fn the_inbox_reads_replies_and_updates_live_in_chromium() {
+    let app = TestApp::spawn().await;
+    let driver = Driver::start().await;
+    inbox(&app, &driver, "desktop", 1280, 900, "6281100000295").await;
+    inbox(&app, &driver, "mobile", 375, 812, "6281100000296").await;
+}
