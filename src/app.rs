@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, DriverKind};
 use crate::db::{ConnectOptions, Db};
+use crate::devices::contacts::ContactService;
 use crate::devices::driver::Driver;
 use crate::devices::groups::service::GroupService;
 use crate::devices::manager::DeviceManager;
@@ -196,6 +197,7 @@ impl App {
         let device_service =
             DeviceService::new(db.clone(), limits.clone(), tenants.clone(), devices.clone(), country_code);
         let groups = GroupService::new(db.clone(), tenants.clone(), devices.clone(), country_code);
+        let contacts = ContactService::new(db.clone(), tenants.clone(), devices.clone(), country_code);
         let rules = RuleService::new(db.clone(), limits.clone(), tenants.clone(), country_code);
         let schedules =
             ScheduleService::new(db.clone(), limits.clone(), tenants.clone(), scheduler.clone(), &config);
@@ -228,6 +230,7 @@ impl App {
             device_manager: devices,
             devices: device_service,
             groups,
+            contacts,
             outbound,
             inbound,
             scheduler,

@@ -7,6 +7,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::devices::contacts::ContactService;
 use crate::devices::groups::service::GroupService;
 use crate::devices::manager::DeviceManager;
 use crate::devices::service::DeviceService;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub devices: DeviceService,
     /// Devices' WhatsApp groups.
     pub groups: GroupService,
+    /// The people devices talk to: profiles, blocking.
+    pub contacts: ContactService,
     pub outbound: Outbound,
     pub inbound: Inbound,
     /// The scheduled-message worker.

@@ -75,7 +75,7 @@ pub struct ChatsQuery {
 }
 
 /// A yes/no query flag; empty counts as not given.
-fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(crate) fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     match Option::<String>::deserialize(d)?.as_deref().map(str::trim) {
         None | Some("") => Ok(None),
         Some("true" | "1") => Ok(Some(true)),

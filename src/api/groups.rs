@@ -255,7 +255,8 @@ pub struct ParticipantsOut {
            GroupPath),
     responses((status = 200, body = ParticipantsOut), (status = 403, description = "The device is not an admin."),
               (status = 404, description = "No such device or group."),
-              (status = 409, description = "The device is not connected.")))]
+              (status = 409, description = "The device is not connected."),
+              (status = 422, description = "Not a group id, or a participant that is not a phone number.")))]
 async fn change_participants(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -280,7 +281,8 @@ pub struct InviteOut {
            GroupPath),
     responses((status = 200, body = InviteOut), (status = 403, description = "The device is not an admin."),
               (status = 404, description = "No such device or group."),
-              (status = 409, description = "The device is not connected.")))]
+              (status = 409, description = "The device is not connected."),
+              (status = 422, description = "Not a group id, or a participant that is not a phone number.")))]
 async fn get_invite(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -295,7 +297,8 @@ async fn get_invite(
            GroupPath),
     responses((status = 200, body = InviteOut), (status = 403, description = "The device is not an admin."),
               (status = 404, description = "No such device or group."),
-              (status = 409, description = "The device is not connected.")))]
+              (status = 409, description = "The device is not connected."),
+              (status = 422, description = "Not a group id, or a participant that is not a phone number.")))]
 async fn revoke_invite(
     State(state): State<AppState>,
     tenant: Tenant,
@@ -336,7 +339,8 @@ pub struct LeftOut {
     params(("id" = String, Path, description = "The device's id or phone number."),
            GroupPath),
     responses((status = 200, body = LeftOut), (status = 404, description = "No such device or group."),
-              (status = 409, description = "The device is not connected.")))]
+              (status = 409, description = "The device is not connected."),
+              (status = 422, description = "Not a group id, or a participant that is not a phone number.")))]
 async fn leave_group(
     State(state): State<AppState>,
     tenant: Tenant,

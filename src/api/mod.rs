@@ -21,6 +21,7 @@ pub mod actions;
 pub mod admin;
 pub mod chats;
 pub mod client_ip;
+pub mod contacts;
 pub mod dead_letters;
 pub mod devices;
 pub mod extract;
@@ -48,6 +49,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .merge(devices::router())
         .merge(groups::router())
         .merge(chats::router())
+        .merge(contacts::router())
         .merge(messages::router())
         .merge(media::router())
         .merge(actions::router())

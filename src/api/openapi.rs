@@ -245,6 +245,13 @@ fn finish_operation(path: &str, method: &str, op: &mut Value) {
     let guard = guard_of(path);
     let requirement: Vec<Value> = schemes_of(guard).iter().map(|s| json!({ *s: [] })).collect();
     op["security"] = Value::Array(requirement);
+    // A path parameter is always required (a parameter documented through `schema_with` loses
+    // the flag utoipa would otherwise derive from its type).
+    if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
+        for p in params.iter_mut().filter(|p| p["in"] == "path") {
+            p["required"] = Value::Bool(true);
+        }
+    }
 
     let params: Vec<(String, String, bool)> = op
         .get("parameters")

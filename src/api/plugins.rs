@@ -39,6 +39,8 @@ pub struct PluginOut {
     pub enabled: bool,
     /// Ids of the devices it runs for; empty: every device of the tenant.
     pub devices: Vec<i64>,
+    /// Whether it runs for messages in groups (false: direct chats only).
+    pub groups: bool,
     /// Plugins run in ascending `order`, then oldest first.
     pub order: i64,
     /// The plugin's configuration, passed to every run.
@@ -70,6 +72,7 @@ pub fn plugin_out(r: PluginRow) -> PluginOut {
         sha256: r.sha256,
         enabled: r.enabled,
         order: r.run_order,
+        groups: r.in_groups,
         failures: r.failures,
         disabled_reason: r.disabled_reason,
         disabled_at: r.disabled_at.map(ts),
@@ -305,6 +308,8 @@ pub struct PluginPatchIn {
     /// Any JSON (at most 64 KiB), passed to every run.
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
+    /// Run for messages in groups too (new plugins do); false: direct chats only.
+    pub groups: Option<bool>,
 }
 
 /// The schema of [`PluginPatchIn::devices`].
@@ -321,7 +326,7 @@ fn plugin_devices() -> utoipa::openapi::schema::Array {
         .build()
 }
 
-/// Changes a plugin's name, `enabled`, `devices`, `order` or `config`.
+/// Changes a plugin's name, `enabled`, `devices`, `order`, `config` or `groups`.
 #[utoipa::path(patch, path = "/api/user/plugins/{id}", tag = "plugins", request_body = PluginPatchIn,
     params(("id" = i64, Path, description = "The plugin's id.")),
     responses((status = 200, body = PluginOut), (status = 404, description = "No such plugin or device."),
@@ -350,6 +355,7 @@ async fn patch_plugin(
         devices,
         order: body.order,
         config: body.config,
+        groups: body.groups,
     };
     Ok(Json(plugin_out(state.plugins.update(&tenant, plugin_id(&id)?, change).await?)))
 }

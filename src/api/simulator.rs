@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sim_create_group))
         .routes(routes!(sim_group_participants))
         .routes(routes!(sim_update_group))
+        .routes(routes!(sim_contact_profile))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -179,6 +180,47 @@ async fn sim_update_group(
     };
     sim.update_group(&b.group, &by, &change)?;
     Ok(Json(serde_json::json!({ "group": b.group })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimContactIn {
+    /// The contact's number.
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::PhoneNumber)]
+    pub phone: String,
+    /// The "about" text it shows.
+    #[schema(max_length = 500)]
+    pub about: Option<String>,
+    /// Its profile picture's URL.
+    #[schema(max_length = 2048)]
+    pub picture_url: Option<String>,
+    #[serde(default)]
+    pub business: bool,
+    #[schema(max_length = 200)]
+    pub business_name: Option<String>,
+}
+
+/// A contact sets what it shows of itself (about text, picture, business); devices read it
+/// through `GET /api/user/contacts/{jid}`.
+#[utoipa::path(post, path = "/api/admin/simulator/contacts", tag = "simulator", request_body = SimContactIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 422, description = "Not a phone number.")))]
+async fn sim_contact_profile(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<SimContactIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let phone = number(&state, "phone", &b.phone)?;
+    let profile = crate::devices::driver::ContactProfile {
+        about: b.about,
+        picture_url: b.picture_url,
+        business: b.business,
+        business_name: b.business_name,
+        lid: None,
+    };
+    sim.set_profile(&phone, profile)?;
+    Ok(Json(serde_json::json!({ "phone": phone })))
 }
 
 impl From<SimError> for ApiError {

@@ -221,6 +221,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("case_sensitive", "Bedakan huruf besar/kecil", "Case sensitive"),
     ("stop_chain", "Berhenti setelah membalas", "Stop after replying"),
     ("rule_groups", "Juga membalas di grup", "Also answer in groups"),
+    ("plugin_groups", "Juga berjalan untuk pesan grup", "Also run for group messages"),
     ("enabled", "aktif", "enabled"),
     ("disabled", "nonaktif", "disabled"),
     ("enable", "Aktifkan", "Enable"),

@@ -176,6 +176,7 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
                         devices: Some(devices),
                         config: Some(parsed),
                         order,
+                        groups: Some(form.get("groups") == "on"),
                         ..PluginChange::default()
                     };
                     plugins.update(&tenant, id, change).await

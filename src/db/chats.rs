@@ -44,7 +44,7 @@ pub struct UnreadRow {
 
 const SELECT: &str = "SELECT c.device_id, c.chat, c.is_group, c.last_message_id, c.last_at, \
      CAST(c.unread AS BIGINT) AS unread, COALESCE(g.subject, c.name) AS name, c.archived, c.muted, c.pinned \
-     FROM chats c LEFT JOIN wa_groups g ON g.device_id = c.device_id AND g.jid = c.chat";
+     FROM chats c LEFT JOIN device_groups g ON g.device_id = c.device_id AND g.jid = c.chat";
 
 /// Makes a stored message its chat's latest and counts it unread when it came in (run in the
 /// message's insert transaction). Binds: device, chat, tenant, is_group, message id, time,
@@ -111,7 +111,7 @@ impl Db {
         let sql =
             format!("{SELECT} {cond} ORDER BY c.last_message_id DESC LIMIT ${} OFFSET ${}", n + 1, n + 2);
         let count = format!(
-            "SELECT COUNT(*) FROM chats c LEFT JOIN wa_groups g ON g.device_id = c.device_id AND g.jid = c.chat {cond}"
+            "SELECT COUNT(*) FROM chats c LEFT JOIN device_groups g ON g.device_id = c.device_id AND g.jid = c.chat {cond}"
         );
         let (rows, total): (Vec<ChatRow>, i64) = reader!(self, |p| {
             let mut page = sqlx::query_as(&sql).bind(tenant);

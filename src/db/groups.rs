@@ -1,4 +1,4 @@
-//! The groups cache (`wa_groups`): per device, each group's metadata as WhatsApp last told it,
+//! The groups cache (`device_groups`): per device, each group's metadata as WhatsApp last told it,
 //! as JSON. Written when the device lists or reads groups and on group events; read when the
 //! device is offline and for names in the chat list. Every query names the tenant.
 
@@ -25,7 +25,7 @@ impl Db {
         info: &str,
     ) -> DbResult<()> {
         writer!(self, |p| sqlx::query(
-            "INSERT INTO wa_groups (device_id, jid, subject, info, updated_at) \
+            "INSERT INTO device_groups (device_id, jid, subject, info, updated_at) \
              SELECT $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1) \
              ON CONFLICT (device_id, jid) DO UPDATE SET subject = excluded.subject, info = excluded.info, \
              updated_at = excluded.updated_at"
@@ -60,13 +60,13 @@ impl Db {
                     .fetch_optional(&mut *tx)
                     .await?;
             if owned.is_some() {
-                sqlx::query("DELETE FROM wa_groups WHERE device_id = $1")
+                sqlx::query("DELETE FROM device_groups WHERE device_id = $1")
                     .bind(device_id)
                     .execute(&mut *tx)
                     .await?;
                 for (jid, subject, info) in groups {
                     sqlx::query(
-                        "INSERT INTO wa_groups (device_id, jid, subject, info, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO device_groups (device_id, jid, subject, info, updated_at) VALUES ($1, $2, $3, $4, $5)",
                     )
                     .bind(device_id)
                     .bind(jid)
@@ -85,7 +85,7 @@ impl Db {
     /// One cached group of the tenant's device.
     pub async fn group(&self, tenant: i64, device_id: i64, jid: &str) -> DbResult<Option<GroupRow>> {
         Ok(reader!(self, |p| sqlx::query_as(
-            "SELECT g.device_id, g.jid, g.subject, g.info, g.updated_at FROM wa_groups g \
+            "SELECT g.device_id, g.jid, g.subject, g.info, g.updated_at FROM device_groups g \
              JOIN devices d ON d.id = g.device_id WHERE d.user_id = $1 AND g.device_id = $2 AND g.jid = $3"
         )
         .bind(tenant)
@@ -98,7 +98,7 @@ impl Db {
     /// The device's cached groups, by subject.
     pub async fn groups(&self, tenant: i64, device_id: i64) -> DbResult<Vec<GroupRow>> {
         Ok(reader!(self, |p| sqlx::query_as(
-            "SELECT g.device_id, g.jid, g.subject, g.info, g.updated_at FROM wa_groups g \
+            "SELECT g.device_id, g.jid, g.subject, g.info, g.updated_at FROM device_groups g \
              JOIN devices d ON d.id = g.device_id WHERE d.user_id = $1 AND g.device_id = $2 \
              ORDER BY g.subject, g.jid"
         )
@@ -111,7 +111,7 @@ impl Db {
     /// Forgets a group of the tenant's device (it left).
     pub async fn delete_group(&self, tenant: i64, device_id: i64, jid: &str) -> DbResult<()> {
         writer!(self, |p| sqlx::query(
-            "DELETE FROM wa_groups WHERE device_id = $2 AND jid = $3 \
+            "DELETE FROM device_groups WHERE device_id = $2 AND jid = $3 \
              AND EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1)"
         )
         .bind(tenant)

@@ -19,6 +19,8 @@ pub struct PluginRow {
     pub run_order: i64,
     /// The plugin's JSON configuration.
     pub config: String,
+    /// Whether it runs for messages in groups too (otherwise direct chats only).
+    pub in_groups: bool,
     /// Failed runs in a row.
     pub failures: i64,
     pub disabled_reason: Option<String>,
@@ -47,7 +49,7 @@ impl PluginRow {
     }
 }
 
-const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, failures, \
+const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, in_groups, failures, \
      disabled_reason, disabled_at, runs, last_run_at, last_outcome, engine, compiled_at, created_at, updated_at \
      FROM plugins";
 
@@ -82,6 +84,7 @@ pub struct PluginPatch {
     pub devices: Option<Vec<i64>>,
     pub run_order: Option<i64>,
     pub config: Option<String>,
+    pub in_groups: Option<bool>,
 }
 
 /// What recording a failed run did.
@@ -155,12 +158,18 @@ impl Db {
         Ok((rows, total))
     }
 
-    /// The tenant's enabled plugins for messages of `device_id`, in the order they run.
-    pub async fn active_plugins(&self, tenant: i64, device_id: i64) -> DbResult<Vec<PluginRow>> {
+    /// The tenant's enabled plugins for messages of `device_id` (in a group: those set to run
+    /// in groups), in the order they run.
+    pub async fn active_plugins(
+        &self,
+        tenant: i64,
+        device_id: i64,
+        is_group: bool,
+    ) -> DbResult<Vec<PluginRow>> {
         let sql = format!("{SELECT} WHERE user_id = $1 AND enabled = $2 ORDER BY run_order, id");
         let rows: Vec<PluginRow> =
             reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(true).fetch_all(p).await)?;
-        Ok(rows.into_iter().filter(|r| r.applies_to(device_id)).collect())
+        Ok(rows.into_iter().filter(|r| r.applies_to(device_id) && (r.in_groups || !is_group)).collect())
     }
 
     /// The component and artefact of a plugin of the tenant.
@@ -211,6 +220,7 @@ impl Db {
             sqlx::query(
             "UPDATE plugins SET name = COALESCE($3, name), enabled = COALESCE($4, enabled), \
              devices = COALESCE($5, devices), run_order = COALESCE($6, run_order), config = COALESCE($7, config), \
+             in_groups = COALESCE($11, in_groups), \
              failures = CASE WHEN $8 AND enabled = $10 THEN 0 ELSE failures END, \
              disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END, \
              disabled_at = CASE WHEN $8 THEN NULL ELSE disabled_at END, \
@@ -226,6 +236,7 @@ impl Db {
         .bind(enable)
         .bind(now_ms())
         .bind(false)
+        .bind(patch.in_groups)
         .execute(p)
         .await
         .map(|r| r.rows_affected())

@@ -368,6 +368,21 @@ pub enum DriverError {
     Failed(String),
 }
 
+/// What WhatsApp tells about a contact.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ContactProfile {
+    /// The "about" text, when the contact's privacy settings show it.
+    pub about: Option<String>,
+    /// A URL of the profile picture (WhatsApp's, valid for a while), when there is one to see.
+    pub picture_url: Option<String>,
+    /// Whether the number is a WhatsApp Business account.
+    pub business: bool,
+    /// The business's verified name, when it has one.
+    pub business_name: Option<String>,
+    /// The contact's LID JID (`…@lid`), when WhatsApp told it.
+    pub lid: Option<String>,
+}
+
 /// Result of checking whether a number has WhatsApp.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NumberCheck {
@@ -465,6 +480,12 @@ pub trait Session: Send + Sync {
 
     /// Leaves a group.
     async fn leave_group(&self, group: &Jid) -> Result<(), DriverError>;
+
+    /// What WhatsApp tells about a contact (user JID): about text, profile picture, business.
+    async fn contact_profile(&self, contact: &Jid) -> Result<ContactProfile, DriverError>;
+
+    /// Blocks (`true`) or unblocks a contact (user JID).
+    async fn block(&self, contact: &Jid, blocked: bool) -> Result<(), DriverError>;
 
     /// Asks for a phone-number pairing code for `phone` (digits); delivered as `PairCode`.
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError>;

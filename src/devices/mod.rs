@@ -1,5 +1,6 @@
 //! WhatsApp devices: the driver seam, the simulator, QR rendering and the per-device supervisor.
 
+pub mod contacts;
 pub mod driver;
 pub mod groups;
 pub mod manager;

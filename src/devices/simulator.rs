@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::driver::{
-    Ack, ContactCard, DriverError, DriverEvent, InboundBody, InboundMedia, InboundMessage, InboundQuote,
-    Location, MediaKind, PollSpec, ReceiptKind, StopReason, Update,
+    Ack, ContactCard, ContactProfile, DriverError, DriverEvent, InboundBody, InboundMedia, InboundMessage,
+    InboundQuote, Location, MediaKind, PollSpec, ReceiptKind, StopReason, Update,
 };
 use crate::db::{Db, DbError};
 use crate::phone::{lid_jid, user_jid};
@@ -256,6 +256,8 @@ struct Inner {
     media: Mutex<VecDeque<(String, SimBlob)>>,
     /// The simulated network's groups, by JID.
     groups: Mutex<HashMap<String, groups::SimGroup>>,
+    /// What contacts show of themselves (about, picture, business), by number.
+    profiles: Mutex<HashMap<String, ContactProfile>>,
 }
 
 /// Media bytes on the simulated media server, and how long handing them out takes.
@@ -356,6 +358,16 @@ impl Inner {
 }
 
 impl Inner {
+    /// What a contact (digits) shows of itself; `None` when the number is not on WhatsApp
+    /// (ends in `0000`, as `check_numbers` answers).
+    pub(crate) fn profile(&self, phone: &str) -> Option<ContactProfile> {
+        if phone.ends_with("0000") {
+            return None;
+        }
+        let profiles = self.profiles.lock().unwrap_or_else(|e| e.into_inner());
+        Some(profiles.get(phone).cloned().unwrap_or_default())
+    }
+
     /// Puts bytes on the simulated media server; returns their reference.
     fn host_media(&self, blob: SimBlob) -> String {
         let reference = format!("sim-media-{}", random_b64(12).replace(['/', '+', '='], ""));
@@ -385,6 +397,7 @@ impl Simulator {
                 generations: AtomicU64::new(0),
                 media: Mutex::new(VecDeque::new()),
                 groups: Mutex::new(HashMap::new()),
+                profiles: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -570,6 +583,15 @@ impl Simulator {
         if let Some(live) = self.inner.take_live(device_id, None, |_| true) {
             live.stop(StopReason::LoggedOut("unlinked from the phone".into()));
         }
+        Ok(())
+    }
+
+    /// A contact (digits) sets what it shows of itself: about text, profile picture URL,
+    /// whether it is a business and its name.
+    pub fn set_profile(&self, phone: &str, profile: ContactProfile) -> Result<(), SimError> {
+        let phone = phone_digits(phone)
+            .ok_or_else(|| SimError::Invalid("`phone` must be a phone number of 8 to 15 digits".into()))?;
+        self.inner.profiles.lock().unwrap_or_else(|e| e.into_inner()).insert(phone, profile);
         Ok(())
     }
 

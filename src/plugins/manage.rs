@@ -44,6 +44,8 @@ pub struct PluginChange {
     pub devices: Option<Vec<String>>,
     pub order: Option<i64>,
     pub config: Option<serde_json::Value>,
+    /// Run for messages in groups too.
+    pub groups: Option<bool>,
 }
 
 /// A sample message for a dry run; every field has a default.
@@ -170,7 +172,14 @@ impl PluginService {
                 }
             }
         }
-        let patch = PluginPatch { name, enabled: change.enabled, devices, run_order: change.order, config };
+        let patch = PluginPatch {
+            name,
+            enabled: change.enabled,
+            devices,
+            run_order: change.order,
+            config,
+            in_groups: change.groups,
+        };
         let row = match self.db.update_plugin(tenant.id, current.id, &patch).await {
             Ok(Some(row)) => row,
             Ok(None) => return Err(not_found()),

@@ -121,7 +121,7 @@ impl Stage for PluginStage {
         if ctx.message.direction != "in" {
             return StageOutcome::default();
         }
-        let plugins = match self.db.active_plugins(ctx.tenant_id, ctx.device.id).await {
+        let plugins = match self.db.active_plugins(ctx.tenant_id, ctx.device.id, ctx.message.is_group).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(message_id = ctx.message.id, error = %e, "cannot load plugins");

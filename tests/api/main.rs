@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod chats;
+mod contacts;
 mod devices;
 mod errors;
 mod groups;

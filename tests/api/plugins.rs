@@ -133,6 +133,36 @@ async fn echo_answers_through_the_device_and_the_run_is_logged() {
     assert_eq!(after["last_outcome"], "success");
 }
 
+/// A plugin runs for group messages until it is set to direct chats only.
+#[tokio::test]
+async fn a_plugin_set_to_direct_chats_skips_group_messages() {
+    let app = TestApp::spawn().await;
+    let (tenant, device) = setup(&app).await;
+    let echo = upload(&app, &tenant, "echo", &[]).await;
+    assert_eq!(echo["groups"], true, "new plugins see groups: {echo}");
+    let group = "120363000000000652@g.us";
+    let in_group = |text: &str| json!({"device": device, "from": CUSTOMER, "group": group, "text": text});
+    let (status, body) = app.admin_post("/api/admin/simulator/inbound", &in_group("satu")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let outbox = wait_outbox(&app, device, 1).await;
+    assert_eq!(outbox[0]["to"], group);
+    assert_eq!(outbox[0]["text"], "echo: satu");
+
+    let id = echo["id"].as_i64().unwrap();
+    let (status, patched) =
+        app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &json!({"groups": false})).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["groups"], false);
+    let (status, _) = app.admin_post("/api/admin/simulator/inbound", &in_group("dua")).await;
+    assert_eq!(status, StatusCode::OK);
+    app.inbound(device, CUSTOMER, "tiga", None).await;
+    let outbox = wait_outbox(&app, device, 2).await;
+    app.wait_idle().await;
+    let texts: Vec<&str> = outbox.iter().map(|m| m["text"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["echo: satu", "echo: tiga"], "the group message is skipped, the direct one answered");
+    assert_eq!(app.outbox(device).await.len(), 2);
+}
+
 #[tokio::test]
 async fn a_raw_upload_with_a_name_in_the_query_works_and_names_are_unique() {
     let app = TestApp::spawn().await;

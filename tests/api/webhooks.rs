@@ -92,7 +92,7 @@ async fn endpoints_are_created_listed_changed_and_deleted_and_the_secret_shows_o
     assert_eq!(created["mode"], "notify");
     assert_eq!(created["enabled"], true);
     assert_eq!(created["device"], Value::Null);
-    assert_eq!(created["events"].as_array().unwrap().len(), 12, "all events by default: {created}");
+    assert_eq!(created["events"].as_array().unwrap().len(), 16, "all events by default: {created}");
 
     let (status, list) = app.get("/api/user/webhooks", &tenant.api_key).await;
     assert_eq!(status, StatusCode::OK);

@@ -14,6 +14,7 @@
 #[path = "../support/fake_wa/mod.rs"]
 mod fake_wa;
 
+mod contacts;
 mod groups;
 mod inbound;
 mod kinds;

@@ -1,6 +1,6 @@
 //! `GroupService`: a tenant's groups through one of its devices (list, read, create, change,
 //! participants, invite links, join, leave), each change recorded in the activity log; and the
-//! groups cache (`wa_groups`) kept current from group events.
+//! groups cache (`device_groups`) kept current from group events.
 //!
 //! Reads go to WhatsApp while the device is connected (and refresh the cache); while it is not,
 //! the list and a group answer from the cache, marked as cached. Changes need the connection.

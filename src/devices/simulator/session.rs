@@ -17,9 +17,14 @@ use super::{
     SimMedia, SimReaction, SimSent, SimTarget, Simulator, JID_KEY, OUTBOX_CAP, PAIR_CODE_TTL,
 };
 use crate::devices::driver::{
-    Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo, Jid, NumberCheck, Outgoing,
-    ParticipantAction, ParticipantOutcome, PresenceState, Session, StopReason,
+    ContactProfile, Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo, Jid,
+    NumberCheck, Outgoing, ParticipantAction, ParticipantOutcome, PresenceState, Session, StopReason,
 };
+
+/// The digits of a contact's user JID.
+fn contact_digits(contact: &str) -> Result<String, DriverError> {
+    jid_digits(&[contact.to_string()]).map(|mut d| d.remove(0)).map_err(DriverError::Invalid)
+}
 
 fn refused(r: GroupRefusal) -> DriverError {
     match r {
@@ -333,6 +338,22 @@ impl Session for SimSession {
             .change_participants(&me, group, ParticipantAction::Remove, std::slice::from_ref(&me))
             .map(|_| ())
             .map_err(refused)
+    }
+
+    async fn contact_profile(&self, contact: &Jid) -> Result<ContactProfile, DriverError> {
+        self.me()?;
+        let phone = contact_digits(contact)?;
+        self.inner.profile(&phone).ok_or_else(|| DriverError::NotFound(format!("{phone} is not on WhatsApp")))
+    }
+
+    /// Recorded in the outbox as `block` or `unblock` to the contact.
+    async fn block(&self, contact: &Jid, blocked: bool) -> Result<(), DriverError> {
+        let phone = contact_digits(contact)?;
+        self.record(SimSent {
+            to: format!("{phone}@s.whatsapp.net"),
+            kind: if blocked { "block" } else { "unblock" }.into(),
+            ..Default::default()
+        })
     }
 
     /// Emits `PairCode` (`ABCD-EFGH`, valid [`PAIR_CODE_TTL`]) and stops the QR rotation;

@@ -25,9 +25,9 @@ use super::mapping;
 use super::store::SqlxStore;
 use crate::db::Db;
 use crate::devices::driver::{
-    Ack, Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo, InboundBody,
-    MediaKind, NumberCheck, OutboundMedia, Outgoing, ParticipantAction, ParticipantOutcome, PresenceState,
-    Session, StopReason, Update,
+    Ack, ContactProfile, Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo,
+    InboundBody, MediaKind, NumberCheck, OutboundMedia, Outgoing, ParticipantAction, ParticipantOutcome,
+    PresenceState, Session, StopReason, Update,
 };
 
 /// How long a new session may stay silent before its status says WhatsApp is unreachable.
@@ -661,6 +661,16 @@ impl Session for WaSession {
     async fn leave_group(&self, group: &String) -> Result<(), DriverError> {
         self.logged_in()?;
         super::groups::leave_group(&self.client, group).await
+    }
+
+    async fn contact_profile(&self, contact: &String) -> Result<ContactProfile, DriverError> {
+        self.logged_in()?;
+        super::contacts::contact_profile(&self.client, contact).await
+    }
+
+    async fn block(&self, contact: &String, blocked: bool) -> Result<(), DriverError> {
+        self.logged_in()?;
+        super::contacts::block(&self.client, contact, blocked).await
     }
 
     async fn logout(&self) -> Result<(), DriverError> {

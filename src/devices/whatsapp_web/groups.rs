@@ -32,8 +32,8 @@ fn parse_jids(jids: &[Jid]) -> Result<Vec<WaJid>, DriverError> {
     jids.iter().map(|j| parse_jid(j)).collect()
 }
 
-/// What WhatsApp's error code (and text) on a group IQ means for the caller.
-fn refusal(code: u16, text: &str) -> DriverError {
+/// What WhatsApp's error code (and text) on an IQ (group or contact) means for the caller.
+pub(super) fn refusal(code: u16, text: &str) -> DriverError {
     let said = format!("WhatsApp answered {code} {text}");
     match (code, text) {
         (404, _) | (_, "item-not-found" | "not-found") => DriverError::NotFound(said),
@@ -43,22 +43,26 @@ fn refusal(code: u16, text: &str) -> DriverError {
     }
 }
 
-fn group_error(e: GroupError) -> DriverError {
+/// An IQ that failed, as the driver seam reports it.
+pub(super) fn iq_error(e: IqError) -> DriverError {
     match e {
-        GroupError::Iq(IqError::ServerError { code, text, .. }) => refusal(code, &text),
-        GroupError::Iq(IqError::NotConnected | IqError::Disconnected(_) | IqError::InternalChannelClosed) => {
+        IqError::ServerError { code, text, .. } => refusal(code, &text),
+        IqError::NotConnected | IqError::Disconnected(_) | IqError::InternalChannelClosed => {
             DriverError::NotConnected
         }
+        other => DriverError::Failed(other.to_string()),
+    }
+}
+
+fn group_error(e: GroupError) -> DriverError {
+    match e {
+        GroupError::Iq(e) => iq_error(e),
         GroupError::InvalidRequest(m) => DriverError::Invalid(m),
         GroupError::DescriptionConflict => {
             DriverError::Failed("the description was changed meanwhile; try again".into())
         }
         other => DriverError::Failed(other.to_string()),
     }
-}
-
-fn iq_error(e: IqError) -> DriverError {
-    group_error(GroupError::Iq(e))
 }
 
 /// The phone number (digits) among the JIDs naming one person, and its LID as `<digits>@lid`.

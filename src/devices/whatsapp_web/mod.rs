@@ -1,3 +1,4 @@
+pub mod contacts;
 pub mod driver;
 pub mod groups;
 pub mod mapping;

@@ -64,13 +64,22 @@ async fn what_arrives_while_the_device_is_offline_is_delivered_once_after_it_rec
         journal.iter().any(|(_, e)| matches!(e, FakeEvent::OfflineBatchRequested { .. })),
         "the client asked for what the primer left"
     );
-    // The client confirms a drained backlog with one aggregated receipt, sent at the end marker.
-    assert!(
-        journal.iter().any(|(_, e)| matches!(e, FakeEvent::ClientAnswered { tag, ids: got, .. }
-            if tag == "message" && *got == ids)),
-        "one receipt for the seven messages:\n{}",
-        fake.journal_text()
-    );
+    // The client confirms the backlog with receipts (one aggregated receipt at the end marker
+    // when the gateway stored everything by then; on a busy machine some come on their own):
+    // together they name each message exactly once.
+    let mut answered: Vec<String> = journal
+        .iter()
+        .filter_map(|(_, e)| match e {
+            FakeEvent::ClientAnswered { tag, ids: got, .. } if tag == "message" => Some(got.clone()),
+            _ => None,
+        })
+        .flatten()
+        .filter(|id| ids.contains(id))
+        .collect();
+    answered.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(answered, expected, "each offline message answered once:\n{}", fake.journal_text());
     fake.wait_until("every delivery answered", STEP, |f| f.pending_deliveries(phone) == 0).await.unwrap();
 }
 

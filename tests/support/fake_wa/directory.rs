@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use whatsapp_rust::wacore_binary::Jid;
 
+use super::contacts::ContactProfile;
 use super::messaging::Received;
 use super::peer::Peer;
 
@@ -25,6 +26,10 @@ pub struct Contact {
     /// Every message the client sent it that the fake decrypted, in arrival order (a resent
     /// message appears once per copy).
     pub inbox: Vec<Received>,
+    /// What it shows of itself: about text, picture, business (`contacts.rs`).
+    pub profile: ContactProfile,
+    /// The accounts (phone numbers) that blocked it.
+    pub blocked_by: HashSet<String>,
 }
 
 /// Who a JID on the wire stands for.
@@ -56,11 +61,18 @@ impl Directory {
             push_name: format!("Contact {}", &phone[phone.len().saturating_sub(4)..]),
             peer: Arc::new(tokio::sync::OnceCell::new()),
             inbox: Vec::new(),
+            profile: ContactProfile::default(),
+            blocked_by: HashSet::new(),
         })
     }
 
     pub fn get(&self, phone: &str) -> Option<&Contact> {
         self.contacts.get(phone)
+    }
+
+    /// Every contact, in number order.
+    pub fn contacts(&self) -> impl Iterator<Item = &Contact> {
+        self.contacts.values()
     }
 
     /// Gives a contact a LID (replacing any earlier one).

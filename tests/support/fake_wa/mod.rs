@@ -39,6 +39,8 @@
 //!   keys and group messages decrypted by every member, group messages sent by members; the
 //!   group IQs (list, create, participants, settings, invites, leave) and the notifications
 //!   of members' changes (`group_admin.rs`);
+//! - contacts' profiles (about text, picture, business) and the account's blocklist
+//!   (`contacts.rs`);
 //! - what a client reports (`activity.rs`): its receipts (read marks among them), presence
 //!   and chat states (typing, recording) are journaled, not relayed.
 //!
@@ -61,6 +63,7 @@
 
 mod activity;
 mod conn;
+mod contacts;
 mod delivery;
 mod directory;
 mod group_admin;
@@ -94,6 +97,7 @@ use whatsapp_rust::wacore_binary::{Jid, Node, NodeContent};
 
 pub use activity::SentReceipt;
 pub use conn::ConnectionInfo;
+pub use contacts::ContactProfile;
 pub use handshake::HandshakeKind;
 pub use inbound::{Addressing, ContactMessage, ContactSent};
 pub use media::{FakeMediaHost, Uploaded};

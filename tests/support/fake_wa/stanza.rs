@@ -42,6 +42,19 @@ impl FakeWhatsApp {
                 }
                 None => self.answer_iq(conn, &info, &node),
             },
+            "iq" if xmlns == "usync" && Self::is_profile_usync(&node) => {
+                let _ = conn.send_node(&self.profile_usync(&node));
+            }
+            "iq" if xmlns == "w:profile:picture" => match self.picture_iq(&node) {
+                Some(answer) => {
+                    let _ = conn.send_node(&answer);
+                }
+                None => self.answer_iq(conn, &info, &node),
+            },
+            "iq" if xmlns == "blocklist" && info.phone.is_some() => {
+                let phone = info.phone.as_deref().unwrap_or_default();
+                let _ = conn.send_node(&self.blocklist_iq(phone, &node));
+            }
             "iq" if xmlns == "w:m" && node.get_optional_child("media_conn").is_some() => {
                 let answer = self.media_conn_answer(&node);
                 let _ = conn.send_node(&answer);
