@@ -341,6 +341,15 @@ pub fn check_typing(ms: Option<u64>) -> Result<Option<u64>, Invalid> {
     }
 }
 
+/// A list's search text as typed: trimmed, none when blank, at most 100 characters.
+pub fn search_text(q: Option<&str>) -> Result<Option<&str>, String> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    if q.is_some_and(|q| q.chars().count() > 100 || q.contains('\0')) {
+        return Err("must be at most 100 characters".into());
+    }
+    Ok(q)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 
 /// [`parse_json`] without refusing U+0000.
 fn parse_json_text<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Every body is an object: serde would also fill a struct from an array of its fields in
+    // order (`[]` for a struct whose fields all have defaults).
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(ApiError::validation("body", "must be a JSON object, not an array"));
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     serde_path_to_error::deserialize(de).map_err(|err| {
         let path = err.path().to_string();
@@ -356,5 +361,17 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(matches!(parse_json::<Body>(b"{nope"), Err(ApiError::BadRequest(_))));
+        // A struct is not filled from an array of its fields.
+        #[derive(Debug, serde::Deserialize)]
+        struct Defaults {
+            #[serde(default)]
+            _name: String,
+        }
+        for body in [&b"[]"[..], b" [\"x\"]"] {
+            match parse_json::<Defaults>(body) {
+                Err(ApiError::Validation { field, .. }) => assert_eq!(field, "body"),
+                other => panic!("an array body: {other:?}"),
+            }
+        }
     }
 }

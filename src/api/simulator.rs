@@ -212,6 +212,15 @@ async fn sim_contact_profile(
 ) -> ApiResult<Json<serde_json::Value>> {
     let sim = simulator(&state)?;
     let phone = number(&state, "phone", &b.phone)?;
+    for (field, value, max) in [
+        ("about", &b.about, 500),
+        ("picture_url", &b.picture_url, 2048),
+        ("business_name", &b.business_name, 200),
+    ] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > max) {
+            return Err(ApiError::validation(field, format!("must be at most {max} characters")));
+        }
+    }
     let profile = crate::devices::driver::ContactProfile {
         about: b.about,
         picture_url: b.picture_url,

@@ -96,10 +96,7 @@ impl ContactService {
             Some(d) => Some(find_device(&self.db, &self.country_code, tenant.id, d).await?.id),
             None => None,
         };
-        let q = q.map(str::trim).filter(|q| !q.is_empty());
-        if q.is_some_and(|q| q.chars().count() > 100 || q.contains('\0')) {
-            return Err(ApiError::validation("q", "must be at most 100 characters"));
-        }
+        let q = crate::content::search_text(q).map_err(|e| ApiError::validation("q", e))?;
         let (rows, total) = self.db.list_contacts(tenant.id, device_id, q, limit, offset).await?;
         Ok((self.with_lids(tenant, rows).await?, total))
     }

@@ -56,10 +56,7 @@ impl MessageService {
             Some(d) => Some(find_device(&self.db, &self.country_code, tenant.id, d).await?.id),
             None => None,
         };
-        let q = q.map(str::trim).filter(|q| !q.is_empty());
-        if q.is_some_and(|q| q.chars().count() > 100 || q.contains('\0')) {
-            return Err(ApiError::validation("q", "must be at most 100 characters"));
-        }
+        let q = crate::content::search_text(q).map_err(|e| ApiError::validation("q", e))?;
         let filter = ChatFilter { device_id, q: q.map(str::to_string), unread };
         let (rows, total) = self.db.list_chats(tenant.id, &filter, limit, offset).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.last_message_id).collect();
