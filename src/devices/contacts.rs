@@ -144,9 +144,14 @@ impl ContactService {
                 None => {}
             }
         }
+        self.stored(tenant, device.id, &jid).await
+    }
+
+    /// The contact as stored now, with its LID.
+    async fn stored(&self, tenant: &Tenant, device_id: i64, jid: &str) -> ApiResult<Contact> {
         let row = self
             .db
-            .contact(tenant.id, device.id, &jid)
+            .contact(tenant.id, device_id, jid)
             .await?
             .ok_or_else(|| ApiError::not_found("contact"))?;
         Ok(self.with_lids(tenant, vec![row]).await?.remove(0))
@@ -178,11 +183,6 @@ impl ContactService {
         self.db.set_blocked(tenant.id, device.id, &jid, blocked).await?;
         let action = if blocked { "contact.block" } else { "contact.unblock" };
         self.tenants.record(tenant.activity(action, format!("contact:{jid}"))).await;
-        let row = self
-            .db
-            .contact(tenant.id, device.id, &jid)
-            .await?
-            .ok_or_else(|| ApiError::not_found("contact"))?;
-        Ok(self.with_lids(tenant, vec![row]).await?.remove(0))
+        self.stored(tenant, device.id, &jid).await
     }
 }
