@@ -13,8 +13,9 @@
 //! echo in the simulator's outbox, while another task times `GET /healthz` every 5 ms. First
 //! quietly, then while the storm tenant receives a round of 40 messages, 8 at a time, every
 //! 3 s (about 80 plugin runs a second, four CPUs' worth, as in the hostile test run). This runs
-//! once with `[plugins] tenant_concurrency` as configured by default and once with it out of
-//! reach (64: no per-tenant cap), so the cap's effect is measured in the same run.
+//! with the default `[plugins]` settings, then with runs never lowered in priority
+//! (`lower_priority_after_ms = 0`), then also without the per-tenant cap
+//! (`tenant_concurrency = 64`), so each defence's effect is measured in the same run.
 //!
 //! The goal: during the storm the victim's p50 stays within 2x of its quiet p50 and the
 //! `/healthz` p99 under 20 ms. Knob: `STORM_BENCH_MESSAGES` (victim messages per phase, default 60).
@@ -50,7 +51,7 @@ impl Drop for Gateway {
 }
 
 impl Gateway {
-    fn start(tenant_concurrency: usize) -> anyhow::Result<Gateway> {
+    fn start(tenant_concurrency: usize, lower_priority_after_ms: u64) -> anyhow::Result<Gateway> {
         let dir = tempfile::tempdir()?;
         let db = dir.path().join("gateway.db");
         let mut child = Command::new(env!("CARGO_BIN_EXE_wa-gateway"))
@@ -64,6 +65,7 @@ impl Gateway {
             .env("GATEWAY_WHATSAPP__SEND_JITTER_MS", "0")
             .env("GATEWAY_PLUGINS__DISABLE_AFTER_FAILURES", "1000000")
             .env("GATEWAY_PLUGINS__TENANT_CONCURRENCY", tenant_concurrency.to_string())
+            .env("GATEWAY_PLUGINS__LOWER_PRIORITY_AFTER_MS", lower_priority_after_ms.to_string())
             .env("GATEWAY_LOG__LEVEL", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -291,11 +293,18 @@ fn report(name: &str, p: &mut Phase) {
 async fn run() -> anyhow::Result<()> {
     let n: usize = std::env::var("STORM_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(60);
     let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    println!("plugin storm: {cpus} CPUs, release wa-gateway, SQLite, {n} victim messages per phase");
-    let default = wa_gateway::Config::from_toml("")?.plugins.runs_per_tenant();
-    for (label, concurrency) in [("default", default), ("uncapped", 64)] {
-        println!("tenant_concurrency = {concurrency} ({label})");
-        let gw = Arc::new(Gateway::start(concurrency)?);
+    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    println!("plugin storm: {cpus} CPUs, {profile} wa-gateway, SQLite, {n} victim messages per phase");
+    let defaults = wa_gateway::Config::from_toml("")?.plugins;
+    let (cap, lower) = (defaults.runs_per_tenant(), defaults.lower_priority_after_ms);
+    if !wa_gateway::plugins::runtime::can_lower_priority() {
+        println!("(this process may not restore a thread's priority: runs are never lowered)");
+    }
+    for (label, concurrency, lower) in
+        [("defaults", cap, lower), ("runs never lowered", cap, 0), ("uncapped, never lowered", 64, 0)]
+    {
+        println!("tenant_concurrency = {concurrency}, lower_priority_after_ms = {lower} ({label})");
+        let gw = Arc::new(Gateway::start(concurrency, lower)?);
         let (_, victim) = gw.tenant(VICTIM_DEVICE, &["echo"]).await?;
         let (_, storm_device) = gw.tenant(STORM_DEVICE, &["spin-forever"; 6]).await?;
         // Warm up: the plugin caches, the database.

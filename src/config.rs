@@ -309,6 +309,8 @@ pub struct PluginsConfig {
     pub queue_timeout_ms: u64,
     /// Seconds before a plugin disabled for failures may be enabled again.
     pub reenable_cooldown: u64,
+    /// CPU milliseconds after which a run lowers its thread's priority; 0 for never.
+    pub lower_priority_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

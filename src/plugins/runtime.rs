@@ -17,6 +17,7 @@ mod bindings;
 mod engine;
 mod host;
 mod output;
+mod priority;
 mod types;
 mod validate;
 
@@ -30,6 +31,8 @@ use wasmtime::{Engine, Store, UpdateDeadline};
 use self::bindings::{v0_1, v0_2};
 use self::host::{Deadline, HostState, Limiter, LogBuffer, Stopped};
 use self::output::OutputCaps;
+pub use self::priority::supported as can_lower_priority;
+use self::priority::Demotion;
 use crate::config::PluginsConfig;
 pub use crate::plugins::kv::KvAccess;
 use crate::plugins::kv::{KvLimits, KvSession};
@@ -120,6 +123,8 @@ struct RunLimits {
     kv: KvLimits,
     /// Bytes the host copies out of the guest in one call (a decision, a log line, a value).
     copy_budget: usize,
+    /// CPU time after which a run lowers its thread's priority.
+    lower_priority_after: Option<Duration>,
 }
 
 struct Inner {
@@ -155,6 +160,12 @@ impl Runtime {
             })
             .map_err(|e| anyhow::anyhow!("cannot link the plugin imports: {e:#}"))?;
         engine::start_ticker(&engine)?;
+        if cfg.lower_priority_after_ms > 0 && !can_lower_priority() {
+            tracing::info!(
+                "plugin runs keep their priority however long they use the CPU: this process may \
+                 not restore a thread's priority (needs CAP_SYS_NICE or RLIMIT_NICE 20)"
+            );
+        }
         let output = OutputCaps { max_actions: cfg.max_actions, max_reply_bytes: cfg.max_reply_bytes };
         let kv = KvLimits::from_config(cfg);
         let copy_budget = (1usize << 20)
@@ -171,6 +182,8 @@ impl Runtime {
             max_log_line_bytes: cfg.max_log_line_bytes,
             kv,
             copy_budget,
+            lower_priority_after: (cfg.lower_priority_after_ms > 0)
+                .then(|| Duration::from_millis(cfg.lower_priority_after_ms)),
         };
         let id = engine::id(&engine);
         let slots = Arc::new(Semaphore::new(engine::SLOTS as usize));
@@ -346,6 +359,7 @@ impl Runtime {
         let state = HostState {
             limiter: Limiter { memory_limit: limits.memory_limit, refused: false },
             deadline: Deadline::start(limits.cpu_ms, limits.timeout_ms),
+            demotion: Demotion::new(limits.lower_priority_after),
             logs: LogBuffer::new(limits.max_log_lines, limits.max_log_line_bytes),
             kv: session,
             stopped: None,
@@ -356,8 +370,14 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            match state.stopped.or_else(|| state.deadline.check()) {
-                None => Ok(UpdateDeadline::Continue(1)),
+            let cpu_used = state.deadline.cpu_used();
+            match state.stopped.or_else(|| state.deadline.check_cpu(cpu_used)) {
+                None => {
+                    if let Some(used) = cpu_used {
+                        state.demotion.observe(used);
+                    }
+                    Ok(UpdateDeadline::Continue(1))
+                }
                 Some(stopped) => {
                     state.stopped = Some(stopped);
                     Err(wasmtime::Error::new(stopped))
@@ -367,7 +387,9 @@ impl Runtime {
 
         let result = call(&prepared.pre, &mut store, input);
         // Dropping the store frees the instance's slot before the database is touched.
-        let HostState { limiter, logs, kv, stopped, .. } = store.into_data();
+        let HostState { limiter, logs, kv, stopped, mut demotion, .. } = store.into_data();
+        let lowered = demotion.lowered();
+        demotion.restore();
 
         let (outcome, decision, error) = match result {
             Ok(Ok(decision)) => match output::check(decision, limits.output) {
@@ -398,7 +420,7 @@ impl Runtime {
                 (outcome, None, Some(why))
             }
         };
-        RunReport { outcome, decision, error, logs: logs.finish(), latency: started.elapsed() }
+        RunReport { outcome, decision, error, logs: logs.finish(), latency: started.elapsed(), lowered }
     }
 }
 
@@ -495,13 +517,7 @@ fn classify(
 }
 
 fn failed(outcome: Outcome, why: &str, started: Instant) -> RunReport {
-    RunReport {
-        outcome,
-        decision: None,
-        error: Some(why.to_string()),
-        logs: Vec::new(),
-        latency: started.elapsed(),
-    }
+    RunReport::failure(outcome, why.to_string(), started.elapsed())
 }
 
 /// The input in 0.1.0's WIT types (moved, not copied): what that version knows of it. Its

@@ -214,16 +214,11 @@ impl Plugins {
     ) -> (RunReport, Option<Tally>) {
         let started = std::time::Instant::now();
         let Some(_turn) = self.inner.fairness.turn(row.user_id).await else {
-            let report = RunReport {
-                outcome: Outcome::Busy,
-                decision: None,
-                error: Some(format!(
-                    "the account's plugin runs were all busy for {} ms; this run was skipped",
-                    self.inner.config.queue_timeout_ms
-                )),
-                logs: Vec::new(),
-                latency: started.elapsed(),
-            };
+            let why = format!(
+                "the account's plugin runs were all busy for {} ms; this run was skipped",
+                self.inner.config.queue_timeout_ms
+            );
+            let report = RunReport::failure(Outcome::Busy, why, started.elapsed());
             if !dry_run {
                 self.log_run(row, &input, &report).await;
             }
@@ -232,13 +227,8 @@ impl Plugins {
         let prepared = match self.prepared(row).await {
             Ok(p) => p,
             Err(why) => {
-                let report = RunReport {
-                    outcome: Outcome::Internal,
-                    decision: None,
-                    error: Some(format!("cannot load the plugin: {why}")),
-                    logs: Vec::new(),
-                    latency: std::time::Duration::ZERO,
-                };
+                let why = format!("cannot load the plugin: {why}");
+                let report = RunReport::failure(Outcome::Internal, why, std::time::Duration::ZERO);
                 let tally = if dry_run { None } else { self.record(row, &input, &report).await };
                 return (report, tally);
             }

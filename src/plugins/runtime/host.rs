@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::bindings::{v0_1, v0_2};
+use super::priority::Demotion;
 use super::LogLine;
 use crate::plugins::kv::{KvError, KvSession};
 
@@ -23,6 +24,8 @@ pub enum Stopped {
 pub struct HostState {
     pub limiter: Limiter,
     pub deadline: Deadline,
+    /// Lowers the thread's priority once the run has been on the CPU for long.
+    pub demotion: Demotion,
     pub logs: LogBuffer,
     pub kv: KvSession,
     /// Set when the run was stopped, even if the guest's trap is reported differently.
@@ -87,13 +90,22 @@ impl Deadline {
     }
 
     /// What is over, if anything.
+    #[cfg(test)]
     pub fn check(&self) -> Option<Stopped> {
-        if let (Some(start), Some(now)) = (self.cpu_started, thread_cpu()) {
-            if now.saturating_sub(start) > Duration::from_millis(self.cpu_ms) {
-                return Some(Stopped::Cpu(self.cpu_ms));
-            }
+        self.check_cpu(self.cpu_used())
+    }
+
+    /// What is over, given the CPU time the run has used ([`Deadline::cpu_used`]).
+    pub fn check_cpu(&self, cpu_used: Option<Duration>) -> Option<Stopped> {
+        if cpu_used.is_some_and(|used| used > Duration::from_millis(self.cpu_ms)) {
+            return Some(Stopped::Cpu(self.cpu_ms));
         }
         (self.started.elapsed() > Duration::from_millis(self.wall_ms)).then_some(Stopped::Wall(self.wall_ms))
+    }
+
+    /// CPU time the run's thread has used since the start; `None` where it cannot be told.
+    pub fn cpu_used(&self) -> Option<Duration> {
+        Some(thread_cpu()?.saturating_sub(self.cpu_started?))
     }
 
     /// Wall-clock time left, zero when over.

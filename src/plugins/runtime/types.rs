@@ -183,6 +183,15 @@ pub struct RunReport {
     pub logs: Vec<LogLine>,
     /// From the call to `run` to its answer (waiting for a free slot included).
     pub latency: Duration,
+    /// Whether the run used the CPU long enough to have its thread's priority lowered.
+    pub lowered: bool,
+}
+
+impl RunReport {
+    /// A run that failed before (or instead of) running the plugin.
+    pub fn failure(outcome: Outcome, error: String, latency: Duration) -> RunReport {
+        RunReport { outcome, decision: None, error: Some(error), logs: Vec::new(), latency, lowered: false }
+    }
 }
 
 #[cfg(test)]
