@@ -429,6 +429,106 @@ async fn the_database_answers_pings_and_migrations_are_idempotent(db: &Db) {
     db.ping().await.unwrap();
 }
 
+// ----- process and device leases -----
+
+/// A tenant with `n` paired devices; returns their ids.
+async fn paired_devices(db: &Db, email: &str, n: usize) -> Vec<i64> {
+    let t = new_tenant(db, email, "enterprise").await;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let device = db.create_device(t.id, &format!("62811000002{i:02}"), "d", None).await.unwrap().unwrap();
+        db.system_set_device_status(device.id, "connected", None, Some(true), None).await.unwrap();
+        ids.push(device.id);
+    }
+    ids
+}
+
+async fn one_live_node_holds_a_device_and_a_dead_nodes_devices_are_taken_over(db: &Db) {
+    let devices = paired_devices(db, "lease@example.com", 2).await;
+    let (d1, d2) = (devices[0], devices[1]);
+    let before = db.cluster_now().await.unwrap();
+    db.cluster_register("node-a", "a", "1", 60_000).await.unwrap();
+    db.cluster_register("node-b", "b", "1", 60_000).await.unwrap();
+    assert!(db.cluster_register("node-a", "a", "1", 60_000).await.is_err(), "a node id is never reused");
+    let nodes = db.cluster_live_nodes().await.unwrap();
+    assert_eq!(nodes.iter().map(|n| n.node_id.as_str()).collect::<Vec<_>>(), ["node-a", "node-b"]);
+    assert!(nodes[0].expires_at >= before + 60_000 && !nodes[0].draining, "{nodes:?}");
+    assert_eq!(db.cluster_unheld_devices(10).await.unwrap(), [d1, d2]);
+
+    // The first taker wins; holding it already keeps the epoch.
+    assert_eq!(db.cluster_acquire(d1, "node-a").await.unwrap(), Some(1));
+    assert_eq!(db.cluster_acquire(d1, "node-b").await.unwrap(), None, "a live node holds it");
+    assert_eq!(db.cluster_acquire(d1, "node-a").await.unwrap(), Some(1));
+    assert_eq!(db.cluster_holder(d1).await.unwrap(), Some(("node-a".to_string(), 1)));
+    assert!(db.cluster_holds(d1, "node-a", 1).await.unwrap());
+    assert!(!db.cluster_holds(d1, "node-b", 1).await.unwrap());
+    assert_eq!(db.cluster_unheld_devices(10).await.unwrap(), [d2]);
+
+    // Released, it is free again and the next holder gets a higher epoch.
+    assert!(!db.cluster_release(d1, "node-b", 1).await.unwrap(), "only the holder releases");
+    assert!(db.cluster_release(d1, "node-a", 1).await.unwrap());
+    assert_eq!(db.cluster_holder(d1).await.unwrap(), None);
+    assert_eq!(db.cluster_acquire(d1, "node-b").await.unwrap(), Some(2));
+    assert!(!db.cluster_holds(d1, "node-a", 1).await.unwrap(), "the old token is fenced out");
+
+    // node-b dies (its renewal lapses): node-a takes its device over with a new epoch, and
+    // node-b cannot renew itself back to life nor take anything.
+    assert!(db.cluster_renew("node-b", 0).await.unwrap(), "a live node renews");
+    assert!(!db.cluster_renew("node-b", 60_000).await.unwrap(), "an expired node stays dead");
+    assert_eq!(db.cluster_holder(d1).await.unwrap(), None, "a dead node holds nothing");
+    assert!(!db.cluster_holds(d1, "node-b", 2).await.unwrap());
+    assert_eq!(db.cluster_acquire(d2, "node-b").await.unwrap(), None, "a dead node cannot take");
+    assert_eq!(db.cluster_acquire(d1, "node-a").await.unwrap(), Some(3));
+    assert!(!db.cluster_release(d1, "node-b", 2).await.unwrap(), "the stale holder cannot release");
+    assert_eq!(db.cluster_leases_of("node-a").await.unwrap().len(), 1);
+    assert!(db.cluster_leases_of("node-b").await.unwrap().is_empty());
+    assert_eq!(db.cluster_live_nodes().await.unwrap().len(), 1);
+
+    // The dead node's row goes after a grace period; a clean stop leaves at once.
+    assert_eq!(db.cluster_forget_dead(3_600_000).await.unwrap(), 0);
+    assert_eq!(db.cluster_forget_dead(-1).await.unwrap(), 1);
+    db.cluster_set_draining("node-a", true).await.unwrap();
+    assert!(db.cluster_live_nodes().await.unwrap()[0].draining);
+    db.cluster_leave("node-a").await.unwrap();
+    assert!(db.cluster_live_nodes().await.unwrap().is_empty());
+    assert_eq!(db.cluster_holder(d1).await.unwrap(), None);
+    assert_eq!(db.cluster_unheld_devices(10).await.unwrap(), [d1, d2]);
+}
+
+async fn concurrent_takers_of_one_device_get_it_exactly_once(db: &Db) {
+    let devices = paired_devices(db, "race@example.com", 8).await;
+    let nodes: Vec<String> = (0..4).map(|i| format!("racer-{i}")).collect();
+    for node in &nodes {
+        db.cluster_register(node, node, "1", 60_000).await.unwrap();
+    }
+    for &device in &devices {
+        let takers = nodes.iter().map(|node| {
+            let db = db.clone();
+            let node = node.clone();
+            tokio::spawn(async move {
+                db.cluster_acquire(device, &node).await.unwrap().map(|epoch| (node, epoch))
+            })
+        });
+        let won: Vec<(String, i64)> =
+            futures::future::join_all(takers).await.into_iter().filter_map(|r| r.unwrap()).collect();
+        assert_eq!(won.len(), 1, "device {device}: {won:?}");
+        assert_eq!(won[0].1, 1);
+        assert_eq!(db.cluster_holder(device).await.unwrap(), Some(won[0].clone()));
+    }
+    // Deleting a device drops its lease with it.
+    let (tenant, _) = db.tenant_by_email("race@example.com").await.unwrap().unwrap();
+    assert!(db.delete_device(tenant.id, devices[0]).await.unwrap());
+    assert_eq!(db.cluster_holder(devices[0]).await.unwrap(), None);
+    let held: usize = {
+        let mut n = 0;
+        for node in &nodes {
+            n += db.cluster_leases_of(node).await.unwrap().len();
+        }
+        n
+    };
+    assert_eq!(held, devices.len() - 1);
+}
+
 conformance!(
     tenants_are_created_read_listed_and_updated,
     a_duplicate_email_is_a_conflict,
@@ -443,4 +543,6 @@ conformance!(
     the_database_answers_pings_and_migrations_are_idempotent,
     history_pages_at_extreme_bounds_never_fail,
     a_dead_letter_is_recorded_once_with_its_history_row,
+    one_live_node_holds_a_device_and_a_dead_nodes_devices_are_taken_over,
+    concurrent_takers_of_one_device_get_it_exactly_once,
 );

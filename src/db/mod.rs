@@ -17,6 +17,7 @@ use sqlx::{PgPool, SqlitePool};
 
 pub mod activity;
 pub mod chats;
+pub mod cluster;
 pub mod contacts;
 pub mod dead_letters;
 pub mod devices;
