@@ -193,6 +193,9 @@ impl App {
             tasks.clone(),
         );
         devices.set_sink(Arc::new(inbound.clone()));
+        // Group events and learned LIDs are queued as webhook events before the device
+        // supervisor moves on, so none is lost to a listener that falls behind.
+        devices.set_update_log(Arc::new(webhooks.clone()));
         let country_code = &config.whatsapp.default_country_code;
         let device_service =
             DeviceService::new(db.clone(), limits.clone(), tenants.clone(), devices.clone(), country_code);

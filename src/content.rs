@@ -98,7 +98,8 @@ pub struct Details {
     pub votes: BTreeMap<String, Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<QuotedRef>,
-    /// Phone numbers mentioned in the text.
+    /// Phone numbers (digits) mentioned in the text; a LID (`<digits>@lid`) while the number
+    /// behind it is not known.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -149,6 +150,34 @@ impl Details {
             self.reactions.push(Reaction { from: from.into(), emoji: emoji.into(), at: at.into() });
         }
         self.reactions != before
+    }
+
+    /// Names the person behind `lid` (`<digits>@lid`) by `phone` (digits) wherever these
+    /// details name them by the LID: among the mentions (a number mentioned twice is kept
+    /// once) and as the author of the quoted message. `own` is the device's number: a quote
+    /// whose author turns out to be it is a quote of the device's own message. Whether
+    /// anything changed.
+    pub fn resolve_lid(&mut self, lid: &str, phone: &str, own: &str) -> bool {
+        let names =
+            |who: &str| crate::phone::is_lid(who) && crate::phone::lid_jid(who).as_deref() == Some(lid);
+        let mut changed = false;
+        if self.mentions.iter().any(|m| names(m)) {
+            let mut mentions: Vec<String> = Vec::with_capacity(self.mentions.len());
+            for m in self.mentions.drain(..) {
+                let m = if names(&m) { phone.to_string() } else { m };
+                if !mentions.contains(&m) {
+                    mentions.push(m);
+                }
+            }
+            self.mentions = mentions;
+            changed = true;
+        }
+        if let Some(quote) = self.reply_to.as_mut().filter(|q| q.sender.as_deref().is_some_and(names)) {
+            quote.sender = Some(phone.to_string());
+            quote.from_me = phone == own;
+            changed = true;
+        }
+        changed
     }
 
     /// Votes per option, in the poll's order (options nobody chose count 0).
@@ -431,5 +460,31 @@ mod tests {
         assert_eq!(Details::default().to_json(), None);
         let d = Details { mentions: vec!["628111".into()], ..Default::default() };
         assert_eq!(Details::from_json(d.to_json().as_deref()), d);
+    }
+
+    #[test]
+    fn a_lid_in_the_mentions_and_the_quote_becomes_the_number() {
+        let quote = |sender: &str| QuotedRef {
+            id: None,
+            wa_id: "Q1".into(),
+            sender: Some(sender.into()),
+            from_me: false,
+            text: None,
+        };
+        let mut d = Details {
+            mentions: vec!["11@lid".into(), "628111".into(), "22@lid".into()],
+            reply_to: Some(quote("11@lid")),
+            ..Default::default()
+        };
+        assert!(d.resolve_lid("11@lid", "628111", "628999"));
+        assert_eq!(d.mentions, ["628111", "22@lid"], "the number mentioned twice is kept once");
+        assert_eq!(d.reply_to.as_ref().unwrap().sender.as_deref(), Some("628111"));
+        assert!(!d.reply_to.as_ref().unwrap().from_me);
+        assert!(!d.resolve_lid("11@lid", "628111", "628999"), "nothing left to change");
+        assert!(!d.resolve_lid("2@lid", "628222", "628999"), "a LID that only starts alike");
+
+        let mut own = Details { reply_to: Some(quote("33@lid")), ..Default::default() };
+        assert!(own.resolve_lid("33@lid", "628999", "628999"));
+        assert!(own.reply_to.unwrap().from_me, "the device's own message, quoted");
     }
 }

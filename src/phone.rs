@@ -140,6 +140,39 @@ pub fn is_lid(jid: &str) -> bool {
     jid.rsplit_once('@').is_some_and(|(_, domain)| domain.eq_ignore_ascii_case("lid"))
 }
 
+/// Who a conversation is with, as the chat list, history and contacts name it: a person by
+/// number, a group, or a person by LID while the number behind it is unknown.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ChatAddress {
+    Recipient(Recipient),
+    /// The LID JID, `<digits>@lid`.
+    Lid(String),
+}
+
+impl ChatAddress {
+    /// Parses a number as people write it, a user JID, a group JID or a LID JID
+    /// (`<digits>@lid`; bare digits are a number, never a LID). Errors are the number's.
+    pub fn parse(input: &str, default_country_code: &str) -> Result<ChatAddress, PhoneError> {
+        if let Some(lid) = lid_jid(input).filter(|_| input.contains('@')) {
+            return Ok(ChatAddress::Lid(lid));
+        }
+        Recipient::parse(input, default_country_code).map(ChatAddress::Recipient)
+    }
+
+    /// The chat's JID: `<digits>@s.whatsapp.net`, the group JID or `<digits>@lid`.
+    pub fn jid(&self) -> String {
+        match self {
+            ChatAddress::Recipient(r) => r.jid(),
+            ChatAddress::Lid(lid) => lid.clone(),
+        }
+    }
+
+    /// Whether this is a group chat.
+    pub fn is_group(&self) -> bool {
+        matches!(self, ChatAddress::Recipient(r) if r.is_group())
+    }
+}
+
 /// Normalises a device's own phone number (the account the tenant links) to E.164 digits.
 /// Groups are refused; JIDs of users are accepted for convenience.
 pub fn normalize_device_phone(input: &str, default_country_code: &str) -> Result<String, PhoneError> {
@@ -246,6 +279,19 @@ fn check_digits(digits: String) -> Result<String, PhoneError> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_chat_address_is_a_number_a_group_or_a_lid() {
+        let jid = |s: &str| ChatAddress::parse(s, "62").map(|c| (c.jid(), c.is_group()));
+        assert_eq!(jid("0812-3456-7890"), Ok(("6281234567890@s.whatsapp.net".into(), false)));
+        assert_eq!(jid("6281234567890@c.us"), Ok(("6281234567890@s.whatsapp.net".into(), false)));
+        assert_eq!(jid("120363012345678901@g.us"), Ok(("120363012345678901@g.us".into(), true)));
+        assert_eq!(jid("12345678901234:3@lid"), Ok(("12345678901234@lid".into(), false)));
+        // Bare digits are a number, not a LID.
+        assert_eq!(jid("12345678901234"), Ok(("12345678901234@s.whatsapp.net".into(), false)));
+        assert_eq!(jid("abc@lid"), Err(PhoneError::UnsupportedDomain("lid".into())));
+        assert_eq!(jid("x@g.us"), Err(PhoneError::InvalidGroup));
+    }
 
     #[test]
     fn lids_are_written_as_their_jid() {

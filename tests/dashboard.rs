@@ -12,6 +12,8 @@ mod admin;
 mod agent;
 #[path = "dashboard/browser.rs"]
 mod browser;
+#[path = "dashboard/contacts.rs"]
+mod contacts;
 #[path = "dashboard/http.rs"]
 mod http;
 #[path = "dashboard/inbox.rs"]

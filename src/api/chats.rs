@@ -9,8 +9,9 @@ use utoipa_axum::routes;
 use super::extract::{page, ApiQuery, Page, PageQuery, Tenant};
 use super::messages::{message_out, MessageOut};
 use super::ts;
+use crate::db::chats::MUTED_FOREVER;
 use crate::error::ApiResult;
-use crate::messages::service::chats::Chat;
+use crate::messages::service::chats::{Chat, ChatsWanted};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -27,7 +28,8 @@ pub struct ChatOut {
     /// The contact's number (digits) in a direct chat.
     pub phone: Option<String>,
     pub is_group: bool,
-    /// The group's subject, or the contact's WhatsApp name.
+    /// The group's subject; for a contact the name the account saved it under, else its
+    /// WhatsApp name.
     pub name: Option<String>,
     /// Inbound messages since the chat was last marked read.
     pub unread: i64,
@@ -35,13 +37,20 @@ pub struct ChatOut {
     pub last_at: String,
     /// The latest message (null if it was deleted since).
     pub last_message: Option<MessageOut>,
+    /// Archived on the account's phone (or another linked device), as WhatsApp syncs it.
     pub archived: bool,
+    /// Muted now, as WhatsApp syncs it.
     pub muted: bool,
+    /// Until when the chat is muted (RFC 3339); null when it is not muted or muted with no end.
+    pub muted_until: Option<String>,
+    /// Pinned on the account's phone, as WhatsApp syncs it.
     pub pinned: bool,
 }
 
 fn chat_out(state: &AppState, c: Chat) -> ChatOut {
     let r = c.row;
+    let muted = r.muted_at(crate::db::now_ms());
+    let muted_until = r.muted_until.filter(|&until| muted && until != MUTED_FOREVER).map(ts);
     let phone = (!r.is_group).then(|| r.chat.strip_suffix("@s.whatsapp.net").map(str::to_string)).flatten();
     ChatOut {
         device_id: r.device_id,
@@ -52,7 +61,8 @@ fn chat_out(state: &AppState, c: Chat) -> ChatOut {
         last_at: ts(r.last_at),
         last_message: c.last.map(|m| message_out(state, m)),
         archived: r.archived,
-        muted: r.muted,
+        muted,
+        muted_until,
         pinned: r.pinned,
         chat: r.chat,
     }
@@ -72,6 +82,13 @@ pub struct ChatsQuery {
     /// Only chats with unread messages (`true`, `false`, `1`, `0`; empty: all).
     #[serde(default, deserialize_with = "flag")]
     pub unread: Option<bool>,
+    /// `false`: hide archived chats (the main list, as the phone shows it); `true`: only the
+    /// archived ones; left out: every chat, each with its `archived` flag.
+    #[serde(default, deserialize_with = "flag")]
+    pub archived: Option<bool>,
+    /// `true`: only pinned chats; `false`: only the others; left out: every chat.
+    #[serde(default, deserialize_with = "flag")]
+    pub pinned: Option<bool>,
 }
 
 /// A yes/no query flag; empty counts as not given.
@@ -85,19 +102,25 @@ pub(crate) fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool
 }
 
 /// The tenant's conversations, the latest message first: per device and chat, its name, unread
-/// count and latest message.
+/// count, latest message, and whether the phone archived, muted or pinned it. Archived chats
+/// are listed too unless `archived=false`.
 #[utoipa::path(get, path = "/api/user/chats", tag = "chats", params(PageQuery, ChatsQuery),
-    responses((status = 200, body = Page<ChatOut>), (status = 404, description = "No such device.")))]
+    responses((status = 200, body = Page<ChatOut>), (status = 404, description = "No such device."),
+              (status = 422, description = "A filter is not valid.")))]
 async fn list_chats(
     State(state): State<AppState>,
     tenant: Tenant,
     ApiQuery(q): ApiQuery<ChatsQuery>,
 ) -> ApiResult<Json<Page<ChatOut>>> {
     let (limit, offset) = page(q.limit, q.offset)?;
-    let (chats, total) = state
-        .messages
-        .chats(&tenant, q.device.as_deref(), q.q.as_deref(), q.unread.unwrap_or(false), limit, offset)
-        .await?;
+    let wanted = ChatsWanted {
+        device: q.device.as_deref(),
+        q: q.q.as_deref(),
+        unread: q.unread.unwrap_or(false),
+        archived: q.archived,
+        pinned: q.pinned,
+    };
+    let (chats, total) = state.messages.chats_where(&tenant, &wanted, limit, offset).await?;
     let data = chats.into_iter().map(|c| chat_out(&state, c)).collect();
     Ok(Json(Page { data, total, limit, offset }))
 }

@@ -30,7 +30,14 @@ pub struct ContactOut {
     pub phone: Option<String>,
     /// The LID (`…@lid`), when the device knows it.
     pub lid: Option<String>,
-    /// The WhatsApp name from the contact's latest message.
+    /// The name to show: the saved name, else the WhatsApp name.
+    pub display_name: Option<String>,
+    /// The name the account saved the contact under in its address book (full name, else
+    /// first name), as WhatsApp syncs it from the phone.
+    pub saved_name: Option<String>,
+    /// The first name saved with it, when the address book has one.
+    pub saved_first_name: Option<String>,
+    /// The WhatsApp name (push name) from the contact's latest message.
     pub name: Option<String>,
     /// The "about" text, when the contact shows it (read when the contact is fetched).
     pub about: Option<String>,
@@ -55,6 +62,9 @@ impl From<Contact> for ContactOut {
             jid: r.jid,
             phone: c.phone,
             lid: c.lid,
+            display_name: r.saved_name.clone().or_else(|| r.name.clone()),
+            saved_name: r.saved_name,
+            saved_first_name: r.saved_first_name,
             name: r.name,
             about: r.about,
             picture_url: r.picture_url,
@@ -76,11 +86,12 @@ pub struct ContactsQuery {
     pub offset: Option<i64>,
     /// Device id or phone number; every device of the tenant when left out.
     pub device: Option<String>,
-    /// Part of the number, JID or name (any case, up to 100 characters).
+    /// Part of the number, JID, WhatsApp name or saved name (any case, up to 100 characters).
     pub q: Option<String>,
 }
 
-/// The tenant's contacts (people with a direct chat), the latest chat first.
+/// The tenant's contacts: people with a direct chat, the latest chat first, then the people of
+/// the account's address book (as WhatsApp syncs it) without a chat.
 #[utoipa::path(get, path = "/api/user/contacts", tag = "contacts", params(PageQuery, ContactsQuery),
     responses((status = 200, body = Page<ContactOut>), (status = 404, description = "No such device.")))]
 async fn list_contacts(

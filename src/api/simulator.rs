@@ -11,12 +11,12 @@ use super::extract::{Admin, ApiJson, ApiQuery, WireJson};
 use super::messages::string_or_number;
 use crate::content::{ContactCard, Location, PollSpec};
 use crate::db::DeviceRow;
-use crate::devices::driver::ReceiptKind;
+use crate::devices::driver::{ChatChange, ReceiptKind, SavedName};
 use crate::devices::simulator::{
     SimEdit, SimError, SimInbound, SimInboundMedia, SimPollVote, SimReaction, SimTarget, Simulator,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::phone::normalize_device_phone;
+use crate::phone::{normalize_device_phone, ChatAddress};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,6 +32,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(sim_group_participants))
         .routes(routes!(sim_update_group))
         .routes(routes!(sim_contact_profile))
+        .routes(routes!(sim_chat_state))
+        .routes(routes!(sim_saved_name))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -232,6 +234,99 @@ async fn sim_contact_profile(
     Ok(Json(serde_json::json!({ "phone": phone })))
 }
 
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimChatStateIn {
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
+    pub device: String,
+    /// The chat: a phone number, a user JID, a LID (`…@lid`) or a group id (`…@g.us`).
+    #[schema(schema_with = super::openapi::schemas::chat_text)]
+    pub chat: String,
+    /// Archives (`true`) or unarchives the chat.
+    pub archived: Option<bool>,
+    /// Pins (`true`) or unpins the chat.
+    pub pinned: Option<bool>,
+    /// Mutes the chat with no end (`true`) or unmutes it.
+    pub muted: Option<bool>,
+    /// Mutes the chat until then (RFC 3339; a past time leaves it unmuted); wins over `muted`.
+    pub muted_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The account's phone archives, pins or mutes a chat (each field given is one change, synced
+/// to the device as WhatsApp's app state does). Answers once the gateway stored every change;
+/// `GET /api/user/chats` then shows it.
+#[utoipa::path(post, path = "/api/admin/simulator/chat-state", tag = "simulator", request_body = SimChatStateIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "The device is not connected, or the gateway did not store the change."),
+              (status = 422, description = "Not a chat.")))]
+async fn sim_chat_state(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<SimChatStateIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let device = find_device(&state, &b.device).await?;
+    let chat = ChatAddress::parse(&b.chat, &state.config.whatsapp.default_country_code)
+        .map_err(|e| ApiError::validation("chat", e.to_string()))?
+        .jid();
+    let muted = match (b.muted_until, b.muted) {
+        (Some(until), _) => Some(ChatChange::Muted { until: Some(until) }),
+        (None, Some(true)) => Some(ChatChange::Muted { until: None }),
+        (None, Some(false)) => Some(ChatChange::Unmuted),
+        (None, None) => None,
+    };
+    let changes = [b.archived.map(ChatChange::Archived), b.pinned.map(ChatChange::Pinned), muted];
+    for change in changes.into_iter().flatten() {
+        sim.chat_state(device.id, &chat, change).await?;
+    }
+    Ok(Json(serde_json::json!({ "device": device.id, "chat": chat })))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct SimSavedNameIn {
+    #[serde(deserialize_with = "string_or_number")]
+    #[schema(value_type = super::openapi::schemas::DeviceRef)]
+    pub device: String,
+    /// The contact: a phone number, a user JID or a LID (`…@lid`).
+    #[schema(schema_with = super::openapi::schemas::sender_text)]
+    pub contact: String,
+    /// The full name it is saved under.
+    #[schema(max_length = 200)]
+    pub full_name: Option<String>,
+    /// The first name it is saved under.
+    #[schema(max_length = 200)]
+    pub first_name: Option<String>,
+}
+
+/// The account saves a contact in its phone's address book (synced to the device as
+/// WhatsApp's app state does). Answers once the gateway stored it; the contacts list then
+/// shows it as `saved_name`.
+#[utoipa::path(post, path = "/api/admin/simulator/saved-name", tag = "simulator", request_body = SimSavedNameIn,
+    responses((status = 200, body = SimOut), (status = 404, description = NOT_SIMULATOR),
+              (status = 409, description = "The device is not connected, or the gateway did not store the name."),
+              (status = 422, description = "Not a phone number, user JID or LID, or a name too long.")))]
+async fn sim_saved_name(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(b): ApiJson<SimSavedNameIn>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let sim = simulator(&state)?;
+    let device = find_device(&state, &b.device).await?;
+    let contact = ChatAddress::parse(&b.contact, &state.config.whatsapp.default_country_code)
+        .ok()
+        .filter(|c| !c.is_group())
+        .ok_or_else(|| ApiError::validation("contact", "must be a phone number, a user JID or a LID"))?
+        .jid();
+    for (field, value) in [("full_name", &b.full_name), ("first_name", &b.first_name)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 200) {
+            return Err(ApiError::validation(field, "must be at most 200 characters"));
+        }
+    }
+    let name = SavedName { full_name: b.full_name, first_name: b.first_name };
+    sim.saved_name(device.id, &contact, name).await?;
+    Ok(Json(serde_json::json!({ "device": device.id, "contact": contact })))
+}
+
 impl From<SimError> for ApiError {
     fn from(e: SimError) -> Self {
         match e {
@@ -372,7 +467,11 @@ pub struct SimInboundIn {
     #[serde(default)]
     #[schema(max_length = 128)]
     pub reply_to: Option<String>,
-    /// Phone numbers mentioned in the text.
+    /// Who wrote the quoted message: a phone number or a LID (`<digits>@lid`).
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    pub reply_to_from: Option<String>,
+    /// Phone numbers (or LIDs, `<digits>@lid`) mentioned in the text.
     #[serde(default)]
     pub mentions: Vec<String>,
     pub push_name: Option<String>,
@@ -416,6 +515,7 @@ async fn sim_inbound(
         revoke: body.revoke,
         poll_vote: body.poll_vote,
         reply_to: body.reply_to,
+        reply_to_from: body.reply_to_from,
         mentions: body.mentions,
         push_name: body.push_name,
         id: body.id,

@@ -1,10 +1,15 @@
-//! New messages, live: a Server-Sent Events stream for the home and history pages.
+//! New and changed messages, live: a Server-Sent Events stream for the home, history and
+//! inbox pages.
 //!
-//! The stream waits for the message feed to announce one of the tenant's new messages (and,
-//! with `devices=1`, for the device manager's status changes); then it reads the newest
+//! The stream waits for the message feed to announce one of the tenant's messages (and, with
+//! `devices=1`, for the device manager's status changes). For new messages it reads the newest
 //! messages with the page's filters and sends a `message` event for each one newer than the
-//! newest the page has (`after`). It checks the login every few seconds and ends when the
-//! session ends or the gateway shuts down.
+//! newest the page has (`after`). For a message whose status or content changed it reads that
+//! message (as the tenant) and sends a `change` event, which the page applies to the row or
+//! bubble it shows, if any. A stream that fell behind the feed cannot know what it missed: it
+//! reads the new messages again and sends `resync`, after which the page reads what it shows
+//! again. It checks the login every few seconds and ends when the session ends or the gateway
+//! shuts down.
 
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
@@ -21,7 +26,7 @@ use tokio::sync::broadcast;
 use super::session::{Signed, Viewer, Visitor};
 use super::{local_time, tz_of};
 use crate::devices::manager::DeviceUpdate;
-use crate::messages::feed::Stored;
+use crate::messages::feed::{Change, Notice};
 use crate::messages::service::HistorySearch;
 use crate::messages::view::MessageOut;
 use crate::state::AppState;
@@ -33,10 +38,16 @@ const SESSION_CHECK: Duration = Duration::from_secs(3);
 const BATCH: i64 = 20;
 /// Devices whose status the home page follows.
 const DEVICES_LISTED: i64 = 100;
+/// Changed messages read per round; a burst of more is taken in the next round.
+const CHANGES: usize = 50;
 
 /// What woke the stream.
 enum Wake {
     Messages,
+    /// Messages changed (their ids are in `Poller::changed`).
+    Changed,
+    /// Notices were missed.
+    Lagged,
     Devices,
     Check,
     Stop,
@@ -48,9 +59,14 @@ struct Poller {
     tenant: Tenant,
     search: HistorySearch,
     after: Option<i64>,
-    messages: broadcast::Receiver<Stored>,
+    messages: broadcast::Receiver<Notice>,
+    /// Messages of the tenant that changed and have not been sent yet, with whether their
+    /// content (not only their status) changed; in the order they were announced.
+    changed: Vec<(i64, bool)>,
     /// Each device's last status sent, when the page asked for device events.
     devices: Option<(HashMap<i64, String>, broadcast::Receiver<DeviceUpdate>)>,
+    /// A new message was announced while changes were being gathered.
+    fresh: bool,
     ready: VecDeque<Event>,
     first: bool,
 }
@@ -67,8 +83,8 @@ impl Poller {
         }
     }
 
-    /// Waits for something to report: a new message of this tenant, a status change of one
-    /// of its devices, the next session check, or shutdown.
+    /// Waits for something to report: a new or changed message of this tenant, a status change
+    /// of one of its devices, the next session check, or shutdown.
     async fn wait(&mut self) -> Wake {
         let tenant = self.tenant.id;
         let check = tokio::time::sleep(SESSION_CHECK);
@@ -84,8 +100,26 @@ impl Poller {
                 _ = self.state.shutdown.cancelled() => return Wake::Stop,
                 _ = &mut check => return Wake::Check,
                 got = self.messages.recv() => match got {
-                    Ok(m) if m.tenant_id != tenant => continue,
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return Wake::Messages,
+                    Ok(n) if n.tenant_id != tenant => continue,
+                    Ok(Notice { change: Change::Stored, .. }) => return Wake::Messages,
+                    Ok(n) => {
+                        self.note(n);
+                        // Changes come in bursts (a receipt for many messages): take the ones
+                        // already announced along, one read round for all of them.
+                        while self.changed.len() < CHANGES {
+                            match self.messages.try_recv() {
+                                Ok(n) if n.tenant_id != tenant => {}
+                                Ok(Notice { change: Change::Stored, .. }) => {
+                                    self.fresh = true;
+                                }
+                                Ok(n) => self.note(n),
+                                Err(broadcast::error::TryRecvError::Lagged(_)) => return Wake::Lagged,
+                                Err(_) => break,
+                            }
+                        }
+                        return Wake::Changed;
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => return Wake::Lagged,
                     Err(broadcast::error::RecvError::Closed) => return Wake::Stop,
                 },
                 got = device => match got {
@@ -94,6 +128,15 @@ impl Poller {
                     Err(broadcast::error::RecvError::Closed) => return Wake::Stop,
                 },
             }
+        }
+    }
+
+    /// Remembers a changed message once, with whether its content changed.
+    fn note(&mut self, n: Notice) {
+        let content = n.change == Change::Content;
+        match self.changed.iter_mut().find(|(id, _)| *id == n.message_id) {
+            Some((_, c)) => *c |= content,
+            None => self.changed.push((n.message_id, content)),
         }
     }
 
@@ -118,14 +161,30 @@ impl Poller {
         self.after = Some(newest.unwrap_or(after).max(after));
         let tz = tz_of(&self.me);
         self.ready.extend(fresh.into_iter().map(|m| {
-            let data = json!({
-                "id": m.id, "created_at": local_time(&m.created_at, tz), "device": m.device,
-                "direction": m.direction, "chat": m.chat, "text": list_text(&m), "status": m.status,
-                "type": m.kind, "edited": m.edited_at.is_some(), "revoked": m.revoked_at.is_some(),
-                "forwarded": m.forwarded,
-            });
+            let data = row_json(&m, tz);
             Event::default().event("message").id(m.id.to_string()).data(data.to_string())
         }));
+    }
+
+    /// Queues a `change` event for each changed message still there: the message as the
+    /// `message` events show it, with `content` (whether more than its status changed). It has
+    /// no event id: a reconnecting page resumes after the last new message, not a change.
+    async fn changes(&mut self) {
+        let tz = tz_of(&self.me);
+        for (id, content) in std::mem::take(&mut self.changed) {
+            // Read as the tenant: a notice names a message, the tenant check is the read's.
+            let row = match self.state.db.message(self.tenant.id, id).await {
+                Ok(Some(row)) => row,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "live messages: could not read a changed message");
+                    continue;
+                }
+            };
+            let mut data = row_json(&MessageOut::of(&row), tz);
+            data["content"] = Value::Bool(content);
+            self.ready.push_back(Event::default().event("change").data(data.to_string()));
+        }
     }
 
     /// Queues a `device` event for each device whose status changed (all of them at first).
@@ -166,10 +225,34 @@ impl Poller {
                     }
                 }
                 Wake::Messages => self.message_changes().await,
+                Wake::Changed => {
+                    // New messages announced among the changes go first.
+                    if std::mem::take(&mut self.fresh) {
+                        self.message_changes().await;
+                    }
+                    self.changes().await;
+                }
+                Wake::Lagged => {
+                    self.changed.clear();
+                    self.fresh = false;
+                    self.message_changes().await;
+                    self.ready.push_back(Event::default().event("resync").data("{}"));
+                }
                 Wake::Devices => self.device_changes().await,
             }
         }
     }
+}
+
+/// A message as the live events carry it: id, time in the tenant's zone, device, direction,
+/// chat, sender (and LID), text, status, type and whether it was edited, deleted or forwarded.
+fn row_json(m: &MessageOut, tz: chrono_tz::Tz) -> Value {
+    json!({
+        "id": m.id, "created_at": local_time(&m.created_at, tz), "device": m.device,
+        "direction": m.direction, "chat": m.chat, "from": m.from, "sender_lid": m.sender_lid,
+        "text": list_text(m), "status": m.status, "type": m.kind, "edited": m.edited_at.is_some(),
+        "revoked": m.revoked_at.is_some(), "forwarded": m.forwarded,
+    })
 }
 
 /// The text the message lists show: the message's own, or for a location, contact or poll
@@ -190,9 +273,11 @@ fn list_text(m: &MessageOut) -> Option<String> {
 
 /// `GET /live/messages?after=<id>&<history filters>`: `message` events for the logged-in
 /// tenant's new messages (oldest first), each with the message's id, time in the tenant's
-/// zone, device, direction, chat, text, status, type and whether it was edited, deleted or
-/// forwarded. Without `after` (or `Last-Event-ID`) it
-/// starts from the newest message there is. With `devices=1` it also sends a `device` event
+/// zone, device, direction, chat, sender and its LID, text, status, type and whether it was
+/// edited, deleted or forwarded. Without `after` (or `Last-Event-ID`) it starts from the newest
+/// message there is. A `change` event (the same fields and `content`) follows each change of a
+/// status, and each edit, deletion, reaction or vote, of any of the tenant's messages; `resync`
+/// says changes may have been missed. With `devices=1` it also sends a `device` event
 /// (`{"id", "status"}`) for every device at first and then whenever a status changes.
 pub async fn message_events(
     State(state): State<AppState>,
@@ -220,8 +305,19 @@ pub async fn message_events(
         .then(|| (HashMap::new(), state.device_manager.subscribe()));
     let tenant = Visitor::tenant(&v, &me);
     let messages = state.outbound.feed().subscribe();
-    let poller =
-        Poller { state, me, tenant, search, after, messages, devices, ready: VecDeque::new(), first: true };
+    let poller = Poller {
+        state,
+        me,
+        tenant,
+        search,
+        after,
+        messages,
+        changed: Vec::new(),
+        devices,
+        fresh: false,
+        ready: VecDeque::new(),
+        first: true,
+    };
     let stream = futures::stream::unfold(poller, Poller::next).map(Ok::<_, Infallible>);
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }

@@ -1,10 +1,11 @@
 //! The web dashboard: server-rendered pages under `/` for tenants.
 //!
 //! Pages call the same services as the API (rules, schedules, devices, webhook endpoints,
-//! plugins, messages, keys, tenant administration) as the logged-in tenant or the operator,
-//! so validation, limits, activity logging and error codes are the same by construction; a
-//! page only turns its form into the service's input and renders the rows as the API shows
-//! them. What the API does not cover (logins, sessions, passwords, language) lives here.
+//! plugins, messages, chats, groups, contacts, keys, tenant administration) as the logged-in
+//! tenant or the operator, so validation, limits, activity logging and error codes are the
+//! same by construction; a page only turns its form into the service's input and renders
+//! the rows as the API shows them. What the API does not cover (logins, sessions, passwords,
+//! language) lives here.
 //!
 //! Templates (minijinja, HTML auto-escaped) and our own CSS and JavaScript are embedded in
 //! the binary; nothing is loaded from elsewhere, so the dashboard works offline.
@@ -24,6 +25,7 @@ mod account;
 mod admin;
 mod auth;
 mod automation;
+mod contacts;
 pub mod i18n;
 mod inbox;
 mod live;
@@ -94,6 +96,9 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/chats/reply", post(inbox::reply))
         .route("/chats/reply/media", post(inbox::reply_media))
         .route("/chats/reply/location", post(inbox::reply_location))
+        .route("/contacts", get(contacts::contacts))
+        .route("/contacts/{device}/{jid}", get(contacts::contact))
+        .route("/contacts/{device}/{jid}/{action}", post(contacts::contact_action))
         .route("/groups", get(inbox::groups))
         .route("/groups/{device}/{jid}", get(inbox::group))
         .route("/history", get(pages::history))
@@ -148,6 +153,8 @@ fn templates() -> Environment<'static> {
         ("chats_parts.html", include_str!("templates/chats_parts.html")),
         ("groups.html", include_str!("templates/groups.html")),
         ("group.html", include_str!("templates/group.html")),
+        ("contacts.html", include_str!("templates/contacts.html")),
+        ("contact.html", include_str!("templates/contact.html")),
     ] {
         env.add_template(name, source).expect("the embedded dashboard templates parse");
     }

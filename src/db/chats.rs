@@ -17,11 +17,32 @@ pub struct ChatRow {
     pub last_at: i64,
     /// Inbound messages after the last read mark.
     pub unread: i64,
-    /// The contact's WhatsApp name (direct chats), or the group's subject when cached.
+    /// The group's subject when cached, else the name the account saved the contact under,
+    /// else the contact's WhatsApp name.
     pub name: Option<String>,
     pub archived: bool,
-    pub muted: bool,
     pub pinned: bool,
+    /// Muted until then (milliseconds; [`MUTED_FOREVER`]: no end); `None`: not muted.
+    pub muted_until: Option<i64>,
+}
+
+/// `muted_until` of a chat muted with no end.
+pub const MUTED_FOREVER: i64 = i64::MAX;
+
+impl ChatRow {
+    /// Whether the chat is muted at `now` (milliseconds).
+    pub fn muted_at(&self, now: i64) -> bool {
+        self.muted_until.is_some_and(|until| until > now)
+    }
+}
+
+/// One change the phone made to a chat's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatStateChange {
+    Archived(bool),
+    Pinned(bool),
+    /// Muted until then (milliseconds, [`MUTED_FOREVER`] for no end), or unmuted (`None`).
+    MutedUntil(Option<i64>),
 }
 
 /// Filters of the chat list.
@@ -32,6 +53,10 @@ pub struct ChatFilter {
     pub q: Option<String>,
     /// Only chats with unread messages.
     pub unread: bool,
+    /// Only archived chats (`true`) or only the others (`false`).
+    pub archived: Option<bool>,
+    /// Only pinned chats (`true`) or only the others (`false`).
+    pub pinned: Option<bool>,
 }
 
 /// Unread inbound messages a read mark covers: their WhatsApp id, sender and whether in a group.
@@ -42,9 +67,13 @@ pub struct UnreadRow {
     pub is_group: bool,
 }
 
-const SELECT: &str = "SELECT c.device_id, c.chat, c.is_group, c.last_message_id, c.last_at, \
-     CAST(c.unread AS BIGINT) AS unread, COALESCE(g.subject, c.name) AS name, c.archived, c.muted, c.pinned \
-     FROM chats c LEFT JOIN device_groups g ON g.device_id = c.device_id AND g.jid = c.chat";
+/// The chats with their names: a group's subject, a contact's saved name or WhatsApp name.
+const FROM_NAMED: &str = "chats c LEFT JOIN device_groups g ON g.device_id = c.device_id AND g.jid = c.chat \
+     LEFT JOIN contact_profiles p ON p.device_id = c.device_id AND p.jid = c.chat";
+
+const COLUMNS: &str = "SELECT c.device_id, c.chat, c.is_group, c.last_message_id, c.last_at, \
+     CAST(c.unread AS BIGINT) AS unread, COALESCE(g.subject, p.saved_name, c.name) AS name, c.archived, c.pinned, \
+     c.muted_until";
 
 /// Makes a stored message its chat's latest and counts it unread when it came in (run in the
 /// message's insert transaction). Binds: device, chat, tenant, is_group, message id, time,
@@ -57,25 +86,37 @@ pub(crate) const UPSERT_CHAT: &str =
 
 /// Folds the chat named by a LID into the chat of its number (binds: device, LID JID, number's
 /// JID), after its messages moved there: first the LID's row takes the number's name when the
-/// number has no row, else the two rows add up (the later message stays the latest).
+/// number has no row, else the two rows add up (the later message stays the latest) and each
+/// part of the state (archived, pinned, muted) is the one the phone changed last.
 pub(crate) fn merge_chat_sql(dialect: Dialect) -> [String; 3] {
     let greatest = match dialect {
         Dialect::Postgres => "GREATEST",
         Dialect::Sqlite => "MAX",
     };
-    let of_lid = |col: &str| {
-        format!("COALESCE((SELECT l.{col} FROM chats l WHERE l.device_id = $1 AND l.chat = $2), 0)")
-    };
+    let of_lid_row =
+        |col: &str| format!("(SELECT l.{col} FROM chats l WHERE l.device_id = $1 AND l.chat = $2)");
+    let of_lid = |col: &str| format!("COALESCE({}, 0)", of_lid_row(col));
     [
         "UPDATE chats SET chat = $3 WHERE device_id = $1 AND chat = $2 \
          AND NOT EXISTS (SELECT 1 FROM chats n WHERE n.device_id = $1 AND n.chat = $3)"
             .to_string(),
         format!(
             "UPDATE chats SET unread = unread + {}, last_message_id = {greatest}(last_message_id, {}), \
-             last_at = {greatest}(last_at, {}) WHERE device_id = $1 AND chat = $3",
+             last_at = {greatest}(last_at, {}), {} WHERE device_id = $1 AND chat = $3",
             of_lid("unread"),
             of_lid("last_message_id"),
-            of_lid("last_at")
+            of_lid("last_at"),
+            [("archived", "archived_at"), ("pinned", "pinned_at"), ("muted_until", "muted_at")]
+                .map(|(col, at)| {
+                    let newer = format!("COALESCE({}, -1) > COALESCE({at}, -1)", of_lid_row(at));
+                    format!(
+                        "{col} = CASE WHEN {newer} THEN {} ELSE {col} END, \
+                         {at} = CASE WHEN {newer} THEN {} ELSE {at} END",
+                        of_lid_row(col),
+                        of_lid_row(at)
+                    )
+                })
+                .join(", ")
         ),
         "DELETE FROM chats WHERE device_id = $1 AND chat = $2".to_string(),
     ]
@@ -93,7 +134,8 @@ impl Db {
         // Only the filters given, so the planner sees plain equalities and walks the index
         // ending in the sort order.
         let q = f.q.as_deref().map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
-        let mut cond = String::from("WHERE c.user_id = $1");
+        // A row without a message (only its state is known yet) is not listed.
+        let mut cond = String::from("WHERE c.user_id = $1 AND c.last_message_id > 0");
         let mut n = 1;
         if f.device_id.is_some() {
             n += 1;
@@ -102,21 +144,27 @@ impl Db {
         if q.is_some() {
             n += 1;
             cond.push_str(&format!(
-                " AND (LOWER(c.chat) LIKE ${n} OR LOWER(COALESCE(g.subject, c.name, '')) LIKE ${n})"
+                " AND (LOWER(c.chat) LIKE ${n} OR LOWER(COALESCE(g.subject, c.name, '')) LIKE ${n} \
+                 OR LOWER(COALESCE(p.saved_name, '')) LIKE ${n})"
             ));
         }
         if f.unread {
             cond.push_str(" AND c.unread > 0");
         }
-        let sql =
-            format!("{SELECT} {cond} ORDER BY c.last_message_id DESC LIMIT ${} OFFSET ${}", n + 1, n + 2);
-        // The groups join only matters to a search by subject; without one the count reads the
-        // index alone.
-        let from = if q.is_some() {
-            "chats c LEFT JOIN device_groups g ON g.device_id = c.device_id AND g.jid = c.chat"
-        } else {
-            "chats c"
-        };
+        for (col, wanted) in [("archived", f.archived), ("pinned", f.pinned)] {
+            if let Some(wanted) = wanted {
+                // Literal, so SQLite (integers) and PostgreSQL (booleans) both compare it.
+                cond.push_str(&format!(" AND c.{col} = {}", if wanted { "TRUE" } else { "FALSE" }));
+            }
+        }
+        let sql = format!(
+            "{COLUMNS} FROM {FROM_NAMED} {cond} ORDER BY c.last_message_id DESC LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        // The name joins only matter to a search by name; without one the count reads the
+        // chats alone.
+        let from = if q.is_some() { FROM_NAMED } else { "chats c" };
         let count = format!("SELECT COUNT(*) FROM {from} {cond}");
         let (rows, total): (Vec<ChatRow>, i64) = reader!(self, |p| {
             let mut page = sqlx::query_as(&sql).bind(tenant);
@@ -138,7 +186,8 @@ impl Db {
 
     /// One chat of the tenant's device.
     pub async fn chat(&self, tenant: i64, device_id: i64, chat: &str) -> DbResult<Option<ChatRow>> {
-        let sql = format!("{SELECT} WHERE c.user_id = $1 AND c.device_id = $2 AND c.chat = $3");
+        let sql =
+            format!("{COLUMNS} FROM {FROM_NAMED} WHERE c.user_id = $1 AND c.device_id = $2 AND c.chat = $3");
         Ok(reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
             .bind(device_id)
@@ -191,6 +240,43 @@ impl Db {
             tx.commit().await?;
             Ok::<_, sqlx::Error>(Some(unread))
         })?)
+    }
+
+    /// Stores a change the phone made to a chat's state (`at`: when, milliseconds). A chat
+    /// without a stored message gets an empty row, which the first message then fills.
+    pub async fn set_chat_state(
+        &self,
+        tenant: i64,
+        device_id: i64,
+        chat: &str,
+        change: ChatStateChange,
+        at: i64,
+    ) -> DbResult<()> {
+        let (col, col_at, archived, pinned, muted_until) = match change {
+            ChatStateChange::Archived(a) => ("archived", "archived_at", a, false, None),
+            ChatStateChange::Pinned(p) => ("pinned", "pinned_at", false, p, None),
+            ChatStateChange::MutedUntil(until) => ("muted_until", "muted_at", false, false, until),
+        };
+        let is_group = chat.ends_with("@g.us");
+        let sql = format!(
+            "INSERT INTO chats (device_id, chat, user_id, is_group, last_message_id, last_at, unread, read_upto, \
+             archived, pinned, muted_until, {col_at}) \
+             SELECT $2, $3, $1, $4, 0, 0, 0, 0, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1) \
+             ON CONFLICT (device_id, chat) DO UPDATE SET {col} = excluded.{col}, {col_at} = excluded.{col_at}"
+        );
+        writer!(self, |p| sqlx::query(&sql)
+            .bind(tenant)
+            .bind(device_id)
+            .bind(chat)
+            .bind(is_group)
+            .bind(archived)
+            .bind(pinned)
+            .bind(muted_until)
+            .bind(at)
+            .execute(p)
+            .await
+            .map(|_| ()))?;
+        Ok(())
     }
 
     /// The tenant's messages with these ids (any order).

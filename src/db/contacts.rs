@@ -24,6 +24,10 @@ pub struct ContactRow {
     pub lid: Option<String>,
     pub blocked: bool,
     pub fetched_at: Option<i64>,
+    /// The name the account saved the contact under (its full name, else its first name).
+    pub saved_name: Option<String>,
+    /// The first name saved with it, when the address book has one.
+    pub saved_first_name: Option<String>,
 }
 
 /// A profile to store.
@@ -36,16 +40,22 @@ pub struct ProfileUpdate {
     pub lid: Option<String>,
 }
 
-const SELECT: &str = "SELECT c.device_id, c.chat AS jid, c.name, c.last_at, p.about, p.picture_url, \
-     COALESCE(p.business, FALSE) AS business, p.business_name, p.lid, COALESCE(p.blocked, FALSE) AS blocked, \
-     p.fetched_at FROM chats c LEFT JOIN contact_profiles p ON p.device_id = c.device_id AND p.jid = c.chat";
+/// The profile columns of a contact, `p` being its `contact_profiles` row (possibly absent).
+const PROFILE_COLUMNS: &str =
+    "p.about, p.picture_url, COALESCE(p.business, FALSE) AS business, p.business_name, \
+     p.lid, COALESCE(p.blocked, FALSE) AS blocked, p.fetched_at, p.saved_name, p.saved_first_name";
 
-const SELECT_PROFILE: &str = "SELECT p.device_id, p.jid, CAST(NULL AS TEXT) AS name, CAST(NULL AS BIGINT) AS last_at, p.about, p.picture_url, \
-     p.business, p.business_name, p.lid, p.blocked, p.fetched_at FROM contact_profiles p";
+/// A contact from its chat: `last_at` is unknown while the chat holds no message yet.
+const FROM_CHAT: &str = "SELECT c.device_id, c.chat AS jid, c.name, \
+     CASE WHEN c.last_message_id > 0 THEN c.last_at END AS last_at";
+
+const SELECT_PROFILE: &str =
+    "SELECT p.device_id, p.jid, CAST(NULL AS TEXT) AS name, CAST(NULL AS BIGINT) AS last_at";
 
 impl Db {
-    /// A page of the device's (or every device's) contacts, the latest chat first, with the
-    /// total. `q`: part of the number, JID or name, any case.
+    /// A page of the device's (or every device's) contacts with the total: the direct chats,
+    /// the latest first, then the address-book contacts without a message (by JID). `q`: part of
+    /// the number, JID, WhatsApp name or saved name, any case.
     pub async fn list_contacts(
         &self,
         tenant: i64,
@@ -55,21 +65,38 @@ impl Db {
         offset: i64,
     ) -> DbResult<(Vec<ContactRow>, i64)> {
         let q = q.map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
-        let mut cond = String::from("WHERE c.user_id = $1 AND c.is_group = $2");
-        let mut n = 2;
-        if device_id.is_some() {
-            n += 1;
-            cond.push_str(&format!(" AND c.device_id = ${n}"));
-        }
-        if q.is_some() {
-            n += 1;
-            cond.push_str(&format!(
-                " AND (LOWER(c.chat) LIKE ${n} OR LOWER(COALESCE(c.name, '')) LIKE ${n})"
-            ));
-        }
-        let sql =
-            format!("{SELECT} {cond} ORDER BY c.last_message_id DESC LIMIT ${} OFFSET ${}", n + 1, n + 2);
-        let count = format!("SELECT COUNT(*) FROM chats c {cond}");
+        let (chat_device, book_device) =
+            if device_id.is_some() { (" AND c.device_id = $3", " AND b.device_id = $3") } else { ("", "") };
+        // Both halves name the tenant; the second keeps to saved contacts whose chat has no
+        // message (a chat with one is in the first half).
+        let listed = format!(
+            "SELECT c.device_id, c.chat AS jid, c.name, c.last_at, c.last_message_id AS ord FROM chats c \
+             WHERE c.user_id = $1 AND c.is_group = $2 AND c.last_message_id > 0{chat_device} \
+             UNION ALL SELECT b.device_id, b.jid, CAST(NULL AS TEXT), CAST(NULL AS BIGINT), CAST(0 AS BIGINT) \
+             FROM contact_profiles b JOIN devices d ON d.id = b.device_id \
+             WHERE d.user_id = $1 AND b.saved_name IS NOT NULL{book_device} AND NOT EXISTS \
+             (SELECT 1 FROM chats e WHERE e.device_id = b.device_id AND e.chat = b.jid AND e.last_message_id > 0)"
+        );
+        let from = format!(
+            "({listed}) x LEFT JOIN contact_profiles p ON p.device_id = x.device_id AND p.jid = x.jid"
+        );
+        let n = if device_id.is_some() { 3 } else { 2 };
+        let cond = match q {
+            Some(_) => format!(
+                "WHERE (LOWER(x.jid) LIKE ${0} OR LOWER(COALESCE(x.name, '')) LIKE ${0} \
+                 OR LOWER(COALESCE(p.saved_name, '')) LIKE ${0})",
+                n + 1
+            ),
+            None => String::new(),
+        };
+        let n = if q.is_some() { n + 1 } else { n };
+        let sql = format!(
+            "SELECT x.device_id, x.jid, x.name, x.last_at, {PROFILE_COLUMNS} FROM {from} {cond} \
+             ORDER BY x.ord DESC, x.jid LIMIT ${} OFFSET ${}",
+            n + 1,
+            n + 2
+        );
+        let count = format!("SELECT COUNT(*) FROM {from} {cond}");
         Ok(reader!(self, |p| {
             let mut page = sqlx::query_as(&sql).bind(tenant).bind(false);
             let mut counted = sqlx::query_scalar(&count).bind(tenant).bind(false);
@@ -90,7 +117,10 @@ impl Db {
     /// One contact of the tenant's device: from its chat when there is one, else from what was
     /// stored about it (a profile read or a block without a chat).
     pub async fn contact(&self, tenant: i64, device_id: i64, jid: &str) -> DbResult<Option<ContactRow>> {
-        let sql = format!("{SELECT} WHERE c.user_id = $1 AND c.device_id = $2 AND c.chat = $3");
+        let sql = format!(
+            "{FROM_CHAT}, {PROFILE_COLUMNS} FROM chats c LEFT JOIN contact_profiles p \
+             ON p.device_id = c.device_id AND p.jid = c.chat WHERE c.user_id = $1 AND c.device_id = $2 AND c.chat = $3"
+        );
         let found: Option<ContactRow> = reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
             .bind(device_id)
@@ -101,7 +131,8 @@ impl Db {
             return Ok(found);
         }
         let sql = format!(
-            "{SELECT_PROFILE} JOIN devices d ON d.id = p.device_id WHERE d.user_id = $1 AND p.device_id = $2 AND p.jid = $3"
+            "{SELECT_PROFILE}, {PROFILE_COLUMNS} FROM contact_profiles p JOIN devices d ON d.id = p.device_id \
+             WHERE d.user_id = $1 AND p.device_id = $2 AND p.jid = $3"
         );
         Ok(reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
@@ -141,6 +172,35 @@ impl Db {
         .execute(pool)
         .await
         .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Stores the name the account saved a contact under (from its address book).
+    pub async fn set_saved_name(
+        &self,
+        tenant: i64,
+        device_id: i64,
+        jid: &str,
+        full_name: Option<&str>,
+        first_name: Option<&str>,
+    ) -> DbResult<()> {
+        writer!(self, |pool| {
+            sqlx::query(
+                "INSERT INTO contact_profiles (device_id, jid, saved_name, saved_first_name, updated_at) \
+                 SELECT $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1) \
+                 ON CONFLICT (device_id, jid) DO UPDATE SET saved_name = excluded.saved_name, \
+                 saved_first_name = excluded.saved_first_name, updated_at = excluded.updated_at",
+            )
+            .bind(tenant)
+            .bind(device_id)
+            .bind(jid)
+            .bind(full_name)
+            .bind(first_name)
+            .bind(now_ms())
+            .execute(pool)
+            .await
+            .map(|_| ())
         })?;
         Ok(())
     }

@@ -65,8 +65,12 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
                 for (jid, subject, info) in groups {
+                    // An upsert: a group event may have cached one of these since the delete
+                    // (on PostgreSQL a concurrent transaction's row is not seen by it).
                     sqlx::query(
-                        "INSERT INTO device_groups (device_id, jid, subject, info, updated_at) VALUES ($1, $2, $3, $4, $5)",
+                        "INSERT INTO device_groups (device_id, jid, subject, info, updated_at) VALUES ($1, $2, $3, $4, $5) \
+                         ON CONFLICT (device_id, jid) DO UPDATE SET subject = excluded.subject, info = excluded.info, \
+                         updated_at = excluded.updated_at",
                     )
                     .bind(device_id)
                     .bind(jid)

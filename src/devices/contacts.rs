@@ -3,14 +3,17 @@
 //! shows (about text, picture, business), read through the device when asked and kept for
 //! [`PROFILE_TTL_MS`]; blocking and unblocking go through the device and are remembered.
 
-use super::driver::DriverError;
+use chrono::{DateTime, Utc};
+
+use super::driver::{ChatChange, DeviceKey, DriverError, SavedName};
 use super::find_device;
 use super::groups::service::driver_error;
 use super::manager::DeviceManager;
+use crate::db::chats::{ChatStateChange, MUTED_FOREVER};
 use crate::db::contacts::{ContactRow, ProfileUpdate};
 use crate::db::{now_ms, Db, DeviceRow};
 use crate::error::{ApiError, ApiResult};
-use crate::phone::{lid_jid, Recipient};
+use crate::phone::ChatAddress;
 use crate::tenants::{Tenant, TenantService};
 
 /// How long a profile read from WhatsApp is answered from storage (a day).
@@ -40,11 +43,8 @@ impl ContactService {
 
     /// A contact's JID from a number as people write it, a user JID or a LID.
     fn jid(&self, input: &str) -> ApiResult<String> {
-        if let Some(lid) = lid_jid(input).filter(|_| input.contains('@')) {
-            return Ok(lid);
-        }
-        match Recipient::parse(input, &self.country_code) {
-            Ok(r) if !r.is_group() => Ok(r.jid()),
+        match ChatAddress::parse(input, &self.country_code) {
+            Ok(c) if !c.is_group() => Ok(c.jid()),
             _ => Err(ApiError::validation("jid", "must be a phone number, a user JID or a LID")),
         }
     }
@@ -184,5 +184,69 @@ impl ContactService {
         let action = if blocked { "contact.block" } else { "contact.unblock" };
         self.tenants.record(tenant.activity(action, format!("contact:{jid}"))).await;
         self.stored(tenant, device.id, &jid).await
+    }
+}
+
+/// The chat or contact an app-state change names, as the gateway stores it: a LID whose number
+/// the device knows becomes the number's JID (where its messages are). `None` for what is no
+/// chat of a person or group (status broadcasts, channels).
+async fn stored_jid(db: &Db, key: &DeviceKey, jid: &str) -> Result<Option<String>, crate::db::DbError> {
+    let Ok(address) = ChatAddress::parse(jid, "") else { return Ok(None) };
+    let jid = address.jid();
+    if !crate::phone::is_lid(&jid) {
+        return Ok(Some(jid));
+    }
+    let mapping = db.lid_mapping(key.tenant_id, key.device_id, &jid).await?;
+    Ok(Some(mapping.map(|m| crate::phone::user_jid(&m.phone)).unwrap_or(jid)))
+}
+
+/// Stores a change the phone made to a chat's state (archived, pinned, muted); `false` when it
+/// could not be stored.
+pub async fn remember_chat_state(
+    db: &Db,
+    key: &DeviceKey,
+    chat: &str,
+    change: ChatChange,
+    at: DateTime<Utc>,
+) -> bool {
+    let change = match change {
+        ChatChange::Archived(a) => ChatStateChange::Archived(a),
+        ChatChange::Pinned(p) => ChatStateChange::Pinned(p),
+        ChatChange::Muted { until } => {
+            ChatStateChange::MutedUntil(Some(until.map_or(MUTED_FOREVER, |t| t.timestamp_millis())))
+        }
+        ChatChange::Unmuted => ChatStateChange::MutedUntil(None),
+    };
+    let stored = async {
+        let Some(chat) = stored_jid(db, key, chat).await? else { return Ok(()) };
+        db.set_chat_state(key.tenant_id, key.device_id, &chat, change, at.timestamp_millis()).await
+    };
+    match stored.await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(device_id = key.device_id, error = %e, "could not store a chat's state");
+            false
+        }
+    }
+}
+
+/// Stores the name the account saved a contact under; `false` when it could not be stored.
+pub async fn remember_saved_name(db: &Db, key: &DeviceKey, jid: &str, name: &SavedName) -> bool {
+    let clean =
+        |n: &Option<String>| n.as_deref().map(str::trim).filter(|n| !n.is_empty()).map(str::to_string);
+    let (full, first) = (clean(&name.full_name), clean(&name.first_name));
+    let stored = async {
+        let Some(jid) = stored_jid(db, key, jid).await?.filter(|j| !j.ends_with("@g.us")) else {
+            return Ok(());
+        };
+        let saved = full.as_deref().or(first.as_deref());
+        db.set_saved_name(key.tenant_id, key.device_id, &jid, saved, first.as_deref()).await
+    };
+    match stored.await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(device_id = key.device_id, error = %e, "could not store a contact's saved name");
+            false
+        }
     }
 }

@@ -330,8 +330,34 @@ pub enum DriverEvent {
     LidMapping { lid: Jid, phone: String, ack: Option<Ack> },
     /// Something happened to a group the device is in.
     Group(GroupEvent),
+    /// The account changed how a chat shows (archived, pinned, muted) on the phone or another
+    /// linked device; WhatsApp syncs it as app state. `chat` is the contact's user JID, its
+    /// LID or the group's JID. `ack`, when given, learns whether the gateway stored it.
+    ChatState { chat: Jid, change: ChatChange, at: DateTime<Utc>, ack: Option<Ack> },
+    /// The account's address book names a contact (app state): `jid` is the contact's user
+    /// JID, or its LID when WhatsApp gives no number. `ack` as for `ChatState`.
+    ContactName { jid: Jid, name: SavedName, ack: Option<Ack> },
     /// The session is over; the supervisor decides from the reason whether to start again.
     Stopped(StopReason),
+}
+
+/// One change to a chat's state, as the phone made it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChatChange {
+    Archived(bool),
+    Pinned(bool),
+    /// Muted until the given time, or with no end (`None`).
+    Muted {
+        until: Option<DateTime<Utc>>,
+    },
+    Unmuted,
+}
+
+/// The name the account saved a contact under in its address book.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SavedName {
+    pub full_name: Option<String>,
+    pub first_name: Option<String>,
 }
 
 /// The gateway's confirmation that inbound messages are stored.

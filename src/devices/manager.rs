@@ -138,7 +138,28 @@ impl DeviceUpdate {
             | DeviceUpdate::Group { tenant_id, .. } => *tenant_id,
         }
     }
+
+    /// Whether the update reports something that happened once and is not repeated by the
+    /// next update (a LID's number learned, a group event): it goes to the [`UpdateLog`]
+    /// before it counts as handled. The others describe live state (status, QR, pairing
+    /// code): a listener that misses one sees the current state in the next.
+    pub fn is_lasting(&self) -> bool {
+        matches!(self, DeviceUpdate::ContactResolved { .. } | DeviceUpdate::Group { .. })
+    }
 }
+
+/// Where lasting device updates ([`DeviceUpdate::is_lasting`]) are recorded before they count
+/// as handled (implemented by the webhooks module, which queues them as events). The
+/// broadcast that also carries them skips updates for a listener that falls behind; this does
+/// not.
+#[async_trait]
+pub trait UpdateLog: Send + Sync {
+    /// Records the update durably; an error means it is not recorded.
+    async fn record(&self, update: &DeviceUpdate) -> Result<(), String>;
+}
+
+/// Attempts to record a lasting update before it is given up on (logged).
+const RECORD_ATTEMPTS: u32 = 5;
 
 /// Where inbound messages and receipts go (implemented by the messages module).
 #[async_trait]
@@ -181,6 +202,7 @@ struct Inner {
     slots: Mutex<HashMap<i64, Slot>>,
     updates: broadcast::Sender<DeviceUpdate>,
     sink: OnceLock<Arc<dyn MessageSink>>,
+    log: OnceLock<Arc<dyn UpdateLog>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
     next_run: std::sync::atomic::AtomicU64,
@@ -210,6 +232,7 @@ impl DeviceManager {
                 slots: Mutex::new(HashMap::new()),
                 updates,
                 sink: OnceLock::new(),
+                log: OnceLock::new(),
                 shutdown,
                 tasks,
                 next_run: std::sync::atomic::AtomicU64::new(1),
@@ -220,6 +243,11 @@ impl DeviceManager {
     /// Connects the message side; set once at start-up, before any session opens.
     pub fn set_sink(&self, sink: Arc<dyn MessageSink>) {
         let _ = self.inner.sink.set(sink);
+    }
+
+    /// Connects the record of lasting updates; set once at start-up, before any session opens.
+    pub fn set_update_log(&self, log: Arc<dyn UpdateLog>) {
+        let _ = self.inner.log.set(log);
     }
 
     /// Status changes and QR codes of every device, as they happen.
@@ -616,12 +644,20 @@ impl DeviceManager {
                 let session = self.connected(id);
                 let subject =
                     super::groups::service::remember(&self.inner.db, key, session.as_deref(), &event).await;
-                let _ = self.inner.updates.send(DeviceUpdate::Group {
-                    device_id: id,
-                    tenant_id: tenant,
-                    event,
-                    subject,
-                });
+                self.announce(DeviceUpdate::Group { device_id: id, tenant_id: tenant, event, subject }).await;
+            }
+            DriverEvent::ChatState { chat, change, at, ack } => {
+                let stored =
+                    super::contacts::remember_chat_state(&self.inner.db, key, &chat, change, at).await;
+                if let Some(ack) = ack {
+                    ack.send(stored);
+                }
+            }
+            DriverEvent::ContactName { jid, name, ack } => {
+                let stored = super::contacts::remember_saved_name(&self.inner.db, key, &jid, &name).await;
+                if let Some(ack) = ack {
+                    ack.send(stored);
+                }
             }
             DriverEvent::Stopped(_) => {}
         }
@@ -631,13 +667,39 @@ impl DeviceManager {
     async fn learn_lid(&self, key: &DeviceKey, lid: &str, phone: &str) -> Result<(), String> {
         let Some(sink) = self.inner.sink.get() else { return Err("no message sink".into()) };
         if sink.lid_mapping(key, lid, phone).await? {
-            let _ = self.inner.updates.send(DeviceUpdate::ContactResolved {
+            self.announce(DeviceUpdate::ContactResolved {
                 device_id: key.device_id,
                 tenant_id: key.tenant_id,
                 lid: lid.to_string(),
                 phone: phone.to_string(),
-            });
+            })
+            .await;
         }
         Ok(())
+    }
+
+    /// Records a lasting update in the [`UpdateLog`], then broadcasts it for live views. The
+    /// device's next event waits meanwhile, so a flood of events slows the device down instead
+    /// of losing any. A failing record is tried again a few times with a growing pause; given
+    /// up (logged), the update still goes out live.
+    async fn announce(&self, update: DeviceUpdate) {
+        if let Some(log) = self.inner.log.get() {
+            let mut pause = Duration::from_millis(100);
+            for attempt in 1..=RECORD_ATTEMPTS {
+                let Err(e) = log.record(&update).await else { break };
+                let device_id = update.device_id();
+                if attempt == RECORD_ATTEMPTS || self.inner.shutdown.is_cancelled() {
+                    tracing::error!(device_id, error = %e, "a device event could not be queued for webhooks; it is lost");
+                    break;
+                }
+                tracing::warn!(device_id, attempt, error = %e, "could not queue a device event for webhooks; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = self.inner.shutdown.cancelled() => {}
+                }
+                pause *= 2;
+            }
+        }
+        let _ = self.inner.updates.send(update);
     }
 }

@@ -29,6 +29,7 @@ use super::driver::{
 use crate::db::{Db, DbError};
 use crate::phone::{lid_jid, user_jid};
 
+mod app_state;
 mod groups;
 mod session;
 #[cfg(test)]
@@ -105,7 +106,10 @@ pub struct SimInbound {
     /// The WhatsApp id of the message this one quotes.
     #[serde(default)]
     pub reply_to: Option<String>,
-    /// Numbers mentioned in the text.
+    /// Who wrote the quoted message: a phone number or a LID (`<digits>@lid`).
+    #[serde(default)]
+    pub reply_to_from: Option<String>,
+    /// Numbers (or LIDs, `<digits>@lid`) mentioned in the text.
     #[serde(default)]
     pub mentions: Vec<String>,
     #[serde(default)]
@@ -469,7 +473,12 @@ impl Simulator {
         }
         let reply_to = match msg.reply_to.as_deref().map(str::trim) {
             Some(id) if !id.is_empty() && id.len() <= 128 => {
-                Some(InboundQuote { wa_id: id.to_string(), sender: None, text: None })
+                let sender = msg.reply_to_from.as_deref().map(|who| {
+                    phone_digits(who).or_else(|| lid_jid(who).filter(|_| who.contains('@'))).ok_or_else(
+                        || SimError::Invalid("`reply_to_from` must be a phone number or digits@lid".into()),
+                    )
+                });
+                Some(InboundQuote { wa_id: id.to_string(), sender: sender.transpose()?, text: None })
             }
             Some(id) if !id.is_empty() => {
                 return Err(SimError::Invalid("`reply_to` is longer than 128 characters".into()))
@@ -480,8 +489,9 @@ impl Simulator {
             .mentions
             .iter()
             .map(|m| {
-                phone_digits(m)
-                    .ok_or_else(|| SimError::Invalid(format!("`mentions`: {m:?} is not a phone number")))
+                phone_digits(m).or_else(|| lid_jid(m).filter(|_| m.contains('@'))).ok_or_else(|| {
+                    SimError::Invalid(format!("`mentions`: {m:?} is not a phone number or digits@lid"))
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let message = InboundMessage {

@@ -7,6 +7,8 @@
 //! webhooks plug in, in that order: each returns replies to send and whether to stop the chain.
 //! The pipeline passes every reply through one loop guard ([`ReplyGuard`]) before sending it.
 
+mod lids;
+
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,7 +26,7 @@ use crate::db::{without_nul, Db, DbError, DeviceRow, MessageRow, NewMessage, Ten
 use crate::devices::driver::{DeviceKey, InboundBody, InboundMessage, OutboundMedia, ReceiptKind, Update};
 use crate::devices::manager::MessageSink;
 use crate::limits::LimitError;
-use crate::phone::{is_lid, lid_jid, user_jid, Recipient};
+use crate::phone::{lid_jid, Recipient};
 use crate::time::rfc3339_ms;
 
 /// What a stage sees: the stored message, the device it arrived at and its tenant (read once
@@ -180,23 +182,6 @@ impl Inbound {
             }
         }
         Ok(n)
-    }
-
-    /// The message with its LID sender replaced by the number behind it, when the device knows
-    /// it (a direct chat named by the LID becomes the number's chat); `None` when there is
-    /// nothing to change.
-    async fn resolve_lid(&self, device: &DeviceKey, m: &InboundMessage) -> Option<InboundMessage> {
-        if m.from_me || !is_lid(&m.sender) {
-            return None;
-        }
-        let lid = lid_jid(&m.sender)?;
-        let known = self.db.lid_mapping(device.tenant_id, device.device_id, &lid).await.ok().flatten()?;
-        let chat = if !m.is_group && lid_jid(&m.chat).as_deref() == Some(lid.as_str()) {
-            user_jid(&known.phone)
-        } else {
-            m.chat.clone()
-        };
-        Some(InboundMessage { sender: known.phone, sender_lid: Some(lid), chat, ..m.clone() })
     }
 
     async fn process(&self, message: MessageRow) {
@@ -455,8 +440,13 @@ impl Inbound {
                     .await?
             }
         };
-        if changed.is_none() {
-            tracing::debug!(device_id = device.device_id, "a change to a message the gateway does not have");
+        match changed {
+            None => tracing::debug!(
+                device_id = device.device_id,
+                "a change to a message the gateway does not have"
+            ),
+            Some((row, true)) => self.outbound.feed().content_changed(row.user_id, row.id),
+            Some(_) => {}
         }
         Ok(())
     }
@@ -710,7 +700,7 @@ impl MessageSink for Inbound {
                 }
                 None => None,
             };
-            let resolved = self.resolve_lid(device, m).await;
+            let resolved = lids::resolve(&self.db, device, m).await;
             let m = resolved.as_ref().unwrap_or(m);
             let mut new = new_message(device, m, quoted);
             if m.media.is_some() {
@@ -788,14 +778,23 @@ impl MessageSink for Inbound {
                 // two comes first.
                 for wa_id in &wa_ids {
                     if let Ok(Some((_, id))) = self.db.system_outbound_by_wa_id(wa_id).await {
-                        let _ = self.db.finish_outbound(id, "failed", Some("refused by WhatsApp")).await;
+                        if let Ok(true) =
+                            self.db.finish_outbound(id, "failed", Some("refused by WhatsApp")).await
+                        {
+                            self.outbound.feed().status_changed(device.tenant_id, id);
+                        }
                     }
                 }
                 return;
             }
         };
-        if let Err(e) = self.db.apply_receipt(device.device_id, &wa_ids, status).await {
-            tracing::warn!(device_id = device.device_id, error = %e, "could not apply a receipt");
+        match self.db.apply_receipt(device.device_id, &wa_ids, status).await {
+            Ok(changed) => {
+                for (id, tenant) in changed {
+                    self.outbound.feed().status_changed(tenant, id);
+                }
+            }
+            Err(e) => tracing::warn!(device_id = device.device_id, error = %e, "could not apply a receipt"),
         }
     }
 }

@@ -340,8 +340,12 @@ impl Outbound {
             };
             match outcome {
                 Ok(()) => {
-                    if let Err(e) = inner.db.finish_outbound(id, "sent", None).await {
-                        tracing::error!(message_id = id, error = %e, "sent, but could not record it");
+                    match inner.db.finish_outbound(id, "sent", None).await {
+                        Ok(true) => inner.feed.status_changed(tenant, id),
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::error!(message_id = id, error = %e, "sent, but could not record it")
+                        }
                     }
                     self.keep_sent(&msg).await;
                     self.release_waiters(id);
@@ -369,7 +373,9 @@ impl Outbound {
                         || matches!(e, DriverError::Invalid(_))
                     {
                         tracing::info!(message_id = id, error = %reason, "send failed");
-                        let _ = inner.db.finish_outbound(id, "failed", Some(&reason)).await;
+                        if let Ok(true) = inner.db.finish_outbound(id, "failed", Some(&reason)).await {
+                            inner.feed.status_changed(tenant, id);
+                        }
                         let _ = inner.limits.release_messages(tenant, 1).await;
                         self.drop_blob(&msg).await;
                         self.release_waiters(id);

@@ -6,7 +6,9 @@
 //! - [`Events`]: what other modules call to emit an event; it queues one delivery row per
 //!   subscribed endpoint and wakes the worker.
 //! - `pump`: turns message status changes into `message.*` events from the status history
-//!   (written in the same transaction as the change), and device updates into `device.*`.
+//!   (written in the same transaction as the change), and device updates into `device.*`;
+//!   `contact.resolved` and `group.*` are queued by the device supervisor itself, through
+//!   [`crate::devices::manager::UpdateLog`], before it handles the device's next event.
 //! - `worker`: claims due deliveries with a lease and sends them through the hardened client
 //!   ([`crate::net`]), retrying on `[webhooks] retry_schedule`.
 //! - [`reply`]: the inbound pipeline stage that asks `reply` endpoints for an answer.

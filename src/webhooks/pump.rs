@@ -8,9 +8,13 @@
 //! never queued twice, and no send or receive path has to remember to emit anything. A quiet
 //! database costs one indexed read per poll.
 //!
-//! Device events come from the device supervisor's broadcast (status changes, QR codes). They
-//! describe live state, so an update missed while the process was down is not replayed; the
-//! next change reports the current state.
+//! Device events come two ways. `device.status` and `device.qr` come from the device
+//! supervisor's broadcast: they describe live state, so an update the listener misses (it fell
+//! behind, or the process was down) costs nothing, the next one reports the current state.
+//! `contact.resolved` and `group.*` report something that happened once: the supervisor hands
+//! them to [`UpdateLog::record`] (implemented here) and waits until they are queued before it
+//! takes the device's next event, so a flood of them slows the device down instead of losing
+//! any. The broadcast listener leaves them alone, so each is queued once.
 
 use std::time::Duration;
 
@@ -22,7 +26,7 @@ use super::events::{
 use super::{signing, Webhooks};
 use crate::db::webhooks::NewDelivery;
 use crate::db::DbError;
-use crate::devices::manager::DeviceUpdate;
+use crate::devices::manager::{DeviceUpdate, UpdateLog};
 
 /// History rows taken per transaction.
 const BATCH: i64 = 200;
@@ -99,8 +103,10 @@ impl Webhooks {
                 _ = shutdown.cancelled() => break,
             };
             match update {
+                // Queued by the supervisor through `UpdateLog` already.
+                Ok(u) if u.is_lasting() => {}
                 Ok(u) => {
-                    if let Err(e) = self.device_event(u).await {
+                    if let Err(e) = self.device_event(&u).await {
                         tracing::warn!(error = %e, "could not queue a device webhook event");
                     }
                 }
@@ -112,9 +118,11 @@ impl Webhooks {
         }
     }
 
-    async fn device_event(&self, update: DeviceUpdate) -> Result<(), DbError> {
+    /// Queues the webhook event of a device update (none for a pairing code, nor for a
+    /// device deleted meanwhile).
+    async fn device_event(&self, update: &DeviceUpdate) -> Result<(), DbError> {
         let events = &self.inner.events;
-        let (tenant, device_id) = match &update {
+        let (tenant, device_id) = match update {
             DeviceUpdate::Status { tenant_id, device_id, .. }
             | DeviceUpdate::Qr { tenant_id, device_id, .. }
             | DeviceUpdate::ContactResolved { tenant_id, device_id, .. }
@@ -128,7 +136,7 @@ impl Webhooks {
                     device_id,
                     device: device.phone,
                     status: status.as_str().into(),
-                    detail,
+                    detail: detail.clone(),
                 };
                 events.emit(tenant, Some(device_id), EventType::DeviceStatus, &data).await?;
             }
@@ -136,21 +144,33 @@ impl Webhooks {
                 let data = DeviceQrData {
                     device_id,
                     device: device.phone,
-                    qr,
-                    expires_at: crate::time::rfc3339(expires_at),
+                    qr: qr.clone(),
+                    expires_at: crate::time::rfc3339(*expires_at),
                 };
                 events.emit(tenant, Some(device_id), EventType::DeviceQr, &data).await?;
             }
             DeviceUpdate::ContactResolved { lid, phone, .. } => {
-                let data = ContactResolvedData { device_id, device: device.phone, lid, phone };
+                let data = ContactResolvedData {
+                    device_id,
+                    device: device.phone,
+                    lid: lid.clone(),
+                    phone: phone.clone(),
+                };
                 events.emit(tenant, Some(device_id), EventType::ContactResolved, &data).await?;
             }
             DeviceUpdate::Group { event, subject, .. } => {
-                let (kind, data) = GroupEventData::of(device_id, device.phone, &event, subject);
+                let (kind, data) = GroupEventData::of(device_id, device.phone, event, subject.clone());
                 events.emit(tenant, Some(device_id), kind, &data).await?;
             }
             DeviceUpdate::PairCode { .. } => {}
         }
         Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl UpdateLog for Webhooks {
+    async fn record(&self, update: &DeviceUpdate) -> Result<(), String> {
+        self.device_event(update).await.map_err(|e| e.to_string())
     }
 }

@@ -132,3 +132,169 @@ async fn a_lid_chat_folds_into_the_numbers_chat_when_the_mapping_arrives() {
     assert_eq!(list["data"][0]["last_message"]["text"], "kedua");
     assert_eq!(list["data"][0]["last_message"]["from"], BUDI);
 }
+
+/// Plays the account's phone changing a chat's state; answers once the gateway stored it.
+async fn phone_sets(app: &TestApp, body: Value) {
+    let (status, answer) = app.admin_post("/api/admin/simulator/chat-state", &body).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+}
+
+/// `(chat, archived, pinned, muted)` of each listed chat, newest first.
+fn states_of(list: &Value) -> Vec<(String, bool, bool, bool)> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let flag = |f: &str| c[f].as_bool().unwrap_or_else(|| panic!("{f} of {c}"));
+            (c["chat"].as_str().unwrap().to_string(), flag("archived"), flag("pinned"), flag("muted"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_phones_archive_pin_and_mute_show_in_the_chat_list_and_filter_it() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    let intruder = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    let (_, created) = app
+        .admin_post(
+            "/api/admin/simulator/groups",
+            &json!({"creator": SARI, "subject": "Arisan RT", "members": [SHOP]}),
+        )
+        .await;
+    let group = created["group"].as_str().unwrap().to_string();
+    let (budi, sari) = (format!("{BUDI}@s.whatsapp.net"), format!("{SARI}@s.whatsapp.net"));
+    inbound(&app, json!({"device": device, "from": BUDI, "text": "halo"})).await;
+    inbound(&app, json!({"device": device, "from": SARI, "group": group, "text": "rapat jam 7"})).await;
+    inbound(&app, json!({"device": device, "from": SARI, "text": "pagi"})).await;
+
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    let plain = [
+        (sari.clone(), false, false, false),
+        (group.clone(), false, false, false),
+        (budi.clone(), false, false, false),
+    ];
+    assert_eq!(states_of(&list), plain, "nothing set yet: {list}");
+
+    let until = (chrono::Utc::now() + chrono::Duration::hours(8)).to_rfc3339();
+    phone_sets(&app, json!({"device": device, "chat": BUDI, "archived": true})).await;
+    phone_sets(&app, json!({"device": device, "chat": sari, "pinned": true, "muted": true})).await;
+    phone_sets(&app, json!({"device": device, "chat": group, "muted_until": until})).await;
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    assert_eq!(
+        states_of(&list),
+        [
+            (sari.clone(), false, true, true),
+            (group.clone(), false, false, true),
+            (budi.clone(), true, false, false)
+        ],
+        "{list}"
+    );
+    assert_eq!(list["data"][0]["muted_until"], Value::Null, "muted with no end: {list}");
+    let shown = list["data"][1]["muted_until"].as_str().unwrap();
+    let shown = chrono::DateTime::parse_from_rfc3339(shown).unwrap();
+    let wanted = chrono::DateTime::parse_from_rfc3339(&until).unwrap();
+    assert!((shown - wanted).num_milliseconds().abs() < 1000, "{shown} vs {wanted}");
+
+    // Archived chats are listed unless asked otherwise; `archived` and `pinned` separate them.
+    let (_, main) = app.get("/api/user/chats?archived=false", &tenant.api_key).await;
+    assert_eq!(chats_of(&main).into_iter().map(|c| c.0).collect::<Vec<_>>(), [sari.clone(), group.clone()]);
+    assert_eq!(main["total"], 2);
+    let (_, archive) =
+        app.get(&format!("/api/user/chats?archived=true&device={device}"), &tenant.api_key).await;
+    assert_eq!(chats_of(&archive), [(budi.clone(), 1)], "{archive}");
+    assert_eq!(archive["total"], 1);
+    let (_, pinned) = app.get("/api/user/chats?pinned=1", &tenant.api_key).await;
+    assert_eq!(chats_of(&pinned), [(sari.clone(), 1)], "{pinned}");
+
+    // A later message keeps the state; the phone unarchives, unmutes, mutes until a past time.
+    inbound(&app, json!({"device": device, "from": BUDI, "text": "masih ada?"})).await;
+    phone_sets(&app, json!({"device": device, "chat": sari, "muted": false})).await;
+    let past = (chrono::Utc::now() - chrono::Duration::minutes(1)).to_rfc3339();
+    phone_sets(&app, json!({"device": device, "chat": group, "muted_until": past})).await;
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    assert_eq!(
+        states_of(&list),
+        [
+            (budi.clone(), true, false, false),
+            (sari.clone(), false, true, false),
+            (group.clone(), false, false, false)
+        ],
+        "{list}"
+    );
+    assert_eq!(list["data"][0]["last_message"]["text"], "masih ada?");
+    phone_sets(&app, json!({"device": device, "chat": budi, "archived": false})).await;
+    let (_, archive) = app.get("/api/user/chats?archived=true", &tenant.api_key).await;
+    assert_eq!(archive["total"], 0, "{archive}");
+
+    // Another tenant sees none of it; bad filters and bad chats are 422.
+    let (_, theirs) = app.get("/api/user/chats?pinned=true", &intruder.api_key).await;
+    assert_eq!(theirs["total"], 0, "{theirs}");
+    let (status, body) = app.get("/api/user/chats?archived=maybe", &tenant.api_key).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    let (status, body) = app
+        .admin_post(
+            "/api/admin/simulator/chat-state",
+            &json!({"device": device, "chat": "abc", "pinned": true}),
+        )
+        .await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+}
+
+/// WhatsApp may sync a chat's state before the gateway stored any of its messages: the chat
+/// is not listed without a message, and shows the state once one arrives.
+#[tokio::test]
+async fn a_chat_state_synced_before_any_message_shows_once_a_message_arrives() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    phone_sets(&app, json!({"device": device, "chat": BUDI, "archived": true, "pinned": true})).await;
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    assert_eq!(list["total"], 0, "no message, not listed: {list}");
+    let (_, contacts) = app.get("/api/user/contacts", &tenant.api_key).await;
+    assert_eq!(contacts["total"], 0, "no message, no contact: {contacts}");
+
+    inbound(&app, json!({"device": device, "from": BUDI, "text": "halo", "push_name": "Budi"})).await;
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    assert_eq!(states_of(&list), [(format!("{BUDI}@s.whatsapp.net"), true, true, false)], "{list}");
+    assert_eq!(list["data"][0]["unread"], 1);
+    assert_eq!(list["data"][0]["name"], "Budi");
+}
+
+/// The phone archived the LID's chat and pinned the number's earlier: when the mapping folds
+/// the two chats into one, each part of the state is the one changed last.
+#[tokio::test]
+async fn a_lid_chat_folded_into_the_numbers_chat_keeps_the_latest_state() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    inbound(&app, json!({"device": device, "from": BUDI, "text": "pertama"})).await;
+    inbound(&app, json!({"device": device, "from_lid": LID, "text": "kedua"})).await;
+    phone_sets(&app, json!({"device": device, "chat": BUDI, "pinned": true, "archived": true})).await;
+    phone_sets(&app, json!({"device": device, "chat": LID, "archived": false, "muted": true})).await;
+    phone_sets(&app, json!({"device": device, "chat": LID, "archived": true})).await;
+    phone_sets(&app, json!({"device": device, "chat": BUDI, "archived": false})).await;
+    let budi = format!("{BUDI}@s.whatsapp.net");
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    assert_eq!(
+        states_of(&list),
+        [(LID.to_string(), true, false, true), (budi.clone(), false, true, false)],
+        "{list}"
+    );
+
+    let (status, body) = app
+        .admin_post("/api/admin/simulator/lid-mapping", &json!({"device": device, "lid": LID, "phone": BUDI}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    // Unarchived last under the number, pinned only there, muted only under the LID.
+    assert_eq!(states_of(&list), [(budi.clone(), false, true, true)], "{list}");
+    assert_eq!(chats_of(&list), [(budi.clone(), 2)]);
+
+    // Known now, the LID names the number's chat.
+    phone_sets(&app, json!({"device": device, "chat": LID, "pinned": false})).await;
+    let (_, list) = app.get("/api/user/chats", &tenant.api_key).await;
+    assert_eq!(states_of(&list), [(budi, false, false, true)], "{list}");
+}

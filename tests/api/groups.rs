@@ -331,3 +331,64 @@ async fn bad_group_requests_are_refused_and_tenants_stay_apart() {
         assert_error(status, &body, StatusCode::NOT_FOUND, "not_found");
     }
 }
+
+/// A flood of group events, faster than the live broadcast holds (every change reaches three
+/// devices of the tenant at once), is queued for webhooks complete and exactly once: the code
+/// that handles each event queues it before moving on, instead of a listener that may fall
+/// behind and skip events. The receiver gets every one of them.
+#[tokio::test]
+async fn a_flood_of_group_events_reaches_the_webhook_queue_complete_and_once() {
+    /// Participant changes made; each one is an event on each of the devices.
+    const CHANGES: usize = 1_000;
+    const DEVICES: [&str; 3] = ["6281100000095", "6281100000096", "6281100000097"];
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private_targets = true).await;
+    let tenant = app.create_tenant("basic").await;
+    app.set_limits(&tenant, json!({"devices": DEVICES.len()})).await;
+    let mut devices = Vec::new();
+    for phone in DEVICES {
+        devices.push(app.pair_device(&tenant, phone).await);
+    }
+    webhook(&app, &tenant, &receiver, &["group.participants"]).await;
+    let (status, created) = app
+        .admin_post(
+            "/api/admin/simulator/groups",
+            &json!({"creator": BUDI, "subject": "Banjir", "members": DEVICES}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let group = created["group"].as_str().unwrap().to_string();
+
+    // Budi adds and removes Dewi, over and over, as fast as the simulator takes it.
+    for n in 0..CHANGES {
+        let action = if n % 2 == 0 { "add" } else { "remove" };
+        let (status, body) = app
+            .admin_post(
+                "/api/admin/simulator/groups/participants",
+                &json!({"group": group, "by": BUDI, "action": action, "participants": [DEWI]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "change {n}: {body}");
+        assert_eq!(body["participants"][0]["status"], 200, "change {n}: {body}");
+    }
+
+    let expected = (CHANGES * DEVICES.len()) as i64;
+    let queued = "SELECT COUNT(*) FROM webhook_deliveries WHERE event = 'group.participants'";
+    let long = std::time::Duration::from_secs(120);
+    poll_until(long, || async { (app.query_i64(queued).await >= expected).then_some(()) }).await;
+    receiver.wait_for(expected as usize, long).await;
+    app.wait_idle().await;
+    assert_eq!(app.query_i64(queued).await, expected, "each event queued once");
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), expected as usize, "each event delivered once");
+    for device in devices {
+        let of_device: Vec<Value> =
+            requests.iter().map(|r| r.json()).filter(|e| e["data"]["device_id"] == device).collect();
+        assert_eq!(of_device.len(), CHANGES, "device {device}");
+        let adds = of_device.iter().filter(|e| e["data"]["action"] == "add").count();
+        assert_eq!(adds, CHANGES / 2, "device {device}");
+        assert!(of_device
+            .iter()
+            .all(|e| e["type"] == "group.participants" && e["data"]["group"] == group.as_str()));
+    }
+}

@@ -3,9 +3,9 @@
 //! event and the lookup endpoints.
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::helpers::{assert_error, TestApp, WAIT};
+use crate::helpers::{assert_error, TestApp, TestTenant, WAIT};
 use crate::webhooks::receiver::Receiver;
 
 const SHOP: &str = "6281100000081";
@@ -211,4 +211,140 @@ async fn another_tenants_device_is_not_found_on_the_lid_endpoints() {
 
     let (status, body) = app.get(&format!("/api/user/devices/{device}/lids/not-a-lid"), &owner.api_key).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+/// Another LID, mentioned next to the first one.
+const OTHER_LID: &str = "987654321098765@lid";
+const GROUP: &str = "120363012345678981@g.us";
+
+/// A group member mentions two LIDs and a number, and quotes a message a LID wrote.
+async fn mention_and_quote(app: &TestApp, device: i64, id: &str) {
+    let (status, body) = app
+        .admin_post(
+            "/api/admin/simulator/inbound",
+            &json!({
+                "device": device, "from": CONTACT_2, "group": GROUP, "id": id,
+                "text": "@budi @sari lihat ini",
+                "mentions": [LID, OTHER_LID, CONTACT_2],
+                "reply_to": "QUOTED0001", "reply_to_from": LID,
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+/// The stored message of the device with WhatsApp id `wa_id`, as the history shows it.
+async fn stored(app: &TestApp, tenant: &TestTenant, device: i64, wa_id: &str) -> Value {
+    for offset in (0..1000).step_by(100) {
+        let path = format!("/api/user/chat-history?device={device}&chat={GROUP}&limit=100&offset={offset}");
+        let (status, history) = app.get(&path, &tenant.api_key).await;
+        assert_eq!(status, StatusCode::OK, "{history}");
+        let page = history["data"].as_array().unwrap();
+        if let Some(found) = page.iter().find(|m| m["wa_id"] == wa_id) {
+            return found.clone();
+        }
+        if page.is_empty() {
+            break;
+        }
+    }
+    panic!("{wa_id} is not stored on device {device}")
+}
+
+const CONTACT_2: &str = "6281299990083";
+
+/// With the LID's number known, an arriving message that mentions the LID and quotes a message
+/// it wrote is stored, and reported to webhooks, with the number; a LID whose number is not
+/// known stays as it is.
+#[tokio::test]
+async fn mentions_and_a_quoted_author_by_a_known_lid_are_stored_as_the_number() {
+    let receiver = Receiver::start().await;
+    let app = TestApp::spawn_with(|c| c.webhooks.allow_private_targets = true).await;
+    let tenant = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    let (status, body) = app
+        .post(
+            "/api/user/webhooks",
+            &tenant.api_key,
+            &json!({"url": receiver.url("/hook"), "events": ["message.received"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = app
+        .admin_post(
+            "/api/admin/simulator/lid-mapping",
+            &json!({"device": device, "lid": LID, "phone": CONTACT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    mention_and_quote(&app, device, "MENTION0001").await;
+    let message = stored(&app, &tenant, device, "MENTION0001").await;
+    assert_eq!(message["mentions"], json!([CONTACT, OTHER_LID, CONTACT_2]), "{message}");
+    assert_eq!(message["reply_to"]["sender"], CONTACT, "{message}");
+    assert_eq!(message["reply_to"]["from_me"], false);
+    assert_eq!(message["from"], CONTACT_2);
+
+    let got = receiver.wait_for(1, WAIT).await;
+    let event = got[0].json();
+    assert_eq!(event["type"], "message.received", "{event}");
+    assert_eq!(event["data"]["mentions"], json!([CONTACT, OTHER_LID, CONTACT_2]), "{event}");
+    assert_eq!(event["data"]["reply_to"]["sender"], CONTACT, "{event}");
+}
+
+/// Messages stored while the LID's number was unknown get it once the mapping arrives: their
+/// mentions and quoted authors show the number, also past the first page of candidates. The
+/// same messages on another device, which did not learn the mapping, keep the LID.
+#[tokio::test]
+async fn mentions_and_quoted_authors_stored_by_lid_get_the_number_when_the_mapping_arrives() {
+    /// More than the rewrite takes per query.
+    const MESSAGES: usize = 210;
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    app.set_limits(&tenant, json!({"devices": 2})).await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    let other = app.pair_device(&tenant, "6281100000082").await;
+    for n in 0..MESSAGES {
+        mention_and_quote(&app, device, &format!("MENTION{n:04}")).await;
+    }
+    mention_and_quote(&app, other, "MENTION0000").await;
+    // A message that names the LID only in its text is not changed.
+    let (status, body) = app
+        .admin_post(
+            "/api/admin/simulator/inbound",
+            &json!({"device": device, "from": CONTACT_2, "group": GROUP, "id": "TEXTONLY01",
+                    "text": format!("\"{LID}\""), "mentions": [OTHER_LID]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let before = stored(&app, &tenant, device, "MENTION0000").await;
+    assert_eq!(before["mentions"], json!([LID, OTHER_LID, CONTACT_2]), "no number known yet: {before}");
+    assert_eq!(before["reply_to"]["sender"], LID);
+
+    let (status, body) = app
+        .admin_post(
+            "/api/admin/simulator/lid-mapping",
+            &json!({"device": device, "lid": LID, "phone": CONTACT}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    for n in [0, MESSAGES / 2, MESSAGES - 1] {
+        let message = stored(&app, &tenant, device, &format!("MENTION{n:04}")).await;
+        assert_eq!(message["mentions"], json!([CONTACT, OTHER_LID, CONTACT_2]), "{message}");
+        assert_eq!(message["reply_to"]["sender"], CONTACT, "{message}");
+        assert_eq!(message["reply_to"]["wa_id"], "QUOTED0001");
+    }
+    let still = app
+        .query_i64(&format!(
+            "SELECT COUNT(*) FROM messages WHERE device_id = {device} AND details LIKE '%\"{LID}\"%'"
+        ))
+        .await;
+    assert_eq!(still, 0, "every message of the device has the number");
+    let untouched = stored(&app, &tenant, device, "TEXTONLY01").await;
+    assert_eq!(untouched["text"], format!("\"{LID}\""));
+    assert_eq!(untouched["mentions"], json!([OTHER_LID]));
+
+    let theirs = stored(&app, &tenant, other, "MENTION0000").await;
+    assert_eq!(theirs["mentions"], json!([LID, OTHER_LID, CONTACT_2]), "another device: {theirs}");
+    assert_eq!(theirs["reply_to"]["sender"], LID);
 }

@@ -14,6 +14,7 @@
 #[path = "../support/fake_wa/mod.rs"]
 mod fake_wa;
 
+mod app_state;
 mod contacts;
 mod groups;
 mod inbound;

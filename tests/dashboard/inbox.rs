@@ -370,3 +370,53 @@ async fn the_groups_page_lists_a_devices_groups_with_members_and_the_invite_link
     let list = unescape(&agent.get("/groups").await.body);
     assert!(list.contains("data-admin=\"yes\""), "{list}");
 }
+
+#[tokio::test]
+async fn a_lid_sender_shows_as_its_lid_until_the_number_is_known_and_then_with_both() {
+    const LID: &str = "555444333222195@lid";
+    const MEMBER_LID: &str = "555444333222196@lid";
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let device = app.pair_device(&api(&t), SHOP).await;
+    let wa_id =
+        inbound(&app, json!({"device": device, "from_lid": LID, "text": "siapa ini?", "push_name": "Tamu"}))
+            .await;
+    let id = id_of(&app, &t, &wa_id).await;
+    let small = |lid: &str| format!("<small class=\"muted lid\" title=\"LID\">{lid}</small>");
+    let mut agent = logged_in(&app, &t, "en").await;
+
+    // Known only by the LID: the LID stands where the number would.
+    let list = agent.get("/chats").await;
+    assert!(unescape(&entry(&list.body, LID).expect("the LID's chat")).contains("Tamu"), "{}", list.body);
+    let open = unescape(&agent.get(&chat_url(device, LID)).await.body);
+    assert!(open.contains(&format!("id=\"conversation-lid\">{LID}</small>")), "{open}");
+    let message = unescape(&agent.get(&format!("/history/{id}")).await.body);
+    assert!(message.contains(&format!("<dd id=\"message-from\">{LID}</dd>")), "{message}");
+    let history = unescape(&agent.get("/history").await.body);
+    assert!(history.contains(&format!("<td class=\"chat\">{LID}</td>")), "{history}");
+
+    // The number arrives: it is shown, with the LID small beside it.
+    let (status, body) = app
+        .admin_post("/api/admin/simulator/lid-mapping", &json!({"device": device, "lid": LID, "phone": BUDI}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let message = unescape(&agent.get(&format!("/history/{id}")).await.body);
+    assert!(message.contains(&format!("<dd id=\"message-from\">{BUDI} {}</dd>", small(LID))), "{message}");
+    let history = unescape(&agent.get("/history").await.body);
+    assert!(history.contains(&format!("<td class=\"chat\">{} {}</td>", jid(BUDI), small(LID))), "{history}");
+    let talk = conversation(&agent.get(&chat_url(device, &jid(BUDI))).await.body);
+    assert!(talk.contains(&small(LID)) && talk.contains("siapa ini?"), "{talk}");
+
+    // A group member addressed by LID: the member's number as the sender, the LID beside it.
+    let arisan = group(&app, "Arisan RT").await;
+    inbound(
+        &app,
+        json!({"device": device, "from": SARI, "from_lid": MEMBER_LID, "group": arisan, "text": "di grup"}),
+    )
+    .await;
+    let talk = conversation(&agent.get(&chat_url(device, &arisan)).await.body);
+    assert!(
+        talk.contains(&format!("<small class=\"sender\">{SARI}</small> {}", small(MEMBER_LID))),
+        "{talk}"
+    );
+}

@@ -1,8 +1,9 @@
 //! The inbox in a real headless Chromium, at desktop size and at 375 px: open a chat (its
 //! unread count clears), reply quoting a message, and see a new message arrive in the open
-//! conversation and another chat's unread count appear in the list without a reload. On a
-//! phone the list and the conversation are two screens, with a link back to the list.
-//! Screenshots go to `target/screenshots/`.
+//! conversation, another chat's unread count appear in the list, and the reply's ticks follow
+//! its receipts (delivered, read) without a reload. On a phone the list and the conversation
+//! are two screens, with a link back to the list. Then the contacts list and a contact's page,
+//! with its link back to the chat. Screenshots go to `target/screenshots/`.
 
 use serde_json::{json, Value};
 
@@ -142,6 +143,32 @@ async fn inbox(app: &TestApp, driver: &Driver, size: &str, width: u32, height: u
     b.screenshot(&shot("live")).await;
     assert_fits(&b, size).await;
 
+    // The reply's ticks follow what Budi's phone reports, without a reload.
+    let (_, sent) = app.get("/api/user/chat-history?direction=out&limit=1", &t.api_key).await;
+    assert_eq!(sent["data"][0]["text"], format!("Masih ada {size}"), "{sent}");
+    let reply = sent["data"][0]["id"].as_i64().unwrap();
+    let ticks = |status: &str, shown: &str| {
+        format!(
+            "var t = document.querySelector('#conversation li[data-id=\"{reply}\"] .ticks'); \
+             return !!t && t.getAttribute('data-status') === '{status}' && t.textContent === '{shown}' && \
+               t.getAttribute('title') !== '' && t.getAttribute('title') === t.getAttribute('aria-label');"
+        )
+    };
+    b.wait_for("the reply's single tick", &ticks("sent", "\u{2713}")).await;
+    for status in ["delivered", "read"] {
+        let (code, answer) = app
+            .admin_post("/api/admin/simulator/receipt", &json!({"message_id": reply, "status": status}))
+            .await;
+        assert_eq!(code, reqwest::StatusCode::OK, "{answer}");
+        b.wait_for(&format!("the reply {status}"), &ticks(status, "\u{2713}\u{2713}")).await;
+    }
+    let colour = format!(
+        "return getComputedStyle(document.querySelector('#conversation li[data-id=\"{reply}\"] .ticks')).color;"
+    );
+    assert_eq!(b.js(&colour).await, json!("rgb(26, 115, 232)"), "{size}: read ticks are blue");
+    assert_eq!(b.js("return window.__sameDocument === true;").await, json!(true), "the page did not reload");
+    b.screenshot(&shot("ticks")).await;
+
     if phone {
         b.click("#back-to-list").await;
         b.wait_for("the list again", "return !document.getElementById('conversation');").await;
@@ -151,6 +178,33 @@ async fn inbox(app: &TestApp, driver: &Driver, size: &str, width: u32, height: u
         b.screenshot(&shot("back")).await;
         assert_fits(&b, size).await;
     }
+
+    // The contacts: the list, Budi's page, and from there back to the chat.
+    b.click("a[href='/contacts']").await;
+    b.wait_for(
+        "the contacts",
+        "return location.pathname === '/contacts' && !!document.getElementById('contacts');",
+    )
+    .await;
+    b.wait_for(
+        "Budi's entry",
+        &format!("return !!document.querySelector('#contacts li[data-jid=\"{budi}\"]');"),
+    )
+    .await;
+    b.screenshot(&shot("contacts")).await;
+    assert_fits(&b, size).await;
+    b.click(&format!("#contacts li[data-jid=\"{budi}\"] a")).await;
+    b.wait_for("Budi's page", "return !!document.getElementById('contact-name');").await;
+    let page = b.page_text().await;
+    assert!(page.contains("Budi") && page.contains(&format!("+{BUDI}")), "{page}");
+    b.screenshot(&shot("contact")).await;
+    assert_fits(&b, size).await;
+    b.click("#contact-chat").await;
+    b.wait_for(
+        "the chat",
+        &format!("return !!document.getElementById('conversation') && location.search.includes('{BUDI}');"),
+    )
+    .await;
     b.close().await;
 }
 

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde_json::json;
 
 use crate::agent::{tenant, Agent, Login, PASSWORD};
 use crate::helpers::{poll_until, TestApp, TestTenant, WAIT};
@@ -159,7 +160,7 @@ async fn the_home_pages_stream_follows_its_devices_status() {
     let (events, found) = read_until(&mut stream, &connected, Duration::from_secs(10)).await;
     assert!(found && events.contains("event: device"), "the current status comes first: {events}");
     let (status, body) =
-        app.post(&format!("/api/user/devices/{device}/logout"), &t.api_key, &serde_json::json!({})).await;
+        app.post(&format!("/api/user/devices/{device}/logout"), &t.api_key, &json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let logged_out = format!("{{\"id\":{device},\"status\":\"logged_out\"}}");
     let (events, found) = read_until(&mut stream, &logged_out, Duration::from_secs(10)).await;
@@ -180,7 +181,7 @@ async fn live_rows_carry_the_kind_and_follow_the_type_filter() {
     let mut stream = open(&agent, &url).await;
 
     app.inbound(device, "6281277770005", "bukan lokasi", None).await;
-    let at = serde_json::json!({
+    let at = json!({
         "device": device, "from": "6281277770005",
         "location": {"latitude": -7.25, "longitude": 112.75, "name": "Gudang Timur"},
     });
@@ -191,4 +192,90 @@ async fn live_rows_carry_the_kind_and_follow_the_type_filter() {
     assert!(events.contains("\"type\":\"location\""), "{events}");
     assert!(events.contains("\"edited\":false") && events.contains("\"revoked\":false"), "{events}");
     assert!(!events.contains("bukan lokasi"), "a text is not a location: {events}");
+}
+
+/// The `change` events among `events` whose data names message `id`, as JSON, in order.
+fn changes_of(events: &str, id: i64) -> Vec<serde_json::Value> {
+    events
+        .split("\n\n")
+        .filter(|e| e.lines().any(|l| l == "event: change"))
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .filter(|d| d["id"] == id)
+        .collect()
+}
+
+#[tokio::test]
+async fn status_changes_edits_and_deletions_reach_their_tenants_stream_only() {
+    let app = TestApp::spawn().await;
+    let a = tenant(&app, "basic").await;
+    let b = tenant(&app, "basic").await;
+    let a_api = TestTenant { id: a.id, api_key: a.api_key.clone(), email: a.email.clone() };
+    let a_device = app.pair_device(&a_api, "6281266660006").await;
+    let b_api = TestTenant { id: b.id, api_key: b.api_key.clone(), email: b.email.clone() };
+    app.pair_device(&b_api, "6281266660007").await;
+    let (status, sent) = app
+        .post(
+            "/api/send-message",
+            &a.api_key,
+            &json!({"device": a_device, "to": "6281277770006", "text": "cek centang"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let id = sent["id"].as_i64().unwrap();
+    app.wait_for_message_status(&a_api, id, "sent").await;
+    let mut alice = logged_in(&app, &a).await;
+    let mut bob = logged_in(&app, &b).await;
+    let a_url = live_url(&alice.get("/history").await.body);
+    let mut a_stream = open(&alice, &a_url).await;
+    let b_url = live_url(&bob.get("/history").await.body);
+    let mut b_stream = open(&bob, &b_url).await;
+
+    for status in ["delivered", "read"] {
+        let (code, answer) = app
+            .admin_post("/api/admin/simulator/receipt", &json!({"message_id": id, "status": status}))
+            .await;
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        let needle = format!("\"status\":\"{status}\"");
+        let (events, found) = read_until(&mut a_stream, &needle, Duration::from_secs(10)).await;
+        assert!(found, "{status} arrives: {events}");
+        let change = changes_of(&events, id).pop().unwrap_or_else(|| panic!("a change event: {events}"));
+        assert_eq!(change["status"], status, "{change}");
+        assert_eq!(change["content"], false, "only the status changed: {change}");
+        assert_eq!(change["text"], "cek centang", "{change}");
+        assert!(!events.contains(&format!("id: {id}")), "a change moves no resume point: {events}");
+    }
+
+    // Deleted through the API: a content change.
+    let (status, body) = app.delete(&format!("/api/user/messages/{id}"), &a.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (events, found) = read_until(&mut a_stream, "\"revoked\":true", Duration::from_secs(10)).await;
+    assert!(found, "the deletion arrives: {events}");
+    assert_eq!(changes_of(&events, id).pop().unwrap()["content"], true, "{events}");
+
+    // Edited on the sender's phone: WhatsApp's edit of an inbound message.
+    let from = "6281277770016";
+    for body in [
+        json!({"device": a_device, "from": from, "text": "harga 10rb", "id": "LIVE-EDIT-1"}),
+        json!({"device": a_device, "from": from, "edit": {"message": "LIVE-EDIT-1", "text": "harga 12rb"}}),
+    ] {
+        let (status, answer) = app.admin_post("/api/admin/simulator/inbound", &body).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    let (events, found) = read_until(&mut a_stream, "harga 12rb", Duration::from_secs(10)).await;
+    assert!(found, "the edit arrives: {events}");
+    let edited = events
+        .split("\n\n")
+        .find(|e| e.contains("harga 12rb"))
+        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str::<serde_json::Value>(d).unwrap())
+        .unwrap();
+    assert!(events.contains("event: change"), "{events}");
+    assert_eq!((edited["content"].clone(), edited["edited"].clone()), (json!(true), json!(true)), "{edited}");
+
+    let (leaked, _) = read_until(&mut b_stream, "never", Duration::from_secs(2)).await;
+    assert!(
+        !leaked.contains("cek centang") && !leaked.contains("harga") && !leaked.contains("event: change"),
+        "another tenant hears nothing of it: {leaked}"
+    );
 }

@@ -40,8 +40,9 @@
   });
 })();
 
-// New messages on the home and history pages: rows are added on top as they arrive; the home
-// page's device badges follow their status.
+// New messages on the home and history pages: rows are added on top as they arrive, and a
+// shown row follows its message's changes (status, edits, deletion); the home page's device
+// badges follow their status.
 (function () {
   "use strict";
   var table = document.querySelector("table[data-live]");
@@ -61,6 +62,28 @@
     span.setAttribute(attribute, value);
     span.textContent = text;
     return span;
+  }
+  // The kind of a message that is not plain text, then the text, then its marks, as the page
+  // renders its own rows; a label the table does not carry is left out.
+  function fillText(tx, m) {
+    tx.textContent = "";
+    var kind = m.type && m.type !== "text" ? table.getAttribute("data-label-kind-" + m.type) : null;
+    if (kind) {
+      tx.appendChild(tag("kind", "data-kind", m.type, kind));
+      tx.appendChild(document.createTextNode(" "));
+    }
+    tx.appendChild(document.createTextNode(m.text == null ? "" : String(m.text)));
+    ["edited", "revoked", "forwarded"].forEach(function (mark) {
+      var text = m[mark] ? table.getAttribute("data-label-mark-" + mark) : null;
+      if (text) {
+        tx.appendChild(document.createTextNode(" "));
+        tx.appendChild(tag("mark", "data-mark", mark, text));
+      }
+    });
+  }
+  function setStatus(badge, status) {
+    badge.setAttribute("data-status", status);
+    badge.textContent = label(status);
   }
   var events = new EventSource(table.getAttribute("data-live"));
   events.addEventListener("message", function (e) {
@@ -83,27 +106,24 @@
         var st = cell(row, "");
         var badge = document.createElement("span");
         badge.className = "badge";
-        badge.setAttribute("data-status", m.status);
-        badge.textContent = label(m.status);
+        setStatus(badge, m.status);
         st.appendChild(badge);
       } else if (c === "text") {
-        // The kind of a message that is not plain text, then the text, then its marks, as the
-        // page renders its own rows; a label the table does not carry is left out.
         var tx = cell(row, "");
         tx.className = "text";
-        var kind = m.type && m.type !== "text" ? table.getAttribute("data-label-kind-" + m.type) : null;
-        if (kind) {
-          tx.appendChild(tag("kind", "data-kind", m.type, kind));
-          tx.appendChild(document.createTextNode(" "));
+        fillText(tx, m);
+      } else if (c === "chat") {
+        // The sender's LID, small, beside a chat it does not name.
+        var ch = cell(row, m.chat);
+        ch.className = "chat";
+        if (m.sender_lid && m.sender_lid !== m.chat) {
+          var lid = document.createElement("small");
+          lid.className = "muted lid";
+          lid.title = "LID";
+          lid.textContent = m.sender_lid;
+          ch.appendChild(document.createTextNode(" "));
+          ch.appendChild(lid);
         }
-        tx.appendChild(document.createTextNode(m.text == null ? "" : String(m.text)));
-        ["edited", "revoked", "forwarded"].forEach(function (mark) {
-          var text = m[mark] ? table.getAttribute("data-label-mark-" + mark) : null;
-          if (text) {
-            tx.appendChild(document.createTextNode(" "));
-            tx.appendChild(tag("mark", "data-mark", mark, text));
-          }
-        });
       } else {
         cell(row, m[c]);
       }
@@ -116,6 +136,32 @@
     }
     var empty = table.parentNode.parentNode.querySelector(".empty");
     if (empty) { empty.hidden = true; }
+  });
+  // A shown message changed: its status badge, and its text and marks when more than the
+  // status changed.
+  events.addEventListener("change", function (e) {
+    var m;
+    try { m = JSON.parse(e.data); } catch (err) { return; }
+    var row = body.querySelector('tr[data-id="' + m.id + '"]');
+    if (!row) { return; }
+    var badge = row.querySelector(".badge[data-status]");
+    if (badge) { setStatus(badge, m.status); }
+    var tx = row.querySelector("td.text");
+    if (m.content && tx) { fillText(tx, m); }
+  });
+  // Changes were missed: the page is read again and the rows it shows are replaced.
+  events.addEventListener("resync", function () {
+    if (!window.fetch || !window.DOMParser) { return; }
+    fetch(window.location.href, { credentials: "same-origin" })
+      .then(function (r) { if (!r.ok) { throw new Error(String(r.status)); } return r.text(); })
+      .then(function (html) {
+        var doc = new DOMParser().parseFromString(html, "text/html");
+        Array.prototype.forEach.call(doc.querySelectorAll("table[data-live] tr[data-id]"), function (fresh) {
+          var row = body.querySelector('tr[data-id="' + fresh.getAttribute("data-id") + '"]');
+          if (row) { body.replaceChild(document.importNode(fresh, true), row); }
+        });
+      })
+      .catch(function () {});
   });
   var devices = document.getElementById("device-list");
   events.addEventListener("device", function (e) {
@@ -178,9 +224,11 @@
   });
 })();
 
-// The inbox: the open conversation gets its new messages and the chat list its new unread
-// counts as they arrive, without a reload. Both are asked of the page again (its `messages`
-// and `list` fragments) and swapped in, so they look exactly as the page renders them.
+// The inbox: the open conversation gets its new messages, its ticks and its changed bubbles,
+// and the chat list its new unread counts, as they arrive, without a reload. New messages,
+// changed bubbles and the list are asked of the page again (its `messages` and `list`
+// fragments) and swapped in, so they look exactly as the page renders them; a status change
+// only redraws the bubble's ticks.
 (function () {
   "use strict";
   var inbox = document.getElementById("inbox");
@@ -190,9 +238,14 @@
   var phone = inbox.getAttribute("data-device-phone");
   var more = inbox.getAttribute("data-more");
   var listUrl = inbox.getAttribute("data-list");
+  // The ticks of each status, as chats_parts.html draws them.
+  var TICKS = { queued: "\u25f7", sent: "\u2713", delivered: "\u2713\u2713", read: "\u2713\u2713", failed: "!" };
 
   function scrollDown() {
     if (conversation) { conversation.scrollTop = conversation.scrollHeight; }
+  }
+  function bubbleOf(id) {
+    return conversation ? conversation.querySelector('li[data-id="' + id + '"]') : null;
   }
   function lastId() {
     var max = 0;
@@ -214,11 +267,20 @@
     t.innerHTML = html;
     return t.content;
   }
+  function tick(li, status) {
+    var ticks = li.querySelector(".ticks");
+    if (!ticks) { return; }
+    var label = inbox.getAttribute("data-label-st-" + status) || status;
+    ticks.setAttribute("data-status", status);
+    ticks.setAttribute("title", label);
+    ticks.setAttribute("aria-label", label);
+    ticks.textContent = TICKS[status] || "";
+  }
   function newMessages() {
     return get(more + "&after=" + lastId()).then(function (html) {
       var added = false;
       Array.prototype.forEach.call(parse(html).querySelectorAll("li[data-id]"), function (li) {
-        if (conversation.querySelector('li[data-id="' + li.getAttribute("data-id") + '"]')) { return; }
+        if (bubbleOf(li.getAttribute("data-id"))) { return; }
         li.classList.add("fresh");
         conversation.appendChild(li);
         added = true;
@@ -228,6 +290,17 @@
         if (empty) { empty.hidden = true; }
         scrollDown();
       }
+    });
+  }
+  // Replaces the bubbles `ids` (all shown ones with `all`) with the page's rendering of now.
+  function redraw(ids, all) {
+    var after = all ? 0 : Math.min.apply(null, ids) - 1;
+    return get(more + "&after=" + after).then(function (html) {
+      Array.prototype.forEach.call(parse(html).querySelectorAll("li[data-id]"), function (li) {
+        var id = Number(li.getAttribute("data-id"));
+        var shown = bubbleOf(id);
+        if (shown && (all || ids.indexOf(id) >= 0)) { conversation.replaceChild(li, shown); }
+      });
     });
   }
   function refreshList() {
@@ -242,18 +315,26 @@
     });
   }
   // One round of fetches at a time; news arriving meanwhile asks for another round after it.
+  function nothing() { return { list: false, messages: false, all: false, bubbles: {} }; }
   var busy = false;
-  var wanted = { list: false, messages: false };
+  var wanted = nothing();
+  function ignore() {}
   function run() {
-    if (busy || !(wanted.list || wanted.messages)) { return; }
+    var ids = Object.keys(wanted.bubbles).map(Number);
+    if (busy || !(wanted.list || wanted.messages || wanted.all || ids.length)) { return; }
     var want = wanted;
-    wanted = { list: false, messages: false };
+    wanted = nothing();
     busy = true;
-    var first = want.messages && more && conversation ? newMessages() : Promise.resolve();
-    first
-      .catch(function () {})
+    var round = Promise.resolve();
+    if (more && conversation) {
+      if (want.messages || want.all) { round = round.then(newMessages).catch(ignore); }
+      if (want.all || ids.length) {
+        round = round.then(function () { return redraw(ids, want.all); }).catch(ignore);
+      }
+    }
+    round
       .then(function () { return want.list ? refreshList() : null; })
-      .catch(function () {})
+      .catch(ignore)
       .then(function () { busy = false; run(); });
   }
   var events = new EventSource(inbox.getAttribute("data-live"));
@@ -261,6 +342,26 @@
     var m;
     try { m = JSON.parse(e.data); } catch (err) { return; }
     if (chat && m.chat === chat && m.device === phone) { wanted.messages = true; }
+    wanted.list = true;
+    run();
+  });
+  // A message changed: a shown bubble gets its ticks at once, and is drawn again when more
+  // than its status changed (an edit, a deletion, a reaction).
+  events.addEventListener("change", function (e) {
+    var m;
+    try { m = JSON.parse(e.data); } catch (err) { return; }
+    var li = bubbleOf(m.id);
+    if (!li) { return; }
+    tick(li, m.status);
+    if (m.content) {
+      wanted.bubbles[m.id] = true;
+      run();
+    }
+  });
+  // Changes were missed: everything shown is read again.
+  events.addEventListener("resync", function () {
+    wanted.all = true;
+    wanted.messages = true;
     wanted.list = true;
     run();
   });

@@ -420,6 +420,9 @@ pub fn driver_event(event: &Event) -> Option<DriverEvent> {
         // Without the account's own ids a change naming it reads as any member's change;
         // `driver_event_knowing` tells joining and leaving apart.
         Event::GroupUpdate(update) => DriverEvent::Group(super::groups::group_event(update, &[])?),
+        Event::ArchiveUpdate(_) | Event::PinUpdate(_) | Event::MuteUpdate(_) | Event::ContactUpdate(_) => {
+            super::app_state::driver_event(event)?
+        }
         _ => return None,
     })
 }

@@ -1,3 +1,4 @@
+pub mod app_state;
 pub mod contacts;
 pub mod driver;
 pub mod groups;

@@ -117,8 +117,10 @@ impl MessageService {
         Ok((row, session, key))
     }
 
-    /// Records the tenant's action in its activity log and passes the message on.
+    /// Records the tenant's action in its activity log, tells live views the message changed,
+    /// and passes the message on.
     async fn done(&self, tenant: &Tenant, action: &str, row: MessageRow) -> ApiResult<MessageRow> {
+        self.outbound.feed().content_changed(tenant.id, row.id);
         self.tenants.record(tenant.activity(action, format!("message:{}", row.id))).await;
         Ok(row)
     }

@@ -7,7 +7,7 @@ use crate::db::chats::{ChatFilter, ChatRow};
 use crate::db::MessageRow;
 use crate::devices::find_device;
 use crate::error::{ApiError, ApiResult};
-use crate::phone::{lid_jid, user_jid, Recipient};
+use crate::phone::{user_jid, ChatAddress};
 use crate::tenants::Tenant;
 
 /// Read receipts sent per read mark, at most (the newest unread messages).
@@ -18,6 +18,21 @@ const MAX_RECEIPTS: i64 = 500;
 pub struct Chat {
     pub row: ChatRow,
     pub last: Option<MessageRow>,
+}
+
+/// Which chats a list shows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChatsWanted<'a> {
+    /// One device (id or phone number); all the tenant's when `None`.
+    pub device: Option<&'a str>,
+    /// Part of the chat id, number or name.
+    pub q: Option<&'a str>,
+    /// Only chats with unread messages.
+    pub unread: bool,
+    /// Only archived chats, or only the others; both when `None`.
+    pub archived: Option<bool>,
+    /// Only pinned chats, or only the others; both when `None`.
+    pub pinned: Option<bool>,
 }
 
 /// What a read mark did.
@@ -34,11 +49,8 @@ impl MessageService {
     /// A chat id as the chat list stores it, from a number as people write it, a JID, a group
     /// id or a LID.
     pub fn chat_id(&self, input: &str) -> ApiResult<String> {
-        if let Some(lid) = lid_jid(input).filter(|_| input.contains('@')) {
-            return Ok(lid);
-        }
-        Recipient::parse(input, &self.country_code)
-            .map(|r| r.jid())
+        ChatAddress::parse(input, &self.country_code)
+            .map(|c| c.jid())
             .map_err(|e| ApiError::validation("chat", e.to_string()))
     }
 
@@ -52,12 +64,31 @@ impl MessageService {
         limit: i64,
         offset: i64,
     ) -> ApiResult<(Vec<Chat>, i64)> {
-        let device_id = match device {
+        let wanted = ChatsWanted { device, q, unread, ..ChatsWanted::default() };
+        self.chats_where(tenant, &wanted, limit, offset).await
+    }
+
+    /// A page of the tenant's chats that match `wanted`, the latest message first, with the
+    /// total.
+    pub async fn chats_where(
+        &self,
+        tenant: &Tenant,
+        wanted: &ChatsWanted<'_>,
+        limit: i64,
+        offset: i64,
+    ) -> ApiResult<(Vec<Chat>, i64)> {
+        let device_id = match wanted.device {
             Some(d) => Some(find_device(&self.db, &self.country_code, tenant.id, d).await?.id),
             None => None,
         };
-        let q = crate::content::search_text(q).map_err(|e| ApiError::validation("q", e))?;
-        let filter = ChatFilter { device_id, q: q.map(str::to_string), unread };
+        let q = crate::content::search_text(wanted.q).map_err(|e| ApiError::validation("q", e))?;
+        let filter = ChatFilter {
+            device_id,
+            q: q.map(str::to_string),
+            unread: wanted.unread,
+            archived: wanted.archived,
+            pinned: wanted.pinned,
+        };
         let (rows, total) = self.db.list_chats(tenant.id, &filter, limit, offset).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.last_message_id).collect();
         let mut last = self.db.messages_by_ids(tenant.id, &ids).await?;

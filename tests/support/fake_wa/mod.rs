@@ -42,12 +42,14 @@
 //! - contacts' profiles (about text, picture, business) and the account's blocklist
 //!   (`contacts.rs`);
 //! - what a client reports (`activity.rs`): its receipts (read marks among them), presence
-//!   and chat states (typing, recording) are journaled, not relayed.
+//!   and chat states (typing, recording) are journaled, not relayed;
+//! - app state (`app_state.rs`): the phone archives, pins or mutes a chat or saves a contact
+//!   as a patch encrypted with the shared app-state key, announced by `server_sync`;
+//!   collections without patches answer 409 "in sync".
 //!
 //! Not modelled: LID-addressed groups, large-file resumable uploads (every upload starts at
-//! byte 0), media re-upload requests, app-state contents (every collection answers 409 "in
-//! sync", so no push name comes from app state), history sync, notifications (but the
-//! pair-code one and groups' `w:gp2`), retry receipts answered with a fresh session,
+//! byte 0), media re-upload requests, app-state snapshots and REMOVE mutations, history sync,
+//! notifications (but the pair-code one, groups' `w:gp2` and `server_sync`), retry receipts answered with a fresh session,
 //! companions of other accounts as recipients, presence and chat states of contacts, calls,
 //! newsletters and status.
 //!
@@ -62,6 +64,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod activity;
+mod app_state;
 mod conn;
 mod contacts;
 mod delivery;
@@ -96,6 +99,7 @@ use whatsapp_rust::wacore::libsignal::protocol::KeyPair;
 use whatsapp_rust::wacore_binary::{Jid, Node, NodeContent};
 
 pub use activity::SentReceipt;
+pub use app_state::PhoneAction;
 pub use conn::ConnectionInfo;
 pub use contacts::ContactProfile;
 pub use handshake::HandshakeKind;
@@ -255,6 +259,8 @@ struct Account {
     /// The app-state sync key the phone shares with its companions.
     sync_key_id: Vec<u8>,
     sync_key: [u8; 32],
+    /// The app-state collections the phone wrote patches to, by name.
+    app_state: HashMap<&'static str, app_state::Collection>,
     switches: Switches,
 }
 
@@ -275,6 +281,7 @@ impl Account {
                 id
             },
             sync_key: rand::random(),
+            app_state: HashMap::new(),
             switches: Switches::default(),
         }
     }

@@ -55,6 +55,10 @@ impl FakeWhatsApp {
                 let phone = info.phone.as_deref().unwrap_or_default();
                 let _ = conn.send_node(&self.blocklist_iq(phone, &node));
             }
+            "iq" if xmlns == "w:sync:app:state" && info.phone.is_some() => {
+                let phone = info.phone.as_deref().unwrap_or_default();
+                let _ = conn.send_node(&self.app_state_iq(phone, &node));
+            }
             "iq" if xmlns == "w:m" && node.get_optional_child("media_conn").is_some() => {
                 let answer = self.media_conn_answer(&node);
                 let _ = conn.send_node(&answer);
