@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::helpers::{assert_error, poll_until, TestApp, TestTenant, WAIT};
-use crate::webhooks::receiver::Receiver;
+use crate::webhooks::receiver::{Answer, Receiver};
 
 const SHOP: &str = "6281100000091";
 const BUDI: &str = "6281299990091";
@@ -349,6 +349,7 @@ async fn a_flood_of_group_events_reaches_the_webhook_queue_complete_and_once() {
     for phone in DEVICES {
         devices.push(app.pair_device(&tenant, phone).await);
     }
+    receiver.answer(Answer::status(200).after(std::time::Duration::from_secs(30)));
     webhook(&app, &tenant, &receiver, &["group.participants"]).await;
     let (status, created) = app
         .admin_post(
@@ -372,23 +373,20 @@ async fn a_flood_of_group_events_reaches_the_webhook_queue_complete_and_once() {
         assert_eq!(body["participants"][0]["status"], 200, "change {n}: {body}");
     }
 
+    // Counted in the delivery queue, where an event that reached the webhooks is written once;
+    // the receiver answers slowly, so the few deliveries in flight do not compete with the
+    // flood (delivering is tested elsewhere).
     let expected = (CHANGES * DEVICES.len()) as i64;
     let queued = "SELECT COUNT(*) FROM webhook_deliveries WHERE event = 'group.participants'";
     let long = std::time::Duration::from_secs(120);
     poll_until(long, || async { (app.query_i64(queued).await >= expected).then_some(()) }).await;
-    receiver.wait_for(expected as usize, long).await;
-    app.wait_idle().await;
     assert_eq!(app.query_i64(queued).await, expected, "each event queued once");
-    let requests = receiver.requests();
-    assert_eq!(requests.len(), expected as usize, "each event delivered once");
     for device in devices {
-        let of_device: Vec<Value> =
-            requests.iter().map(|r| r.json()).filter(|e| e["data"]["device_id"] == device).collect();
-        assert_eq!(of_device.len(), CHANGES, "device {device}");
-        let adds = of_device.iter().filter(|e| e["data"]["action"] == "add").count();
-        assert_eq!(adds, CHANGES / 2, "device {device}");
-        assert!(of_device
-            .iter()
-            .all(|e| e["type"] == "group.participants" && e["data"]["group"] == group.as_str()));
+        let of_device = format!("{queued} AND payload LIKE '%\"device_id\":{device},%'");
+        assert_eq!(app.query_i64(&of_device).await, CHANGES as i64, "device {device}");
+        let adds = format!("{of_device} AND payload LIKE '%\"action\":\"add\"%'");
+        assert_eq!(app.query_i64(&adds).await, (CHANGES / 2) as i64, "device {device}");
+        let elsewhere = format!("{of_device} AND payload NOT LIKE '%\"group\":\"{group}\"%'");
+        assert_eq!(app.query_i64(&elsewhere).await, 0, "device {device}: every event names the group");
     }
 }
