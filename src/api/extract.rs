@@ -174,8 +174,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or("");
-        if let Some((key, _)) =
-            form_urlencoded::parse(query.as_bytes()).find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        // `api_key` is a credential, not a filter: authentication judges it (a key with U+0000
+        // is no key, and one given in a header comes first).
+        if let Some((key, _)) = form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k != "api_key" && (k.contains('\0') || v.contains('\0')))
         {
             return Err(nul_error(key.replace('\0', "\u{FFFD}")));
         }

@@ -36,6 +36,22 @@ async fn a_key_in_the_api_key_query_parameter_authenticates_the_tenant() {
 }
 
 #[tokio::test]
+async fn an_api_key_parameter_with_a_nul_is_no_key_and_not_a_bad_filter() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    // Beside a key in the header (which comes first), on a list whose filters refuse U+0000.
+    let (status, body) = app.get("/api/user/contacts?api_key=a%00b", &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Alone it is simply not a valid key.
+    let (status, body) = app.send(app.request(Method::GET, "/api/user/contacts?api_key=a%00b")).await;
+    assert_error(status, &body, StatusCode::UNAUTHORIZED, "unauthorized");
+    // A filter with U+0000 is still refused, naming the filter.
+    let (status, body) = app.get("/api/user/contacts?q=a%00b", &tenant.api_key).await;
+    assert_error(status, &body, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    assert_eq!(body["error"]["field"], "q", "{body}");
+}
+
+#[tokio::test]
 async fn a_wrong_key_is_refused_with_a_json_401() {
     let app = TestApp::spawn().await;
     let tenant = app.create_tenant("basic").await;
