@@ -578,7 +578,8 @@ async fn gateway(phase: &str) -> Result<()> {
         }
     };
     let rss_start = rss_kib();
-    let app = App::build_with(config, AppOptions { whatsapp_network: Some(network) }).await?;
+    let app =
+        App::build_with(config, AppOptions { whatsapp_network: Some(network), ..Default::default() }).await?;
     let state = app.state().clone();
     let shutdown = app.shutdown_token();
     let rss_built = rss_kib();

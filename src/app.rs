@@ -9,8 +9,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{Node, SingleProcessLock};
 use crate::config::{Config, DriverKind};
 use crate::db::{ConnectOptions, Db};
+use crate::devices::balancer::Balancer;
 use crate::devices::contacts::ContactService;
 use crate::devices::driver::Driver;
 use crate::devices::groups::service::GroupService;
@@ -77,12 +79,17 @@ pub fn services(config: &Config, db: &Db) -> (LimitsService, TenantService) {
 #[derive(Default)]
 pub struct AppOptions {
     pub whatsapp_network: Option<WaNetwork>,
+    /// One simulated WhatsApp network shared by several gateways in one test process (as
+    /// real processes share WhatsApp): a device's session opened by one replaces another's.
+    pub simulator: Option<Arc<Simulator>>,
 }
 
 /// A built gateway, bound to its port and ready to run.
 pub struct App {
     listener: TcpListener,
     state: AppState,
+    /// Held while serving a SQLite file: a second process on it refuses to start.
+    single: Option<SingleProcessLock>,
     /// An admin token generated on this first start, to show once.
     pub generated_admin_token: Option<String>,
 }
@@ -95,6 +102,7 @@ impl App {
 
     /// Like [`App::build`], with parts replaced.
     pub async fn build_with(config: Config, options: AppOptions) -> anyhow::Result<App> {
+        let single = SingleProcessLock::take(&config.database.url)?;
         let db = open_db(&config).await?;
         let (admin_token, generated_admin_token) =
             AdminToken::bootstrap(&db, &config.admin.token).await.context("cannot set up the admin token")?;
@@ -107,7 +115,9 @@ impl App {
         let tasks = TaskTracker::new();
         let (driver, simulator): (Arc<dyn Driver>, Option<Arc<Simulator>>) = match config.whatsapp.driver {
             DriverKind::Simulator => {
-                let sim = Arc::new(Simulator::new(db.clone(), SimTiming::default()));
+                let sim = options
+                    .simulator
+                    .unwrap_or_else(|| Arc::new(Simulator::new(db.clone(), SimTiming::default())));
                 (sim.clone(), Some(sim))
             }
             DriverKind::WhatsappWeb => {
@@ -127,7 +137,9 @@ impl App {
             Duration::from_millis(config.whatsapp.reconnect_min_ms),
             Duration::from_millis(config.whatsapp.reconnect_max_ms),
         );
-        let devices = DeviceManager::new(driver, db.clone(), reconnect, shutdown.clone(), tasks.clone());
+        let node = Node::new(db.clone(), &config.cluster);
+        let devices =
+            DeviceManager::new(driver, db.clone(), node, reconnect, shutdown.clone(), tasks.clone());
         let store = MediaStore::open(&config.media)
             .map_err(anyhow::Error::msg)
             .context("cannot open the media store")?;
@@ -223,12 +235,13 @@ impl App {
             media.clone(),
             country_code,
         );
+        let rate = RateLimiter::start(&db, &shutdown, &tasks);
         let state = AppState {
             config: Arc::new(config),
             db,
             limits,
             tenants,
-            rate: Arc::new(RateLimiter::default()),
+            rate,
             admin_token: Arc::new(admin_token),
             device_manager: devices,
             devices: device_service,
@@ -249,7 +262,7 @@ impl App {
             shutdown,
             tasks,
         };
-        Ok(App { listener, state, generated_admin_token })
+        Ok(App { listener, state, single, generated_admin_token })
     }
 
     /// The address actually bound (port 0 becomes a real port).
@@ -268,20 +281,24 @@ impl App {
 
     /// Serves until the shutdown token is cancelled, then drains in-flight work.
     pub async fn run(self) -> anyhow::Result<()> {
-        let App { listener, state, .. } = self;
-        let resumed = state.device_manager.start_all().await.context("cannot start device sessions")?;
+        let App { listener, state, single, .. } = self;
+        let resumed =
+            Balancer::start(state.device_manager.clone(), state.shutdown.clone(), state.tasks.clone())
+                .await
+                .context("cannot join the gateway cluster and start device sessions")?;
+        state.device_manager.serve_commands(state.shutdown.clone(), &state.tasks);
         state.outbound.start().await.context("cannot start the outbound queue")?;
         state.scheduler.start();
         state.webhooks.start(&state.device_manager);
-        let pending = state.inbound.resume().await.context("cannot resume the inbound pipeline")?;
         let downloads = state.media_keeper.start().await.context("cannot resume media downloads")?;
         tracing::info!(downloads, "media keeper started");
-        tracing::info!(devices = resumed, pending_inbound = pending, "workers started");
+        tracing::info!(devices = resumed, "workers started");
         // The API and the dashboard side by side; the dashboard calls services, not the API.
         let routes = crate::api::routes(&state).merge(crate::dashboard::router(&state));
         let router = crate::api::with_layers(routes, state.clone());
         let shutdown = state.shutdown.clone();
-        tracing::info!(addr = %listener.local_addr()?, "listening");
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "listening");
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
             .await
@@ -293,7 +310,8 @@ impl App {
             tracing::warn!("background work did not finish within the shutdown grace");
         }
         state.db.close().await;
-        tracing::info!("stopped");
+        drop(single);
+        tracing::info!(%addr, "stopped");
         Ok(())
     }
 }

@@ -36,7 +36,29 @@ pub struct Config {
     pub plugins: PluginsConfig,
     pub dashboard: DashboardConfig,
     pub media: MediaConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
+}
+
+/// Several gateway processes on one PostgreSQL database: each process renews a lease on the
+/// database's clock and owns the sessions of some devices.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The process's name in the cluster view; empty: host name and process id. A process
+    /// restarted under the same configured name takes its previous run's devices at once.
+    pub node_name: String,
+    /// Milliseconds after its last renewal that a silent process counts as dead.
+    pub node_ttl_ms: u64,
+    /// Milliseconds between renewals.
+    pub renew_interval_ms: u64,
+    /// Milliseconds after the start of its last good renewal that a process which cannot
+    /// renew stops its sessions (before anyone else may take them).
+    pub renew_deadline_ms: u64,
+    /// Milliseconds between looks for devices without a live owner and queued messages.
+    pub scan_interval_ms: u64,
+    /// Most devices a process gives away per scan when it holds more than its share.
+    pub handover_batch: usize,
 }
 
 /// Where media bytes are kept.
@@ -453,6 +475,22 @@ impl Config {
         }
         if p.disable_after_failures == 0 {
             return bad("plugins.disable_after_failures", "must be at least 1");
+        }
+        let c = &self.cluster;
+        if c.renew_interval_ms == 0
+            || c.renew_deadline_ms <= c.renew_interval_ms
+            || c.node_ttl_ms <= c.renew_deadline_ms
+        {
+            return bad(
+                "cluster.renew_deadline_ms",
+                "needs 0 < cluster.renew_interval_ms < renew_deadline_ms < node_ttl_ms",
+            );
+        }
+        if c.scan_interval_ms == 0 || c.handover_batch == 0 {
+            return bad(
+                "cluster.scan_interval_ms",
+                "cluster.scan_interval_ms and handover_batch must be positive",
+            );
         }
         if self.server.body_limit < 1024 {
             return bad("server.body_limit", "must be at least 1024 bytes");

@@ -31,5 +31,7 @@ mod plugins;
 #[path = "api/webhooks/receiver.rs"]
 #[allow(dead_code)]
 mod receiver;
+#[path = "dashboard/shared.rs"]
+mod shared;
 #[path = "dashboard/webhooks.rs"]
 mod webhooks;

@@ -437,7 +437,7 @@ async fn paired_devices(db: &Db, email: &str, n: usize) -> Vec<i64> {
     let mut ids = Vec::new();
     for i in 0..n {
         let device = db.create_device(t.id, &format!("62811000002{i:02}"), "d", None).await.unwrap().unwrap();
-        db.system_set_device_status(device.id, "connected", None, Some(true), None).await.unwrap();
+        db.system_set_device_status(device.id, "connected", None, Some(true), None, None).await.unwrap();
         ids.push(device.id);
     }
     ids

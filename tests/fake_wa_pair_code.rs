@@ -62,7 +62,7 @@ async fn spawn(network: impl Fn() -> WaNetwork + Send + Sync + 'static) -> TestA
             config.whatsapp.reconnect_min_ms = 100;
             config.whatsapp.reconnect_max_ms = 2_000;
         },
-        move || AppOptions { whatsapp_network: Some(network()) },
+        move || AppOptions { whatsapp_network: Some(network()), ..Default::default() },
     )
     .await
 }

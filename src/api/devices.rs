@@ -17,7 +17,7 @@ use super::extract::{page, ApiJson, ApiQuery, Page, PageQuery, Tenant};
 use super::ts;
 use crate::db::lids::LidMappingRow;
 use crate::db::DeviceRow;
-use crate::devices::manager::{DeviceError, DeviceStatus, DeviceUpdate, LiveStatus};
+use crate::devices::manager::{DeviceStatus, DeviceUpdate, LiveStatus};
 use crate::devices::qr;
 use crate::devices::service::Device;
 use crate::error::{ApiError, ApiResult};
@@ -479,7 +479,6 @@ async fn check_numbers(
     if body.numbers.is_empty() || body.numbers.len() > 50 {
         return Err(ApiError::validation("numbers", "must hold 1 to 50 numbers"));
     }
-    let session = state.device_manager.connected(row.id).ok_or(DeviceError::NotConnected)?;
     let cc = &state.config.whatsapp.default_country_code;
     let parsed: Vec<(String, Result<String, String>)> = body
         .numbers
@@ -494,11 +493,7 @@ async fn check_numbers(
         })
         .collect();
     let valid: Vec<String> = parsed.iter().filter_map(|(_, n)| n.as_ref().ok().cloned()).collect();
-    let checks = if valid.is_empty() {
-        Vec::new()
-    } else {
-        session.check_numbers(&valid).await.map_err(DeviceError::from)?
-    };
+    let checks = if valid.is_empty() { Vec::new() } else { state.devices.check_numbers(&row, valid).await? };
     let data: Vec<NumberCheckOut> = parsed
         .into_iter()
         .map(|(input, n)| match n {

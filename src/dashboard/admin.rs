@@ -2,14 +2,13 @@
 //! reactivate) and their usage this month.
 //!
 //! The operator logs in with the admin token. The login is a random token in the
-//! `wag_admin` cookie (HttpOnly, SameSite=Lax, path `/admin`); the gateway keeps, in memory,
-//! its SHA-256 and the admin token it was opened with, so a changed admin token ends every
-//! operator login. A restart ends them too. Forms carry the double-submit CSRF token of the
-//! login form. Pages call the tenant service's operator methods, as the admin API does.
+//! `wag_admin` cookie (HttpOnly, SameSite=Lax, path `/admin`); the database keeps its SHA-256
+//! with the SHA-256 of the admin token it was opened with (`admin_sessions`), so the login
+//! holds on every gateway process of the database and across restarts, and a changed admin
+//! token ends every operator login. Forms carry the double-submit CSRF token of the login
+//! form. Pages call the tenant service's operator methods, as the admin API does.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -22,46 +21,62 @@ use super::session::{cookie, random_token, Form, Visitor};
 use super::{render, ApiFailure};
 use crate::api::admin::tenant_out;
 use crate::api::extract::page;
+use crate::db::{now_ms, Db, DbResult};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{OverrideChange, Resource};
 use crate::state::AppState;
-use crate::tenants::{hash_key, Admin, CreateTenant, TenantChange};
+use crate::tenants::{hash_key, Admin, AdminToken, CreateTenant, TenantChange};
 
 pub const ADMIN_COOKIE: &str = "wag_admin";
 
 /// How long an operator login lasts.
 const ADMIN_SESSION: Duration = Duration::from_secs(8 * 3600);
 
-/// Operator logins: SHA-256 of the cookie's token → the admin token and the expiry.
-#[derive(Default)]
+/// Operator logins, kept in the database.
 pub struct AdminSessions {
-    live: Mutex<HashMap<String, (String, Instant)>>,
+    db: Db,
 }
 
 impl AdminSessions {
-    fn open(&self, admin_token: &str) -> String {
+    pub fn new(db: Db) -> AdminSessions {
+        AdminSessions { db }
+    }
+
+    /// Opens a login for the operator who presented `admin_token`; returns the cookie's token.
+    async fn open(&self, admin_token: &str) -> DbResult<String> {
         let token = random_token();
-        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.retain(|_, (_, until)| *until > Instant::now());
-        live.insert(hash_key(&token), (admin_token.to_string(), Instant::now() + ADMIN_SESSION));
-        token
+        let expires_at = now_ms() + ADMIN_SESSION.as_millis() as i64;
+        self.db.admin_session_create(&hash_key(&token), &hash_key(admin_token), expires_at).await?;
+        Ok(token)
     }
 
-    /// The admin token of a live login.
-    fn token(&self, cookie_token: &str) -> Option<String> {
-        let live = self.live.lock().unwrap_or_else(|e| e.into_inner());
-        live.get(&hash_key(cookie_token)).filter(|(_, until)| *until > Instant::now()).map(|(t, _)| t.clone())
+    /// Whether `cookie_token` is a live login opened with the admin token `current`.
+    async fn holds(&self, cookie_token: &str, current: &AdminToken) -> DbResult<bool> {
+        use subtle::ConstantTimeEq;
+        let AdminToken::Hash(current) = current;
+        let opened_with = self.db.admin_session(&hash_key(cookie_token)).await?;
+        Ok(opened_with.is_some_and(|h| bool::from(h.as_bytes().ct_eq(current.as_bytes()))))
     }
 
-    fn close(&self, cookie_token: &str) {
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&hash_key(cookie_token));
+    async fn close(&self, cookie_token: &str) -> DbResult<()> {
+        self.db.admin_session_delete(&hash_key(cookie_token)).await
     }
 }
 
-/// The admin token of the operator's login, when the request has a live one.
-fn operator(v: &Visitor, headers: &axum::http::HeaderMap, state: &AppState) -> Option<String> {
-    let token = cookie(headers, ADMIN_COOKIE)?;
-    v.dash.admins.token(&token).filter(|t| state.admin_token.verify(t))
+/// Lets the request through when it carries a live operator login; otherwise the answer to
+/// give instead: the login page, or an error page when the logins cannot be read.
+async fn operator(v: &Visitor, headers: &axum::http::HeaderMap, state: &AppState) -> Result<(), Response> {
+    let Some(token) = cookie(headers, ADMIN_COOKIE) else {
+        return Err(Redirect::to("/admin/login").into_response());
+    };
+    match v.dash.admins.holds(&token, &state.admin_token).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Redirect::to("/admin/login").into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the operator logins");
+            Err(super::error_page(v, StatusCode::SERVICE_UNAVAILABLE, "error_title", "error_text"))
+        }
+    }
 }
 
 fn admin_cookie(value: &str, max_age: u64, secure: bool) -> String {
@@ -90,7 +105,13 @@ pub async fn login(State(state): State<AppState>, form: Form) -> Response {
         return render(v, StatusCode::UNAUTHORIZED, "admin_login.html", context! { error });
     }
     v.dash.throttle.succeeded("admin", &ip);
-    let session = v.dash.admins.open(token);
+    let session = match v.dash.admins.open(token).await {
+        Ok(session) => session,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot store an operator login");
+            return super::error_page(v, StatusCode::SERVICE_UNAVAILABLE, "error_title", "error_text");
+        }
+    };
     let mut response = Redirect::to("/admin").into_response();
     let value = admin_cookie(&session, ADMIN_SESSION.as_secs(), v.dash.secure);
     if let Ok(c) = HeaderValue::from_str(&value) {
@@ -102,7 +123,10 @@ pub async fn login(State(state): State<AppState>, form: Form) -> Response {
 /// Ends the operator login.
 pub async fn logout(headers: axum::http::HeaderMap, form: Form) -> Response {
     if let Some(token) = cookie(&headers, ADMIN_COOKIE) {
-        form.v.dash.admins.close(&token);
+        if let Err(e) = form.v.dash.admins.close(&token).await {
+            tracing::error!(error = %e, "cannot end an operator login");
+            return super::error_page(&form.v, StatusCode::SERVICE_UNAVAILABLE, "error_title", "error_text");
+        }
     }
     let mut response = Redirect::to("/admin/login").into_response();
     if let Ok(c) = HeaderValue::from_str(&admin_cookie("", 0, form.v.dash.secure)) {
@@ -122,8 +146,8 @@ pub async fn tenants(
     headers: axum::http::HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    if operator(&v, &headers, &state).is_none() {
-        return Redirect::to("/admin/login").into_response();
+    if let Err(away) = operator(&v, &headers, &state).await {
+        return away;
     }
     let offset = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "offset")
@@ -179,8 +203,8 @@ pub async fn create_tenant(
     form: Form,
 ) -> Response {
     let v = &form.v;
-    if operator(v, &headers, &state).is_none() {
-        return Redirect::to("/admin/login").into_response();
+    if let Err(away) = operator(v, &headers, &state).await {
+        return away;
     }
     let password = form.get("password");
     let input = CreateTenant {
@@ -238,8 +262,8 @@ pub async fn tenant(
     headers: axum::http::HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    if operator(&v, &headers, &state).is_none() {
-        return Redirect::to("/admin/login").into_response();
+    if let Err(away) = operator(&v, &headers, &state).await {
+        return away;
     }
     let Some(id) = numeric(&id) else { return super::not_found(&v) };
     tenant_page(&state, &v, id, StatusCode::OK, None).await
@@ -282,8 +306,8 @@ pub async fn tenant_action(
     form: Form,
 ) -> Response {
     let v = &form.v;
-    if operator(v, &headers, &state).is_none() {
-        return Redirect::to("/admin/login").into_response();
+    if let Err(away) = operator(v, &headers, &state).await {
+        return away;
     }
     let Some(id) = numeric(&id) else { return super::not_found(v) };
     let change = match action.as_str() {

@@ -42,7 +42,7 @@ use session::{Viewer, Visitor};
 pub struct Dashboard {
     templates: Environment<'static>,
     pub throttle: throttle::Throttle,
-    /// Operator logins (in memory: a restart logs the operator out).
+    /// Operator logins (in the database: shared by every process, kept across restarts).
     pub admins: admin::AdminSessions,
     /// Cookies get `Secure` when the gateway is reached over https.
     pub secure: bool,
@@ -56,8 +56,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
     }
     let dash = Arc::new(Dashboard {
         templates: templates(),
-        throttle: throttle::Throttle::default(),
-        admins: admin::AdminSessions::default(),
+        throttle: throttle::Throttle::new(state.db.clone()),
+        admins: admin::AdminSessions::new(state.db.clone()),
         secure: state.config.server.public_url.trim().to_ascii_lowercase().starts_with("https://"),
         session_hours: state.config.dashboard.session_hours.max(1),
     });

@@ -32,11 +32,41 @@ pub struct Lease {
 }
 
 /// The database's clock in Unix milliseconds, as an SQL expression.
-fn now_sql(dialect: Dialect) -> &'static str {
+pub(crate) fn now_sql(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
         Dialect::Sqlite => "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
     }
+}
+
+/// A condition true while `(node, epoch)` is the valid holder of `device`'s lease: the
+/// fencing check a holder's writes carry in the same statement. The arguments are SQL
+/// expressions (parameters or columns).
+pub(crate) fn fence_sql(dialect: Dialect, device: &str, node: &str, epoch: &str) -> String {
+    let now = now_sql(dialect);
+    format!(
+        "EXISTS (SELECT 1 FROM device_leases fl JOIN gateway_nodes fnode ON fnode.node_id = fl.node_id \
+         WHERE fl.device_id = {device} AND fl.node_id = {node} AND fl.epoch = {epoch} AND fnode.expires_at > {now})"
+    )
+}
+
+/// A device lease held by a node, with whether the device is paired.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
+pub struct HeldLease {
+    pub device_id: i64,
+    pub epoch: i64,
+    pub paired: bool,
+}
+
+/// A device lease as the operator's cluster view shows it.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct LeaseRow {
+    pub device_id: i64,
+    pub node_id: Option<String>,
+    pub epoch: i64,
+    pub acquired_at: i64,
+    /// Whether the holder is alive (a lease of a dead or stopped node is free).
+    pub live: bool,
 }
 
 impl Db {
@@ -203,6 +233,70 @@ impl Db {
         .bind(node_id)
         .fetch_all(p)
         .await)?)
+    }
+
+    /// Forgets every node (SQLite at start: only one process may use the file, so rows left by
+    /// an earlier run are stale, and their devices are free at once).
+    pub async fn cluster_forget_all(&self) -> DbResult<()> {
+        writer!(self, |p| sqlx::query("DELETE FROM gateway_nodes")
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Ends the life of live nodes called `name` (earlier runs of a restarted process with a
+    /// configured name), so their devices are free at once.
+    pub async fn cluster_expire_named(&self, name: &str) -> DbResult<u64> {
+        let now = now_sql(self.dialect());
+        let sql =
+            format!("UPDATE gateway_nodes SET expires_at = {now} - 1 WHERE name = $1 AND expires_at > {now}");
+        Ok(writer!(self, |p| sqlx::query(&sql).bind(name).execute(p).await.map(|r| r.rows_affected()))?)
+    }
+
+    /// The leases a node holds, with whether each device is paired.
+    pub async fn cluster_held(&self, node_id: &str) -> DbResult<Vec<HeldLease>> {
+        Ok(reader!(self, |p| {
+            sqlx::query_as(
+            "SELECT l.device_id, l.epoch, d.paired FROM device_leases l JOIN devices d ON d.id = l.device_id \
+             WHERE l.node_id = $1 ORDER BY l.device_id"
+        )
+        .bind(node_id)
+        .fetch_all(p)
+        .await
+        })?)
+    }
+
+    /// How many devices are paired: what the live nodes share.
+    pub async fn cluster_paired_count(&self) -> DbResult<i64> {
+        Ok(reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE paired = $1")
+            .bind(true)
+            .fetch_one(p)
+            .await)?)
+    }
+
+    /// Whether the device is connected in some live process: a live node holds its lease and
+    /// the holder last stored `connected`.
+    pub async fn cluster_online(&self, device_id: i64) -> DbResult<bool> {
+        let now = now_sql(self.dialect());
+        let sql = format!(
+            "SELECT COUNT(*) FROM devices d JOIN device_leases l ON l.device_id = d.id \
+             JOIN gateway_nodes n ON n.node_id = l.node_id \
+             WHERE d.id = $1 AND d.status = 'connected' AND n.expires_at > {now}"
+        );
+        let found: i64 = reader!(self, |p| sqlx::query_scalar(&sql).bind(device_id).fetch_one(p).await)?;
+        Ok(found > 0)
+    }
+
+    /// Every device lease, with whether its holder is alive, by device id.
+    pub async fn cluster_leases(&self) -> DbResult<Vec<LeaseRow>> {
+        let now = now_sql(self.dialect());
+        let sql = format!(
+            "SELECT l.device_id, l.node_id, l.epoch, l.acquired_at, \
+             (n.node_id IS NOT NULL AND n.expires_at > {now}) AS live \
+             FROM device_leases l LEFT JOIN gateway_nodes n ON n.node_id = l.node_id ORDER BY l.device_id"
+        );
+        Ok(reader!(self, |p| sqlx::query_as(&sql).fetch_all(p).await)?)
     }
 
     /// Paired devices that no live node holds, by device id: what live nodes should take.

@@ -111,21 +111,33 @@ impl Db {
         detail: Option<&str>,
         paired: Option<bool>,
         jid: Option<&str>,
-    ) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        fence: Option<(&str, i64)>,
+    ) -> DbResult<bool> {
+        let (node, epoch) = fence.map_or((None, None), |(n, e)| (Some(n), Some(e)));
+        let fenced = super::cluster::fence_sql(self.dialect(), "$1", "$7", "$8");
+        let sql = format!(
             "UPDATE devices SET status = $2, status_detail = $3, paired = COALESCE($4, paired), \
-             jid = COALESCE($5, jid), updated_at = $6 WHERE id = $1"
-        )
-        .bind(id)
-        .bind(status)
-        .bind(detail)
-        .bind(paired)
-        .bind(jid)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
-        Ok(())
+             jid = COALESCE($5, jid), updated_at = $6 WHERE id = $1 AND ($7 IS NULL OR {fenced})"
+        );
+        let written = writer!(self, |p| sqlx::query(&sql)
+            .bind(id)
+            .bind(status)
+            .bind(detail)
+            .bind(paired)
+            .bind(jid)
+            .bind(now_ms())
+            .bind(node)
+            .bind(epoch)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(written == 1)
+    }
+
+    /// Paired devices, oldest first.
+    pub async fn system_paired_devices(&self) -> DbResult<Vec<DeviceRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM devices WHERE paired = $1 ORDER BY id");
+        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(true).fetch_all(p).await)?)
     }
 
     /// A device by id whatever its tenant (supervisor, simulator control).
@@ -138,11 +150,5 @@ impl Db {
     pub async fn system_devices_by_phone(&self, phone: &str) -> DbResult<Vec<DeviceRow>> {
         let sql = format!("SELECT {COLUMNS} FROM devices WHERE phone = $1 ORDER BY id");
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(phone).fetch_all(p).await)?)
-    }
-
-    /// Paired devices, which the supervisor connects at start.
-    pub async fn system_paired_devices(&self) -> DbResult<Vec<DeviceRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM devices WHERE paired = $1 ORDER BY id");
-        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(true).fetch_all(p).await)?)
     }
 }

@@ -12,6 +12,7 @@ pub use crate::content::Details;
 mod details;
 mod media;
 mod queue;
+pub use queue::Claim;
 
 pub use details::MessageRef;
 

@@ -18,6 +18,7 @@ use sqlx::{PgPool, SqlitePool};
 pub mod activity;
 pub mod chats;
 pub mod cluster;
+pub mod commands;
 pub mod contacts;
 pub mod dead_letters;
 pub mod devices;
@@ -30,6 +31,7 @@ pub mod rules;
 pub mod schedules;
 pub mod sessions;
 pub mod settings;
+pub mod shared_limits;
 pub mod tenants;
 pub mod wa_sessions;
 pub mod webhooks;
@@ -143,15 +145,21 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
 }
 
+/// The file a `sqlite:` URL names; `None` for another URL or an in-memory database.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let path = rest.trim_start_matches("//");
+    let path = path.split('?').next().unwrap_or(path);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+}
+
 impl Db {
     /// Connects to `url` (`sqlite:PATH` or `postgres://...`), creating a SQLite file and its
     /// folder when missing.
     pub async fn connect(opts: &ConnectOptions) -> DbResult<Db> {
-        if let Some(rest) = opts.url.strip_prefix("sqlite:") {
-            let path = rest.trim_start_matches("//");
-            let path = path.split('?').next().unwrap_or(path);
-            if !path.is_empty() && path != ":memory:" {
-                if let Some(parent) = std::path::Path::new(path).parent() {
+        if opts.url.starts_with("sqlite:") {
+            if let Some(path) = sqlite_file(&opts.url) {
+                if let Some(parent) = path.parent() {
                     if !parent.as_os_str().is_empty() {
                         std::fs::create_dir_all(parent).map_err(|e| DbError::Sqlx(sqlx::Error::Io(e)))?;
                     }
@@ -189,6 +197,14 @@ impl Db {
         match self.pools {
             Pools::Sqlite { .. } => Dialect::Sqlite,
             Pools::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The PostgreSQL pool, when the database is PostgreSQL (to listen for notifications).
+    pub(crate) fn postgres_pool(&self) -> Option<&PgPool> {
+        match &self.pools {
+            Pools::Postgres(p) => Some(p),
+            Pools::Sqlite { .. } => None,
         }
     }
 

@@ -410,7 +410,7 @@ pub struct ContactProfile {
 }
 
 /// Result of checking whether a number has WhatsApp.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct NumberCheck {
     pub number: String,
     pub on_whatsapp: bool,

@@ -4,6 +4,12 @@
 //! to `devices.status`, and broadcast for Server-Sent Events and webhooks), hands inbound
 //! messages and receipts to the [`MessageSink`], and reconnects with exponential backoff and
 //! jitter when a connection is lost. A logged-out device stops until it is paired again.
+//!
+//! A session runs only under the device's lease ([`Node::acquire`]): a run takes the lease
+//! before it opens the session and checks it before every reconnect, its status writes carry
+//! the lease's [`Fence`], and when WhatsApp reports that another client took the session over
+//! the run stops if the lease moved to another process. Which devices this process takes is
+//! the balancer's choice (`devices/balancer.rs`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -20,6 +26,7 @@ use tokio_util::task::TaskTracker;
 use super::driver::{
     DeviceKey, Driver, DriverError, DriverEvent, GroupEvent, InboundMessage, ReceiptKind, Session, StopReason,
 };
+use crate::cluster::{Fence, Node};
 use crate::db::{Db, DeviceRow};
 
 /// A device's connection state as the API reports it.
@@ -168,6 +175,9 @@ pub trait MessageSink: Send + Sync {
     async fn inbound(&self, device: &DeviceKey, messages: Vec<InboundMessage>) -> bool;
     /// Applies delivery reports to the device's outbound messages.
     async fn receipt(&self, device: &DeviceKey, wa_ids: Vec<String>, kind: ReceiptKind);
+    /// Runs again the pipelines of the device's messages that never finished: this process
+    /// just took the device (at start, or from a process that stopped or died).
+    async fn resume(&self, device: &DeviceKey);
     /// Stores that `lid` (`…@lid`) is `phone` (digits) for the device and gives the messages
     /// stored under the LID the number. `Ok(true)` when the mapping is new or changed.
     async fn lid_mapping(&self, device: &DeviceKey, lid: &str, phone: &str) -> Result<bool, String>;
@@ -181,10 +191,22 @@ pub enum DeviceError {
     NotConnected,
     #[error("no QR code is available yet; try again in a moment")]
     NoQrYet,
+    #[error("the device's session runs in another gateway process; try again in a moment")]
+    OtherProcess,
     #[error(transparent)]
     Driver(#[from] DriverError),
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+}
+
+/// What a status change says about the device's link to the phone.
+#[derive(Debug, Clone, Copy)]
+enum Link<'a> {
+    Unchanged,
+    /// Linked; with the account's JID when it was just paired.
+    Paired(Option<&'a str>),
+    /// Unlinked (logged out): it needs pairing again.
+    Unpaired,
 }
 
 struct Slot {
@@ -192,11 +214,25 @@ struct Slot {
     session: Option<Arc<dyn Session>>,
     /// The running supervision task: its number and its cancellation.
     run: Option<(u64, CancellationToken)>,
+    /// The lease the running task holds, once it took it.
+    fence: Option<Fence>,
+}
+
+impl Slot {
+    fn new(live: LiveStatus) -> Slot {
+        Slot { live, session: None, run: None, fence: None }
+    }
+
+    /// Whether a supervision task runs and has not been told to stop.
+    fn running(&self) -> bool {
+        self.run.as_ref().is_some_and(|(_, c)| !c.is_cancelled())
+    }
 }
 
 struct Inner {
     driver: Arc<dyn Driver>,
     db: Db,
+    node: Node,
     reconnect_min: Duration,
     reconnect_max: Duration,
     slots: Mutex<HashMap<i64, Slot>>,
@@ -218,6 +254,7 @@ impl DeviceManager {
     pub fn new(
         driver: Arc<dyn Driver>,
         db: Db,
+        node: Node,
         reconnect: (Duration, Duration),
         shutdown: CancellationToken,
         tasks: TaskTracker,
@@ -227,6 +264,7 @@ impl DeviceManager {
             inner: Arc::new(Inner {
                 driver,
                 db,
+                node,
                 reconnect_min: reconnect.0,
                 reconnect_max: reconnect.1,
                 slots: Mutex::new(HashMap::new()),
@@ -255,28 +293,22 @@ impl DeviceManager {
         self.inner.updates.subscribe()
     }
 
-    /// Opens sessions for every paired device (at start).
-    pub async fn start_all(&self) -> Result<usize, DeviceError> {
-        let devices = self.inner.db.system_paired_devices().await?;
-        let n = devices.len();
-        for d in devices {
-            self.start(&d);
-        }
-        Ok(n)
+    /// This process as a node of the cluster.
+    pub fn node(&self) -> &Node {
+        &self.inner.node
     }
 
     /// Starts the device's session unless one is running: it resumes a paired session or
-    /// begins pairing.
+    /// begins pairing, once it holds the device's lease (it ends at once when another live
+    /// process holds it).
     pub fn start(&self, device: &DeviceRow) {
         let key = DeviceKey { device_id: device.id, tenant_id: device.user_id, phone: device.phone.clone() };
         let cancel = {
             let mut slots = self.lock();
-            let slot = slots.entry(device.id).or_insert_with(|| Slot {
-                live: LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone()),
-                session: None,
-                run: None,
+            let slot = slots.entry(device.id).or_insert_with(|| {
+                Slot::new(LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone()))
             });
-            if slot.run.as_ref().is_some_and(|(_, c)| !c.is_cancelled()) {
+            if slot.running() {
                 return;
             }
             let cancel = self.inner.shutdown.child_token();
@@ -288,13 +320,60 @@ impl DeviceManager {
         self.inner.tasks.spawn(async move { manager.run(key, cancel.0, cancel.1).await });
     }
 
-    /// Stops the device's session, keeping its keys.
+    /// Stops the device's session, keeping its keys; the task gives the lease up as it ends.
     pub fn stop(&self, device_id: i64) {
         if let Some(slot) = self.lock().get_mut(&device_id) {
-            if let Some((_, run)) = slot.run.take() {
+            if let Some((_, run)) = &slot.run {
                 run.cancel();
             }
         }
+    }
+
+    /// Stops the session and waits (up to `wait`) until its task ended and gave the lease
+    /// up: a device handed to another process is closed here before the other opens it.
+    pub async fn hand_over(&self, device_id: i64, wait: Duration) {
+        self.stop(device_id);
+        let deadline = tokio::time::Instant::now() + wait;
+        while self.lock().get(&device_id).is_some_and(|s| s.run.is_some())
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops every session at once (this process can no longer prove it holds its leases).
+    pub fn stop_all(&self) {
+        for slot in self.lock().values() {
+            if let Some((_, run)) = &slot.run {
+                run.cancel();
+            }
+        }
+    }
+
+    /// The devices whose task runs here, with the lease each holds (`None` while it is still
+    /// taking it).
+    pub fn running(&self) -> Vec<(i64, Option<Fence>)> {
+        self.lock().iter().filter(|(_, s)| s.running()).map(|(id, s)| (*id, s.fence.clone())).collect()
+    }
+
+    /// Whether a task of this process runs the device, and under which lease.
+    pub fn fence_of(&self, device_id: i64) -> Option<Fence> {
+        self.lock().get(&device_id).filter(|s| s.running()).and_then(|s| s.fence.clone())
+    }
+
+    /// Whether a task for the device still exists (running or stopping).
+    pub fn has_task(&self, device_id: i64) -> bool {
+        self.lock().get(&device_id).is_some_and(|s| s.run.is_some())
+    }
+
+    /// Whether the device's task was told to stop and has not ended yet.
+    pub fn stopping(&self, device_id: i64) -> bool {
+        self.lock().get(&device_id).is_some_and(|s| s.run.is_some() && !s.running())
+    }
+
+    /// Whether any task still runs (stopping ones included).
+    pub fn any_running(&self) -> bool {
+        self.lock().values().any(|s| s.run.is_some())
     }
 
     /// Stops the session and forgets the device (it was deleted).
@@ -314,10 +393,13 @@ impl DeviceManager {
         self.lock().get(&device_id).map(|s| s.live.clone())
     }
 
-    /// The live status, or the stored one when no session ever ran in this process.
+    /// The live status while a task of this process runs the device; otherwise the stored
+    /// one, which the process that ran it last wrote.
     pub fn status_of(&self, device: &DeviceRow) -> LiveStatus {
-        self.live(device.id).unwrap_or_else(|| {
-            LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone())
+        let here = self.lock().get(&device.id).filter(|s| s.run.is_some()).map(|s| s.live.clone());
+        here.unwrap_or_else(|| LiveStatus {
+            since: chrono::DateTime::from_timestamp_millis(device.updated_at).unwrap_or_else(Utc::now),
+            ..LiveStatus::new(DeviceStatus::parse(&device.status), device.status_detail.clone())
         })
     }
 
@@ -337,6 +419,7 @@ impl DeviceManager {
             Some(LiveStatus { qr: Some(qr), .. }) if qr.expires_at > Utc::now() => return Ok(qr),
             _ => {}
         }
+        self.require_here(device.id).await?;
         self.start(device);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
@@ -361,6 +444,7 @@ impl DeviceManager {
         if self.live(device.id).is_some_and(|l| l.status == DeviceStatus::Connected) {
             return Err(DeviceError::AlreadyConnected);
         }
+        self.require_here(device.id).await?;
         self.qr(device).await?;
         let session =
             self.lock().get(&device.id).and_then(|s| s.session.clone()).ok_or(DeviceError::NoQrYet)?;
@@ -375,9 +459,9 @@ impl DeviceManager {
         // deletes keys: this logout does, and a reset's new run may follow), but cancel it only
         // after the session logged out: cancelling closes the connection, and a logout under
         // a closed connection never tells WhatsApp that the device left.
-        let (session, run) = match self.lock().get_mut(&device.id) {
-            Some(slot) => (slot.session.clone(), slot.run.take()),
-            None => (None, None),
+        let (session, run, fence) = match self.lock().get_mut(&device.id) {
+            Some(slot) => (slot.session.clone(), slot.run.take(), slot.fence.take()),
+            None => (None, None, None),
         };
         if let Some(s) = session {
             if let Err(e) = s.logout().await {
@@ -393,11 +477,24 @@ impl DeviceManager {
             device.user_id,
             DeviceStatus::LoggedOut,
             Some("logged out".into()),
-            Some(false),
-            None,
+            Link::Unpaired,
+            fence.as_ref(),
         )
         .await;
+        // A logged-out device has no session to hold; pairing again takes a new lease.
+        if let Some(fence) = &fence {
+            self.inner.node.release(device.id, fence).await;
+        }
         Ok(())
+    }
+
+    /// Fails when another live process holds the device's lease: its session, QR code and
+    /// pairing are there.
+    async fn require_here(&self, device_id: i64) -> Result<(), DeviceError> {
+        match self.inner.db.cluster_holder(device_id).await? {
+            Some((node, _)) if *node != *self.inner.node.id() => Err(DeviceError::OtherProcess),
+            _ => Ok(()),
+        }
     }
 
     /// Logs out, clears the session, and starts a fresh pairing round.
@@ -417,16 +514,40 @@ impl DeviceManager {
         tenant_id: i64,
         status: DeviceStatus,
         detail: Option<String>,
-        paired: Option<bool>,
-        jid: Option<&str>,
+        link: Link<'_>,
+        fence: Option<&Fence>,
     ) {
+        let (paired, jid) = match link {
+            Link::Unchanged => (None, None),
+            Link::Paired(jid) => (Some(true), jid),
+            Link::Unpaired => (Some(false), None),
+        };
+        // Only the lease's holder writes a device's status: a task that lost its device
+        // (another process took it over) changes nothing, here or in the database.
+        let stored = self
+            .inner
+            .db
+            .system_set_device_status(
+                device_id,
+                status.as_str(),
+                detail.as_deref(),
+                paired,
+                jid,
+                fence.map(|f| (&*f.node, f.epoch)),
+            )
+            .await;
+        match stored {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(device_id, "not the device's holder any more; its status is not changed");
+                return;
+            }
+            Err(e) => tracing::warn!(device_id, error = %e, "could not store the device status"),
+        }
         let changed = {
             let mut slots = self.lock();
-            let slot = slots.entry(device_id).or_insert_with(|| Slot {
-                live: LiveStatus::new(status, detail.clone()),
-                session: None,
-                run: None,
-            });
+            let slot =
+                slots.entry(device_id).or_insert_with(|| Slot::new(LiveStatus::new(status, detail.clone())));
             let changed = slot.live.status != status || slot.live.detail != detail;
             slot.live.status = status;
             slot.live.detail = detail.clone();
@@ -437,55 +558,95 @@ impl DeviceManager {
             }
             changed
         };
-        if let Err(e) = self
-            .inner
-            .db
-            .system_set_device_status(device_id, status.as_str(), detail.as_deref(), paired, jid)
-            .await
-        {
-            tracing::warn!(device_id, error = %e, "could not store the device status");
-        }
         if changed {
             let _ = self.inner.updates.send(DeviceUpdate::Status { device_id, tenant_id, status, detail });
         }
     }
 
-    /// One device's supervision loop: open, follow events, reconnect when the reason allows.
+    /// One device's supervision loop: take the lease, open, follow events, reconnect when the
+    /// reason allows and the lease is still held; give the lease up at the end.
     async fn run(&self, key: DeviceKey, run_id: u64, cancel: CancellationToken) {
+        let id = key.device_id;
+        let fence = match self.inner.node.acquire(id).await {
+            Ok(Some(fence)) => fence,
+            Ok(None) => {
+                tracing::debug!(device_id = id, "another gateway process holds the device");
+                self.with_own_slot(id, run_id, |slot| slot.run = None);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(device_id = id, error = %e, "cannot take the device's lease");
+                self.with_own_slot(id, run_id, |slot| slot.run = None);
+                return;
+            }
+        };
+        self.with_own_slot(id, run_id, |slot| slot.fence = Some(fence.clone()));
+        if let Some(sink) = self.inner.sink.get() {
+            sink.resume(&key).await;
+        }
+        self.supervise(&key, run_id, &cancel, &fence).await;
+        // A logout or reset took the device from this task and handles the lease itself.
+        // Otherwise the lease is given up before the task counts as ended, so nobody sees a
+        // device held here without a task.
+        let mut own = false;
+        self.with_own_slot(id, run_id, |slot| {
+            own = true;
+            slot.session = None;
+        });
+        if own {
+            self.inner.node.release(id, &fence).await;
+        }
+        self.with_own_slot(id, run_id, |slot| {
+            slot.run = None;
+            slot.fence = None;
+        });
+    }
+
+    async fn supervise(&self, key: &DeviceKey, run_id: u64, cancel: &CancellationToken, fence: &Fence) {
         let mut backoff = self.inner.reconnect_min;
+        let (id, tenant) = (key.device_id, key.tenant_id);
+        let mut first = true;
         loop {
-            self.set_status(key.device_id, key.tenant_id, DeviceStatus::Connecting, None, None, None).await;
+            if !first && !self.inner.node.holds(id, fence).await {
+                tracing::info!(
+                    device_id = id,
+                    "the device's lease moved to another process; not reconnecting"
+                );
+                return;
+            }
+            first = false;
+            self.set_status(id, tenant, DeviceStatus::Connecting, None, Link::Unchanged, Some(fence)).await;
             let (tx, mut rx) = mpsc::channel(256);
             let session = tokio::select! {
                 opened = self.inner.driver.open(key.clone(), tx) => opened,
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled() => return,
             };
             let session = match session {
                 Ok(s) => s,
                 Err(e) => {
                     let detail = format!("could not connect: {e}");
                     self.set_status(
-                        key.device_id,
-                        key.tenant_id,
+                        id,
+                        tenant,
                         DeviceStatus::Connecting,
                         Some(detail),
-                        None,
-                        None,
+                        Link::Unchanged,
+                        Some(fence),
                     )
                     .await;
-                    if !self.pause(&cancel, &mut backoff).await {
-                        break;
+                    if !self.pause(cancel, &mut backoff).await {
+                        return;
                     }
                     continue;
                 }
             };
-            self.with_own_slot(key.device_id, run_id, |slot| slot.session = Some(session.clone()));
+            self.with_own_slot(id, run_id, |slot| slot.session = Some(session.clone()));
             let reason = loop {
                 tokio::select! {
                     event = rx.recv() => match event {
                         None => break StopReason::ConnectionLost("the driver ended the session".into()),
                         Some(DriverEvent::Stopped(reason)) => break reason,
-                        Some(event) => self.on_event(&key, event, &mut backoff).await,
+                        Some(event) => self.on_event(key, event, &mut backoff, fence).await,
                     },
                     _ = cancel.cancelled() => {
                         session.close().await;
@@ -493,27 +654,42 @@ impl DeviceManager {
                     }
                 }
             };
-            self.with_own_slot(key.device_id, run_id, |slot| slot.session = None);
-            let (id, tenant) = (key.device_id, key.tenant_id);
+            self.with_own_slot(id, run_id, |slot| slot.session = None);
+            let status = |status, detail: Option<String>| {
+                self.set_status(id, tenant, status, detail, Link::Unchanged, Some(fence))
+            };
             match reason {
                 StopReason::Closed => {
+                    // Stopped on purpose: a process that stops reports the device as
+                    // disconnected; a device handed to another process is reported by it.
                     if !cancel.is_cancelled() || self.inner.shutdown.is_cancelled() {
-                        self.set_status(id, tenant, DeviceStatus::Disconnected, None, None, None).await;
+                        status(DeviceStatus::Disconnected, None).await;
                     }
-                    break;
+                    return;
                 }
                 StopReason::ConnectionLost(why) => {
                     tracing::info!(device_id = id, reason = %why, "connection lost; reconnecting");
-                    self.set_status(id, tenant, DeviceStatus::Connecting, Some(why), None, None).await;
+                    status(DeviceStatus::Connecting, Some(why)).await;
                 }
                 StopReason::StreamReplaced => {
-                    let why = "another client took over this session".to_string();
-                    self.set_status(id, tenant, DeviceStatus::Connecting, Some(why), None, None).await;
+                    if !self.inner.node.holds(id, fence).await {
+                        // Another process took the device over and logged in: its session now.
+                        tracing::info!(device_id = id, "another gateway process took the session over");
+                        return;
+                    }
+                    // Still the holder: a client outside this cluster uses the same session
+                    // (a copied database, another deployment). Fighting over it would kick
+                    // each other off for ever; wait long between attempts instead.
+                    let why = "another client outside this gateway uses this session; reconnecting slowly"
+                        .to_string();
+                    tracing::warn!(device_id = id, "{why}");
+                    status(DeviceStatus::Disconnected, Some(why)).await;
+                    backoff = self.inner.reconnect_max;
                 }
                 StopReason::QrExhausted => {
                     let why = "the QR codes expired without a scan; ask for a new QR".to_string();
-                    self.set_status(id, tenant, DeviceStatus::Disconnected, Some(why), None, None).await;
-                    break;
+                    status(DeviceStatus::Disconnected, Some(why)).await;
+                    return;
                 }
                 StopReason::LoggedOut(why) => {
                     // Unless a logout through the gateway took this run over (it cleans up).
@@ -523,21 +699,27 @@ impl DeviceManager {
                         if let Err(e) = self.inner.driver.forget(id).await {
                             tracing::warn!(device_id = id, error = %e, "could not delete session keys after logout");
                         }
-                        self.set_status(id, tenant, DeviceStatus::LoggedOut, Some(why), Some(false), None)
-                            .await;
+                        self.set_status(
+                            id,
+                            tenant,
+                            DeviceStatus::LoggedOut,
+                            Some(why),
+                            Link::Unpaired,
+                            Some(fence),
+                        )
+                        .await;
                     }
-                    break;
+                    return;
                 }
                 StopReason::Refused(why) => {
-                    self.set_status(id, tenant, DeviceStatus::Disconnected, Some(why), None, None).await;
+                    status(DeviceStatus::Disconnected, Some(why)).await;
                     backoff = self.inner.reconnect_max;
                 }
             }
-            if !self.pause(&cancel, &mut backoff).await {
-                break;
+            if !self.pause(cancel, &mut backoff).await {
+                return;
             }
         }
-        self.with_own_slot(key.device_id, run_id, |slot| slot.run = None);
     }
 
     /// Runs `f` on the device's slot if run `run_id` still owns it (a newer run may have
@@ -562,12 +744,13 @@ impl DeviceManager {
         }
     }
 
-    async fn on_event(&self, key: &DeviceKey, event: DriverEvent, backoff: &mut Duration) {
+    async fn on_event(&self, key: &DeviceKey, event: DriverEvent, backoff: &mut Duration, fence: &Fence) {
+        let fence = Some(fence);
         let (id, tenant) = (key.device_id, key.tenant_id);
         match event {
             DriverEvent::Qr { code, ttl } => {
                 let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
-                self.set_status(id, tenant, DeviceStatus::Qr, None, None, None).await;
+                self.set_status(id, tenant, DeviceStatus::Qr, None, Link::Unchanged, fence).await;
                 if let Some(slot) = self.lock().get_mut(&id) {
                     slot.live.qr = Some(Offered { code: code.clone(), expires_at });
                 }
@@ -596,17 +779,18 @@ impl DeviceManager {
                     tenant,
                     DeviceStatus::Connecting,
                     Some("paired".into()),
-                    Some(true),
-                    Some(&jid),
+                    Link::Paired(Some(&jid)),
+                    fence,
                 )
                 .await;
             }
             DriverEvent::Connected => {
                 *backoff = self.inner.reconnect_min;
-                self.set_status(id, tenant, DeviceStatus::Connected, None, Some(true), None).await;
+                self.set_status(id, tenant, DeviceStatus::Connected, None, Link::Paired(None), fence).await;
             }
             DriverEvent::Disconnected { reason } => {
-                self.set_status(id, tenant, DeviceStatus::Connecting, Some(reason), None, None).await;
+                self.set_status(id, tenant, DeviceStatus::Connecting, Some(reason), Link::Unchanged, fence)
+                    .await;
             }
             DriverEvent::Messages { messages, ack } => {
                 // A message that names both the LID and the number behind it teaches the

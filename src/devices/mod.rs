@@ -1,5 +1,7 @@
 //! WhatsApp devices: the driver seam, the simulator, QR rendering and the per-device supervisor.
 
+pub mod balancer;
+pub mod commands;
 pub mod contacts;
 pub mod driver;
 pub mod groups;

@@ -3,7 +3,8 @@
 //! in the activity log. The API and the dashboard both call this; the device manager runs the
 //! sessions.
 
-use super::driver::DriverError;
+use super::commands::Command;
+use super::driver::{DriverError, NumberCheck};
 use super::find_device;
 use super::manager::{DeviceError, DeviceManager, LiveStatus, Offered};
 use crate::db::lids::LidMappingRow;
@@ -21,7 +22,7 @@ impl From<DeviceError> for ApiError {
         match e {
             DeviceError::AlreadyConnected => ApiError::Conflict(e.to_string()),
             DeviceError::NotConnected => ApiError::DeviceNotConnected(e.to_string()),
-            DeviceError::NoQrYet => ApiError::Unavailable(e.to_string()),
+            DeviceError::NoQrYet | DeviceError::OtherProcess => ApiError::Unavailable(e.to_string()),
             DeviceError::Driver(DriverError::NotConnected) => ApiError::DeviceNotConnected(e.to_string()),
             DeviceError::Driver(DriverError::Invalid(m)) => ApiError::BadRequest(m),
             DeviceError::Driver(DriverError::NotFound(m)) => ApiError::NotFound(m),
@@ -151,7 +152,7 @@ impl DeviceService {
     /// The current pairing QR code (a new pairing round when the previous codes expired).
     pub async fn qr(&self, tenant: &Tenant, reference: &str) -> ApiResult<Offered> {
         let row = self.find(tenant, reference).await?;
-        Ok(self.manager.qr(&row).await?)
+        Ok(self.manager.command(&row, Command::Qr).await?.offered()?)
     }
 
     /// A code to link the phone `phone` (default: the device's number) by typing it.
@@ -167,7 +168,7 @@ impl DeviceService {
                 .map_err(|e| ApiError::validation("phone", e.to_string()))?,
             None => row.phone.clone(),
         };
-        let offered = self.manager.pair_code(&row, &phone).await?;
+        let offered = self.manager.command(&row, Command::PairCode { phone }).await?.offered()?;
         self.tenants.record(tenant.activity("device.pair_code", format!("device:{}", row.id))).await;
         Ok(offered)
     }
@@ -175,7 +176,7 @@ impl DeviceService {
     /// Logs the device out of WhatsApp and clears its session; it stays until paired again.
     pub async fn logout(&self, tenant: &Tenant, reference: &str) -> ApiResult<Device> {
         let row = self.find(tenant, reference).await?;
-        self.manager.logout(&row).await?;
+        self.manager.command(&row, Command::Logout).await?;
         self.tenants.record(tenant.activity("device.logout", format!("device:{}", row.id))).await;
         self.reread(tenant, row.id).await
     }
@@ -183,9 +184,15 @@ impl DeviceService {
     /// Logs the device out and starts a fresh pairing.
     pub async fn reset(&self, tenant: &Tenant, reference: &str) -> ApiResult<Device> {
         let row = self.find(tenant, reference).await?;
-        self.manager.reset(&row).await?;
+        self.manager.command(&row, Command::Reset).await?;
         self.tenants.record(tenant.activity("device.reset", format!("device:{}", row.id))).await;
         self.reread(tenant, row.id).await
+    }
+
+    /// Which of `numbers` (digits) have WhatsApp, asked through the device's session wherever
+    /// it runs.
+    pub async fn check_numbers(&self, row: &DeviceRow, numbers: Vec<String>) -> ApiResult<Vec<NumberCheck>> {
+        Ok(self.manager.command(row, Command::CheckNumbers { numbers }).await?.numbers()?)
     }
 
     async fn reread(&self, tenant: &Tenant, id: i64) -> ApiResult<Device> {

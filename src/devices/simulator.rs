@@ -279,6 +279,16 @@ const MEDIA_CAP: usize = 1_000;
 struct SimDevice {
     live: Option<Live>,
     outbox: VecDeque<SimSent>,
+    /// Sessions opened, and how many of them replaced a live one (as WhatsApp does when a
+    /// second client logs in with the same keys).
+    sessions: SessionCounts,
+}
+
+/// How often a device's session was opened on the simulated network.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SessionCounts {
+    pub opened: u64,
+    pub replaced: u64,
 }
 
 struct Live {
@@ -603,6 +613,11 @@ impl Simulator {
             .ok_or_else(|| SimError::Invalid("`phone` must be a phone number of 8 to 15 digits".into()))?;
         self.inner.profiles.lock().unwrap_or_else(|e| e.into_inner()).insert(phone, profile);
         Ok(())
+    }
+
+    /// How often the device's session was opened, and how often that replaced a live one.
+    pub fn sessions(&self, device_id: i64) -> SessionCounts {
+        self.inner.lock().get(&device_id).map(|d| d.sessions).unwrap_or_default()
     }
 
     /// Whether the device has a live, connected session.

@@ -9,7 +9,8 @@
 
 mod lids;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use serde_json::json;
@@ -146,6 +147,8 @@ pub struct Inbound {
     media: MediaFetcher,
     keeper: MediaKeeper,
     store_failures: Arc<StoreFailures>,
+    /// Messages whose pipeline runs in this process now: a resume leaves them alone.
+    running: Arc<Mutex<HashSet<i64>>>,
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -167,31 +170,46 @@ impl Inbound {
             media,
             keeper,
             store_failures: Arc::default(),
+            running: Arc::default(),
             tasks,
         }
     }
 
-    /// Runs the pipeline for messages stored before a restart whose pipeline never finished.
-    pub async fn resume(&self) -> Result<usize, DbError> {
-        let pending = self.db.unprocessed_inbound(1000).await?;
-        let n = pending.len();
+    /// Runs the pipeline for the device's messages whose pipeline never finished (stored
+    /// before a crash, or by a process that lost the device): done by the process that takes
+    /// the device, so no two processes resume the same messages.
+    pub async fn resume(&self, device_id: i64) -> Result<usize, DbError> {
+        let pending = self.db.unprocessed_inbound_of(device_id, 1000).await?;
+        let mut resumed = 0;
         for (tenant, id) in pending {
+            if self.lock_running().contains(&id) {
+                continue;
+            }
             if let Some(row) = self.db.message(tenant, id).await? {
                 let me = self.clone();
                 self.tasks.spawn(async move { me.process(row).await });
+                resumed += 1;
             }
         }
-        Ok(n)
+        Ok(resumed)
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<i64>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn process(&self, message: MessageRow) {
         let id = message.id;
+        if !self.lock_running().insert(id) {
+            return;
+        }
         if let Err(e) = self.run_pipeline(message).await {
             tracing::warn!(message_id = id, error = %e, "inbound pipeline failed");
         }
         if let Err(e) = self.db.mark_processed(id).await {
             tracing::warn!(message_id = id, error = %e, "could not mark the message processed");
         }
+        self.lock_running().remove(&id);
     }
 
     async fn run_pipeline(&self, message: MessageRow) -> Result<(), DbError> {
@@ -674,6 +692,20 @@ impl StoreFailures {
 
 #[async_trait]
 impl MessageSink for Inbound {
+    async fn resume(&self, device: &DeviceKey) {
+        match self.resume(device.device_id).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                device_id = device.device_id,
+                messages = n,
+                "resumed unfinished inbound pipelines"
+            ),
+            Err(e) => {
+                tracing::warn!(device_id = device.device_id, error = %e, "cannot resume inbound pipelines")
+            }
+        }
+    }
+
     /// Stores a batch; `false` (do not acknowledge, WhatsApp delivers it again) when a message
     /// could not be stored. A message refused [`STORE_ATTEMPTS`] times becomes a dead letter
     /// and counts as handled, so it neither comes back forever nor holds up the others.
@@ -779,7 +811,7 @@ impl MessageSink for Inbound {
                 for wa_id in &wa_ids {
                     if let Ok(Some((_, id))) = self.db.system_outbound_by_wa_id(wa_id).await {
                         if let Ok(true) =
-                            self.db.finish_outbound(id, "failed", Some("refused by WhatsApp")).await
+                            self.db.finish_outbound(id, "failed", Some("refused by WhatsApp"), None).await
                         {
                             self.outbound.feed().status_changed(device.tenant_id, id);
                         }

@@ -10,6 +10,14 @@
 //! A message's WhatsApp id is chosen and stored before its first attempt, and every attempt
 //! sends under it: a retry after a lost ack, or a resend after a crash between the send and its
 //! record, is the same message to WhatsApp and to the recipient, never a second one.
+//!
+//! With several processes on one database, any process accepts a send for a device connected
+//! in any of them; only the process holding the device's lease sends. It takes each row with
+//! a claim fenced by the lease's epoch and records the outcome under the same fence, so a
+//! process that lost the device neither takes nor records anything. A send stored elsewhere
+//! wakes the holder through the [`Bus`]; the holder also polls its devices' queues every scan
+//! interval, so a lost wake-up only delays a message. A synchronous request served by another
+//! process waits by reading the row.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -22,8 +30,10 @@ use tokio_util::task::TaskTracker;
 
 use super::feed::MessageFeed;
 use super::keeper::MediaKeeper;
+use crate::cluster::{Bus, Signal};
 use crate::config::WhatsappConfig;
 use crate::content::Details;
+use crate::db::messages::Claim;
 use crate::db::{now_ms, Db, DbError, DeviceRow, MessageRow, NewMessage};
 use crate::devices::driver::{
     Content, DriverError, MediaKind, MessageKey, OutboundMedia, Outgoing, PresenceState, Quote, Session,
@@ -81,6 +91,7 @@ struct Inner {
     /// Keeps the bytes of sent media.
     keeper: MediaKeeper,
     pacing: Pacing,
+    bus: Bus,
     workers: Mutex<HashMap<i64, Arc<Notify>>>,
     waiters: Mutex<HashMap<i64, Vec<oneshot::Sender<()>>>>,
     shutdown: CancellationToken,
@@ -109,9 +120,11 @@ impl Outbound {
             wait: Duration::from_secs(config.send_wait_timeout),
             max_attempts: config.send_max_attempts,
         };
+        let bus = devices.node().bus().clone();
         Outbound {
             inner: Arc::new(Inner {
                 db,
+                bus,
                 devices,
                 limits,
                 feed: MessageFeed::default(),
@@ -125,33 +138,69 @@ impl Outbound {
         }
     }
 
-    /// Starts senders for devices with queued messages and wakes a device's sender whenever
-    /// it connects.
+    /// Wakes a device's sender whenever the device connects here, another process queued a
+    /// message for a device held here, or the poll of this process's queues finds one waiting.
     pub async fn start(&self) -> Result<(), DbError> {
-        for device_id in self.inner.db.devices_with_queued().await? {
-            self.wake(device_id);
-        }
         let me = self.clone();
         let mut updates = self.inner.devices.subscribe();
+        let mut signals = self.inner.bus.subscribe();
+        let mut poll = tokio::time::interval(self.inner.devices.node().timing().scan);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = self.inner.shutdown.clone();
         self.inner.tasks.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
             loop {
                 tokio::select! {
                     update = updates.recv() => match update {
                         Ok(DeviceUpdate::Status { device_id, status: DeviceStatus::Connected, .. }) => me.wake(device_id),
                         Ok(_) => {}
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                            // Missed updates: wake every sender so none waits for a lost signal.
-                            let ids: Vec<i64> = me.inner.workers.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
-                            ids.into_iter().for_each(|id| me.wake(id));
-                        }
-                        Err(_) => break,
+                        Err(RecvError::Lagged(_)) => me.wake_queued().await,
+                        Err(RecvError::Closed) => break,
                     },
+                    signal = signals.recv() => match signal {
+                        Ok(Signal::Queued(device_id)) if me.holds(device_id) => me.wake(device_id),
+                        Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => me.wake_queued().await,
+                        Ok(_) => {}
+                        Err(RecvError::Closed) => break,
+                    },
+                    _ = poll.tick() => me.wake_queued().await,
                     _ = shutdown.cancelled() => break,
                 }
             }
         });
         Ok(())
+    }
+
+    /// Whether this process runs the device's session (holds its lease).
+    fn holds(&self, device_id: i64) -> bool {
+        self.inner.devices.fence_of(device_id).is_some()
+    }
+
+    /// Wakes the senders of this process's devices that have due queued messages.
+    async fn wake_queued(&self) {
+        let node = self.inner.devices.node().id();
+        match self.inner.db.queued_devices_of(&node).await {
+            Ok(devices) => devices.into_iter().filter(|d| self.holds(*d)).for_each(|d| self.wake(d)),
+            Err(e) => tracing::warn!(error = %e, "cannot read the outbound queues"),
+        }
+    }
+
+    /// Whether the device can send now: connected here, or connected in another live process.
+    async fn connected_anywhere(&self, device_id: i64) -> Result<bool, DbError> {
+        if self.inner.devices.connected(device_id).is_some() {
+            return Ok(true);
+        }
+        self.inner.db.cluster_online(device_id).await
+    }
+
+    /// Has the device's sender look at its queue: here when this process holds the device,
+    /// otherwise through the bus (its holder's poll covers a lost signal).
+    async fn queued(&self, device_id: i64) {
+        if self.holds(device_id) {
+            self.wake(device_id);
+        } else {
+            self.inner.bus.publish(Signal::Queued(device_id)).await;
+        }
     }
 
     /// Validates, reserves the allowance, stores and queues a message; waits for the driver
@@ -165,7 +214,7 @@ impl Outbound {
                 return Ok(row);
             }
         }
-        if req.require_connected && inner.devices.connected(req.device.id).is_none() {
+        if req.require_connected && !self.connected_anywhere(req.device.id).await? {
             return Err(SendError::DeviceNotConnected);
         }
         inner.limits.reserve_messages(req.tenant, &req.package, 1).await?;
@@ -186,13 +235,29 @@ impl Outbound {
             return Ok(row);
         }
         if req.asynchronous {
-            self.wake(row.device_id);
+            self.queued(row.device_id).await;
             return Ok(row);
         }
-        let (tx, rx) = oneshot::channel();
+        let (tx, mut rx) = oneshot::channel();
         inner.waiters.lock().unwrap_or_else(|e| e.into_inner()).entry(row.id).or_default().push(tx);
-        self.wake(row.device_id);
-        let _ = tokio::time::timeout(inner.pacing.wait, rx).await;
+        self.queued(row.device_id).await;
+        // Released by this process's sender; when another process sends, the row tells.
+        let deadline = tokio::time::Instant::now() + inner.pacing.wait;
+        loop {
+            let tick = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + REMOTE_POLL));
+            tokio::select! {
+                _ = &mut rx => break,
+                _ = tick => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            if !self.holds(row.device_id)
+                && inner.db.message(req.tenant, row.id).await?.is_some_and(|m| m.status != "queued")
+            {
+                break;
+            }
+        }
         inner.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(&row.id);
         Ok(inner.db.message(req.tenant, row.id).await?.unwrap_or(row))
     }
@@ -262,7 +327,7 @@ impl Outbound {
         Ok((row, fresh, blob))
     }
 
-    /// Wakes the device's sender, starting it if needed.
+    /// Wakes the device's sender here, starting it if needed.
     pub fn wake(&self, device_id: i64) {
         let (notify, spawn) = {
             let mut workers = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
@@ -291,14 +356,47 @@ impl Outbound {
             if inner.shutdown.is_cancelled() {
                 break;
             }
-            let Some(session) = inner.devices.connected(device_id) else {
+            let (Some(session), Some(fence)) =
+                (inner.devices.connected(device_id), inner.devices.fence_of(device_id))
+            else {
                 if !self.wait(&notify, idle).await {
                     break;
                 }
                 continue;
             };
-            let next = match inner.db.next_queued(device_id).await {
-                Ok(n) => n,
+            let claim =
+                inner.db.claim_queued(device_id, &fence.node, fence.epoch, &session.new_message_id()).await;
+            let (id, tenant, wa_id) = match claim {
+                Ok(Claim::Taken { id, tenant, wa_id, taken_over }) => {
+                    if taken_over {
+                        tracing::info!(
+                            message_id = id,
+                            wa_id,
+                            "sending a message again that was in flight when its device changed process; \
+                             same WhatsApp id"
+                        );
+                    }
+                    (id, tenant, wa_id)
+                }
+                Ok(Claim::Retry) => continue,
+                Ok(Claim::Empty) => {
+                    let due = inner.db.next_queued_due(device_id).await.ok().flatten();
+                    let wait = due
+                        .map(|d| Duration::from_millis((d - now_ms()).clamp(10, 30_000) as u64))
+                        .unwrap_or(idle);
+                    if !self.wait(&notify, wait).await {
+                        break;
+                    }
+                    continue;
+                }
+                Ok(Claim::Fenced) => {
+                    // The device moved to another process; its session here is being stopped.
+                    tracing::info!(device_id, "not the device's holder any more; not sending");
+                    if !self.wait(&notify, idle).await {
+                        break;
+                    }
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(device_id, error = %e, "cannot read the outbound queue");
                     if !self.wait(&notify, Duration::from_secs(1)).await {
@@ -307,31 +405,8 @@ impl Outbound {
                     continue;
                 }
             };
-            let Some((id, tenant)) = next else {
-                let due = inner.db.next_queued_due(device_id).await.ok().flatten();
-                let wait = due
-                    .map(|d| Duration::from_millis((d - now_ms()).clamp(10, 30_000) as u64))
-                    .unwrap_or(idle);
-                if !self.wait(&notify, wait).await {
-                    break;
-                }
-                continue;
-            };
             let Ok(Some(msg)) = inner.db.message(tenant, id).await else { continue };
-            let wa_id = match msg.wa_id.clone() {
-                Some(wa_id) => wa_id,
-                None => {
-                    let wa_id = session.new_message_id();
-                    if let Err(e) = inner.db.set_outbound_wa_id(id, &wa_id).await {
-                        tracing::warn!(message_id = id, error = %e, "cannot record the message's WhatsApp id");
-                        if !self.wait(&notify, Duration::from_secs(1)).await {
-                            break;
-                        }
-                        continue;
-                    }
-                    wa_id
-                }
-            };
+            let fenced = Some((&*fence.node, fence.epoch));
             let outcome = tokio::select! {
                 outcome = self.deliver(&*session, &msg, &wa_id) => outcome,
                 // Stopping mid-send: the message stays queued under its id and goes (again)
@@ -340,14 +415,22 @@ impl Outbound {
             };
             match outcome {
                 Ok(()) => {
-                    match inner.db.finish_outbound(id, "sent", None).await {
-                        Ok(true) => inner.feed.status_changed(tenant, id),
-                        Ok(false) => {}
-                        Err(e) => {
-                            tracing::error!(message_id = id, error = %e, "sent, but could not record it")
+                    let keep = match inner.db.finish_outbound(id, "sent", None, fenced).await {
+                        Ok(true) => {
+                            inner.feed.status_changed(tenant, id);
+                            true
                         }
+                        // A receipt recorded it first, or the device moved to another process,
+                        // which sends it again under the same id and keeps its media then.
+                        Ok(false) => inner.devices.node().holds(device_id, &fence).await,
+                        Err(e) => {
+                            tracing::error!(message_id = id, error = %e, "sent, but could not record it");
+                            true
+                        }
+                    };
+                    if keep {
+                        self.keep_sent(&msg).await;
                     }
-                    self.keep_sent(&msg).await;
                     self.release_waiters(id);
                     let gap = inner.pacing.min_gap
                         + inner.pacing.jitter.mul_f64(rand::thread_rng().gen_range(0.0..=1.0));
@@ -373,15 +456,16 @@ impl Outbound {
                         || matches!(e, DriverError::Invalid(_))
                     {
                         tracing::info!(message_id = id, error = %reason, "send failed");
-                        if let Ok(true) = inner.db.finish_outbound(id, "failed", Some(&reason)).await {
+                        if let Ok(true) = inner.db.finish_outbound(id, "failed", Some(&reason), fenced).await
+                        {
                             inner.feed.status_changed(tenant, id);
+                            let _ = inner.limits.release_messages(tenant, 1).await;
+                            self.drop_blob(&msg).await;
                         }
-                        let _ = inner.limits.release_messages(tenant, 1).await;
-                        self.drop_blob(&msg).await;
                         self.release_waiters(id);
                     } else {
                         let due = now_ms() + 1000 * (1 << attempts.min(6));
-                        let _ = inner.db.requeue_message(id, due, &reason).await;
+                        let _ = inner.db.requeue_message(id, due, &reason, &fence.node, fence.epoch).await;
                     }
                 }
             }
@@ -470,6 +554,10 @@ impl Outbound {
         }
     }
 }
+
+/// How often a synchronous send served by a process that does not hold the device reads the
+/// message to see whether its holder sent it.
+const REMOTE_POLL: Duration = Duration::from_millis(100);
 
 /// The kind a message without media is stored as, from what its details carry.
 fn kind_of(details: &Details) -> &'static str {

@@ -462,12 +462,30 @@ impl TestApp {
 // ---------------------------------------------------------------------------------------
 
 impl TestApp {
-    /// A second gateway on the same database and configuration, with its own port, workers
-    /// and simulator (as a second process would have). The database stays owned by `self`:
-    /// drop the second app first. Meant for PostgreSQL; two processes on one SQLite file are
-    /// not a supported deployment.
+    /// A gateway (test defaults, then `configure`) whose simulated WhatsApp network has its own
+    /// connection to the database, so the network outlives this process: for tests where
+    /// gateways started with [`TestApp::spawn_second`] share it and this one stops.
+    pub async fn spawn_with_lasting_network(configure: impl FnOnce(&mut Config)) -> TestApp {
+        let (config, database) = test_config(configure).await;
+        let db = wa_gateway::db::Db::connect(&wa_gateway::db::ConnectOptions {
+            url: config.database.url.clone(),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(60),
+        })
+        .await
+        .expect("the simulated network reaches the database");
+        let network = wa_gateway::devices::simulator::Simulator::new(db, Default::default());
+        let options = AppOptions { simulator: Some(std::sync::Arc::new(network)), ..AppOptions::default() };
+        launch(config, Some(database), options).await.0
+    }
+
+    /// A second gateway on the same database and configuration, with its own port and
+    /// workers, on the same simulated WhatsApp network (as a second process would reach the
+    /// same WhatsApp). The database stays owned by `self`: stop the second app first. Meant
+    /// for PostgreSQL; a second process on one SQLite file refuses to start.
     pub async fn spawn_second(&self) -> TestApp {
-        launch(self.config.clone(), None, AppOptions::default()).await.0
+        let options = AppOptions { simulator: self.state.simulator.clone(), ..AppOptions::default() };
+        launch(self.config.clone(), None, options).await.0
     }
 }
 
@@ -521,6 +539,14 @@ impl TestApp {
 }
 
 impl TestAppWith {
+    /// A second gateway process on the same database, configuration and options (the same
+    /// fake WhatsApp network), with its own port. Stop it before `self`, which owns the
+    /// database. Meant for PostgreSQL.
+    pub async fn spawn_second(&self) -> TestAppWith {
+        let (app, updates) = launch(self.app.config.clone(), None, (self.options)()).await;
+        TestAppWith { app, options: self.options.clone(), updates }
+    }
+
     /// Stops the gateway gracefully and starts a new process on the same database,
     /// configuration and options (the same fake network). New port: use the returned app.
     pub async fn restart(mut self) -> TestAppWith {

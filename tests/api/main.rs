@@ -4,6 +4,7 @@
 mod account;
 mod auth;
 mod chats;
+mod cluster;
 mod contacts;
 mod devices;
 mod errors;

@@ -1,9 +1,10 @@
-//! The request rate limit: per tenant (every key together) and per key.
+//! The request rate limit: per tenant (every key together) and per key, shared by the
+//! gateway processes of one database.
 
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::helpers::{assert_error, TestApp};
+use crate::helpers::{assert_error, poll_until, TestApp, WAIT};
 
 #[tokio::test]
 async fn a_key_over_its_requests_per_minute_gets_429_with_retry_after() {
@@ -94,4 +95,40 @@ async fn unlimited_requests_per_minute_are_never_refused() {
     for _ in 0..50 {
         assert_eq!(app.get("/api/user/info", &tenant.api_key).await.0, StatusCode::OK);
     }
+}
+
+/// Two gateway processes on one PostgreSQL database share each tenant's bucket: a tenant
+/// allowed 20 requests a minute, sending as fast as it can through both, gets 20 (plus what
+/// refills meanwhile, plus at most the bound `src/limits/rate.rs` states for two processes:
+/// ⌈20 / 2⌉ = 10), not 20 from each.
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
+async fn a_tenant_sending_through_two_processes_gets_one_allowance() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_second().await;
+    poll_until(WAIT, || async {
+        (a.state.rate.processes() == 2 && b.state.rate.processes() == 2).then_some(())
+    })
+    .await;
+    let tenant = a.create_tenant("basic").await;
+    a.set_limits(&tenant, json!({"requests_per_minute": 20})).await;
+
+    let started = std::time::Instant::now();
+    let mut granted = [0u64; 2];
+    let mut i = 0usize;
+    while started.elapsed() < std::time::Duration::from_secs(3) {
+        let app = [&a, &b][i % 2];
+        let (status, body) = app.get("/api/user/info", &tenant.api_key).await;
+        match status {
+            StatusCode::OK => granted[i % 2] += 1,
+            _ => assert_error(status, &body, StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+        }
+        i += 1;
+    }
+    let total = granted[0] + granted[1];
+    let refilled = (started.elapsed().as_secs_f64() * 20.0 / 60.0).ceil() as u64;
+    let bound = 10;
+    assert!(total <= 20 + refilled + bound, "{granted:?} granted, {refilled} refilled, over the bound");
+    assert!(total >= 19, "{granted:?} granted: the allowance is usable through both processes");
+    assert!(granted.iter().all(|&g| g > 0), "{granted:?}: both processes served some");
 }

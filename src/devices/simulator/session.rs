@@ -66,7 +66,14 @@ impl Driver for Simulator {
             cancel,
             phase: phase.clone(),
         };
-        let replaced = self.inner.lock().entry(device_id).or_default().live.replace(live);
+        let replaced = {
+            let mut devices = self.inner.lock();
+            let sim = devices.entry(device_id).or_default();
+            sim.sessions.opened += 1;
+            let replaced = sim.live.replace(live);
+            sim.sessions.replaced += u64::from(replaced.is_some());
+            replaced
+        };
         if let Some(old) = replaced {
             old.stop(StopReason::StreamReplaced);
         }
