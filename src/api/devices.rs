@@ -356,7 +356,7 @@ async fn device_events(
 /// the current status (the API's and the dashboard's device events).
 pub fn event_stream(state: &AppState, row: &DeviceRow) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let device_id = row.id;
-    let updates = state.device_manager.subscribe();
+    let updates = state.device_manager.subscribe_everywhere();
     let live = state.device_manager.status_of(row);
     let mut first = vec![json_event(
         "status",

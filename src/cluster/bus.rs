@@ -7,6 +7,7 @@
 //! into their broadcast. After the listener lost its connection it reports
 //! [`Signal::Resync`], because notifications sent meanwhile are gone.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
@@ -21,7 +22,7 @@ use crate::db::Db;
 const CHANNEL: &str = "wa_gateway";
 
 /// What a signal asks its receivers to look at again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// The device has new queued messages: its owner's sender should look at its queue.
     Queued(i64),
@@ -31,15 +32,19 @@ pub enum Signal {
     LeaseFree,
     /// Signals may have been lost (the listener reconnected): look at everything again.
     Resync,
+    /// A device's live state changed in the process running it (status, QR or pairing code),
+    /// for the live views of the others; the payload is the devices module's.
+    Update(Arc<str>),
 }
 
 impl Signal {
-    fn encode(self) -> String {
+    fn encode(&self) -> String {
         match self {
             Signal::Queued(device) => format!("q:{device}"),
             Signal::Command(device) => format!("c:{device}"),
             Signal::LeaseFree => "l".into(),
             Signal::Resync => "r".into(),
+            Signal::Update(payload) => format!("u:{payload}"),
         }
     }
 
@@ -51,6 +56,7 @@ impl Signal {
             "c" => id.parse().ok().map(Signal::Command),
             "l" if id.is_empty() => Some(Signal::LeaseFree),
             "r" if id.is_empty() => Some(Signal::Resync),
+            "u" if !id.is_empty() => Some(Signal::Update(id.into())),
             _ => None,
         }
     }
@@ -72,17 +78,21 @@ impl Bus {
     /// Signals this process at once and, on PostgreSQL, every other process. A signal that
     /// cannot be sent to the others is logged: their polls cover it.
     pub async fn publish(&self, signal: Signal) {
-        let _ = self.local.send(signal);
+        let payload = signal.encode();
+        let _ = self.local.send(signal.clone());
         if let Some(pool) = &self.postgres {
-            let sent = sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(signal.encode())
-                .execute(pool)
-                .await;
+            let sent =
+                sqlx::query("SELECT pg_notify($1, $2)").bind(CHANNEL).bind(payload).execute(pool).await;
             if let Err(e) = sent {
                 tracing::debug!(error = %e, ?signal, "could not notify the other gateway processes");
             }
         }
+    }
+
+    /// Whether other processes may share the database (PostgreSQL): only then is there anyone
+    /// to tell about what happens here.
+    pub fn is_shared(&self) -> bool {
+        self.postgres.is_some()
     }
 
     /// Signals from now on, this process's and (on PostgreSQL) every other's. A receiver that
@@ -159,10 +169,11 @@ mod tests {
             Signal::Command(3),
             Signal::LeaseFree,
             Signal::Resync,
+            Signal::Update("n1:{\"a\":1}".into()),
         ] {
             assert_eq!(Signal::decode(&s.encode()), Some(s));
         }
-        for odd in ["", "q:", "q:x", "f:-", "l:1", "z:1", "q"] {
+        for odd in ["", "q:", "q:x", "f:-", "l:1", "z:1", "q", "u:"] {
             assert_eq!(Signal::decode(odd), None, "{odd}");
         }
     }

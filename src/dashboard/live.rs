@@ -302,7 +302,7 @@ pub async fn message_events(
         ..HistorySearch::default()
     };
     let devices = (value("devices").as_deref() == Some("1"))
-        .then(|| (HashMap::new(), state.device_manager.subscribe()));
+        .then(|| (HashMap::new(), state.device_manager.subscribe_everywhere()));
     let tenant = Visitor::tenant(&v, &me);
     let messages = state.outbound.feed().subscribe();
     let poller = Poller {

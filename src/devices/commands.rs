@@ -191,7 +191,8 @@ impl DeviceManager {
         }
     }
 
-    /// Runs the commands other processes store for the devices held here, until shutdown.
+    /// Runs the commands other processes store for the devices held here, and shows the
+    /// device updates they share in this process's live views, until shutdown.
     pub fn serve_commands(&self, shutdown: CancellationToken, tasks: &TaskTracker) {
         let me = self.clone();
         let mut signals = self.node().bus().subscribe();
@@ -204,6 +205,10 @@ impl DeviceManager {
                 let devices: Vec<i64> = tokio::select! {
                     signal = signals.recv() => match signal {
                         Ok(Signal::Command(device_id)) => vec![device_id],
+                        Ok(Signal::Update(payload)) => {
+                            me.receive_shared(&payload);
+                            continue;
+                        }
                         Ok(Signal::Resync) | Err(RecvError::Lagged(_)) => me.devices_with_commands().await,
                         Ok(_) => continue,
                         Err(RecvError::Closed) => break,

@@ -30,7 +30,7 @@ use crate::cluster::{Fence, Node};
 use crate::db::{Db, DeviceRow};
 
 /// A device's connection state as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceStatus {
     Disconnected,
@@ -237,6 +237,8 @@ struct Inner {
     reconnect_max: Duration,
     slots: Mutex<HashMap<i64, Slot>>,
     updates: broadcast::Sender<DeviceUpdate>,
+    /// This process's updates and those other processes shared, for live views.
+    everywhere: broadcast::Sender<DeviceUpdate>,
     sink: OnceLock<Arc<dyn MessageSink>>,
     log: OnceLock<Arc<dyn UpdateLog>>,
     shutdown: CancellationToken,
@@ -260,6 +262,7 @@ impl DeviceManager {
         tasks: TaskTracker,
     ) -> Self {
         let (updates, _) = broadcast::channel(1024);
+        let (everywhere, _) = broadcast::channel(1024);
         DeviceManager {
             inner: Arc::new(Inner {
                 driver,
@@ -269,6 +272,7 @@ impl DeviceManager {
                 reconnect_max: reconnect.1,
                 slots: Mutex::new(HashMap::new()),
                 updates,
+                everywhere,
                 sink: OnceLock::new(),
                 log: OnceLock::new(),
                 shutdown,
@@ -288,9 +292,29 @@ impl DeviceManager {
         let _ = self.inner.log.set(log);
     }
 
-    /// Status changes and QR codes of every device, as they happen.
+    /// Status changes and QR codes of the devices running in this process, as they happen
+    /// (what webhooks and the outbound queue act on).
     pub fn subscribe(&self) -> broadcast::Receiver<DeviceUpdate> {
         self.inner.updates.subscribe()
+    }
+
+    /// Like [`DeviceManager::subscribe`], plus the status changes, QR codes and pairing
+    /// codes of devices running in other processes on the same database (for live views).
+    pub fn subscribe_everywhere(&self) -> broadcast::Receiver<DeviceUpdate> {
+        self.inner.everywhere.subscribe()
+    }
+
+    /// Shows an update from another process in this process's live views.
+    pub(super) fn show_everywhere(&self, update: DeviceUpdate) {
+        let _ = self.inner.everywhere.send(update);
+    }
+
+    /// Broadcasts an update of a device running here: to this process's listeners and live
+    /// views, and to the other processes' live views.
+    async fn broadcast(&self, update: DeviceUpdate) {
+        let _ = self.inner.everywhere.send(update.clone());
+        self.share(&update).await;
+        let _ = self.inner.updates.send(update);
     }
 
     /// This process as a node of the cluster.
@@ -559,7 +583,7 @@ impl DeviceManager {
             changed
         };
         if changed {
-            let _ = self.inner.updates.send(DeviceUpdate::Status { device_id, tenant_id, status, detail });
+            self.broadcast(DeviceUpdate::Status { device_id, tenant_id, status, detail }).await;
         }
     }
 
@@ -754,24 +778,16 @@ impl DeviceManager {
                 if let Some(slot) = self.lock().get_mut(&id) {
                     slot.live.qr = Some(Offered { code: code.clone(), expires_at });
                 }
-                let _ = self.inner.updates.send(DeviceUpdate::Qr {
-                    device_id: id,
-                    tenant_id: tenant,
-                    qr: code,
-                    expires_at,
-                });
+                self.broadcast(DeviceUpdate::Qr { device_id: id, tenant_id: tenant, qr: code, expires_at })
+                    .await;
             }
             DriverEvent::PairCode { code, ttl } => {
                 let expires_at = Utc::now() + chrono::Duration::from_std(ttl).unwrap_or_default();
                 if let Some(slot) = self.lock().get_mut(&id) {
                     slot.live.pair_code = Some(Offered { code: code.clone(), expires_at });
                 }
-                let _ = self.inner.updates.send(DeviceUpdate::PairCode {
-                    device_id: id,
-                    tenant_id: tenant,
-                    code,
-                    expires_at,
-                });
+                self.broadcast(DeviceUpdate::PairCode { device_id: id, tenant_id: tenant, code, expires_at })
+                    .await;
             }
             DriverEvent::Paired { jid } => {
                 self.set_status(
@@ -884,6 +900,6 @@ impl DeviceManager {
                 pause *= 2;
             }
         }
-        let _ = self.inner.updates.send(update);
+        self.broadcast(update).await;
     }
 }

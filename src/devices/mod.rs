@@ -4,6 +4,7 @@ pub mod balancer;
 pub mod commands;
 pub mod contacts;
 pub mod driver;
+pub mod fanout;
 pub mod groups;
 pub mod manager;
 pub mod qr;

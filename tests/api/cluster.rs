@@ -69,6 +69,26 @@ async fn let_it_scan(app: &TestApp) {
     .await;
 }
 
+/// Two processes on one database and network, with the test cluster timing; a tenant's
+/// device is paired through the first (which holds it) before the second starts.
+struct Pair {
+    first: TestApp,
+    second: TestApp,
+    tenant: TestTenant,
+    phone: String,
+    device: i64,
+}
+
+async fn two_processes_with_a_device() -> Pair {
+    require_postgres();
+    let first = TestApp::spawn_with(quick).await;
+    let tenant = first.create_tenant("enterprise").await;
+    let phone = device_phone();
+    let device = first.pair_device(&tenant, &phone).await;
+    let second = first.spawn_second().await;
+    Pair { first, second, tenant, phone, device }
+}
+
 async fn send_sync(app: &TestApp, tenant: &TestTenant, device: &str, text: &str) -> serde_json::Value {
     let (status, body) = app
         .post("/api/send-message", &tenant.api_key, &json!({"device": device, "to": BUDI, "text": text}))
@@ -80,18 +100,12 @@ async fn send_sync(app: &TestApp, tenant: &TestTenant, device: &str, text: &str)
 #[tokio::test]
 #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
 async fn a_second_process_leaves_the_first_ones_device_alone_and_sends_through_it_once() {
-    require_postgres();
-    let first = TestApp::spawn_with(quick).await;
-    let tenant = first.create_tenant("enterprise").await;
-    let phone = device_phone();
-    let device = first.pair_device(&tenant, &phone).await;
-    let opened = sessions(&first, device);
-    let mut second = first.spawn_second().await;
+    let Pair { first, mut second, tenant, phone, device } = two_processes_with_a_device().await;
     let_it_scan(&second).await;
 
     assert_eq!(holder(&first, device).await, Some(node_of(&first)), "the first process still holds it");
-    assert_eq!(sessions(&first, device), opened, "the second process opened no session of the device");
-    assert_eq!(opened.1, 0, "no session was ever replaced");
+    // One session, the first's pairing one, never replaced: the second opened none.
+    assert_eq!(sessions(&first, device), (1, 0), "the second process opened no session of the device");
     assert!(second.state.device_manager.fence_of(device).is_none());
 
     // Answered as connected by either process, sent once, by the holder.
@@ -119,7 +133,7 @@ async fn a_second_process_leaves_the_first_ones_device_alone_and_sends_through_i
     let ids: HashSet<&str> = outbox.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids.len(), 11, "eleven WhatsApp ids");
     assert!(ids.contains(sent["wa_id"].as_str().expect("the sent message has its WhatsApp id")));
-    assert_eq!(sessions(&first, device), opened, "still the one session");
+    assert_eq!(sessions(&first, device), (1, 0), "still the one session");
     second.stop().await;
 }
 
@@ -183,12 +197,7 @@ async fn devices_spread_over_the_processes_and_move_when_one_stops() {
 #[tokio::test]
 #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
 async fn a_process_cut_off_from_the_database_stops_before_another_takes_its_devices() {
-    require_postgres();
-    let first = TestApp::spawn_with(quick).await;
-    let tenant = first.create_tenant("enterprise").await;
-    let phone = device_phone();
-    let device = first.pair_device(&tenant, &phone).await;
-    let mut second = first.spawn_second().await;
+    let Pair { first, mut second, tenant, phone, device } = two_processes_with_a_device().await;
     let (_, epoch_before) = first.state.db.cluster_holder(device).await.unwrap().expect("held");
     let_it_scan(&second).await;
     assert_eq!(holder(&first, device).await, Some(node_of(&first)));
@@ -262,12 +271,7 @@ async fn a_second_gateway_on_one_sqlite_file_refuses_to_start() {
 #[tokio::test]
 #[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
 async fn session_commands_through_the_other_process_reach_the_devices_holder() {
-    require_postgres();
-    let first = TestApp::spawn_with(quick).await;
-    let tenant = first.create_tenant("enterprise").await;
-    let phone = device_phone();
-    let device = first.pair_device(&tenant, &phone).await;
-    let mut second = first.spawn_second().await;
+    let Pair { first, mut second, tenant, device, .. } = two_processes_with_a_device().await;
     let_it_scan(&second).await;
     let sim = first.state.simulator.clone().expect("the simulator");
 
@@ -366,4 +370,28 @@ async fn a_pipeline_that_never_ran_runs_when_a_process_takes_the_device() {
         (!pending.iter().any(|(_, id)| *id == stored.id)).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
+async fn a_devices_live_events_reach_a_stream_served_by_another_process() {
+    require_postgres();
+    let first = TestApp::spawn_with(quick).await;
+    let tenant = first.create_tenant("enterprise").await;
+    let (status, created) =
+        first.post("/api/user/devices", &tenant.api_key, &json!({"phone": device_phone()})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let device = created["id"].as_i64().unwrap();
+    let mut second = first.spawn_second().await;
+    let mut events = crate::pairing::EventStream::open(&second, &tenant, device).await;
+
+    // Paired in the first process (it holds the device); the second's stream hears it.
+    let (status, body) = first.get(&format!("/api/user/devices/{device}/qr"), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = first.admin_post("/api/admin/simulator/scan", &json!({"device": device})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let connected = events.until(|kind, data| kind == "status" && data["status"] == "connected").await;
+    assert_eq!(connected["device_id"], device);
+    assert!(second.state.device_manager.fence_of(device).is_none(), "the device runs in the first process");
+    second.stop().await;
 }

@@ -12,13 +12,13 @@ use crate::helpers::{assert_error, poll_until, TestApp, TestTenant, WAIT};
 const PHONE: &str = "6281381830651";
 
 /// Reads a Server-Sent Events response event by event.
-struct EventStream {
+pub(crate) struct EventStream {
     body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
     buffer: String,
 }
 
 impl EventStream {
-    async fn open(app: &TestApp, tenant: &TestTenant, device: i64) -> EventStream {
+    pub(crate) async fn open(app: &TestApp, tenant: &TestTenant, device: i64) -> EventStream {
         let response = app
             .request(Method::GET, &format!("/api/user/devices/{device}/events"))
             .header("x-api-key", &tenant.api_key)
@@ -71,7 +71,7 @@ impl EventStream {
     }
 
     /// Skips events until `accept` takes one; returns its data.
-    async fn until(&mut self, mut accept: impl FnMut(&str, &Value) -> bool) -> Value {
+    pub(crate) async fn until(&mut self, mut accept: impl FnMut(&str, &Value) -> bool) -> Value {
         loop {
             let (name, data) = self.next().await;
             if accept(&name, &data) {
