@@ -21,6 +21,7 @@ pub mod actions;
 pub mod admin;
 pub mod chats;
 pub mod client_ip;
+pub mod cluster;
 pub mod contacts;
 pub mod dead_letters;
 pub mod devices;
@@ -45,6 +46,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     let (api, doc) = OpenApiRouter::with_openapi(openapi::base())
         .merge(account::router())
         .merge(admin::router())
+        .merge(cluster::router())
         .merge(dead_letters::router())
         .merge(devices::router())
         .merge(groups::router())

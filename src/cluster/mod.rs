@@ -13,7 +13,7 @@ pub mod bus;
 
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -52,6 +52,35 @@ impl From<&ClusterConfig> for Timing {
     }
 }
 
+/// What this process did as a node since it started, for the operator's cluster view.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Device leases taken (at start, from a dead or stopped process, for pairing).
+    pub leases_taken: AtomicU64,
+    /// Device leases given up (handed over, logged out, stopping).
+    pub leases_given_up: AtomicU64,
+    /// Writes refused because this process no longer held the device (status, queue claims
+    /// and records): each is a stale write the fence kept out.
+    pub fenced_writes: AtomicU64,
+    /// Messages sent again after their device changed process while they were in flight
+    /// (under the same WhatsApp id).
+    pub resent_after_takeover: AtomicU64,
+    /// Times this process stopped its sessions because it could not renew in time.
+    pub stopped_unrenewed: AtomicU64,
+    /// Times this process was declared dead and joined again under a new id.
+    pub rejoined: AtomicU64,
+    /// Session commands this process ran for others, and asked others to run.
+    pub commands_run: AtomicU64,
+    pub commands_sent: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// This process as a node of the cluster. Its id changes when it was declared dead and
 /// registers again. Cheap to clone.
 #[derive(Clone)]
@@ -67,6 +96,7 @@ pub struct Node {
     cut_off: Arc<AtomicBool>,
     /// Whether the node registered once.
     joined: Arc<AtomicBool>,
+    stats: Arc<Stats>,
 }
 
 impl Node {
@@ -83,6 +113,7 @@ impl Node {
             bus,
             cut_off: Arc::new(AtomicBool::new(false)),
             joined: Arc::new(AtomicBool::new(false)),
+            stats: Arc::default(),
         }
     }
 
@@ -105,6 +136,11 @@ impl Node {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// What this process did as a node since it started.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
     }
 
     /// Registers this process. On SQLite (one process, held by the
@@ -151,7 +187,11 @@ impl Node {
     pub async fn acquire(&self, device_id: i64) -> DbResult<Option<Fence>> {
         self.reachable()?;
         let node = self.id();
-        Ok(self.db.cluster_acquire(device_id, &node).await?.map(|epoch| Fence { node, epoch }))
+        let fence = self.db.cluster_acquire(device_id, &node).await?.map(|epoch| Fence { node, epoch });
+        if fence.is_some() {
+            Stats::count(&self.stats.leases_taken);
+        }
+        Ok(fence)
     }
 
     /// Gives the device's lease up (if `fence` still holds it) and tells the others.
@@ -161,7 +201,10 @@ impl Node {
             Err(e) => Err(e),
         };
         match released {
-            Ok(true) => self.bus.publish(Signal::LeaseFree).await,
+            Ok(true) => {
+                Stats::count(&self.stats.leases_given_up);
+                self.bus.publish(Signal::LeaseFree).await
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(device_id, error = %e, "could not give a device lease up; it frees when this process's lease expires")

@@ -196,17 +196,10 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::ConnectOptions;
     use proptest::prelude::*;
 
     async fn throttle() -> (tempfile::TempDir, Throttle) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-        let db =
-            Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
-                .await
-                .expect("connect");
-        db.migrate().await.expect("migrate");
+        let (dir, db) = crate::db::temp_sqlite().await;
         (dir, Throttle::new(db))
     }
 

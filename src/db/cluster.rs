@@ -288,15 +288,29 @@ impl Db {
         Ok(found > 0)
     }
 
-    /// Every device lease, with whether its holder is alive, by device id.
-    pub async fn cluster_leases(&self) -> DbResult<Vec<LeaseRow>> {
+    /// A page of the device leases, with whether each holder is alive, by device id; and
+    /// how many there are.
+    pub async fn cluster_leases(&self, limit: i64, offset: i64) -> DbResult<(Vec<LeaseRow>, i64)> {
         let now = now_sql(self.dialect());
         let sql = format!(
             "SELECT l.device_id, l.node_id, l.epoch, l.acquired_at, \
              (n.node_id IS NOT NULL AND n.expires_at > {now}) AS live \
-             FROM device_leases l LEFT JOIN gateway_nodes n ON n.node_id = l.node_id ORDER BY l.device_id"
+             FROM device_leases l LEFT JOIN gateway_nodes n ON n.node_id = l.node_id \
+             ORDER BY l.device_id LIMIT $1 OFFSET $2"
         );
-        Ok(reader!(self, |p| sqlx::query_as(&sql).fetch_all(p).await)?)
+        let rows = reader!(self, |p| sqlx::query_as(&sql).bind(limit).bind(offset).fetch_all(p).await)?;
+        let total =
+            reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM device_leases").fetch_one(p).await)?;
+        Ok((rows, total))
+    }
+
+    /// How many devices each node holds, by node id.
+    pub async fn cluster_held_counts(&self) -> DbResult<Vec<(String, i64)>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT node_id, COUNT(*) FROM device_leases WHERE node_id IS NOT NULL GROUP BY node_id"
+        )
+        .fetch_all(p)
+        .await)?)
     }
 
     /// Paired devices that no live node holds, by device id: what live nodes should take.

@@ -145,6 +145,20 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
 }
 
+/// A migrated SQLite database in a temporary folder, which lives as long as the returned
+/// guard (unit tests).
+#[cfg(test)]
+pub(crate) async fn temp_sqlite() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
+    let db =
+        Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
+            .await
+            .expect("connect");
+    db.migrate().await.expect("migrate");
+    (dir, db)
+}
+
 /// The file a `sqlite:` URL names; `None` for another URL or an in-memory database.
 pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
     let rest = url.strip_prefix("sqlite:")?;

@@ -58,21 +58,13 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use crate::db::tenants::NewTenant;
-    use crate::db::{now_ms, writer, ConnectOptions, Db};
+    use crate::db::{now_ms, writer, Db};
 
     /// A migrated SQLite file with one tenant and `n` devices; the directory lives as long as
     /// the returned guard.
     async fn db_with_devices(n: usize) -> (tempfile::TempDir, Db, Vec<i64>) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-        let db =
-            Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
-                .await
-                .expect("connect");
-        db.migrate().await.expect("migrate");
+        let (dir, db) = crate::db::temp_sqlite().await;
         let new = NewTenant { name: "Toko", email: "toko@example.com", package: "free", password_hash: None };
         let tenant = db.create_tenant(&new, "wag_test", "hash").await.expect("tenant");
         let mut ids = Vec::new();

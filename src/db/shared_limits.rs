@@ -213,25 +213,11 @@ fn not_shared() -> DbError {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::db::ConnectOptions;
-
-    async fn sqlite() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-        let db =
-            Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
-                .await
-                .expect("connect");
-        db.migrate().await.expect("migrate");
-        (dir, db)
-    }
 
     #[tokio::test]
     async fn failures_add_up_per_key_and_start_again_after_the_window() {
-        let (_dir, db) = sqlite().await;
+        let (_dir, db) = crate::db::temp_sqlite().await;
         let keys = vec!["a".to_string(), "b".to_string()];
         let first = db.login_failures_add(&keys, 1_000, 0).await.unwrap();
         assert!(first.iter().all(|r| r.failures == 1 && r.since == 1_000), "{first:?}");
@@ -251,7 +237,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_operator_login_reads_back_until_it_expires_or_ends() {
-        let (_dir, db) = sqlite().await;
+        let (_dir, db) = crate::db::temp_sqlite().await;
         db.admin_session_create("live", "admin-hash", now_ms() + 60_000).await.unwrap();
         db.admin_session_create("old", "admin-hash", now_ms() - 1).await.unwrap();
         assert_eq!(db.admin_session("live").await.unwrap().as_deref(), Some("admin-hash"));
@@ -262,7 +248,7 @@ mod tests {
 
     #[tokio::test]
     async fn request_counts_are_not_shared_on_sqlite() {
-        let (_dir, db) = sqlite().await;
+        let (_dir, db) = crate::db::temp_sqlite().await;
         assert!(db.rate_publish(&[]).await.is_err());
     }
 }

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::manager::DeviceManager;
-use crate::cluster::{Node, Signal};
+use crate::cluster::{Node, Signal, Stats};
 use crate::db::cluster::fair_share;
 use crate::db::DbResult;
 
@@ -83,6 +83,7 @@ impl Balancer {
                      until it can (other processes may take the devices over)"
                 );
                 self.manager.stop_all();
+                Stats::count(&self.node.stats().stopped_unrenewed);
                 fenced = true;
             }
             if look && !fenced {
@@ -117,6 +118,7 @@ impl Balancer {
                 self.manager.stop_all();
                 match self.node.register().await {
                     Ok(id) => {
+                        Stats::count(&self.node.stats().rejoined);
                         tracing::info!(node = %id, "joined the gateway cluster again");
                         *last_good = began;
                         *fenced = false;

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 
 use super::driver::{DriverError, NumberCheck};
 use super::manager::{DeviceError, DeviceManager, Offered};
-use crate::cluster::Signal;
+use crate::cluster::{Signal, Stats};
 use crate::db::DeviceRow;
 
 /// How long a request waits for another process to answer its command.
@@ -166,6 +166,7 @@ impl DeviceManager {
         let db = self.node().db();
         let json = serde_json::to_string(command).expect("a command serializes");
         let id = db.insert_command(device_id, &json).await?;
+        Stats::count(&self.node().stats().commands_sent);
         self.node().bus().publish(Signal::Command(device_id)).await;
         let deadline = tokio::time::Instant::now() + ANSWER_WAIT;
         loop {
@@ -245,6 +246,7 @@ impl DeviceManager {
                     return;
                 }
             };
+            Stats::count(&self.node().stats().commands_run);
             let outcome =
                 match (serde_json::from_str::<Command>(&taken.command), db.system_device(device_id).await) {
                     (Ok(command), Ok(Some(device))) => self.execute(&device, command).await,

@@ -146,12 +146,15 @@ impl DeviceUpdate {
         }
     }
 
-    /// Whether the update reports something that happened once and is not repeated by the
-    /// next update (a LID's number learned, a group event): it goes to the [`UpdateLog`]
-    /// before it counts as handled. The others describe live state (status, QR, pairing
-    /// code): a listener that misses one sees the current state in the next.
+    /// Whether the update must reach webhooks even when a listener falls behind (a status
+    /// change, a LID's number learned, a group event): it goes to the [`UpdateLog`] before it
+    /// counts as handled. The others are codes that the next one replaces (QR, pairing code):
+    /// a listener that misses one sees the current one in the next.
     pub fn is_lasting(&self) -> bool {
-        matches!(self, DeviceUpdate::ContactResolved { .. } | DeviceUpdate::Group { .. })
+        matches!(
+            self,
+            DeviceUpdate::Status { .. } | DeviceUpdate::ContactResolved { .. } | DeviceUpdate::Group { .. }
+        )
     }
 }
 
@@ -563,6 +566,7 @@ impl DeviceManager {
         match stored {
             Ok(true) => {}
             Ok(false) => {
+                crate::cluster::Stats::count(&self.inner.node.stats().fenced_writes);
                 tracing::debug!(device_id, "not the device's holder any more; its status is not changed");
                 return;
             }
@@ -583,7 +587,9 @@ impl DeviceManager {
             changed
         };
         if changed {
-            self.broadcast(DeviceUpdate::Status { device_id, tenant_id, status, detail }).await;
+            // Queued for webhooks by this process, the device's holder, before it moves on:
+            // one `device.status` event per change, whatever its listeners' pace.
+            self.announce(DeviceUpdate::Status { device_id, tenant_id, status, detail }).await;
         }
     }
 

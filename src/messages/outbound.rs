@@ -30,7 +30,7 @@ use tokio_util::task::TaskTracker;
 
 use super::feed::MessageFeed;
 use super::keeper::MediaKeeper;
-use crate::cluster::{Bus, Signal};
+use crate::cluster::{Bus, Signal, Stats};
 use crate::config::WhatsappConfig;
 use crate::content::Details;
 use crate::db::messages::Claim;
@@ -369,6 +369,7 @@ impl Outbound {
             let (id, tenant, wa_id) = match claim {
                 Ok(Claim::Taken { id, tenant, wa_id, taken_over }) => {
                     if taken_over {
+                        Stats::count(&inner.devices.node().stats().resent_after_takeover);
                         tracing::info!(
                             message_id = id,
                             wa_id,
@@ -390,6 +391,7 @@ impl Outbound {
                     continue;
                 }
                 Ok(Claim::Fenced) => {
+                    Stats::count(&inner.devices.node().stats().fenced_writes);
                     // The device moved to another process; its session here is being stopped.
                     tracing::info!(device_id, "not the device's holder any more; not sending");
                     if !self.wait(&notify, idle).await {
@@ -422,7 +424,13 @@ impl Outbound {
                         }
                         // A receipt recorded it first, or the device moved to another process,
                         // which sends it again under the same id and keeps its media then.
-                        Ok(false) => inner.devices.node().holds(device_id, &fence).await,
+                        Ok(false) => {
+                            let holds = inner.devices.node().holds(device_id, &fence).await;
+                            if !holds {
+                                Stats::count(&inner.devices.node().stats().fenced_writes);
+                            }
+                            holds
+                        }
                         Err(e) => {
                             tracing::error!(message_id = id, error = %e, "sent, but could not record it");
                             true

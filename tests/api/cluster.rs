@@ -14,6 +14,7 @@ use serde_json::json;
 use wa_gateway::{App, Config};
 
 use crate::helpers::{poll_until, postgres, unique, TestApp, TestTenant, WAIT};
+use crate::webhooks::receiver::Receiver;
 
 const BUDI: &str = "6281299990031";
 
@@ -24,6 +25,8 @@ fn quick(config: &mut Config) {
     config.cluster.renew_interval_ms = 500;
     config.cluster.renew_deadline_ms = 2_000;
     config.cluster.scan_interval_ms = 200;
+    // Webhook receivers listen on 127.0.0.1.
+    config.webhooks.allow_private_targets = true;
 }
 
 /// A device number unique to this test run.
@@ -165,6 +168,14 @@ async fn devices_spread_over_the_processes_and_move_when_one_stops() {
         (held == (2, 2)).then_some(())
     })
     .await;
+    let (_, view) = second.admin_get("/api/admin/cluster").await;
+    let counts: Vec<(String, i64)> = view["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["id"].as_str().unwrap().into(), n["devices"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(counts, [(a.clone(), 2), (b.clone(), 2)], "the cluster view: {view}");
     for &d in &devices {
         let app = if holder(&first, d).await == Some(b.clone()) { &second } else { &first };
         app.wait_for_device_status(&tenant, d, "connected").await;
@@ -219,6 +230,7 @@ async fn a_process_cut_off_from_the_database_stops_before_another_takes_its_devi
     let taken_after = cut_at.elapsed();
     assert_eq!(node, b);
     assert!(epoch > epoch_before, "a takeover raises the epoch: {epoch_before} -> {epoch}");
+    eprintln!("cut off: session closed after {closed_after:?}, device taken over after {taken_after:?}");
     assert!(closed_after < taken_after, "closed after {closed_after:?}, taken over after {taken_after:?}");
     // Not before the first's lease expired: its last renewal was at most 0.5 s before the cut.
     assert!(taken_after >= Duration::from_millis(2_400), "taken over after {taken_after:?}");
@@ -306,7 +318,17 @@ async fn session_commands_through_the_other_process_reach_the_devices_holder() {
     assert!(code["code"].as_str().is_some_and(|c| !c.is_empty()), "{code}");
     assert_eq!(sessions(&first, pairing), (1, 0), "the second opened no session of the pairing device");
 
-    // Logout through the second logs the device out where its session runs.
+    // Logout through the second logs the device out where its session runs; its
+    // device.status event is sent once, by the holder.
+    let receiver = Receiver::start().await;
+    let (status, body) = first
+        .post(
+            "/api/user/webhooks",
+            &tenant.api_key,
+            &json!({"url": receiver.url("/hook"), "events": ["device.status"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert!(sim.is_connected(device));
     let (status, body) =
         second.post(&format!("/api/user/devices/{device}/logout"), &tenant.api_key, &json!({})).await;
@@ -317,6 +339,18 @@ async fn session_commands_through_the_other_process_reach_the_devices_holder() {
     let (_, body) = first.get(&format!("/api/user/devices/{device}"), &tenant.api_key).await;
     assert_eq!(body["status"], "logged_out", "{body}");
     assert_eq!(sessions(&first, device).1, 0, "no session was replaced");
+    let logged_out = || {
+        receiver
+            .requests()
+            .iter()
+            .map(|r| r.json())
+            .filter(|e| e["data"]["device_id"] == device && e["data"]["status"] == "logged_out")
+            .count()
+    };
+    poll_until(WAIT, || async { (logged_out() > 0).then_some(()) }).await;
+    let_it_scan(&second).await;
+    let_it_scan(&first).await;
+    assert_eq!(logged_out(), 1, "one device.status event for the logout");
     second.stop().await;
 }
 
@@ -394,4 +428,30 @@ async fn a_devices_live_events_reach_a_stream_served_by_another_process() {
     assert_eq!(connected["device_id"], device);
     assert!(second.state.device_manager.fence_of(device).is_none(), "the device runs in the first process");
     second.stop().await;
+}
+
+#[tokio::test]
+async fn the_operator_sees_the_processes_and_who_holds_which_device() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("enterprise").await;
+    let device = app.pair_device(&tenant, &device_phone()).await;
+    let (status, view) = app.admin_get("/api/admin/cluster").await;
+    assert_eq!(status, StatusCode::OK, "{view}");
+    let me = view["this_node"].as_str().expect("the answering process").to_string();
+    assert_eq!(me, node_of(&app));
+    let nodes = view["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{view}");
+    assert_eq!(nodes[0]["id"], me);
+    assert_eq!(nodes[0]["devices"], 1, "{view}");
+    assert_eq!(view["leases_total"], 1, "{view}");
+    let lease = &view["leases"][0];
+    assert_eq!(lease["device_id"], device);
+    assert_eq!(lease["node"], me);
+    assert_eq!(lease["live"], true);
+    assert!(view["stats"]["leases_taken"].as_u64().unwrap() >= 1, "{view}");
+
+    let (status, _) = app.get("/api/admin/cluster", &tenant.api_key).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "tenants do not see the cluster");
+    let (status, body) = app.admin_get("/api/admin/cluster?limit=0").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
 }

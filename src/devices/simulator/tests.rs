@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::db::tenants::NewTenant;
-use crate::db::{now_ms, writer, ConnectOptions};
+use crate::db::{now_ms, writer};
 use crate::devices::driver::{DeviceKey, Driver, OutboundMedia, Session};
 
 struct World {
@@ -13,13 +13,7 @@ struct World {
 
 /// A migrated SQLite file with one tenant owning `n` devices (phones `62812000000<i>`).
 async fn world(n: usize) -> World {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = format!("sqlite:{}", dir.path().join("gateway.db").display());
-    let db =
-        Db::connect(&ConnectOptions { url, max_connections: 2, acquire_timeout: Duration::from_secs(5) })
-            .await
-            .expect("connect");
-    db.migrate().await.expect("migrate");
+    let (dir, db) = crate::db::temp_sqlite().await;
     let new = NewTenant { name: "Toko", email: "toko@example.com", package: "free", password_hash: None };
     let tenant = db.create_tenant(&new, "wag_sim", "hash").await.expect("tenant");
     let mut devices = Vec::new();
