@@ -97,6 +97,9 @@ pub struct Node {
     /// Whether the node registered once.
     joined: Arc<AtomicBool>,
     stats: Arc<Stats>,
+    /// When the last good renewal (or the registration) began, on this process's monotonic
+    /// clock.
+    last_good: Arc<std::sync::Mutex<tokio::time::Instant>>,
 }
 
 impl Node {
@@ -114,6 +117,7 @@ impl Node {
             cut_off: Arc::new(AtomicBool::new(false)),
             joined: Arc::new(AtomicBool::new(false)),
             stats: Arc::default(),
+            last_good: Arc::new(std::sync::Mutex::new(tokio::time::Instant::now())),
         }
     }
 
@@ -156,7 +160,9 @@ impl Node {
             self.db.cluster_expire_named(&self.name).await?;
         }
         let ttl = self.timing.ttl.as_millis() as i64;
+        let began = tokio::time::Instant::now();
         self.db.cluster_register(&id, &self.name, env!("CARGO_PKG_VERSION"), ttl).await?;
+        self.renewed(began);
         *self.id.write().unwrap_or_else(|e| e.into_inner()) = id.clone();
         Ok(id)
     }
@@ -166,6 +172,19 @@ impl Node {
     #[doc(hidden)]
     pub fn cut_off(&self, cut: bool) {
         self.cut_off.store(cut, Ordering::Relaxed);
+    }
+
+    /// Records a good renewal (or registration) that began at `began`.
+    pub fn renewed(&self, began: tokio::time::Instant) {
+        *self.last_good.lock().unwrap_or_else(|e| e.into_inner()) = began;
+    }
+
+    /// Whether this process may still act for its devices: its last good renewal began less
+    /// than `renew_deadline` ago. Checked right before a message goes on the wire, so a
+    /// process that was frozen (or cut off) past its deadline sends nothing when it wakes up,
+    /// even before its balancer has stopped its sessions.
+    pub fn within_deadline(&self) -> bool {
+        self.last_good.lock().unwrap_or_else(|e| e.into_inner()).elapsed() < self.timing.deadline
     }
 
     /// Fails as a lost database would while [`Node::cut_off`] is on.
@@ -284,6 +303,20 @@ mod tests {
         assert_eq!(sqlite_file("sqlite:///tmp/g.db").unwrap().to_str(), Some("/tmp/g.db"));
         assert!(sqlite_file("sqlite::memory:").is_none());
         assert!(sqlite_file("postgres://u@h/db").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_node_past_its_deadline_may_not_act() {
+        let (_dir, db) = crate::db::temp_sqlite().await;
+        let config = crate::config::Config::from_toml("").unwrap().cluster;
+        let node = super::Node::new(db, &config);
+        node.register().await.unwrap();
+        assert!(node.within_deadline(), "just registered");
+        let deadline = node.timing().deadline;
+        node.renewed(tokio::time::Instant::now() - deadline - std::time::Duration::from_millis(1));
+        assert!(!node.within_deadline(), "the last good renewal began longer ago than the deadline");
+        node.renewed(tokio::time::Instant::now());
+        assert!(node.within_deadline());
     }
 
     #[test]

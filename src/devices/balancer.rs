@@ -61,13 +61,11 @@ impl Balancer {
         let mut scan = tokio::time::interval(timing.scan);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The registration was the first good renewal.
-        let mut last_good = Instant::now();
         let mut fenced = false;
         loop {
             let look = tokio::select! {
                 _ = renew.tick() => {
-                    self.renew(&mut last_good, &mut fenced).await;
+                    self.renew(&mut fenced).await;
                     false
                 }
                 _ = scan.tick() => true,
@@ -77,7 +75,8 @@ impl Balancer {
                 ),
                 _ = self.shutdown.cancelled() => break,
             };
-            if !fenced && last_good.elapsed() >= timing.deadline {
+            // The registration counts as the first good renewal.
+            if !fenced && !self.node.within_deadline() {
                 tracing::error!(
                     "cannot renew this process's lease in the database; stopping every WhatsApp session \
                      until it can (other processes may take the devices over)"
@@ -96,14 +95,14 @@ impl Balancer {
     }
 
     /// Renews the node; when it was declared dead, stops everything and joins again.
-    async fn renew(&self, last_good: &mut Instant, fenced: &mut bool) {
+    async fn renew(&self, fenced: &mut bool) {
         let timing = self.node.timing();
         let began = Instant::now();
         let node = self.node.id();
         let renewed = tokio::time::timeout(timing.renew, self.node.renew()).await;
         match renewed {
             Ok(Ok(true)) => {
-                *last_good = began;
+                self.node.renewed(began);
                 if *fenced {
                     tracing::info!("renewed this process's lease again; taking devices back");
                     *fenced = false;
@@ -120,7 +119,6 @@ impl Balancer {
                     Ok(id) => {
                         Stats::count(&self.node.stats().rejoined);
                         tracing::info!(node = %id, "joined the gateway cluster again");
-                        *last_good = began;
                         *fenced = false;
                     }
                     Err(e) => {

@@ -409,6 +409,16 @@ impl Outbound {
             };
             let Ok(Some(msg)) = inner.db.message(tenant, id).await else { continue };
             let fenced = Some((&*fence.node, fence.epoch));
+            // The last check before the wire: a process that could not renew in time (frozen,
+            // or cut off from the database) sends nothing, even before its sessions are
+            // stopped; the row stays queued under its id for whoever holds the device.
+            if !inner.devices.node().within_deadline() {
+                tracing::warn!(message_id = id, "past the lease deadline; not sending");
+                if !self.wait(&notify, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
             let outcome = tokio::select! {
                 outcome = self.deliver(&*session, &msg, &wa_id) => outcome,
                 // Stopping mid-send: the message stays queued under its id and goes (again)
