@@ -201,18 +201,13 @@ impl Db {
     /// Whether `(node_id, epoch)` is the valid holder of the device right now: the fencing
     /// check for a holder's writes.
     pub async fn cluster_holds(&self, device_id: i64, node_id: &str, epoch: i64) -> DbResult<bool> {
-        let now = now_sql(self.dialect());
-        let sql = format!(
-            "SELECT COUNT(*) FROM device_leases l JOIN gateway_nodes n ON n.node_id = l.node_id \
-             WHERE l.device_id = $1 AND l.node_id = $2 AND l.epoch = $3 AND n.expires_at > {now}"
-        );
-        let found: i64 = reader!(self, |p| sqlx::query_scalar(&sql)
+        let sql = format!("SELECT {}", fence_sql(self.dialect(), "$1", "$2", "$3"));
+        Ok(reader!(self, |p| sqlx::query_scalar(&sql)
             .bind(device_id)
             .bind(node_id)
             .bind(epoch)
             .fetch_one(p)
-            .await)?;
-        Ok(found == 1)
+            .await)?)
     }
 
     /// The live holder of a device and its epoch, if any.

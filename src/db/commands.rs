@@ -77,16 +77,20 @@ impl Db {
         Ok(())
     }
 
-    /// The devices held by `node` with pending commands (the poll that covers lost wake-ups);
-    /// also deletes commands finished or abandoned long ago.
-    pub async fn devices_with_commands(&self, node: &str) -> DbResult<Vec<i64>> {
+    /// Deletes commands finished or abandoned long ago; returns how many.
+    pub async fn forget_old_commands(&self) -> DbResult<u64> {
         let now = super::cluster::now_sql(self.dialect());
-        let old = format!("DELETE FROM device_commands WHERE created_at < {now} - $1");
-        writer!(self, |p| sqlx::query(&old)
+        let sql = format!("DELETE FROM device_commands WHERE created_at < {now} - $1");
+        Ok(writer!(self, |p| sqlx::query(&sql)
             .bind(10 * COMMAND_TTL_MS)
             .execute(p)
             .await
-            .map(|r| r.rows_affected()))?;
+            .map(|r| r.rows_affected()))?)
+    }
+
+    /// The devices held by `node` with pending commands (the poll that covers lost wake-ups).
+    pub async fn devices_with_commands(&self, node: &str) -> DbResult<Vec<i64>> {
+        let now = super::cluster::now_sql(self.dialect());
         let sql = format!(
             "SELECT DISTINCT c.device_id FROM device_commands c JOIN device_leases l ON l.device_id = c.device_id \
              WHERE l.node_id = $1 AND c.status = 'pending' AND c.created_at > {now} - $2"

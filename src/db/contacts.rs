@@ -185,13 +185,8 @@ impl Db {
         full_name: Option<&str>,
         first_name: Option<&str>,
     ) -> DbResult<()> {
-        writer!(self, |pool| {
-            sqlx::query(
-                "INSERT INTO contact_profiles (device_id, jid, saved_name, saved_first_name, updated_at) \
-                 SELECT $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1) \
-                 ON CONFLICT (device_id, jid) DO UPDATE SET saved_name = excluded.saved_name, \
-                 saved_first_name = excluded.saved_first_name, updated_at = excluded.updated_at",
-            )
+        let sql = profile_upsert(&["saved_name", "saved_first_name"]);
+        writer!(self, |pool| sqlx::query(&sql)
             .bind(tenant)
             .bind(device_id)
             .bind(jid)
@@ -200,28 +195,22 @@ impl Db {
             .bind(now_ms())
             .execute(pool)
             .await
-            .map(|_| ())
-        })?;
+            .map(|_| ()))?;
         Ok(())
     }
 
     /// Records that the tenant's device blocked (or unblocked) a contact.
     pub async fn set_blocked(&self, tenant: i64, device_id: i64, jid: &str, blocked: bool) -> DbResult<()> {
-        writer!(self, |pool| {
-            sqlx::query(
-            "INSERT INTO contact_profiles (device_id, jid, blocked, updated_at) \
-             SELECT $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1) \
-             ON CONFLICT (device_id, jid) DO UPDATE SET blocked = excluded.blocked, updated_at = excluded.updated_at"
-        )
-        .bind(tenant)
-        .bind(device_id)
-        .bind(jid)
-        .bind(blocked)
-        .bind(now_ms())
-        .execute(pool)
-        .await
-        .map(|_| ())
-        })?;
+        let sql = profile_upsert(&["blocked"]);
+        writer!(self, |pool| sqlx::query(&sql)
+            .bind(tenant)
+            .bind(device_id)
+            .bind(jid)
+            .bind(blocked)
+            .bind(now_ms())
+            .execute(pool)
+            .await
+            .map(|_| ()))?;
         Ok(())
     }
 
@@ -243,4 +232,20 @@ impl Db {
         );
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(device_id).fetch_all(p).await)?)
     }
+}
+
+/// Sets `columns` of a contact's profile row (created when missing) for a device of the tenant
+/// (nothing for another tenant's device). Binds: `$1` tenant, `$2` device, `$3` JID, then one
+/// value per column, then the time.
+fn profile_upsert(columns: &[&str]) -> String {
+    let values: Vec<String> = (0..columns.len()).map(|i| format!("${}", i + 4)).collect();
+    let now = columns.len() + 4;
+    let updates: String = columns.iter().map(|c| format!("{c} = excluded.{c}, ")).collect();
+    format!(
+        "INSERT INTO contact_profiles (device_id, jid, {cols}, updated_at) \
+         SELECT $2, $3, {values}, ${now} WHERE EXISTS (SELECT 1 FROM devices WHERE id = $2 AND user_id = $1) \
+         ON CONFLICT (device_id, jid) DO UPDATE SET {updates}updated_at = excluded.updated_at",
+        cols = columns.join(", "),
+        values = values.join(", "),
+    )
 }

@@ -25,6 +25,9 @@ use crate::cluster::{Node, Signal, Stats};
 use crate::db::cluster::fair_share;
 use crate::db::DbResult;
 
+/// How often old cluster rows and commands are deleted.
+const TIDY_EVERY: Duration = Duration::from_secs(60);
+
 /// How long a handed-over session may take to close before the balancer moves on.
 const HANDOVER_WAIT: Duration = Duration::from_secs(10);
 
@@ -59,6 +62,7 @@ impl Balancer {
         let mut signals = self.node.bus().subscribe();
         let mut renew = tokio::time::interval(timing.renew);
         let mut scan = tokio::time::interval(timing.scan);
+        let mut tidy = tokio::time::interval(TIDY_EVERY);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut fenced = false;
@@ -69,6 +73,10 @@ impl Balancer {
                     false
                 }
                 _ = scan.tick() => true,
+                _ = tidy.tick() => {
+                    self.tidy().await;
+                    false
+                }
                 signal = signals.recv() => matches!(
                     signal,
                     Ok(Signal::LeaseFree | Signal::Resync) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_))
@@ -186,10 +194,19 @@ impl Balancer {
                 self.tasks.spawn(async move { manager.hand_over(device_id, HANDOVER_WAIT).await });
             }
         }
+        Ok(started)
+    }
+
+    /// Deletes what nobody needs any more: rows of processes dead for long, and session
+    /// commands finished or abandoned long ago.
+    async fn tidy(&self) {
+        let db = self.node.db();
         if let Err(e) = db.cluster_forget_dead(10 * ms(self.node.timing().ttl)).await {
             tracing::debug!(error = %e, "cannot forget dead processes");
         }
-        Ok(started)
+        if let Err(e) = db.forget_old_commands().await {
+            tracing::debug!(error = %e, "cannot delete old device commands");
+        }
     }
 
     /// A graceful stop: the sessions close and give their leases up (the shutdown cancelled
