@@ -18,6 +18,7 @@ use crate::devices::driver::Driver;
 use crate::devices::groups::service::GroupService;
 use crate::devices::manager::DeviceManager;
 use crate::devices::service::DeviceService;
+use crate::devices::simulator::remote::RemoteNetwork;
 use crate::devices::simulator::{SimTiming, Simulator};
 use crate::devices::whatsapp_web::driver::{WaNetwork, WhatsappWeb};
 use crate::limits::{LimitsService, RateLimiter};
@@ -114,6 +115,10 @@ impl App {
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
         let (driver, simulator): (Arc<dyn Driver>, Option<Arc<Simulator>>) = match config.whatsapp.driver {
+            DriverKind::Simulator if !config.whatsapp.simulator_network.is_empty() => {
+                let network = config.whatsapp.simulator_network.clone();
+                (Arc::new(RemoteNetwork::new(db.clone(), network)), None)
+            }
             DriverKind::Simulator => {
                 let sim = options
                     .simulator

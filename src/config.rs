@@ -223,6 +223,9 @@ pub struct WhatsappConfig {
     pub media_fetch_timeout: u64,
     pub device_name: String,
     pub version: String,
+    /// With the simulator driver: `host:port` of a simulated network shared by several
+    /// processes (served by a test harness); empty: an in-process network of its own.
+    pub simulator_network: String,
 }
 
 impl WhatsappConfig {
@@ -436,6 +439,18 @@ impl Config {
         if !self.whatsapp.version.is_empty() && self.whatsapp.wa_version().is_none() {
             return bad("whatsapp.version", "must be empty or three numbers like 2.3000.1023456789");
         }
+        let network = &self.whatsapp.simulator_network;
+        if !network.is_empty() {
+            if self.whatsapp.driver != DriverKind::Simulator {
+                return bad("whatsapp.simulator_network", "needs whatsapp.driver = \"simulator\"");
+            }
+            if network
+                .rsplit_once(':')
+                .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
+            {
+                return bad("whatsapp.simulator_network", "must be host:port");
+            }
+        }
         if self.whatsapp.send_max_attempts == 0 {
             return bad("whatsapp.send_max_attempts", "must be at least 1");
         }
@@ -603,6 +618,13 @@ mod tests {
     fn a_bad_value_names_its_key() {
         let err = Config::from_toml("[server]\nbind = \"nope\"").unwrap_err().to_string();
         assert!(err.contains("server.bind"), "{err}");
+        let err =
+            Config::from_toml("[whatsapp]\nsimulator_network = \"127.0.0.1:9\"").unwrap_err().to_string();
+        assert!(err.contains("needs whatsapp.driver"), "{err}");
+        let toml = "[whatsapp]\ndriver = \"simulator\"\nsimulator_network = \"nowhere\"";
+        assert!(Config::from_toml(toml).unwrap_err().to_string().contains("host:port"));
+        let toml = "[whatsapp]\ndriver = \"simulator\"\nsimulator_network = \"127.0.0.1:4100\"";
+        assert_eq!(Config::from_toml(toml).unwrap().whatsapp.simulator_network, "127.0.0.1:4100");
         let err = Config::from_toml("[whatsapp]\ndriver = \"telegram\"").unwrap_err().to_string();
         assert!(err.contains("whatsapp.driver"), "{err}");
     }

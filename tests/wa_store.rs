@@ -252,6 +252,7 @@ conformance!(
     app_state_sync_matches,
     protocol_bookkeeping_matches,
     a_number_keeps_its_latest_lid_when_an_older_lid_moves_away,
+    a_guarded_store_writes_nothing_once_its_process_may_not,
     tc_tokens_follow_the_upsert_rules,
     concurrent_tc_token_writers_converge,
     sent_messages_are_taken_once,

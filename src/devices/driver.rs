@@ -26,6 +26,34 @@ pub struct DeviceKey {
     pub tenant_id: i64,
     /// The phone number the tenant registered (digits only).
     pub phone: String,
+    /// Whether the session may still write the device's keys and protocol state.
+    pub writes: WriteGuard,
+}
+
+/// Whether this process may still write a device's session state (Signal keys, app-state
+/// sync, protocol bookkeeping). A process past its lease deadline (frozen, or cut off from
+/// the database) or declared dead may have lost the device to another process, which then
+/// writes the same rows: its late writes are refused instead of overwriting the new holder's
+/// keys. Checked in memory before every write, so it costs no database round trip.
+#[derive(Clone, Default)]
+pub struct WriteGuard(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+
+impl WriteGuard {
+    /// Writes allowed while `allows` answers true.
+    pub fn new(allows: impl Fn() -> bool + Send + Sync + 'static) -> WriteGuard {
+        WriteGuard(Some(Arc::new(allows)))
+    }
+
+    /// Whether a write may go ahead now (always, without a guard).
+    pub fn allows(&self) -> bool {
+        self.0.as_ref().is_none_or(|allows| allows())
+    }
+}
+
+impl std::fmt::Debug for WriteGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "WriteGuard(checked)" } else { "WriteGuard(none)" })
+    }
 }
 
 /// Where a message goes: a WhatsApp JID such as `6281234567890@s.whatsapp.net` or
@@ -206,7 +234,7 @@ impl PresenceState {
 }
 
 /// The message an inbound message quotes.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InboundQuote {
     /// WhatsApp's id of the quoted message.
     pub wa_id: String,
@@ -218,7 +246,7 @@ pub struct InboundQuote {
 
 /// A change the other side made to a message that arrived earlier (or that this device sent),
 /// named by its WhatsApp id.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Update {
     Reaction { target: String, emoji: String },
     Edit { target: String, text: String },
@@ -238,7 +266,7 @@ impl Update {
 }
 
 /// What an inbound message is, besides its text and media.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub enum InboundBody {
     /// Text and/or media (the message's `text` and `media`).
     #[default]
@@ -253,7 +281,7 @@ pub enum InboundBody {
 }
 
 /// A message that arrived at the device.
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct InboundMessage {
     /// WhatsApp's message id (unique per device together with the chat).
     pub wa_id: String,
@@ -280,7 +308,7 @@ pub struct InboundMessage {
 }
 
 /// A delivery report for messages the device sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReceiptKind {
     /// The server accepted the message.
     Server,
@@ -291,7 +319,7 @@ pub enum ReceiptKind {
 }
 
 /// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum StopReason {
     /// The connection dropped and the driver gave up reconnecting on its own: reconnect.
     ConnectionLost(String),

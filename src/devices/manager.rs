@@ -329,7 +329,12 @@ impl DeviceManager {
     /// begins pairing, once it holds the device's lease (it ends at once when another live
     /// process holds it).
     pub fn start(&self, device: &DeviceRow) {
-        let key = DeviceKey { device_id: device.id, tenant_id: device.user_id, phone: device.phone.clone() };
+        let key = DeviceKey {
+            device_id: device.id,
+            tenant_id: device.user_id,
+            phone: device.phone.clone(),
+            writes: Default::default(),
+        };
         let cancel = {
             let mut slots = self.lock();
             let slot = slots.entry(device.id).or_insert_with(|| {
@@ -614,6 +619,7 @@ impl DeviceManager {
         if let Some(sink) = self.inner.sink.get() {
             sink.resume(&key).await;
         }
+        let key = DeviceKey { writes: self.write_guard(&fence), ..key };
         self.supervise(&key, run_id, &cancel, &fence).await;
         // A logout or reset took the device from this task and handles the lease itself.
         // Otherwise the lease is given up before the task counts as ended, so nobody sees a
@@ -630,6 +636,21 @@ impl DeviceManager {
             slot.run = None;
             slot.fence = None;
         });
+    }
+
+    /// Session-state writes under `fence` go ahead while this process is within its lease
+    /// deadline and still the node that took the lease (it rejoins under a new id once it was
+    /// declared dead); a refused write counts as fenced.
+    fn write_guard(&self, fence: &Fence) -> crate::devices::driver::WriteGuard {
+        let node = self.inner.node.clone();
+        let holder = fence.node.clone();
+        crate::devices::driver::WriteGuard::new(move || {
+            let allowed = node.within_deadline() && node.id() == holder;
+            if !allowed {
+                crate::cluster::Stats::count(&node.stats().fenced_writes);
+            }
+            allowed
+        })
     }
 
     async fn supervise(&self, key: &DeviceKey, run_id: u64, cancel: &CancellationToken, fence: &Fence) {

@@ -31,6 +31,7 @@ use crate::phone::{lid_jid, user_jid};
 
 mod app_state;
 mod groups;
+pub mod remote;
 mod session;
 #[cfg(test)]
 mod tests;

@@ -111,6 +111,36 @@ pub async fn a_number_keeps_its_latest_lid_when_an_older_lid_moves_away(db: &Tes
     assert!(s.get_pn_mapping("628100").await.unwrap().is_none());
 }
 
+/// A store whose process lost the right to write (past its lease deadline) refuses every
+/// write and leaves the rows the new holder wrote as they are; reads still work.
+pub async fn a_guarded_store_writes_nothing_once_its_process_may_not(db: &TestDb) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use wa_gateway::devices::driver::WriteGuard;
+
+    let (_, ids) = db.devices(1).await;
+    let allowed = Arc::new(AtomicBool::new(true));
+    let flag = allowed.clone();
+    let stale =
+        SqlxStore::new(db.db.clone(), ids[0]).guarded(WriteGuard::new(move || flag.load(Ordering::SeqCst)));
+    let holder = SqlxStore::new(db.db.clone(), ids[0]);
+    stale.put_identity("628111.0", [1; 32]).await.unwrap();
+    stale.put_lid_mapping(&lid("100", "628100", 1)).await.unwrap();
+
+    allowed.store(false, Ordering::SeqCst);
+    holder.put_identity("628111.0", [2; 32]).await.unwrap();
+    let refused = stale.put_identity("628111.0", [3; 32]).await.unwrap_err();
+    let why = std::error::Error::source(&refused).map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("may no longer write"), "{refused}: {why}");
+    assert!(stale.put_session("628111.0", b"late").await.is_err());
+    assert!(stale.put_lid_mapping(&lid("100", "628999", 2)).await.is_err());
+    assert!(stale.delete_identity("628111.0").await.is_err());
+
+    assert_eq!(stale.load_identity("628111.0").await.unwrap(), Some([2; 32]), "the holder's key stays");
+    assert!(holder.get_session("628111.0").await.unwrap().is_none());
+    assert_eq!(holder.get_lid_mapping("100").await.unwrap().expect("mapped").phone_number, "628100");
+}
+
 pub async fn tc_tokens_follow_the_upsert_rules(db: &TestDb) {
     let (_, ids) = db.devices(1).await;
     let h = Pair::new(db, ids[0]);

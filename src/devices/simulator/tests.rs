@@ -5,14 +5,14 @@ use crate::db::tenants::NewTenant;
 use crate::db::{now_ms, writer};
 use crate::devices::driver::{DeviceKey, Driver, OutboundMedia, Session};
 
-struct World {
-    _dir: tempfile::TempDir,
-    db: Db,
-    devices: Vec<i64>,
+pub(super) struct World {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) db: Db,
+    pub(super) devices: Vec<i64>,
 }
 
 /// A migrated SQLite file with one tenant owning `n` devices (phones `62812000000<i>`).
-async fn world(n: usize) -> World {
+pub(super) async fn world(n: usize) -> World {
     let (dir, db) = crate::db::temp_sqlite().await;
     let new = NewTenant { name: "Toko", email: "toko@example.com", package: "free", password_hash: None };
     let tenant = db.create_tenant(&new, "wag_sim", "hash").await.expect("tenant");
@@ -33,7 +33,7 @@ async fn world(n: usize) -> World {
     World { _dir: dir, db, devices }
 }
 
-fn phone(i: usize) -> String {
+pub(super) fn phone(i: usize) -> String {
     format!("62812000000{i}")
 }
 
@@ -43,7 +43,7 @@ fn fast() -> SimTiming {
 
 async fn open(sim: &Simulator, device_id: i64, i: usize) -> (Arc<dyn Session>, mpsc::Receiver<DriverEvent>) {
     let (tx, rx) = mpsc::channel(64);
-    let key = DeviceKey { device_id, tenant_id: 1, phone: phone(i) };
+    let key = DeviceKey { device_id, tenant_id: 1, phone: phone(i), writes: Default::default() };
     (sim.open(key, tx).await.expect("open"), rx)
 }
 

@@ -269,8 +269,11 @@ impl Driver for WhatsappWeb {
         device: DeviceKey,
         events: mpsc::Sender<DriverEvent>,
     ) -> Result<Arc<dyn Session>, DriverError> {
-        let store =
-            Arc::new(SqlxStore::new(self.db.clone(), device.device_id).reporting_lids(events.clone()));
+        let store = Arc::new(
+            SqlxStore::new(self.db.clone(), device.device_id)
+                .reporting_lids(events.clone())
+                .guarded(device.writes.clone()),
+        );
         let handler_events = events.clone();
         let handler_store = store.clone();
         let acks = AckWaiters::default();

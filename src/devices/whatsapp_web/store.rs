@@ -18,6 +18,7 @@ use whatsapp_rust::wacore::store::Device;
 
 use crate::db::wa_sessions::WaMsgSecret;
 use crate::db::{Db, DbError, DbResult};
+use crate::devices::driver::WriteGuard;
 
 mod appsync;
 mod protocol;
@@ -38,12 +39,55 @@ pub struct SqlxStore {
     /// (the session's events), whatever taught them: messages, usync answers, lookups. Weak,
     /// so the store never keeps a finished session's channel open.
     lid_reports: Option<tokio::sync::mpsc::WeakSender<crate::devices::driver::DriverEvent>>,
+    /// Whether this process may still write the device's rows (see [`WriteGuard`]).
+    writes: WriteGuard,
 }
 
 impl SqlxStore {
     /// The store of the gateway device `device_id` (a row of `devices`).
     pub fn new(db: Db, device_id: i64) -> SqlxStore {
-        SqlxStore { db, device_id, retired: Arc::new(tokio::sync::RwLock::new(false)), lid_reports: None }
+        SqlxStore {
+            db,
+            device_id,
+            retired: Arc::new(tokio::sync::RwLock::new(false)),
+            lid_reports: None,
+            writes: WriteGuard::default(),
+        }
+    }
+
+    /// The same store, writing only while `writes` allows it; a refused write fails like an
+    /// unreachable database, so the library keeps what it had and the session ends.
+    pub fn guarded(self, writes: WriteGuard) -> SqlxStore {
+        SqlxStore { writes, ..self }
+    }
+
+    /// The database, for a write this process may still make: not after the session was
+    /// logged out (its rows are being wiped; a late write would leave dead keys behind), nor
+    /// once the process may have lost the device.
+    fn writable(&self) -> Result<&Db> {
+        // A retire in progress holds the write side: count it as retired.
+        let retired = self.retired.try_read().map(|r| *r).unwrap_or(true);
+        if retired {
+            return Err(StoreError::Connection(
+                format!("device {}: the session was logged out; its keys are gone", self.device_id).into(),
+            ));
+        }
+        self.guarded_db()
+    }
+
+    /// The database, while the process may still write the device's rows.
+    fn guarded_db(&self) -> Result<&Db> {
+        if self.writes.allows() {
+            Ok(&self.db)
+        } else {
+            Err(StoreError::Connection(
+                format!(
+                    "device {}: this process may no longer write its session (lease deadline passed)",
+                    self.device_id
+                )
+                .into(),
+            ))
+        }
     }
 
     /// The same store, reporting every LID mapping it stores on `events` as
@@ -148,7 +192,8 @@ impl DeviceStore for SqlxStore {
         }
         let data = serde_json::to_string(device).map_err(json_err)?;
         let pn = device.pn.as_ref().map(|jid| jid.to_string());
-        self.db.wa_put_device(self.device_id, pn.as_deref(), &data).await.map_err(db_err)
+        // Holding the read side: `retire` waits for this save, then later ones are dropped.
+        self.guarded_db()?.wa_put_device(self.device_id, pn.as_deref(), &data).await.map_err(db_err)
     }
 
     async fn load(&self) -> Result<Option<Device>> {
@@ -172,7 +217,7 @@ impl DeviceStore for SqlxStore {
         let id = i32::try_from(self.device_id)
             .map_err(|_| StoreError::Validation(format!("device id {} does not fit i32", self.device_id)))?;
         let data = serde_json::to_string(&Device::new()).map_err(json_err)?;
-        self.db.wa_insert_device(self.device_id, None, &data).await.map_err(db_err)?;
+        self.writable()?.wa_insert_device(self.device_id, None, &data).await.map_err(db_err)?;
         Ok(id)
     }
 
@@ -196,7 +241,7 @@ impl MsgSecretStore for SqlxStore {
                 message_ts: e.message_ts,
             })
             .collect();
-        self.db.wa_put_msg_secrets(self.device_id, &rows).await.map_err(db_err)?;
+        self.writable()?.wa_put_msg_secrets(self.device_id, &rows).await.map_err(db_err)?;
         Ok(entries.len())
     }
 
@@ -214,7 +259,7 @@ impl MsgSecretStore for SqlxStore {
     }
 
     async fn delete_expired_msg_secrets(&self, cutoff_timestamp: i64) -> Result<u32> {
-        self.db
+        self.writable()?
             .wa_delete_expired_msg_secrets(self.device_id, cutoff_timestamp)
             .await
             .map(count)

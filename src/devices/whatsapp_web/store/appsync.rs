@@ -27,7 +27,7 @@ impl AppSyncStore for SqlxStore {
             fingerprint: key.fingerprint,
             key_timestamp: key.timestamp,
         };
-        self.db.wa_put_sync_key(self.device_id, key_id, &row).await.map_err(db_err)
+        self.writable()?.wa_put_sync_key(self.device_id, key_id, &row).await.map_err(db_err)
     }
 
     /// The stored state of a collection, or the empty state when none is stored.
@@ -40,7 +40,7 @@ impl AppSyncStore for SqlxStore {
 
     async fn set_version(&self, name: &str, state: HashState) -> Result<()> {
         let json = serde_json::to_string(&state).map_err(json_err)?;
-        self.db.wa_put_app_state_version(self.device_id, name, &json).await.map_err(db_err)
+        self.writable()?.wa_put_app_state_version(self.device_id, name, &json).await.map_err(db_err)
     }
 
     async fn put_mutation_macs(
@@ -53,7 +53,7 @@ impl AppSyncStore for SqlxStore {
             .map_err(|_| StoreError::Validation(format!("app-state version {version} is out of range")))?;
         let macs: Vec<(&[u8], &[u8])> =
             mutations.iter().map(|m| (m.index_mac.as_slice(), m.value_mac.as_slice())).collect();
-        self.db.wa_put_mutation_macs(self.device_id, name, version, &macs).await.map_err(db_err)
+        self.writable()?.wa_put_mutation_macs(self.device_id, name, version, &macs).await.map_err(db_err)
     }
 
     async fn get_mutation_mac(&self, name: &str, index_mac: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -75,11 +75,11 @@ impl AppSyncStore for SqlxStore {
 
     async fn delete_mutation_macs(&self, name: &str, index_macs: &[Vec<u8>]) -> Result<()> {
         let macs: Vec<&[u8]> = index_macs.iter().map(Vec::as_slice).collect();
-        self.db.wa_delete_mutation_macs(self.device_id, name, &macs).await.map_err(db_err)
+        self.writable()?.wa_delete_mutation_macs(self.device_id, name, &macs).await.map_err(db_err)
     }
 
     async fn clear_mutation_macs(&self, name: &str) -> Result<()> {
-        self.db.wa_clear_mutation_macs(self.device_id, name).await.map_err(db_err)
+        self.writable()?.wa_clear_mutation_macs(self.device_id, name).await.map_err(db_err)
     }
 
     async fn get_latest_sync_key_id(&self) -> Result<Option<Vec<u8>>> {

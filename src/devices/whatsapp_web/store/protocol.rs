@@ -39,19 +39,19 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn set_sender_key_status(&self, group_jid: &str, entries: &[(&str, bool)]) -> Result<()> {
-        self.db.wa_set_sender_key_devices(self.device_id, group_jid, entries).await.map_err(db_err)
+        self.writable()?.wa_set_sender_key_devices(self.device_id, group_jid, entries).await.map_err(db_err)
     }
 
     async fn clear_sender_key_devices(&self, group_jid: &str) -> Result<()> {
-        self.db.wa_clear_sender_key_devices(self.device_id, group_jid).await.map_err(db_err)
+        self.writable()?.wa_clear_sender_key_devices(self.device_id, group_jid).await.map_err(db_err)
     }
 
     async fn delete_sender_key_device_rows(&self, device_jids: &[&str]) -> Result<()> {
-        self.db.wa_delete_sender_key_device_rows(self.device_id, device_jids).await.map_err(db_err)
+        self.writable()?.wa_delete_sender_key_device_rows(self.device_id, device_jids).await.map_err(db_err)
     }
 
     async fn clear_all_sender_key_devices(&self) -> Result<()> {
-        self.db.wa_clear_all_sender_key_devices(self.device_id).await.map_err(db_err)
+        self.writable()?.wa_clear_all_sender_key_devices(self.device_id).await.map_err(db_err)
     }
 
     async fn get_lid_mapping(&self, lid: &str) -> Result<Option<LidPnMappingEntry>> {
@@ -64,14 +64,14 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn put_lid_mapping(&self, entry: &LidPnMappingEntry) -> Result<()> {
-        self.db.wa_put_lid_mappings(self.device_id, &[lid_row(entry)]).await.map_err(db_err)?;
+        self.writable()?.wa_put_lid_mappings(self.device_id, &[lid_row(entry)]).await.map_err(db_err)?;
         self.report_lids(&[(&entry.lid, &entry.phone_number)]);
         Ok(())
     }
 
     async fn put_lid_mappings(&self, entries: &[LidPnMappingEntry]) -> Result<()> {
         let rows: Vec<WaLidMapping<'_>> = entries.iter().map(lid_row).collect();
-        self.db.wa_put_lid_mappings(self.device_id, &rows).await.map_err(db_err)?;
+        self.writable()?.wa_put_lid_mappings(self.device_id, &rows).await.map_err(db_err)?;
         let pairs: Vec<(&str, &str)> =
             entries.iter().map(|e| (e.lid.as_str(), e.phone_number.as_str())).collect();
         self.report_lids(&pairs);
@@ -90,7 +90,7 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn save_base_key(&self, address: &str, message_id: &str, base_key: &[u8]) -> Result<()> {
-        self.db.wa_put_base_key(self.device_id, address, message_id, base_key).await.map_err(db_err)
+        self.writable()?.wa_put_base_key(self.device_id, address, message_id, base_key).await.map_err(db_err)
     }
 
     async fn has_same_base_key(
@@ -104,7 +104,7 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn delete_base_key(&self, address: &str, message_id: &str) -> Result<()> {
-        self.db.wa_delete_base_key(self.device_id, address, message_id).await.map_err(db_err)
+        self.writable()?.wa_delete_base_key(self.device_id, address, message_id).await.map_err(db_err)
     }
 
     async fn update_device_list(&self, record: DeviceListRecord) -> Result<()> {
@@ -119,7 +119,7 @@ impl ProtocolStore for SqlxStore {
             .map_err(json_err)?;
         let rows: Vec<(&str, &str)> =
             records.iter().zip(&json).map(|(record, json)| (record.user.as_str(), json.as_str())).collect();
-        self.db.wa_put_device_lists(self.device_id, &rows).await.map_err(db_err)
+        self.writable()?.wa_put_device_lists(self.device_id, &rows).await.map_err(db_err)
     }
 
     async fn get_devices(&self, user: &str) -> Result<Option<DeviceListRecord>> {
@@ -130,7 +130,7 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn delete_devices(&self, user: &str) -> Result<()> {
-        self.db.wa_delete_device_list(self.device_id, user).await.map_err(db_err)
+        self.writable()?.wa_delete_device_list(self.device_id, user).await.map_err(db_err)
     }
 
     async fn get_group_metadata(&self, group_jid: &str) -> Result<Option<Vec<u8>>> {
@@ -159,11 +159,11 @@ impl ProtocolStore for SqlxStore {
             token_timestamp: entry.token_timestamp,
             sender_timestamp: entry.sender_timestamp,
         };
-        self.db.wa_put_tc_token(self.device_id, jid, &row).await.map_err(db_err)
+        self.writable()?.wa_put_tc_token(self.device_id, jid, &row).await.map_err(db_err)
     }
 
     async fn delete_tc_token(&self, jid: &str) -> Result<()> {
-        self.db.wa_delete_tc_token(self.device_id, jid).await.map_err(db_err)
+        self.writable()?.wa_delete_tc_token(self.device_id, jid).await.map_err(db_err)
     }
 
     async fn get_all_tc_token_jids(&self) -> Result<Vec<String>> {
@@ -171,7 +171,7 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn delete_expired_tc_tokens(&self, token_cutoff: i64, sender_cutoff: i64) -> Result<u32> {
-        self.db
+        self.writable()?
             .wa_delete_expired_tc_tokens(self.device_id, token_cutoff, sender_cutoff)
             .await
             .map(count)
@@ -180,17 +180,20 @@ impl ProtocolStore for SqlxStore {
 
     /// One upsert: the sender time only moves forward and the token bytes stay.
     async fn touch_tc_token_sender_timestamp(&self, jid: &str, sender_timestamp: i64) -> Result<()> {
-        self.db.wa_touch_tc_token_sender(self.device_id, jid, sender_timestamp).await.map_err(db_err)
+        self.writable()?.wa_touch_tc_token_sender(self.device_id, jid, sender_timestamp).await.map_err(db_err)
     }
 
     /// One upsert: newer-wins over a real token, a placeholder always yields, and the sender
     /// time stays.
     async fn store_received_tc_token(&self, jid: &str, token: &[u8], token_timestamp: i64) -> Result<()> {
-        self.db.wa_store_received_tc_token(self.device_id, jid, token, token_timestamp).await.map_err(db_err)
+        self.writable()?
+            .wa_store_received_tc_token(self.device_id, jid, token, token_timestamp)
+            .await
+            .map_err(db_err)
     }
 
     async fn store_sent_message(&self, chat_jid: &str, message_id: &str, payload: &[u8]) -> Result<()> {
-        self.db
+        self.writable()?
             .wa_put_sent_message(self.device_id, chat_jid, message_id, payload, now_secs())
             .await
             .map_err(db_err)
@@ -198,11 +201,11 @@ impl ProtocolStore for SqlxStore {
 
     /// `DELETE … RETURNING`: a payload is handed out once.
     async fn take_sent_message(&self, chat_jid: &str, message_id: &str) -> Result<Option<Vec<u8>>> {
-        self.db.wa_take_sent_message(self.device_id, chat_jid, message_id).await.map_err(db_err)
+        self.writable()?.wa_take_sent_message(self.device_id, chat_jid, message_id).await.map_err(db_err)
     }
 
     async fn delete_expired_sent_messages(&self, cutoff_timestamp: i64) -> Result<u32> {
-        self.db
+        self.writable()?
             .wa_delete_sent_messages_before(self.device_id, cutoff_timestamp)
             .await
             .map(count)
@@ -211,7 +214,7 @@ impl ProtocolStore for SqlxStore {
 
     async fn store_pending_inbound(&self, chat: &str, sender: &str, id: &str, message: &[u8]) -> Result<()> {
         let row = WaPendingInbound { chat, sender, id, message };
-        self.db.wa_put_pending_inbound(self.device_id, &[row], now_secs()).await.map_err(db_err)
+        self.writable()?.wa_put_pending_inbound(self.device_id, &[row], now_secs()).await.map_err(db_err)
     }
 
     async fn get_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<Option<Vec<u8>>> {
@@ -219,11 +222,14 @@ impl ProtocolStore for SqlxStore {
     }
 
     async fn delete_pending_inbound(&self, chat: &str, sender: &str, id: &str) -> Result<()> {
-        self.db.wa_delete_pending_inbound(self.device_id, &[(chat, sender, id)]).await.map_err(db_err)
+        self.writable()?
+            .wa_delete_pending_inbound(self.device_id, &[(chat, sender, id)])
+            .await
+            .map_err(db_err)
     }
 
     async fn delete_expired_pending_inbound(&self, cutoff_timestamp: i64) -> Result<u32> {
-        self.db
+        self.writable()?
             .wa_delete_pending_inbound_before(self.device_id, cutoff_timestamp)
             .await
             .map(count)
@@ -235,11 +241,11 @@ impl ProtocolStore for SqlxStore {
             .iter()
             .map(|r| WaPendingInbound { chat: r.chat, sender: r.sender, id: r.id, message: r.message })
             .collect();
-        self.db.wa_put_pending_inbound(self.device_id, &rows, now_secs()).await.map_err(db_err)
+        self.writable()?.wa_put_pending_inbound(self.device_id, &rows, now_secs()).await.map_err(db_err)
     }
 
     async fn delete_pending_inbound_batch(&self, keys: &[PendingInboundKey<'_>]) -> Result<()> {
         let keys: Vec<(&str, &str, &str)> = keys.iter().map(|k| (k.chat, k.sender, k.id)).collect();
-        self.db.wa_delete_pending_inbound(self.device_id, &keys).await.map_err(db_err)
+        self.writable()?.wa_delete_pending_inbound(self.device_id, &keys).await.map_err(db_err)
     }
 }

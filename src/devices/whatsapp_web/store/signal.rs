@@ -22,11 +22,11 @@ impl SqlxStore {
     }
 
     pub(super) async fn put_blobs(&self, table: WaBlobTable, rows: &[(&str, &[u8])]) -> Result<()> {
-        self.db.wa_put_blobs(table, self.device_id, rows).await.map_err(db_err)
+        self.writable()?.wa_put_blobs(table, self.device_id, rows).await.map_err(db_err)
     }
 
     pub(super) async fn delete_blob(&self, table: WaBlobTable, key: &str) -> Result<()> {
-        self.db.wa_delete_blob(table, self.device_id, key).await.map_err(db_err)
+        self.writable()?.wa_delete_blob(table, self.device_id, key).await.map_err(db_err)
     }
 }
 
@@ -79,13 +79,16 @@ impl SignalStore for SqlxStore {
     }
 
     async fn store_prekey(&self, id: u32, record: &[u8], uploaded: bool) -> Result<()> {
-        self.db.wa_put_prekeys(self.device_id, &[(i64::from(id), record)], uploaded).await.map_err(db_err)
+        self.writable()?
+            .wa_put_prekeys(self.device_id, &[(i64::from(id), record)], uploaded)
+            .await
+            .map_err(db_err)
     }
 
     async fn store_prekeys_batch(&self, keys: &[(u32, Bytes)], uploaded: bool) -> Result<()> {
         let rows: Vec<(i64, &[u8])> =
             keys.iter().map(|(id, record)| (i64::from(*id), record.as_ref())).collect();
-        self.db.wa_put_prekeys(self.device_id, &rows, uploaded).await.map_err(db_err)
+        self.writable()?.wa_put_prekeys(self.device_id, &rows, uploaded).await.map_err(db_err)
     }
 
     async fn load_prekey(&self, id: u32) -> Result<Option<Bytes>> {
@@ -111,11 +114,11 @@ impl SignalStore for SqlxStore {
 
     async fn mark_prekeys_uploaded(&self, ids: &[u32]) -> Result<()> {
         let ids: Vec<i64> = ids.iter().map(|id| i64::from(*id)).collect();
-        self.db.wa_mark_prekeys_uploaded(self.device_id, &ids).await.map_err(db_err)
+        self.writable()?.wa_mark_prekeys_uploaded(self.device_id, &ids).await.map_err(db_err)
     }
 
     async fn remove_prekey(&self, id: u32) -> Result<()> {
-        self.db.wa_delete_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
+        self.writable()?.wa_delete_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
     }
 
     async fn get_max_prekey_id(&self) -> Result<u32> {
@@ -124,7 +127,7 @@ impl SignalStore for SqlxStore {
     }
 
     async fn store_signed_prekey(&self, id: u32, record: &[u8]) -> Result<()> {
-        self.db.wa_put_signed_prekey(self.device_id, i64::from(id), record).await.map_err(db_err)
+        self.writable()?.wa_put_signed_prekey(self.device_id, i64::from(id), record).await.map_err(db_err)
     }
 
     async fn load_signed_prekey(&self, id: u32) -> Result<Option<Vec<u8>>> {
@@ -142,7 +145,7 @@ impl SignalStore for SqlxStore {
     }
 
     async fn remove_signed_prekey(&self, id: u32) -> Result<()> {
-        self.db.wa_delete_signed_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
+        self.writable()?.wa_delete_signed_prekey(self.device_id, i64::from(id)).await.map_err(db_err)
     }
 
     async fn put_sender_key(&self, address: &str, record: &[u8]) -> Result<()> {
