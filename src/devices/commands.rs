@@ -1,6 +1,7 @@
 //! Session commands that reach the process running a device's session.
 //!
-//! Pairing codes, QR codes, logout, reset and number checks need the device's live session,
+//! Pairing codes, QR codes, logout, reset, number checks and every other call on a session
+//! (`routed.rs`: reactions, read marks, presence, groups, contacts) need the device's live session,
 //! which runs in exactly one process: the holder of its lease. Asked anywhere, a command runs
 //! here when this process holds the device or nobody does (pairing a device takes its lease
 //! here); otherwise it is stored in `device_commands`, the holder is woken through the
@@ -15,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::driver::Session;
 use super::driver::{DriverError, NumberCheck};
 use super::manager::{DeviceError, DeviceManager, Offered};
+use super::routed::{routed_session, SessionCall};
 use crate::cluster::{Signal, Stats};
 use crate::db::DeviceRow;
 
@@ -26,7 +29,7 @@ const ANSWER_WAIT: Duration = Duration::from_secs(20);
 const ANSWER_POLL: Duration = Duration::from_millis(50);
 
 /// What a process asks of the device's session.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Command {
     /// The current pairing QR code (a new pairing round when none runs).
@@ -39,15 +42,26 @@ pub enum Command {
     Reset,
     /// Which of these numbers (digits) have WhatsApp.
     CheckNumbers { numbers: Vec<String> },
+    /// Any other call on the live session.
+    Session(Box<SessionCall>),
 }
 
 /// A command's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Answer {
-    Offered { code: String, expires_at: DateTime<Utc> },
+    Offered {
+        code: String,
+        expires_at: DateTime<Utc>,
+    },
     Done,
-    Numbers { checks: Vec<NumberCheck> },
+    Numbers {
+        checks: Vec<NumberCheck>,
+    },
+    /// What a [`Command::Session`] call answered.
+    Value {
+        value: serde_json::Value,
+    },
 }
 
 impl Answer {
@@ -158,11 +172,36 @@ impl DeviceManager {
                 let session = self.connected(device.id).ok_or(DeviceError::NotConnected)?;
                 Answer::Numbers { checks: session.check_numbers(&numbers).await? }
             }
+            Command::Session(call) => {
+                let session = self.connected(device.id).ok_or(DeviceError::NotConnected)?;
+                Answer::Value { value: call.run(session.as_ref()).await? }
+            }
         })
     }
 
+    /// The device's connected session wherever it runs: this process's own, or one whose calls
+    /// run in the live process holding it. `None` when it is connected nowhere.
+    pub async fn session(&self, device_id: i64) -> Option<std::sync::Arc<dyn Session>> {
+        if let Some(session) = self.connected(device_id) {
+            return Some(session);
+        }
+        let elsewhere = async {
+            Ok::<_, DeviceError>(
+                self.runs_elsewhere(device_id).await? && self.node().db().cluster_online(device_id).await?,
+            )
+        };
+        match elsewhere.await {
+            Ok(true) => Some(routed_session(self.clone(), device_id)),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(device_id, error = %e, "cannot tell where the device runs");
+                None
+            }
+        }
+    }
+
     /// Stores the command for the device's holder and waits for its answer.
-    async fn ask_holder(&self, device_id: i64, command: &Command) -> Result<Answer, DeviceError> {
+    pub(super) async fn ask_holder(&self, device_id: i64, command: &Command) -> Result<Answer, DeviceError> {
         let db = self.node().db();
         let json = serde_json::to_string(command).expect("a command serializes");
         let id = db.insert_command(device_id, &json).await?;

@@ -119,7 +119,7 @@ impl ContactService {
         let stored = self.db.contact(tenant.id, device.id, &jid).await?;
         let fresh =
             stored.as_ref().and_then(|c| c.fetched_at).is_some_and(|at| now_ms() - at < PROFILE_TTL_MS);
-        let session = self.manager.connected(device.id);
+        let session = self.manager.session(device.id).await;
         if (refresh || !fresh) && !jid.ends_with("@lid") {
             match session {
                 Some(session) => match session.contact_profile(&jid).await {
@@ -177,7 +177,8 @@ impl ContactService {
         }
         let session = self
             .manager
-            .connected(device.id)
+            .session(device.id)
+            .await
             .ok_or_else(|| ApiError::DeviceNotConnected("the device is not connected".into()))?;
         session.block(&jid, blocked).await.map_err(driver_error)?;
         self.db.set_blocked(tenant.id, device.id, &jid, blocked).await?;

@@ -134,7 +134,7 @@ pub struct InboundMedia {
 }
 
 /// Which message an action (a reaction, an edit, a deletion, a quote, a read mark) is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MessageKey {
     /// The chat the message is in.
     pub chat: Jid,
@@ -148,7 +148,7 @@ pub struct MessageKey {
 }
 
 /// The message a reply quotes.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Quote {
     pub key: MessageKey,
     /// Its text, shown in the quote bubble.

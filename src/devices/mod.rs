@@ -8,6 +8,7 @@ pub mod fanout;
 pub mod groups;
 pub mod manager;
 pub mod qr;
+pub mod routed;
 pub mod service;
 pub mod simulator;
 pub mod whatsapp_web;

@@ -2,13 +2,16 @@
 //!
 //! The session runs in the process holding the device's lease. Another process answers a
 //! request that needs it (a reaction, a read mark, presence, a group or contact operation)
-//! through a [`RoutedSession`]: each call becomes a session command (see `commands.rs`) that
+//! through [`routed_session`]: each call becomes a session command (see `commands.rs`) that
 //! the holder runs on its live session, and the answer comes back through the database. So
 //! every endpoint works on any process, as the send endpoints already do through the queue.
 //!
 //! Not routed: media sends (they go through the outbound queue, which the holder drains),
 //! media downloads (the holder keeps inbound media itself) and logout, which has its own
 //! command.
+//!
+//! The same calls, through another [`Carrier`], reach the simulated network that several
+//! processes share (`simulator/remote.rs`).
 
 use std::sync::Arc;
 
@@ -23,7 +26,9 @@ use super::driver::{
 };
 use super::manager::{DeviceError, DeviceManager};
 
-/// A session method, as stored for the holder.
+/// A session method, as stored for the holder. Built once per call and stored as JSON, so
+/// the size of its largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "call", rename_all = "snake_case")]
 pub enum SessionCall {
@@ -104,7 +109,9 @@ impl RoutedContent {
             Content::Edit { target, text } => RoutedContent::Edit { target, text },
             Content::Revoke { target } => RoutedContent::Revoke { target },
             Content::Media(_) => {
-                return Err(DriverError::Invalid("media is sent through the outbound queue".into()))
+                return Err(DriverError::Invalid(
+                    "media is not carried to a session in another process".into(),
+                ))
             }
         })
     }
@@ -162,40 +169,36 @@ impl SessionCall {
     }
 }
 
-/// The session of a device held by another live process: calls run there.
-pub struct RoutedSession {
-    manager: DeviceManager,
-    device_id: i64,
+/// Where a [`CarriedSession`]'s calls go: the process holding the device, or a simulated
+/// network served by another process. What a carrier cannot take answers its own error.
+#[async_trait]
+pub trait Carrier: Send + Sync + 'static {
+    /// Runs the call where the session lives; its answer as JSON.
+    async fn carry(&self, call: SessionCall) -> Result<Value, DriverError>;
+    async fn download(&self, kind: &str, source: &str) -> Result<Vec<u8>, DriverError>;
+    async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError>;
+    async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, DriverError>;
+    async fn logout(&self) -> Result<(), DriverError>;
+    async fn close(&self);
 }
 
-impl RoutedSession {
-    pub fn new(manager: DeviceManager, device_id: i64) -> Arc<dyn Session> {
-        Arc::new(RoutedSession { manager, device_id })
-    }
+/// A [`Session`] whose calls a [`Carrier`] takes to where the session runs.
+pub struct CarriedSession<C>(pub C);
 
-    async fn call(&self, call: SessionCall) -> Result<Value, DriverError> {
-        match self.manager.ask_holder(self.device_id, &Command::Session(call)).await {
-            Ok(Answer::Value { value }) => Ok(value),
-            Ok(other) => Err(DriverError::Failed(format!("unexpected answer from the device's process: {other:?}"))),
-            Err(DeviceError::Driver(e)) => Err(e),
-            Err(DeviceError::NotConnected) => Err(DriverError::NotConnected),
-            Err(e) => Err(DriverError::Failed(e.to_string())),
-        }
-    }
-
+impl<C: Carrier> CarriedSession<C> {
     async fn call_as<T: for<'de> Deserialize<'de>>(&self, call: SessionCall) -> Result<T, DriverError> {
-        let value = self.call(call).await?;
+        let value = self.0.carry(call).await?;
         serde_json::from_value(value).map_err(|e| DriverError::Failed(format!("unreadable answer: {e}")))
     }
 
     async fn call_unit(&self, call: SessionCall) -> Result<(), DriverError> {
-        self.call(call).await.map(|_| ())
+        self.0.carry(call).await.map(|_| ())
     }
 }
 
 #[async_trait]
-impl Session for RoutedSession {
-    /// An id in WhatsApp's shape, chosen here: the holder sends under it as given.
+impl<C: Carrier> Session for CarriedSession<C> {
+    /// An id in WhatsApp's shape, chosen here: the session sends under it as given.
     fn new_message_id(&self) -> String {
         format!("3EB0{}", hex::encode_upper(rand::random::<[u8; 10]>()))
     }
@@ -212,8 +215,14 @@ impl Session for RoutedSession {
         self.call_unit(call).await
     }
 
-    async fn mark_read(&self, chat: &Jid, sender: Option<&Jid>, wa_ids: &[String]) -> Result<(), DriverError> {
-        let call = SessionCall::MarkRead { chat: chat.clone(), sender: sender.cloned(), wa_ids: wa_ids.to_vec() };
+    async fn mark_read(
+        &self,
+        chat: &Jid,
+        sender: Option<&Jid>,
+        wa_ids: &[String],
+    ) -> Result<(), DriverError> {
+        let call =
+            SessionCall::MarkRead { chat: chat.clone(), sender: sender.cloned(), wa_ids: wa_ids.to_vec() };
         self.call_unit(call).await
     }
 
@@ -221,9 +230,8 @@ impl Session for RoutedSession {
         self.call_unit(SessionCall::Presence { chat: chat.cloned(), state }).await
     }
 
-    async fn download(&self, _kind: &str, _source: &str) -> Result<Vec<u8>, DriverError> {
-        // Inbound media is fetched and kept by the holder that received it.
-        Err(DriverError::NotConnected)
+    async fn download(&self, kind: &str, source: &str) -> Result<Vec<u8>, DriverError> {
+        self.0.download(kind, source).await
     }
 
     async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError> {
@@ -239,7 +247,8 @@ impl Session for RoutedSession {
         subject: &str,
         participants: &[Jid],
     ) -> Result<(GroupInfo, Vec<ParticipantOutcome>), DriverError> {
-        let call = SessionCall::CreateGroup { subject: subject.to_string(), participants: participants.to_vec() };
+        let call =
+            SessionCall::CreateGroup { subject: subject.to_string(), participants: participants.to_vec() };
         self.call_as(call).await
     }
 
@@ -253,8 +262,11 @@ impl Session for RoutedSession {
         action: ParticipantAction,
         participants: &[Jid],
     ) -> Result<Vec<ParticipantOutcome>, DriverError> {
-        let call =
-            SessionCall::GroupParticipants { group: group.clone(), action, participants: participants.to_vec() };
+        let call = SessionCall::GroupParticipants {
+            group: group.clone(),
+            action,
+            participants: participants.to_vec(),
+        };
         self.call_as(call).await
     }
 
@@ -278,18 +290,69 @@ impl Session for RoutedSession {
         self.call_unit(SessionCall::Block { contact: contact.clone(), blocked }).await
     }
 
+    async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError> {
+        self.0.request_pair_code(phone).await
+    }
+
+    async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
+        self.0.check_numbers(numbers).await
+    }
+
+    async fn logout(&self) -> Result<(), DriverError> {
+        self.0.logout().await
+    }
+
+    async fn close(&self) {
+        self.0.close().await
+    }
+}
+
+/// The session of a device held by another live process: its calls are stored as session
+/// commands, which the holder runs.
+pub fn routed_session(manager: DeviceManager, device_id: i64) -> Arc<dyn Session> {
+    Arc::new(CarriedSession(ToHolder { manager, device_id }))
+}
+
+/// Carries calls to the device's holder through `device_commands`.
+struct ToHolder {
+    manager: DeviceManager,
+    device_id: i64,
+}
+
+impl ToHolder {
+    async fn ask(&self, command: Command) -> Result<Answer, DriverError> {
+        match self.manager.ask_holder(self.device_id, &command).await {
+            Ok(answer) => Ok(answer),
+            Err(DeviceError::Driver(e)) => Err(e),
+            Err(DeviceError::NotConnected) => Err(DriverError::NotConnected),
+            Err(e) => Err(DriverError::Failed(e.to_string())),
+        }
+    }
+}
+
+#[async_trait]
+impl Carrier for ToHolder {
+    async fn carry(&self, call: SessionCall) -> Result<Value, DriverError> {
+        match self.ask(Command::Session(Box::new(call))).await? {
+            Answer::Value { value } => Ok(value),
+            other => {
+                Err(DriverError::Failed(format!("unexpected answer from the device's process: {other:?}")))
+            }
+        }
+    }
+
+    async fn download(&self, _kind: &str, _source: &str) -> Result<Vec<u8>, DriverError> {
+        // Inbound media is fetched and kept by the holder that received it.
+        Err(DriverError::NotConnected)
+    }
+
     async fn request_pair_code(&self, _phone: &str) -> Result<String, DriverError> {
         Err(DriverError::Invalid("a pair code is asked through the device's pairing command".into()))
     }
 
     async fn check_numbers(&self, numbers: &[String]) -> Result<Vec<NumberCheck>, DriverError> {
-        let command = Command::CheckNumbers { numbers: numbers.to_vec() };
-        match self.manager.ask_holder(self.device_id, &command).await {
-            Ok(answer) => answer.numbers().map_err(|e| DriverError::Failed(e.to_string())),
-            Err(DeviceError::Driver(e)) => Err(e),
-            Err(DeviceError::NotConnected) => Err(DriverError::NotConnected),
-            Err(e) => Err(DriverError::Failed(e.to_string())),
-        }
+        let answer = self.ask(Command::CheckNumbers { numbers: numbers.to_vec() }).await?;
+        answer.numbers().map_err(|e| DriverError::Failed(e.to_string()))
     }
 
     async fn logout(&self) -> Result<(), DriverError> {
@@ -306,7 +369,12 @@ mod tests {
 
     #[test]
     fn calls_survive_the_database() {
-        let key = MessageKey { chat: "628111@s.whatsapp.net".into(), wa_id: "3EB0AA".into(), from_me: true, participant: None };
+        let key = MessageKey {
+            chat: "628111@s.whatsapp.net".into(),
+            wa_id: "3EB0AA".into(),
+            from_me: true,
+            participant: None,
+        };
         for call in [
             SessionCall::Send {
                 to: "628111@s.whatsapp.net".into(),
@@ -317,10 +385,13 @@ mod tests {
                 forwarded: false,
             },
             SessionCall::Presence { chat: None, state: PresenceState::Available },
-            SessionCall::UpdateGroup { group: "1203@g.us".into(), change: GroupChange { subject: Some("s".into()), ..Default::default() } },
+            SessionCall::UpdateGroup {
+                group: "1203@g.us".into(),
+                change: GroupChange { subject: Some("s".into()), ..Default::default() },
+            },
             SessionCall::Groups,
         ] {
-            let command = Command::Session(call.clone());
+            let command = Command::Session(Box::new(call.clone()));
             let json = serde_json::to_string(&command).unwrap();
             assert_eq!(serde_json::from_str::<Command>(&json).unwrap(), command, "{json}");
         }

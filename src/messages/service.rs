@@ -329,7 +329,7 @@ impl MessageService {
         let options = MediaOptions::parse(send.kind.as_deref(), send.caption, send.filename.as_deref())
             .map_err(|e| media_error(e, "type"))?;
         // Checked again by the send; checking first spares a download that cannot be sent.
-        if self.device_manager.connected(q.device.id).is_none() {
+        if self.device_manager.session(q.device.id).await.is_none() {
             return Err(SendError::DeviceNotConnected.into());
         }
         let field = send.source.field();

@@ -248,6 +248,9 @@ async fn a_process_cut_off_from_the_database_stops_before_another_takes_its_devi
         .await
         .unwrap();
     assert!(!moved, "a status write under the old lease is refused");
+    // What a send through the first checks: the device connected under a live holder. On a
+    // loaded machine the second's renewal can lag its 3 s lease for a moment; wait it out.
+    poll_until(WAIT, || async { first.state.db.cluster_online(device).await.unwrap().then_some(()) }).await;
     let sent = send_sync(&first, &tenant, &phone, "setelah pindah").await;
     assert_eq!(sent["status"], "sent", "{sent}");
     assert_eq!(second.outbox(device).await.len(), 1);
@@ -454,4 +457,47 @@ async fn the_operator_sees_the_processes_and_who_holds_which_device() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "tenants do not see the cluster");
     let (status, body) = app.admin_get("/api/admin/cluster?limit=0").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+}
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
+async fn reactions_presence_groups_and_profiles_through_the_other_process_run_on_the_holder() {
+    let Pair { first, second, tenant, phone, device } = two_processes_with_a_device().await;
+    let sent = send_sync(&second, &tenant, &phone, "pesanan siap").await;
+    let key = &tenant.api_key;
+
+    let (status, reacted) = second
+        .post(&format!("/api/user/messages/{}/reaction", sent["id"]), key, &json!({"emoji": "👍"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{reacted}");
+    assert_eq!(reacted["reactions"][0]["emoji"], "👍", "{reacted}");
+    let presence = json!({"chat": BUDI, "state": "typing"});
+    let (status, body) = second.post(&format!("/api/user/devices/{device}/presence"), key, &presence).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let groups = format!("/api/user/devices/{device}/groups");
+    let (status, created) =
+        second.post(&groups, key, &json!({"subject": "Pelanggan setia", "participants": [BUDI]})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, listed) = second.get(&groups, key).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let listed = listed["data"].as_array().or(listed.as_array()).cloned().unwrap_or_default();
+    assert!(
+        listed.iter().any(|g| g["subject"] == "Pelanggan setia"),
+        "the holder answered the list: {listed:?}"
+    );
+    let contact = format!("/api/user/contacts/{BUDI}?device={phone}&refresh=true");
+    let (status, profile) = second.get(&contact, key).await;
+    assert_eq!(status, StatusCode::OK, "{profile}");
+
+    // All of it went out through the holder's one session; the second process opened none.
+    let outbox = first.outbox(device).await;
+    let kinds: Vec<&str> = outbox.iter().filter_map(|m| m["type"].as_str()).collect();
+    assert!(kinds.contains(&"reaction") && kinds.contains(&"presence"), "{outbox:?}");
+    assert!(second.state.device_manager.fence_of(device).is_none());
+    assert_eq!(sessions(&first, device), (1, 0), "still the holder's one session");
+    assert!(
+        second.state.device_manager.node().stats().commands_sent.load(std::sync::atomic::Ordering::Relaxed)
+            >= 5
+    );
 }

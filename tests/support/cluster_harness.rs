@@ -529,6 +529,28 @@ async fn back_online_elsewhere(sim: &Simulator, db: &Db, held: &[i64], node: &st
     .await
 }
 
+/// Starts `task(n)` for n = 1, 2, … at `per_second` until `stop`, then waits for the tasks
+/// still running. `task` answers `None` to skip a turn.
+async fn paced<F, Fut>(per_second: u32, stop: CancellationToken, mut task: F)
+where
+    F: FnMut(usize) -> Option<Fut>,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let mut every = tokio::time::interval(Duration::from_secs(1) / per_second.max(1));
+    let mut in_flight = tokio::task::JoinSet::new();
+    for n in 1.. {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = every.tick() => {}
+        }
+        if let Some(work) = task(n) {
+            in_flight.spawn(work);
+        }
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
 /// Sends through the processes in turn at the plan's rate, recording what was accepted.
 async fn send_load(
     api: Api,
@@ -538,42 +560,28 @@ async fn send_load(
     ledger: Arc<Mutex<Ledger>>,
     stop: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(Duration::from_secs(1) / plan.sends_per_second.max(1));
-    let mut n = 0usize;
-    let mut in_flight = tokio::task::JoinSet::new();
-    while !stop.is_cancelled() {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = every.tick() => {}
-        }
-        let base = bases.lock().unwrap()[n % 3].clone();
-        n += 1;
-        let Some(base) = base else { continue };
+    paced(plan.sends_per_second, stop, |n| {
+        let base = bases.lock().unwrap()[n % 3].clone()?;
         let (_, phone) = &devices[n % devices.len()];
         let text = format!("send-{n}");
         let body = json!({"device": phone, "to": CONTACT, "text": text, "async": true});
         let (api, ledger) = (api.clone(), ledger.clone());
-        in_flight.spawn(async move {
+        Some(async move {
             match api.call(&base, Method::POST, "/api/send-message", Some(&body)).await {
                 Ok((StatusCode::OK, answer)) => {
                     let id = answer["id"].as_i64().unwrap_or(0);
                     ledger.lock().unwrap().accepted.insert(text, id);
                 }
                 // Refused before it was stored (the process is stopping, or a limit).
-                Ok((status, answer))
-                    if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE =>
-                {
-                    let _ = answer;
-                }
+                Ok((status, _)) if status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE => {}
                 // No answer: the process may have stored it before it froze or died.
                 _ => {
                     ledger.lock().unwrap().in_doubt.insert(text);
                 }
             }
-        });
-        while in_flight.try_join_next().is_some() {}
-    }
-    while in_flight.join_next().await.is_some() {}
+        })
+    })
+    .await
 }
 
 /// Contacts write to the devices at the plan's rate; unacknowledged messages wait for
@@ -585,20 +593,12 @@ async fn inbound_load(
     ledger: Arc<Mutex<Ledger>>,
     stop: CancellationToken,
 ) {
-    let mut every = tokio::time::interval(Duration::from_secs(1) / plan.inbound_per_second.max(1));
-    let mut n = 0usize;
-    let mut in_flight = tokio::task::JoinSet::new();
-    while !stop.is_cancelled() {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = every.tick() => {}
-        }
-        n += 1;
+    paced(plan.inbound_per_second, stop, |n| {
         let (device, _) = devices[n % devices.len()];
         let wa_id = format!("3EB0HARNESS{n:08}");
         let text = format!("inbound-{n}");
         let (sim, ledger) = (sim.clone(), ledger.clone());
-        in_flight.spawn(async move {
+        Some(async move {
             let msg = SimInbound {
                 from: CONTACT.into(),
                 text: Some(text.clone()),
@@ -612,10 +612,9 @@ async fn inbound_load(
             } else {
                 ledger.unacked.insert(wa_id, (device, text));
             }
-        });
-        while in_flight.try_join_next().is_some() {}
-    }
-    while in_flight.join_next().await.is_some() {}
+        })
+    })
+    .await
 }
 
 /// Sends every unacknowledged inbound message again until the gateway acknowledges it.

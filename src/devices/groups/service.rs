@@ -76,9 +76,11 @@ impl GroupService {
         find_device(&self.db, &self.country_code, tenant.id, device).await
     }
 
-    fn session(&self, device: &DeviceRow) -> ApiResult<Arc<dyn Session>> {
+    /// The device's session, wherever it runs.
+    async fn session(&self, device: &DeviceRow) -> ApiResult<Arc<dyn Session>> {
         self.manager
-            .connected(device.id)
+            .session(device.id)
+            .await
             .ok_or_else(|| ApiError::DeviceNotConnected("the device is not connected".into()))
     }
 
@@ -98,7 +100,7 @@ impl GroupService {
     /// The groups the device is in, by subject.
     pub async fn list(&self, tenant: &Tenant, device: &str) -> ApiResult<Vec<Group>> {
         let device = self.device(tenant, device).await?;
-        let Some(session) = self.manager.connected(device.id) else {
+        let Some(session) = self.manager.session(device.id).await else {
             let rows = self.db.groups(tenant.id, device.id).await?;
             return Ok(rows
                 .into_iter()
@@ -122,7 +124,7 @@ impl GroupService {
     pub async fn get(&self, tenant: &Tenant, device: &str, group: &str) -> ApiResult<Group> {
         let device = self.device(tenant, device).await?;
         let jid = group_jid(group, "group")?;
-        let Some(session) = self.manager.connected(device.id) else {
+        let Some(session) = self.manager.session(device.id).await else {
             let row = self
                 .db
                 .group(tenant.id, device.id, &jid)
@@ -196,7 +198,7 @@ impl GroupService {
         let device = self.device(tenant, device).await?;
         let subject = check_subject(subject)?;
         let jids = self.participants(participants)?;
-        let session = self.session(&device)?;
+        let session = self.session(&device).await?;
         let (info, outcomes) = session.create_group(&subject, &jids).await.map_err(driver_error)?;
         cache(&self.db, tenant.id, device.id, &info).await;
         self.tenants.record(tenant.activity("group.create", format!("group:{}", info.jid))).await;
@@ -224,7 +226,7 @@ impl GroupService {
                 "give at least one of subject, description, announce, locked, member_add_mode",
             ));
         }
-        let session = self.session(&device)?;
+        let session = self.session(&device).await?;
         session.update_group(&jid, &change).await.map_err(not_found_as_group)?;
         self.tenants.record(tenant.activity("group.update", format!("group:{jid}"))).await;
         let info = self.fetch(tenant, &device, session.as_ref(), &jid).await?;
@@ -243,7 +245,7 @@ impl GroupService {
         let device = self.device(tenant, device).await?;
         let jid = group_jid(group, "group")?;
         let jids = self.participants(participants)?;
-        let session = self.session(&device)?;
+        let session = self.session(&device).await?;
         let outcomes = session.group_participants(&jid, action, &jids).await.map_err(not_found_as_group)?;
         if outcomes.iter().any(ParticipantOutcome::ok) {
             self.tenants
@@ -261,7 +263,7 @@ impl GroupService {
     pub async fn invite(&self, tenant: &Tenant, device: &str, group: &str, reset: bool) -> ApiResult<String> {
         let device = self.device(tenant, device).await?;
         let jid = group_jid(group, "group")?;
-        let session = self.session(&device)?;
+        let session = self.session(&device).await?;
         let code = session.group_invite(&jid, reset).await.map_err(not_found_as_group)?;
         if reset {
             self.tenants.record(tenant.activity("group.invite.revoke", format!("group:{jid}"))).await;
@@ -275,7 +277,7 @@ impl GroupService {
         let code = invite_code(link).ok_or_else(|| {
             ApiError::validation("invite", "must be an invite link https://chat.whatsapp.com/<code>")
         })?;
-        let session = self.session(&device)?;
+        let session = self.session(&device).await?;
         let jid = session.join_group(&code).await.map_err(driver_error)?;
         self.tenants.record(tenant.activity("group.join", format!("group:{jid}"))).await;
         let info = self.fetch(tenant, &device, session.as_ref(), &jid).await?;
@@ -286,7 +288,7 @@ impl GroupService {
     pub async fn leave(&self, tenant: &Tenant, device: &str, group: &str) -> ApiResult<()> {
         let device = self.device(tenant, device).await?;
         let jid = group_jid(group, "group")?;
-        let session = self.session(&device)?;
+        let session = self.session(&device).await?;
         session.leave_group(&jid).await.map_err(not_found_as_group)?;
         self.db.delete_group(tenant.id, device.id, &jid).await?;
         self.tenants.record(tenant.activity("group.leave", format!("group:{jid}"))).await;

@@ -10,11 +10,11 @@
 //! silent socket.
 //!
 //! What travels: the session lifecycle (QR codes, pair codes, paired, connected, stopped),
-//! text messages out (with mentions and the forwarded flag), read marks, presence, number
-//! checks, logout, inbound messages of every kind with their acknowledgement, media
-//! downloads, receipts and LID mappings. Not carried: media, location, contact, poll and
-//! message-action sends, group and contact operations, and the group, chat-state and
-//! saved-name events (acknowledged as not stored). They answer a clear error instead.
+//! every session call another process can make (`devices::routed`: messages of every kind but
+//! media, reactions, edits, deletions, read marks, presence, groups, contacts), number checks,
+//! logout, inbound messages of every kind with their acknowledgement, media downloads,
+//! receipts and LID mappings. Not carried: media sends, which fail saying so, and the group,
+//! chat-state and saved-name events, which are acknowledged as not stored.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,13 +31,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{new_wa_id, Simulator};
+use super::Simulator;
 use crate::db::Db;
 use crate::devices::driver::{
-    Ack, ContactProfile, Content, DeviceKey, Driver, DriverError, DriverEvent, GroupChange, GroupInfo,
-    InboundMessage, Jid, NumberCheck, Outgoing, ParticipantAction, ParticipantOutcome, PresenceState,
-    ReceiptKind, Session, StopReason,
+    Ack, DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, NumberCheck, ReceiptKind, Session,
+    StopReason,
 };
+use crate::devices::routed::{CarriedSession, Carrier, SessionCall};
 
 /// The network drops a session it heard nothing from for this long.
 pub const KEEPALIVE: Duration = Duration::from_secs(2);
@@ -74,21 +74,9 @@ enum Up {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
-    Send {
-        to: String,
-        id: String,
-        text: String,
-        mentions: Vec<String>,
-        forwarded: bool,
-    },
-    MarkRead {
-        chat: String,
-        sender: Option<String>,
-        wa_ids: Vec<String>,
-    },
-    Presence {
-        chat: Option<String>,
-        state: PresenceState,
+    /// Every call a session in another process can take (see `devices::routed`).
+    Session {
+        call: Box<SessionCall>,
     },
     Download {
         kind: String,
@@ -163,10 +151,6 @@ impl From<WireError> for DriverError {
             _ => DriverError::Failed(e.message),
         }
     }
-}
-
-fn not_carried(what: &str) -> DriverError {
-    DriverError::Invalid(format!("{what} is not carried by the shared simulator network"))
 }
 
 /// Writes `value` as one JSON line.
@@ -311,18 +295,8 @@ async fn serve_session(sim: Simulator, stream: TcpStream, shutdown: Cancellation
 }
 
 async fn call_session(session: &dyn Session, op: Op) -> Result<Value, DriverError> {
-    let unit = |r: Result<(), DriverError>| r.map(|()| Value::Null);
     match op {
-        Op::Send { to, id, text, mentions, forwarded } => {
-            let mut message = Outgoing::text(&text);
-            message.mentions = mentions;
-            message.forwarded = forwarded;
-            unit(session.send(&to, &message, &id).await)
-        }
-        Op::MarkRead { chat, sender, wa_ids } => {
-            unit(session.mark_read(&chat, sender.as_ref(), &wa_ids).await)
-        }
-        Op::Presence { chat, state } => unit(session.presence(chat.as_ref(), state).await),
+        Op::Session { call } => (*call).run(session).await,
         Op::Download { kind, source } => session
             .download(&kind, &source)
             .await
@@ -332,7 +306,7 @@ async fn call_session(session: &dyn Session, op: Op) -> Result<Value, DriverErro
             .check_numbers(&numbers)
             .await
             .and_then(|checks| serde_json::to_value(checks).map_err(|e| DriverError::Failed(e.to_string()))),
-        Op::Logout => unit(session.logout().await),
+        Op::Logout => session.logout().await.map(|()| Value::Null),
         Op::Close => {
             session.close().await;
             Ok(Value::Null)
@@ -409,7 +383,7 @@ impl Driver for RemoteNetwork {
             ended.clone(),
         ));
         tokio::spawn(ping(out.clone(), ended.clone()));
-        Ok(Arc::new(RemoteSession { out, pending, next_call: AtomicU64::new(0), ended }))
+        Ok(Arc::new(CarriedSession(ToNetwork { out, pending, next_call: AtomicU64::new(0), ended })))
     }
 
     async fn forget(&self, device_id: i64) -> Result<(), DriverError> {
@@ -502,15 +476,15 @@ async fn relay(
     }
 }
 
-/// A gateway's handle on one session of the shared network.
-struct RemoteSession {
+/// Carries a gateway's session calls over its connection to the shared network.
+struct ToNetwork {
     out: mpsc::UnboundedSender<Up>,
     pending: Pending,
     next_call: AtomicU64,
     ended: CancellationToken,
 }
 
-impl RemoteSession {
+impl ToNetwork {
     async fn call(&self, op: Op) -> Result<Value, DriverError> {
         if self.ended.is_cancelled() {
             return Err(DriverError::NotConnected);
@@ -528,47 +502,12 @@ impl RemoteSession {
             Err(_) => Err(DriverError::Failed("the simulator network did not answer in time".into())),
         }
     }
-
-    async fn call_unit(&self, op: Op) -> Result<(), DriverError> {
-        self.call(op).await.map(|_| ())
-    }
 }
 
 #[async_trait]
-impl Session for RemoteSession {
-    fn new_message_id(&self) -> String {
-        new_wa_id()
-    }
-
-    async fn send(&self, to: &Jid, message: &Outgoing, id: &str) -> Result<(), DriverError> {
-        let Content::Text(text) = &message.content else {
-            return Err(not_carried("this kind of message"));
-        };
-        if message.reply_to.is_some() {
-            return Err(not_carried("a quoted reply"));
-        }
-        let op = Op::Send {
-            to: to.clone(),
-            id: id.to_string(),
-            text: text.clone(),
-            mentions: message.mentions.clone(),
-            forwarded: message.forwarded,
-        };
-        self.call_unit(op).await
-    }
-
-    async fn mark_read(
-        &self,
-        chat: &Jid,
-        sender: Option<&Jid>,
-        wa_ids: &[String],
-    ) -> Result<(), DriverError> {
-        let op = Op::MarkRead { chat: chat.clone(), sender: sender.cloned(), wa_ids: wa_ids.to_vec() };
-        self.call_unit(op).await
-    }
-
-    async fn presence(&self, chat: Option<&Jid>, state: PresenceState) -> Result<(), DriverError> {
-        self.call_unit(Op::Presence { chat: chat.cloned(), state }).await
+impl Carrier for ToNetwork {
+    async fn carry(&self, call: SessionCall) -> Result<Value, DriverError> {
+        self.call(Op::Session { call: Box::new(call) }).await
     }
 
     async fn download(&self, kind: &str, source: &str) -> Result<Vec<u8>, DriverError> {
@@ -577,55 +516,6 @@ impl Session for RemoteSession {
             return Err(DriverError::Failed("the simulator network answered no bytes".into()));
         };
         base64::engine::general_purpose::STANDARD.decode(b64).map_err(|e| DriverError::Failed(e.to_string()))
-    }
-
-    async fn groups(&self) -> Result<Vec<GroupInfo>, DriverError> {
-        Err(not_carried("listing groups"))
-    }
-
-    async fn group(&self, _group: &Jid) -> Result<GroupInfo, DriverError> {
-        Err(not_carried("reading a group"))
-    }
-
-    async fn create_group(
-        &self,
-        _subject: &str,
-        _participants: &[Jid],
-    ) -> Result<(GroupInfo, Vec<ParticipantOutcome>), DriverError> {
-        Err(not_carried("creating a group"))
-    }
-
-    async fn update_group(&self, _group: &Jid, _change: &GroupChange) -> Result<(), DriverError> {
-        Err(not_carried("changing a group"))
-    }
-
-    async fn group_participants(
-        &self,
-        _group: &Jid,
-        _action: ParticipantAction,
-        _participants: &[Jid],
-    ) -> Result<Vec<ParticipantOutcome>, DriverError> {
-        Err(not_carried("changing group members"))
-    }
-
-    async fn group_invite(&self, _group: &Jid, _reset: bool) -> Result<String, DriverError> {
-        Err(not_carried("a group invite"))
-    }
-
-    async fn join_group(&self, _code: &str) -> Result<Jid, DriverError> {
-        Err(not_carried("joining a group"))
-    }
-
-    async fn leave_group(&self, _group: &Jid) -> Result<(), DriverError> {
-        Err(not_carried("leaving a group"))
-    }
-
-    async fn contact_profile(&self, _contact: &Jid) -> Result<ContactProfile, DriverError> {
-        Err(not_carried("a contact's profile"))
-    }
-
-    async fn block(&self, _contact: &Jid, _blocked: bool) -> Result<(), DriverError> {
-        Err(not_carried("blocking"))
     }
 
     async fn request_pair_code(&self, phone: &str) -> Result<String, DriverError> {
@@ -641,7 +531,7 @@ impl Session for RemoteSession {
     }
 
     async fn logout(&self) -> Result<(), DriverError> {
-        self.call_unit(Op::Logout).await
+        self.call(Op::Logout).await.map(|_| ())
     }
 
     /// Waits until the network closed the session, so a device handed to another process is
@@ -655,6 +545,7 @@ impl Session for RemoteSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::driver::{Content, Outgoing};
     use crate::devices::simulator::SimTiming;
 
     use crate::devices::simulator::tests::{phone, world, World};
@@ -694,12 +585,25 @@ mod tests {
         session.send(&"6282222222222@s.whatsapp.net".into(), &Outgoing::text("hi"), "3EB0AA").await.unwrap();
         let outbox = sim.outbox(device);
         assert_eq!((outbox[0].id.as_str(), outbox[0].text.as_deref()), ("3EB0AA", Some("hi")));
+        // Any kind but media, and the other session calls, go through the connection too.
         let poll = Outgoing::new(Content::Poll(crate::content::PollSpec {
             question: "q".into(),
             options: vec!["a".into(), "b".into()],
             multiple: false,
         }));
-        let err = session.send(&"6282222222222@s.whatsapp.net".into(), &poll, "3EB0AB").await.unwrap_err();
+        session.send(&"6282222222222@s.whatsapp.net".into(), &poll, "3EB0AB").await.unwrap();
+        assert_eq!(sim.outbox(device)[1].kind, "poll");
+        let (group, _) =
+            session.create_group("Toko", &["6282222222222@s.whatsapp.net".to_string()]).await.unwrap();
+        assert_eq!(session.groups().await.unwrap()[0].jid, group.jid);
+        let media = Outgoing::new(Content::Media(crate::devices::driver::OutboundMedia {
+            kind: crate::devices::driver::MediaKind::Image,
+            bytes: Arc::new(vec![1, 2, 3]),
+            mime: "image/png".into(),
+            filename: None,
+            caption: None,
+        }));
+        let err = session.send(&"6282222222222@s.whatsapp.net".into(), &media, "3EB0AC").await.unwrap_err();
         assert!(err.to_string().contains("not carried"), "{err}");
 
         // An inbound message is acknowledged to the network only once the gateway says so.

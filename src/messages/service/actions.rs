@@ -113,7 +113,8 @@ impl MessageService {
     ) -> ApiResult<(MessageRow, std::sync::Arc<dyn Session>, MessageKey)> {
         let row = self.db.message(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
         let key = key_of(&row)?;
-        let session = self.device_manager.connected(row.device_id).ok_or(SendError::DeviceNotConnected)?;
+        let session =
+            self.device_manager.session(row.device_id).await.ok_or(SendError::DeviceNotConnected)?;
         Ok((row, session, key))
     }
 
@@ -246,7 +247,7 @@ impl MessageService {
             }
             None => None,
         };
-        let session = self.device_manager.connected(device.id).ok_or(SendError::DeviceNotConnected)?;
+        let session = self.device_manager.session(device.id).await.ok_or(SendError::DeviceNotConnected)?;
         session.presence(chat.as_ref(), state).await.map_err(driver_error)?;
         self.tenants.record(tenant.activity("device.presence", format!("device:{}", device.id))).await;
         Ok(())

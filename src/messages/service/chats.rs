@@ -113,7 +113,7 @@ impl MessageService {
             .read_chat(tenant.id, device.id, &chat, MAX_RECEIPTS)
             .await?
             .ok_or_else(|| ApiError::not_found("chat"))?;
-        let session = self.device_manager.connected(device.id);
+        let session = self.device_manager.session(device.id).await;
         let mut receipts_sent = false;
         if let (Some(session), false) = (&session, unread.is_empty()) {
             // One receipt per sender (a group's messages come from several members).

@@ -1,6 +1,6 @@
 //! Two gateway processes on one PostgreSQL database and one (fake) WhatsApp network, with the
 //! real whatsapp-rust client: only the holder of a device's lease logs in, a send through the
-//! other process goes out once through the holder's connection, and a graceful stop hands the
+//! other process goes out once through the holder's connection (and so does presence), and a graceful stop hands the
 //! device over with one new login and no fight over the connection.
 
 use reqwest::StatusCode;
@@ -54,6 +54,15 @@ async fn whatsapp_web_two_processes_share_a_device_without_fighting_over_it() {
     let wa_id = body["wa_id"].as_str().expect("a WhatsApp id").to_string();
     let sent: Vec<_> = fake.sent(phone).into_iter().filter(|(_, id)| *id == wa_id).collect();
     assert_eq!(sent.len(), 1, "one message on the wire: {sent:?}");
+
+    // Session calls through the second process run on the first's connection too.
+    let typing = serde_json::json!({"chat": CONTACT, "state": "typing"});
+    let (status, body) =
+        second.post(&format!("/api/user/devices/{id}/presence"), &tenant.api_key, &typing).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let to = format!("{CONTACT}@s.whatsapp.net");
+    fake.wait_chat_state(phone, &to, "composing", STEP).await.expect("the holder showed typing");
+    assert_eq!(fake.login_count(phone), 1, "still the first process's one login");
 
     // A graceful stop hands the device over: one new login, by the second process.
     first.stop().await;
