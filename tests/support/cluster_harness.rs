@@ -122,7 +122,7 @@ impl fmt::Display for Report {
 }
 
 /// One `wa-gateway serve` child process.
-struct Gateway {
+pub struct Gateway {
     name: &'static str,
     child: Child,
     base: String,
@@ -131,6 +131,18 @@ struct Gateway {
 
 impl Gateway {
     async fn start(name: &'static str, database: &str, network: &str) -> Result<Gateway> {
+        Ok(Gateway::launch(name, database, Some(network), Some(ADMIN)).await?.0)
+    }
+
+    /// Starts `wa-gateway serve` on `database` (with the shared `network`, or a simulator of
+    /// its own) and waits until it listens; with no `admin` token it makes one on a first
+    /// start, which is answered too.
+    pub async fn launch(
+        name: &'static str,
+        database: &str,
+        network: Option<&str>,
+        admin: Option<&str>,
+    ) -> Result<(Gateway, Option<String>)> {
         let dir = tempfile::tempdir()?;
         let mut child = Command::new(env!("CARGO_BIN_EXE_wa-gateway"))
             .arg("serve")
@@ -138,9 +150,9 @@ impl Gateway {
             .env("GATEWAY_SERVER__BIND", "127.0.0.1:0")
             .env("GATEWAY_DATABASE__URL", database)
             .env("GATEWAY_DATABASE__MAX_CONNECTIONS", "8")
-            .env("GATEWAY_ADMIN__TOKEN", ADMIN)
+            .env("GATEWAY_ADMIN__TOKEN", admin.unwrap_or(""))
             .env("GATEWAY_WHATSAPP__DRIVER", "simulator")
-            .env("GATEWAY_WHATSAPP__SIMULATOR_NETWORK", network)
+            .env("GATEWAY_WHATSAPP__SIMULATOR_NETWORK", network.unwrap_or(""))
             .env("GATEWAY_WHATSAPP__SEND_MIN_GAP_MS", "0")
             .env("GATEWAY_WHATSAPP__SEND_JITTER_MS", "0")
             .env("GATEWAY_WHATSAPP__RECONNECT_MIN_MS", "200")
@@ -160,10 +172,14 @@ impl Gateway {
             .context("cannot start the wa-gateway binary")?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let base = tokio::time::timeout(Duration::from_secs(60), async {
+        let (base, token) = tokio::time::timeout(Duration::from_secs(60), async {
+            let mut token = None;
             while let Some(line) = lines.next_line().await? {
+                if let Some((_, t)) = line.split_once("Generated admin token (shown once, store it now): ") {
+                    token = Some(t.trim().to_string());
+                }
                 if let Some(url) = line.strip_prefix("wa-gateway listening on ") {
-                    return Ok(url.trim().to_string());
+                    return Ok((url.trim().to_string(), token));
                 }
             }
             bail!("gateway {name} exited before listening")
@@ -172,7 +188,11 @@ impl Gateway {
         .with_context(|| format!("gateway {name} did not start in time"))??;
         // Keep reading so the gateway never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Gateway { name, child, base, _dir: dir })
+        Ok((Gateway { name, child, base, _dir: dir }, token))
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn pid(&self) -> i32 {
