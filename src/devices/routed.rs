@@ -129,7 +129,8 @@ impl RoutedContent {
     }
 }
 
-fn to_value<T: Serialize>(value: T) -> Result<Value, DriverError> {
+/// An answer as JSON, to carry it back to the caller.
+pub(crate) fn to_value<T: Serialize>(value: T) -> Result<Value, DriverError> {
     serde_json::to_value(value).map_err(|e| DriverError::Failed(format!("unserializable answer: {e}")))
 }
 

@@ -254,7 +254,7 @@ impl Api {
 }
 
 /// What the load generators recorded.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Ledger {
     /// Text of each accepted send, with the gateway's message id.
     accepted: HashMap<String, i64>,
@@ -711,15 +711,7 @@ async fn check(
     let twice: Vec<_> = seen.iter().filter(|(_, ids)| ids.len() > 1).collect();
     ensure!(twice.is_empty(), "messages delivered under two ids: {twice:?}");
 
-    let ledger = {
-        let ledger = ledger.lock().unwrap();
-        Ledger {
-            accepted: ledger.accepted.clone(),
-            in_doubt: ledger.in_doubt.clone(),
-            acked: ledger.acked.clone(),
-            unacked: HashMap::new(),
-        }
-    };
+    let ledger = ledger.lock().unwrap().clone();
     let missing: Vec<_> = ledger.accepted.keys().filter(|t| !seen.contains_key(*t)).collect();
     ensure!(missing.is_empty(), "{} accepted sends never reached WhatsApp: {missing:?}", missing.len());
     let missing: Vec<_> =

@@ -37,7 +37,7 @@ use crate::devices::driver::{
     Ack, DeviceKey, Driver, DriverError, DriverEvent, InboundMessage, NumberCheck, ReceiptKind, Session,
     StopReason,
 };
-use crate::devices::routed::{CarriedSession, Carrier, SessionCall};
+use crate::devices::routed::{to_value, CarriedSession, Carrier, SessionCall};
 
 /// The network drops a session it heard nothing from for this long.
 pub const KEEPALIVE: Duration = Duration::from_secs(2);
@@ -239,24 +239,19 @@ async fn serve_session(sim: Simulator, stream: TcpStream, shutdown: Cancellation
             line = read_line::<Up>(&mut lines) => {
                 heard = Instant::now();
                 match line {
-                    Ok(Some(Up::Call { call, op })) => {
-                        let closing = matches!(op, Op::Close);
-                        let result = if closing {
-                            session.close().await;
-                            Ok(Value::Null)
-                        } else {
-                            // Calls may wait (a send on a slow network); events keep flowing.
-                            let (session, out) = (session.clone(), out.clone());
-                            tokio::spawn(async move {
-                                let result = call_session(&*session, op).await.map_err(WireError::from);
-                                let _ = out.send(Down::Reply { call, result });
-                            });
-                            continue;
-                        };
+                    // Answered once the session is closed, so the gateway's close waits for it.
+                    Ok(Some(Up::Call { call, op: op @ Op::Close })) => {
+                        let result = call_session(&*session, op).await.map_err(WireError::from);
                         let _ = out.send(Down::Reply { call, result });
-                        if closing {
-                            break;
-                        }
+                        break;
+                    }
+                    Ok(Some(Up::Call { call, op })) => {
+                        // Calls may wait (a send on a slow network); events keep flowing.
+                        let (session, out) = (session.clone(), out.clone());
+                        tokio::spawn(async move {
+                            let result = call_session(&*session, op).await.map_err(WireError::from);
+                            let _ = out.send(Down::Reply { call, result });
+                        });
                     }
                     Ok(Some(Up::Ack { ack, stored })) => {
                         if let Some(a) = acks.remove(&ack) {
@@ -302,10 +297,7 @@ async fn call_session(session: &dyn Session, op: Op) -> Result<Value, DriverErro
             .await
             .map(|bytes| Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))),
         Op::PairCode { phone } => session.request_pair_code(&phone).await.map(Value::String),
-        Op::CheckNumbers { numbers } => session
-            .check_numbers(&numbers)
-            .await
-            .and_then(|checks| serde_json::to_value(checks).map_err(|e| DriverError::Failed(e.to_string()))),
+        Op::CheckNumbers { numbers } => to_value(session.check_numbers(&numbers).await?),
         Op::Logout => session.logout().await.map(|()| Value::Null),
         Op::Close => {
             session.close().await;

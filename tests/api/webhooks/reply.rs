@@ -69,7 +69,8 @@ async fn reply_answers_over_the_monthly_limit_are_not_sent() {
     app.inbound(device, CUSTOMER, "halo", None).await;
     let failed = poll_until(WAIT, || async {
         let (_, h) = app.get("/api/user/chat-history?direction=out", &tenant.api_key).await;
-        (h["total"] == 1).then_some(h)
+        // The page and `total` are read apart: wait for the row in the page itself.
+        (h["total"] == 1 && h["data"].as_array().is_some_and(|d| d.len() == 1)).then_some(h)
     })
     .await;
     assert_eq!(failed["data"][0]["status"], "failed");
