@@ -253,6 +253,7 @@ conformance!(
     protocol_bookkeeping_matches,
     a_number_keeps_its_latest_lid_when_an_older_lid_moves_away,
     a_guarded_store_writes_nothing_once_its_process_may_not,
+    a_leased_store_writes_nothing_once_another_process_took_the_device,
     tc_tokens_follow_the_upsert_rules,
     concurrent_tc_token_writers_converge,
     sent_messages_are_taken_once,

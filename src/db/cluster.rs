@@ -10,6 +10,8 @@
 //! clocks disagree still agree on who holds what. Renewing costs one row per node, not one per
 //! device.
 
+use std::sync::Arc;
+
 use super::{reader, writer, Db, DbResult, Dialect};
 
 /// A live (unexpired) gateway process.
@@ -43,11 +45,50 @@ pub(crate) fn now_sql(dialect: Dialect) -> &'static str {
 /// fencing check a holder's writes carry in the same statement. The arguments are SQL
 /// expressions (parameters or columns).
 pub(crate) fn fence_sql(dialect: Dialect, device: &str, node: &str, epoch: &str) -> String {
+    format!("EXISTS ({})", holder_sql(dialect, device, node, epoch))
+}
+
+/// A query selecting one row while `(node, epoch)` is the valid holder of `device`'s lease.
+fn holder_sql(dialect: Dialect, device: &str, node: &str, epoch: &str) -> String {
     let now = now_sql(dialect);
     format!(
-        "EXISTS (SELECT 1 FROM device_leases fl JOIN gateway_nodes fnode ON fnode.node_id = fl.node_id \
-         WHERE fl.device_id = {device} AND fl.node_id = {node} AND fl.epoch = {epoch} AND fnode.expires_at > {now})"
+        "SELECT 1 FROM device_leases fl JOIN gateway_nodes fnode ON fnode.node_id = fl.node_id \
+         WHERE fl.device_id = {device} AND fl.node_id = {node} AND fl.epoch = {epoch} AND fnode.expires_at > {now}"
     )
+}
+
+/// Told of each write the database refused under a fence (see [`Db::fenced`]).
+pub type OnRefused = Arc<dyn Fn() + Send + Sync>;
+
+/// The lease a fenced handle's session-state writes check (see [`Db::fenced`]).
+pub(crate) struct SessionFence {
+    pub(crate) device_id: i64,
+    pub(crate) node: Arc<str>,
+    pub(crate) epoch: i64,
+    /// Selects a row while `($1, $2, $3)` holds the lease; on PostgreSQL it also locks the
+    /// lease row until the transaction ends, so a takeover waits for the write in flight.
+    pub(crate) sql: String,
+    /// Called for every write the database refused.
+    on_refused: Option<OnRefused>,
+}
+
+impl SessionFence {
+    /// Reports a refused write.
+    pub(crate) fn refused(&self) {
+        if let Some(on_refused) = &self.on_refused {
+            on_refused();
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionFence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionFence")
+            .field("device_id", &self.device_id)
+            .field("node", &self.node)
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A device lease held by a node, with whether the device is paired.
@@ -70,6 +111,22 @@ pub struct LeaseRow {
 }
 
 impl Db {
+    /// The same database, for one device's session state written by the holder of its lease
+    /// `(node, epoch)`: every session-state write (the `wa_*` tables) checks the lease in its
+    /// own transaction and fails as [`DbError::Fenced`](super::DbError::Fenced) once another
+    /// process took the device or this one was declared dead. `on_refused` hears of each such
+    /// refusal. Other writes through the handle are not affected.
+    pub fn fenced(&self, device_id: i64, node: Arc<str>, epoch: i64, on_refused: Option<OnRefused>) -> Db {
+        let dialect = self.dialect();
+        let lock = match dialect {
+            Dialect::Postgres => " FOR SHARE OF fl",
+            Dialect::Sqlite => "",
+        };
+        let sql = format!("{}{lock}", holder_sql(dialect, "$1", "$2", "$3"));
+        let fence = SessionFence { device_id, node, epoch, sql, on_refused };
+        Db { pools: self.pools.clone(), fence: Some(Arc::new(fence)) }
+    }
+
     /// The database's clock, in Unix milliseconds.
     pub async fn cluster_now(&self) -> DbResult<i64> {
         let sql = format!("SELECT {}", now_sql(self.dialect()));

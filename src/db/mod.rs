@@ -9,6 +9,7 @@
 //! Every method for tenant-owned data takes the tenant id first and filters by it.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -52,6 +53,9 @@ pub enum DbError {
     Sqlx(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A fenced write (see [`Db::fenced`]) found that this process no longer holds the lease.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl From<sqlx::Error> for DbError {
@@ -84,6 +88,8 @@ pub(crate) enum Pools {
 #[derive(Clone)]
 pub struct Db {
     pub(crate) pools: Pools,
+    /// Set on a handle made by [`Db::fenced`]: its session-state writes check a device lease.
+    pub(crate) fence: Option<Arc<cluster::SessionFence>>,
 }
 
 /// Runs `$body` with `$p` bound to a pool for reads.
@@ -195,7 +201,7 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(base)
                 .await?;
-            Ok(Db { pools: Pools::Sqlite { read, write } })
+            Ok(Db { pools: Pools::Sqlite { read, write }, fence: None })
         } else {
             let options = PgConnectOptions::from_str(&opts.url)?;
             let pool = PgPoolOptions::new()
@@ -203,7 +209,7 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options)
                 .await?;
-            Ok(Db { pools: Pools::Postgres(pool) })
+            Ok(Db { pools: Pools::Postgres(pool), fence: None })
         }
     }
 

@@ -78,18 +78,20 @@ impl WaBlobTable {
 }
 
 impl DbError {
-    /// Whether the database could not be reached at all (pool exhausted or closed, I/O),
-    /// as opposed to a statement that failed.
+    /// Whether the database could not be reached at all (pool exhausted or closed, I/O), or
+    /// refused the write because this process no longer holds the device, as opposed to a
+    /// statement that failed: either way the session has to end.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
-            DbError::Sqlx(
-                sqlx::Error::PoolTimedOut
-                    | sqlx::Error::PoolClosed
-                    | sqlx::Error::Io(_)
-                    | sqlx::Error::Tls(_)
-                    | sqlx::Error::WorkerCrashed
-            )
+            DbError::Fenced(_)
+                | DbError::Sqlx(
+                    sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::Io(_)
+                        | sqlx::Error::Tls(_)
+                        | sqlx::Error::WorkerCrashed
+                )
         )
     }
 }
@@ -161,6 +163,38 @@ macro_rules! exec_chunks {
 }
 use exec_chunks;
 
+/// Runs `$body` in a write transaction bound to `$tx` and commits it; `$body` yields the
+/// result and returns early with `?` on failure (the transaction then rolls back). On a handle
+/// made by [`Db::fenced`] the transaction first checks, and on PostgreSQL locks, the device's
+/// lease: a process that lost the device writes nothing, and nobody can take the lease over
+/// until the write has committed.
+macro_rules! session_write {
+    ($db:expr, |$tx:ident| $body:expr) => {
+        $crate::db::writer!($db, |p| {
+            let mut $tx = p.begin().await?;
+            if let Some(fence) = &$db.fence {
+                let held: Option<i32> = sqlx::query_scalar(&fence.sql)
+                    .bind(fence.device_id)
+                    .bind(&*fence.node)
+                    .bind(fence.epoch)
+                    .fetch_optional(&mut *$tx)
+                    .await?;
+                if held.is_none() {
+                    fence.refused();
+                    return Err($crate::db::DbError::Fenced(format!(
+                        "device {}: lease epoch {} is no longer held by this process",
+                        fence.device_id, fence.epoch
+                    )));
+                }
+            }
+            let out = $body;
+            $tx.commit().await?;
+            out
+        })
+    };
+}
+use session_write;
+
 impl Db {
     /// The stored `wacore::store::Device` JSON of the device, if any.
     pub async fn wa_device(&self, device_id: i64) -> DbResult<Option<String>> {
@@ -172,7 +206,7 @@ impl Db {
 
     /// Stores the device JSON, replacing what was there; `pn` is its paired phone JID.
     pub async fn wa_put_device(&self, device_id: i64, pn: Option<&str>, data: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_device (device_id, pn, data, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (device_id) DO UPDATE SET pn = excluded.pn, data = excluded.data, \
              updated_at = excluded.updated_at"
@@ -181,15 +215,15 @@ impl Db {
         .bind(pn)
         .bind(data)
         .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     /// Stores the device JSON unless the device already has one; answers whether it was stored.
     pub async fn wa_insert_device(&self, device_id: i64, pn: Option<&str>, data: &str) -> DbResult<bool> {
-        let inserted = writer!(self, |p| sqlx::query(
+        let inserted = session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_device (device_id, pn, data, updated_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (device_id) DO NOTHING"
         )
@@ -197,9 +231,9 @@ impl Db {
         .bind(pn)
         .bind(data)
         .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(inserted > 0)
     }
 
@@ -279,8 +313,7 @@ impl Db {
         }
         let (table, key_col, value_col) = table.parts();
         let rows = last_per_key(rows, |(key, _)| *key);
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 rows,
@@ -293,7 +326,6 @@ impl Db {
                 [device_id],
                 |q, (key, value)| q.bind(*key).bind(*value)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -302,12 +334,12 @@ impl Db {
     pub async fn wa_delete_blob(&self, table: WaBlobTable, device_id: i64, key: &str) -> DbResult<()> {
         let (table, key_col, _) = table.parts();
         let sql = format!("DELETE FROM {table} WHERE device_id = $1 AND {key_col} = $2");
-        writer!(self, |p| sqlx::query(&sql)
+        session_write!(self, |tx| sqlx::query(&sql)
             .bind(device_id)
             .bind(key)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected());
         Ok(())
     }
 }

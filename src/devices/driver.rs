@@ -14,6 +14,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 
+use crate::db::cluster::OnRefused;
+
 pub use super::groups::{
     GroupChange, GroupEvent, GroupEventKind, GroupInfo, ParticipantAction, ParticipantOutcome,
 };
@@ -34,25 +36,56 @@ pub struct DeviceKey {
 /// sync, protocol bookkeeping). A process past its lease deadline (frozen, or cut off from
 /// the database) or declared dead may have lost the device to another process, which then
 /// writes the same rows: its late writes are refused instead of overwriting the new holder's
-/// keys. Checked in memory before every write, so it costs no database round trip.
+/// keys. Checked twice: in memory before every write, which costs nothing and stops a process
+/// that knows it is late, and, for a guard made by [`WriteGuard::leased`], by the database in
+/// each write's transaction against the lease, which also stops one that does not know yet.
 #[derive(Clone, Default)]
-pub struct WriteGuard(Option<Arc<dyn Fn() -> bool + Send + Sync>>);
+pub struct WriteGuard(Option<Arc<Guard>>);
+
+struct Guard {
+    allows: Box<dyn Fn() -> bool + Send + Sync>,
+    lease: Option<crate::cluster::Fence>,
+    on_refused: Option<OnRefused>,
+}
 
 impl WriteGuard {
     /// Writes allowed while `allows` answers true.
     pub fn new(allows: impl Fn() -> bool + Send + Sync + 'static) -> WriteGuard {
-        WriteGuard(Some(Arc::new(allows)))
+        WriteGuard(Some(Arc::new(Guard { allows: Box::new(allows), lease: None, on_refused: None })))
+    }
+
+    /// Writes allowed while `allows` answers true and the database still sees `lease` as the
+    /// device's holder; `on_refused` hears of each write the database refused.
+    pub fn leased(
+        lease: crate::cluster::Fence,
+        allows: impl Fn() -> bool + Send + Sync + 'static,
+        on_refused: impl Fn() + Send + Sync + 'static,
+    ) -> WriteGuard {
+        WriteGuard(Some(Arc::new(Guard {
+            allows: Box::new(allows),
+            lease: Some(lease),
+            on_refused: Some(Arc::new(on_refused)),
+        })))
     }
 
     /// Whether a write may go ahead now (always, without a guard).
     pub fn allows(&self) -> bool {
-        self.0.as_ref().is_none_or(|allows| allows())
+        self.0.as_ref().is_none_or(|guard| (guard.allows)())
+    }
+
+    /// The lease the database checks writes against, if any, and who hears of refusals.
+    pub fn lease(&self) -> Option<(&crate::cluster::Fence, Option<OnRefused>)> {
+        let guard = self.0.as_ref()?;
+        Some((guard.lease.as_ref()?, guard.on_refused.clone()))
     }
 }
 
 impl std::fmt::Debug for WriteGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "WriteGuard(checked)" } else { "WriteGuard(none)" })
+        match &self.0 {
+            None => f.write_str("WriteGuard(none)"),
+            Some(guard) => f.debug_tuple("WriteGuard").field(&guard.lease).finish(),
+        }
     }
 }
 

@@ -640,17 +640,23 @@ impl DeviceManager {
 
     /// Session-state writes under `fence` go ahead while this process is within its lease
     /// deadline and still the node that took the lease (it rejoins under a new id once it was
-    /// declared dead); a refused write counts as fenced.
+    /// declared dead), and while the database still sees `fence` as the holder; a refused
+    /// write counts as fenced.
     fn write_guard(&self, fence: &Fence) -> crate::devices::driver::WriteGuard {
         let node = self.inner.node.clone();
         let holder = fence.node.clone();
-        crate::devices::driver::WriteGuard::new(move || {
-            let allowed = node.within_deadline() && node.id() == holder;
-            if !allowed {
-                crate::cluster::Stats::count(&node.stats().fenced_writes);
-            }
-            allowed
-        })
+        let refused = self.inner.node.clone();
+        crate::devices::driver::WriteGuard::leased(
+            fence.clone(),
+            move || {
+                let allowed = node.within_deadline() && node.id() == holder;
+                if !allowed {
+                    crate::cluster::Stats::count(&node.stats().fenced_writes);
+                }
+                allowed
+            },
+            move || crate::cluster::Stats::count(&refused.stats().fenced_writes),
+        )
     }
 
     async fn supervise(&self, key: &DeviceKey, run_id: u64, cancel: &CancellationToken, fence: &Fence) {

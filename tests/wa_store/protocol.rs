@@ -141,6 +141,61 @@ pub async fn a_guarded_store_writes_nothing_once_its_process_may_not(db: &TestDb
     assert_eq!(holder.get_lid_mapping("100").await.unwrap().expect("mapped").phone_number, "628100");
 }
 
+/// A store whose process does not know yet that it lost the device (its own clock still says
+/// it is within its deadline) is stopped by the database: every write checks the lease in its
+/// transaction, so once another process took the device over, the stale one writes nothing,
+/// each refusal is reported, and the new holder's writes go ahead.
+pub async fn a_leased_store_writes_nothing_once_another_process_took_the_device(db: &TestDb) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use wa_gateway::cluster::Fence;
+    use wa_gateway::devices::driver::WriteGuard;
+
+    let (_, ids) = db.devices(1).await;
+    let device = ids[0];
+    let leased = |node: &str, epoch: i64, refusals: &Arc<AtomicU64>| {
+        let refusals = refusals.clone();
+        let fence = Fence { node: node.into(), epoch };
+        let guard = WriteGuard::leased(
+            fence,
+            || true,
+            move || {
+                refusals.fetch_add(1, Ordering::SeqCst);
+            },
+        );
+        SqlxStore::new(db.db.clone(), device).guarded(guard)
+    };
+    db.db.cluster_register("node-a", "a", "test", 60_000).await.unwrap();
+    let first = db.db.cluster_acquire(device, "node-a").await.unwrap().expect("a free lease");
+    let stale_refusals = Arc::new(AtomicU64::new(0));
+    let stale = leased("node-a", first, &stale_refusals);
+    stale.put_identity("628111.0", [1; 32]).await.unwrap();
+    stale.put_lid_mapping(&lid("100", "628100", 1)).await.unwrap();
+
+    // Process A is declared dead (its row expires) and B takes the device under a new epoch.
+    assert!(db.db.cluster_renew("node-a", -1_000).await.unwrap());
+    db.db.cluster_register("node-b", "b", "test", 60_000).await.unwrap();
+    let second = db.db.cluster_acquire(device, "node-b").await.unwrap().expect("a dead holder's lease");
+    assert!(second > first, "a takeover grows the epoch");
+    let holder_refusals = Arc::new(AtomicU64::new(0));
+    let holder = leased("node-b", second, &holder_refusals);
+    holder.put_identity("628111.0", [2; 32]).await.unwrap();
+
+    let refused = stale.put_identity("628111.0", [3; 32]).await.unwrap_err();
+    let why = std::error::Error::source(&refused).map(|e| e.to_string()).unwrap_or_default();
+    assert!(why.contains("no longer held"), "{refused}: {why}");
+    assert!(stale.put_session("628111.0", b"late").await.is_err());
+    assert!(stale.put_lid_mapping(&lid("100", "628999", 2)).await.is_err());
+    assert!(stale.delete_identity("628111.0").await.is_err());
+    assert_eq!(stale_refusals.load(Ordering::SeqCst), 4, "every refused write is reported");
+
+    assert_eq!(holder.load_identity("628111.0").await.unwrap(), Some([2; 32]), "the holder's key stays");
+    assert!(holder.get_session("628111.0").await.unwrap().is_none());
+    assert_eq!(holder.get_lid_mapping("100").await.unwrap().expect("mapped").phone_number, "628100");
+    holder.put_session("628111.0", b"fresh").await.unwrap();
+    assert_eq!(holder_refusals.load(Ordering::SeqCst), 0);
+}
+
 pub async fn tc_tokens_follow_the_upsert_rules(db: &TestDb) {
     let (_, ids) = db.devices(1).await;
     let h = Pair::new(db, ids[0]);

@@ -1,7 +1,7 @@
 //! App-state sync: sync keys, collection versions (JSON) and mutation MACs.
 
-use super::{exec_chunks, last_per_key, params, rows_per_statement, values};
-use crate::db::{reader, writer, Db, DbResult};
+use super::{exec_chunks, last_per_key, params, rows_per_statement, session_write, values};
+use crate::db::{reader, Db, DbResult};
 
 /// A stored app-state sync key.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -25,8 +25,7 @@ impl Db {
 
     /// Stores a sync key and makes it the latest one, in one transaction.
     pub async fn wa_put_sync_key(&self, device_id: i64, key_id: &[u8], key: &WaSyncKeyRow) -> DbResult<()> {
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             sqlx::query(
                 "INSERT INTO wa_app_state_keys (device_id, key_id, key_data, fingerprint, key_timestamp) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, key_id) DO UPDATE SET \
@@ -48,7 +47,6 @@ impl Db {
             .bind(key_id)
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -80,16 +78,16 @@ impl Db {
         collection: &str,
         state: &str,
     ) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_app_state_versions (device_id, collection, state) VALUES ($1, $2, $3) \
              ON CONFLICT (device_id, collection) DO UPDATE SET state = excluded.state"
         )
         .bind(device_id)
         .bind(collection)
         .bind(state)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -105,8 +103,7 @@ impl Db {
             return Ok(());
         }
         let macs = last_per_key(macs, |(index, _)| *index);
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 macs,
@@ -121,7 +118,6 @@ impl Db {
                 [device_id, collection, version],
                 |q, (index, value)| q.bind(*index).bind(*value)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -179,8 +175,7 @@ impl Db {
         if index_macs.is_empty() {
             return Ok(());
         }
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 index_macs,
@@ -193,21 +188,20 @@ impl Db {
                 [device_id, collection],
                 |q, index| q.bind(*index)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
 
     /// Deletes every MAC of a collection.
     pub async fn wa_clear_mutation_macs(&self, device_id: i64, collection: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_app_state_mutation_macs WHERE device_id = $1 AND collection = $2"
         )
         .bind(device_id)
         .bind(collection)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 }

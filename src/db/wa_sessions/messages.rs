@@ -8,8 +8,8 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use super::{exec_chunks, last_per_key, values};
-use crate::db::{reader, writer, Db, DbResult};
+use super::{exec_chunks, last_per_key, session_write, values};
+use crate::db::{reader, Db, DbResult};
 
 /// A stored trusted-contact token. An empty `token` is a placeholder that only carries
 /// `sender_timestamp`.
@@ -70,7 +70,7 @@ impl Db {
 
     /// Stores a token entry as given, replacing the whole row.
     pub async fn wa_put_tc_token(&self, device_id: i64, jid: &str, entry: &WaTcTokenRow) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, jid) DO UPDATE SET \
              token = excluded.token, token_timestamp = excluded.token_timestamp, \
@@ -81,9 +81,9 @@ impl Db {
         .bind(&entry.token)
         .bind(entry.token_timestamp)
         .bind(entry.sender_timestamp)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -95,7 +95,7 @@ impl Db {
         jid: &str,
         sender_timestamp: i64,
     ) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (device_id, jid) DO UPDATE SET \
              sender_timestamp = CASE WHEN wa_tc_tokens.sender_timestamp IS NULL \
@@ -106,9 +106,9 @@ impl Db {
         .bind(jid)
         .bind(&[][..] as &[u8])
         .bind(sender_timestamp)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -121,7 +121,7 @@ impl Db {
         token: &[u8],
         token_timestamp: i64,
     ) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_tc_tokens (device_id, jid, token, token_timestamp, sender_timestamp) \
              VALUES ($1, $2, $3, $4, NULL) ON CONFLICT (device_id, jid) DO UPDATE SET \
              token = excluded.token, token_timestamp = excluded.token_timestamp \
@@ -132,19 +132,19 @@ impl Db {
         .bind(jid)
         .bind(token)
         .bind(token_timestamp)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
     pub async fn wa_delete_tc_token(&self, device_id: i64, jid: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query("DELETE FROM wa_tc_tokens WHERE device_id = $1 AND jid = $2")
+        session_write!(self, |tx| sqlx::query("DELETE FROM wa_tc_tokens WHERE device_id = $1 AND jid = $2")
             .bind(device_id)
             .bind(jid)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -166,7 +166,7 @@ impl Db {
         token_cutoff: i64,
         sender_cutoff: i64,
     ) -> DbResult<u64> {
-        Ok(writer!(self, |p| sqlx::query(
+        Ok(session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_tc_tokens WHERE device_id = $1 AND NOT ( \
              (length(token) > 0 AND token_timestamp >= $2) \
              OR (sender_timestamp IS NOT NULL AND sender_timestamp >= $3))"
@@ -174,9 +174,9 @@ impl Db {
         .bind(device_id)
         .bind(token_cutoff)
         .bind(sender_cutoff)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()))
     }
 
     /// Keeps a sent message's payload (for retry receipts), replacing one with the same id.
@@ -188,7 +188,7 @@ impl Db {
         payload: &[u8],
         stored_at: i64,
     ) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_sent_messages (device_id, chat_jid, message_id, payload, stored_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id, chat_jid, message_id) \
              DO UPDATE SET payload = excluded.payload, stored_at = excluded.stored_at"
@@ -198,9 +198,9 @@ impl Db {
         .bind(message_id)
         .bind(payload)
         .bind(stored_at)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -212,27 +212,27 @@ impl Db {
         chat_jid: &str,
         message_id: &str,
     ) -> DbResult<Option<Vec<u8>>> {
-        Ok(writer!(self, |p| sqlx::query_scalar(
+        Ok(session_write!(self, |tx| sqlx::query_scalar(
             "DELETE FROM wa_sent_messages WHERE device_id = $1 AND chat_jid = $2 AND message_id = $3 \
              RETURNING payload"
         )
         .bind(device_id)
         .bind(chat_jid)
         .bind(message_id)
-        .fetch_optional(p)
-        .await)?)
+        .fetch_optional(&mut *tx)
+        .await?))
     }
 
     /// Deletes sent payloads stored before `cutoff` (Unix seconds); answers how many went.
     pub async fn wa_delete_sent_messages_before(&self, device_id: i64, cutoff: i64) -> DbResult<u64> {
-        Ok(writer!(self, |p| sqlx::query(
+        Ok(session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_sent_messages WHERE device_id = $1 AND stored_at < $2"
         )
         .bind(device_id)
         .bind(cutoff)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()))
     }
 
     /// Buffers inbound messages (replacing ones with the same key), in one transaction.
@@ -246,8 +246,7 @@ impl Db {
             return Ok(());
         }
         let rows = last_per_key(rows, |r| (r.chat, r.sender, r.id));
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 rows,
@@ -262,7 +261,6 @@ impl Db {
                 [device_id, stored_at],
                 |q, r| q.bind(r.chat).bind(r.sender).bind(r.id).bind(r.message)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -295,8 +293,7 @@ impl Db {
         if keys.is_empty() {
             return Ok(());
         }
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 keys,
@@ -319,21 +316,20 @@ impl Db {
                 [device_id],
                 |q, (chat, sender, id)| q.bind(*chat).bind(*sender).bind(*id)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
 
     /// Deletes buffered inbound messages stored before `cutoff` (Unix seconds).
     pub async fn wa_delete_pending_inbound_before(&self, device_id: i64, cutoff: i64) -> DbResult<u64> {
-        Ok(writer!(self, |p| sqlx::query(
+        Ok(session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_pending_inbound WHERE device_id = $1 AND stored_at < $2"
         )
         .bind(device_id)
         .bind(cutoff)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()))
     }
 
     /// Stores message secrets in one transaction. A key already stored, or named twice,
@@ -359,8 +355,7 @@ impl Db {
                 }
             }
         }
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 merged,
@@ -383,7 +378,6 @@ impl Db {
                     .bind(r.expires_at)
                     .bind(r.message_ts)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -410,14 +404,14 @@ impl Db {
 
     /// Deletes secrets whose deadline is set and at or before `cutoff` (Unix seconds).
     pub async fn wa_delete_expired_msg_secrets(&self, device_id: i64, cutoff: i64) -> DbResult<u64> {
-        Ok(writer!(self, |p| sqlx::query(
+        Ok(session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_msg_secrets WHERE device_id = $1 AND expires_at <> 0 AND expires_at <= $2"
         )
         .bind(device_id)
         .bind(cutoff)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()))
     }
 }
 

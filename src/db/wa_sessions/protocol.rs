@@ -1,8 +1,8 @@
 //! Protocol bookkeeping: sender-key distribution per group device, LID <-> phone number
 //! mappings, base keys of retried sessions and the device registry of contacts.
 
-use super::{exec_chunks, last_per_key, params, values};
-use crate::db::{reader, writer, Db, DbResult};
+use super::{exec_chunks, last_per_key, params, session_write, values};
+use crate::db::{reader, Db, DbResult};
 
 /// A LID <-> phone number mapping to store.
 #[derive(Debug, Clone, Copy)]
@@ -54,8 +54,7 @@ impl Db {
             return Ok(());
         }
         let entries = last_per_key(entries, |(jid, _)| *jid);
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 entries,
@@ -69,21 +68,20 @@ impl Db {
                 [device_id, group_jid],
                 |q, (jid, has_key)| q.bind(*jid).bind(*has_key)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
 
     /// Forgets the sender-key status of every device of one group.
     pub async fn wa_clear_sender_key_devices(&self, device_id: i64, group_jid: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_sender_key_devices WHERE device_id = $1 AND group_jid = $2"
         )
         .bind(device_id)
         .bind(group_jid)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -96,8 +94,7 @@ impl Db {
         if device_jids.is_empty() {
             return Ok(());
         }
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 device_jids,
@@ -109,18 +106,17 @@ impl Db {
                 [device_id],
                 |q, jid| q.bind(*jid)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
 
     /// Forgets the sender-key status of every device in every group.
     pub async fn wa_clear_all_sender_key_devices(&self, device_id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query("DELETE FROM wa_sender_key_devices WHERE device_id = $1")
+        session_write!(self, |tx| sqlx::query("DELETE FROM wa_sender_key_devices WHERE device_id = $1")
             .bind(device_id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+            .execute(&mut *tx)
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -159,8 +155,7 @@ impl Db {
             return Ok(());
         }
         let rows = last_per_key(rows, |m| m.lid);
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             let last: Option<i64> =
                 sqlx::query_scalar("SELECT MAX(seq) FROM wa_lid_pn_mappings WHERE device_id = $1")
                     .bind(device_id)
@@ -189,7 +184,6 @@ impl Db {
                     .bind(m.learning_source)
                     .bind(*seq)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -201,7 +195,7 @@ impl Db {
         message_id: &str,
         base_key: &[u8],
     ) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_base_keys (device_id, address, message_id, base_key) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (device_id, address, message_id) DO UPDATE SET base_key = excluded.base_key"
         )
@@ -209,9 +203,9 @@ impl Db {
         .bind(address)
         .bind(message_id)
         .bind(base_key)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -232,15 +226,15 @@ impl Db {
     }
 
     pub async fn wa_delete_base_key(&self, device_id: i64, address: &str, message_id: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_base_keys WHERE device_id = $1 AND address = $2 AND message_id = $3"
         )
         .bind(device_id)
         .bind(address)
         .bind(message_id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -261,8 +255,7 @@ impl Db {
             return Ok(());
         }
         let rows = last_per_key(rows, |(user, _)| *user);
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 rows,
@@ -275,20 +268,19 @@ impl Db {
                 [device_id],
                 |q, (user, record)| q.bind(*user).bind(*record)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
 
     pub async fn wa_delete_device_list(&self, device_id: i64, user: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_device_registry WHERE device_id = $1 AND user_part = $2"
         )
         .bind(device_id)
         .bind(user)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 }

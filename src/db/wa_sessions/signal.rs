@@ -1,8 +1,8 @@
 //! Signal state beyond the key -> bytes tables: one-time and signed pre-keys, and the
 //! per-user lookup across sessions and identities.
 
-use super::{exec_chunks, last_per_key, params, rows_per_statement, values};
-use crate::db::{reader, writer, Db, DbResult};
+use super::{exec_chunks, last_per_key, params, rows_per_statement, session_write, values};
+use crate::db::{reader, Db, DbResult};
 
 impl Db {
     /// Whether the device has a Signal session or identity for any device of `user`, i.e. an
@@ -30,8 +30,7 @@ impl Db {
             return Ok(());
         }
         let rows = last_per_key(rows, |(id, _)| *id);
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 rows,
@@ -45,7 +44,6 @@ impl Db {
                 [device_id, uploaded],
                 |q, (id, record)| q.bind(*id).bind(*record)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
@@ -86,8 +84,7 @@ impl Db {
         if ids.is_empty() {
             return Ok(());
         }
-        writer!(self, |p| {
-            let mut tx = p.begin().await?;
+        session_write!(self, |tx| {
             exec_chunks!(
                 tx,
                 ids,
@@ -99,18 +96,19 @@ impl Db {
                 [device_id, true],
                 |q, id| q.bind(*id)
             );
-            tx.commit().await?;
         });
         Ok(())
     }
 
     pub async fn wa_delete_prekey(&self, device_id: i64, id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query("DELETE FROM wa_prekeys WHERE device_id = $1 AND prekey_id = $2")
-            .bind(device_id)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        session_write!(self, |tx| sqlx::query(
+            "DELETE FROM wa_prekeys WHERE device_id = $1 AND prekey_id = $2"
+        )
+        .bind(device_id)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -126,16 +124,16 @@ impl Db {
     }
 
     pub async fn wa_put_signed_prekey(&self, device_id: i64, id: i64, record: &[u8]) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "INSERT INTO wa_signed_prekeys (device_id, prekey_id, record) VALUES ($1, $2, $3) \
              ON CONFLICT (device_id, prekey_id) DO UPDATE SET record = excluded.record"
         )
         .bind(device_id)
         .bind(id)
         .bind(record)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -160,14 +158,14 @@ impl Db {
     }
 
     pub async fn wa_delete_signed_prekey(&self, device_id: i64, id: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
+        session_write!(self, |tx| sqlx::query(
             "DELETE FROM wa_signed_prekeys WHERE device_id = $1 AND prekey_id = $2"
         )
         .bind(device_id)
         .bind(id)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected());
         Ok(())
     }
 }

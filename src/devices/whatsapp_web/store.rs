@@ -55,10 +55,17 @@ impl SqlxStore {
         }
     }
 
-    /// The same store, writing only while `writes` allows it; a refused write fails like an
+    /// The same store, writing only while `writes` allows it (and, for a leased guard, while
+    /// the database sees the lease as the device's holder); a refused write fails like an
     /// unreachable database, so the library keeps what it had and the session ends.
     pub fn guarded(self, writes: WriteGuard) -> SqlxStore {
-        SqlxStore { writes, ..self }
+        let db = match writes.lease() {
+            Some((lease, on_refused)) => {
+                self.db.fenced(self.device_id, lease.node.clone(), lease.epoch, on_refused)
+            }
+            None => self.db.clone(),
+        };
+        SqlxStore { db, writes, ..self }
     }
 
     /// The database, for a write this process may still make: not after the session was
