@@ -5,8 +5,11 @@
 
 use wa_gateway::db::activity::NewActivity;
 use wa_gateway::db::dead_letters::NewDeadLetter;
+use wa_gateway::db::devices::StatusChange;
+use wa_gateway::db::schedules::NewSchedule;
 use wa_gateway::db::tenants::NewTenant;
-use wa_gateway::db::{Db, DbError, MessageFilter, NewMessage, TenantRow};
+use wa_gateway::db::webhooks::{EndpointSettings, NewDelivery};
+use wa_gateway::db::{now_ms, Db, DbError, MessageFilter, NewMessage, TenantRow};
 use wa_gateway::limits::Resource;
 
 #[path = "support/backend.rs"]
@@ -437,7 +440,8 @@ async fn paired_devices(db: &Db, email: &str, n: usize) -> Vec<i64> {
     let mut ids = Vec::new();
     for i in 0..n {
         let device = db.create_device(t.id, &format!("62811000002{i:02}"), "d", None).await.unwrap().unwrap();
-        db.system_set_device_status(device.id, "connected", None, Some(true), None, None).await.unwrap();
+        let change = StatusChange { status: "connected", detail: None, paired: Some(true), jid: None };
+        db.system_set_device_status(device.id, change, None, &[]).await.unwrap();
         ids.push(device.id);
     }
     ids
@@ -529,7 +533,145 @@ async fn concurrent_takers_of_one_device_get_it_exactly_once(db: &Db) {
     assert_eq!(held, devices.len() - 1);
 }
 
+/// A device's status and the deliveries of its `device.status` event are one transaction:
+/// the holder's change is stored with its event, a change under a lease that moved on is
+/// refused and queues nothing.
+async fn a_device_status_is_stored_with_its_event_or_not_at_all(db: &Db) {
+    let t = new_tenant(db, "status@example.com", "enterprise").await;
+    let settings = EndpointSettings {
+        url: "https://hooks.example.com/status".into(),
+        description: String::new(),
+        events: r#"["device.status"]"#.into(),
+        mode: "notify".into(),
+        device_id: None,
+        enabled: true,
+    };
+    let endpoint = db.create_webhook(t.id, &settings, "sealed", None).await.unwrap().unwrap();
+    let device = db.create_device(t.id, "6281100000777", "d", None).await.unwrap().unwrap();
+    let event = |payload: &str| NewDelivery {
+        user_id: t.id,
+        endpoint_id: endpoint.id,
+        webhook_id: format!("msg_{payload}"),
+        event: "device.status".into(),
+        message_id: None,
+        payload: payload.into(),
+        max_attempts: 3,
+        due: now_ms(),
+    };
+    let change = |status| StatusChange { status, detail: None, paired: None, jid: None };
+    let queued = || async { db.system_due_webhooks(now_ms() + 60_000, 10).await.unwrap() };
+
+    db.cluster_register("node-a", "a", "test", 60_000).await.unwrap();
+    let first = db.cluster_acquire(device.id, "node-a").await.unwrap().expect("a free lease");
+    assert!(db.cluster_renew("node-a", -1_000).await.unwrap(), "node-a expires");
+    db.cluster_register("node-b", "b", "test", 60_000).await.unwrap();
+    let second = db.cluster_acquire(device.id, "node-b").await.unwrap().expect("a dead holder's lease");
+
+    let stale = db
+        .system_set_device_status(device.id, change("connected"), Some(("node-a", first)), &[event("stale")])
+        .await
+        .unwrap();
+    assert!(!stale, "the old holder's change is refused");
+    assert!(queued().await.is_empty(), "and its event is not queued");
+    assert_eq!(db.system_device(device.id).await.unwrap().unwrap().status, "disconnected");
+
+    let stored = db
+        .system_set_device_status(device.id, change("connected"), Some(("node-b", second)), &[event("fresh")])
+        .await
+        .unwrap();
+    assert!(stored);
+    assert_eq!(queued().await, [endpoint.id], "the holder's change queues its event");
+    assert_eq!(db.system_device(device.id).await.unwrap().unwrap().status, "connected");
+}
+
+// ----- work several processes share: claimed on the database's clock -----
+
+/// How far the clock of the process in the stories below is off the database's.
+const SKEW_MS: i64 = 3_600_000;
+/// The lease the stories ask for.
+const LEASE_MS: i64 = 30_000;
+
+async fn webhook_deliveries_are_claimed_on_the_databases_clock(db: &Db) {
+    let t = new_tenant(db, "hooks@example.com", "enterprise").await;
+    let settings = EndpointSettings {
+        url: "https://hooks.example.com/in".into(),
+        description: String::new(),
+        events: r#"["message.sent"]"#.into(),
+        mode: "notify".into(),
+        device_id: None,
+        enabled: true,
+    };
+    let endpoint = db.create_webhook(t.id, &settings, "sealed", None).await.unwrap().unwrap();
+    let delivery = NewDelivery {
+        user_id: t.id,
+        endpoint_id: endpoint.id,
+        webhook_id: "msg_clock".into(),
+        event: "message.sent".into(),
+        message_id: None,
+        payload: "{}".into(),
+        max_attempts: 3,
+        due: now_ms(),
+    };
+    db.enqueue_deliveries(&[delivery]).await.unwrap();
+
+    // A process whose clock is an hour behind sees the delivery due and takes it; the lease
+    // runs from the database's now, not from the caller's.
+    let behind = now_ms() - SKEW_MS;
+    assert_eq!(db.system_due_webhooks(behind, 10).await.unwrap(), [endpoint.id]);
+    let before = db.cluster_now().await.unwrap();
+    let taken = db.system_claim_deliveries(endpoint.id, behind, behind + LEASE_MS, 10, 10).await.unwrap();
+    let after = db.cluster_now().await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    let lease = taken[0].lease_until.expect("leased");
+    assert!((before + LEASE_MS..=after + LEASE_MS).contains(&lease), "{before} {lease} {after}");
+
+    // A process whose clock is an hour ahead does not take it while the lease runs.
+    let ahead = now_ms() + SKEW_MS;
+    assert!(db.system_due_webhooks(ahead, 10).await.unwrap().is_empty());
+    let again = db.system_claim_deliveries(endpoint.id, ahead, ahead + LEASE_MS, 10, 10).await.unwrap();
+    assert!(again.is_empty(), "taken twice: {again:?}");
+
+    // Given back due in a minute, it falls due a minute from the database's now, which the
+    // caller hears on its own clock.
+    db.system_release_delivery(taken[0].id, now_ms() + 60_000).await.unwrap();
+    assert!(db.system_due_webhooks(ahead, 10).await.unwrap().is_empty(), "not due for a minute");
+    let next = db.system_next_delivery_at(behind).await.unwrap().expect("a delivery is pending");
+    assert!((behind + 50_000..=behind + 70_000).contains(&next), "{behind} {next}");
+}
+
+async fn scheduled_runs_are_claimed_on_the_databases_clock(db: &Db) {
+    let device = paired_devices(db, "sched@example.com", 1).await[0];
+    let (tenant, _) = db.tenant_by_email("sched@example.com").await.unwrap().unwrap();
+    let due = db.cluster_now().await.unwrap() - 1_000;
+    let schedule = NewSchedule {
+        device_id: device,
+        recipient: "6281234567890".into(),
+        text: Some("Selamat pagi".into()),
+        media: None,
+        send_at: Some(due),
+        cron: None,
+        timezone: "UTC".into(),
+        next_run_at: due,
+    };
+    let row = db.create_schedule(tenant.id, &schedule, None).await.unwrap().unwrap();
+
+    // Due by the database's clock: a process an hour behind takes it, leased from the
+    // database's now.
+    let behind = now_ms() - SKEW_MS;
+    let before = db.cluster_now().await.unwrap();
+    assert_eq!(db.system_claim_due_schedules(behind, behind + LEASE_MS, 10).await.unwrap(), [row.id]);
+    let after = db.cluster_now().await.unwrap();
+    let claimed = db.system_schedule(row.id).await.unwrap().unwrap();
+    let lease = claimed.claimed_until.expect("claimed");
+    assert!((before + LEASE_MS..=after + LEASE_MS).contains(&lease), "{before} {lease} {after}");
+
+    // A process an hour ahead does not take it over while the lease runs.
+    let ahead = now_ms() + SKEW_MS;
+    assert!(db.system_claim_due_schedules(ahead, ahead + LEASE_MS, 10).await.unwrap().is_empty());
+}
+
 conformance!(
+    a_device_status_is_stored_with_its_event_or_not_at_all,
     tenants_are_created_read_listed_and_updated,
     a_duplicate_email_is_a_conflict,
     api_keys_authenticate_until_revoked,
@@ -545,4 +687,6 @@ conformance!(
     a_dead_letter_is_recorded_once_with_its_history_row,
     one_live_node_holds_a_device_and_a_dead_nodes_devices_are_taken_over,
     concurrent_takers_of_one_device_get_it_exactly_once,
+    webhook_deliveries_are_claimed_on_the_databases_clock,
+    scheduled_runs_are_claimed_on_the_databases_clock,
 );

@@ -20,6 +20,15 @@ pub struct DeviceRow {
 
 const COLUMNS: &str = "id, user_id, phone, name, status, status_detail, jid, paired, created_at, updated_at";
 
+/// A device's new live status: `paired` and `jid` change only when given.
+#[derive(Debug, Clone, Copy)]
+pub struct StatusChange<'a> {
+    pub status: &'a str,
+    pub detail: Option<&'a str>,
+    pub paired: Option<bool>,
+    pub jid: Option<&'a str>,
+}
+
 impl Db {
     /// Creates a device unless the tenant already has `limit` devices (`None` = unlimited; the
     /// answer is `None` at the limit). A phone number the tenant already uses is
@@ -103,35 +112,45 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Records a device's live status (supervisor).
+    /// Records a device's live status (supervisor) and queues `events` (the deliveries of its
+    /// `device.status` event) in the same transaction. With a `fence` `(node, epoch)`, nothing
+    /// is written unless that lease still holds the device: false then.
     pub async fn system_set_device_status(
         &self,
         id: i64,
-        status: &str,
-        detail: Option<&str>,
-        paired: Option<bool>,
-        jid: Option<&str>,
+        change: StatusChange<'_>,
         fence: Option<(&str, i64)>,
+        events: &[super::webhooks::NewDelivery],
     ) -> DbResult<bool> {
+        let StatusChange { status, detail, paired, jid } = change;
         let (node, epoch) = fence.map_or((None, None), |(n, e)| (Some(n), Some(e)));
         let fenced = super::cluster::fence_sql(self.dialect(), "$1", "$7", "$8");
         let sql = format!(
             "UPDATE devices SET status = $2, status_detail = $3, paired = COALESCE($4, paired), \
              jid = COALESCE($5, jid), updated_at = $6 WHERE id = $1 AND ($7 IS NULL OR {fenced})"
         );
-        let written = writer!(self, |p| sqlx::query(&sql)
-            .bind(id)
-            .bind(status)
-            .bind(detail)
-            .bind(paired)
-            .bind(jid)
-            .bind(now_ms())
-            .bind(node)
-            .bind(epoch)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(written == 1)
+        let now = now_ms();
+        writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let written = sqlx::query(&sql)
+                .bind(id)
+                .bind(status)
+                .bind(detail)
+                .bind(paired)
+                .bind(jid)
+                .bind(now)
+                .bind(node)
+                .bind(epoch)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if written != 1 {
+                return Ok(false);
+            }
+            super::webhooks::deliveries::insert_deliveries!(tx, events, now);
+            tx.commit().await?;
+        });
+        Ok(true)
     }
 
     /// Paired devices, oldest first.

@@ -7,9 +7,16 @@
 //! leaves a lease that runs out and lets another take the row over. Recording a run is
 //! conditional on the row still being due at the claimed time, so a late duplicate cannot move
 //! a recurring row forward twice.
+//!
+//! Whether a row is due, whether its lease still runs and when a new lease ends are on the
+//! database's clock ([`now_sql`]), so processes whose clocks disagree still agree on who runs
+//! a row; a lease end a caller passes counts only as a wait from its own now. `created_at`,
+//! `updated_at` and `last_run_at` are the process's clock: they are shown, and decide nobody's
+//! claim.
 
 use serde::{Deserialize, Serialize};
 
+use super::cluster::now_sql;
 use super::{insert_within_limit, now_ms, reader, writer, Db, DbResult, Dialect};
 use crate::resource::Resource;
 
@@ -94,6 +101,13 @@ pub struct RunRecord {
     pub next_run_at: Option<i64>,
     /// Whether the run sent something (sets `last_run_at`).
     pub ran: bool,
+}
+
+/// The wait from `now` until `at`, both on the caller's clock: what a statement adds to the
+/// database's now for a lease end the caller gave. Never negative, and small enough that the
+/// sum cannot overflow.
+fn wait_until(at: i64, now: i64) -> i64 {
+    at.saturating_sub(now).clamp(0, i64::MAX / 2)
 }
 
 impl Db {
@@ -190,10 +204,11 @@ impl Db {
         self.schedule(tenant, id).await
     }
 
-    /// Claims up to `limit` due rows (pending, `next_run_at <= now`, no running lease) until
-    /// `lease_until`, counting a run on each; returns their ids, most overdue first. On
-    /// PostgreSQL rows another process is claiming right now are skipped (`SKIP LOCKED`); on
-    /// SQLite the single writer makes the statement atomic.
+    /// Claims up to `limit` due rows (pending, `next_run_at` reached and no running lease, by
+    /// the database's clock) for `lease_until - now` (the caller's clock) from the database's
+    /// now, counting a run on each; returns their ids, most overdue first. On PostgreSQL rows
+    /// another process is claiming right now are skipped (`SKIP LOCKED`); on SQLite the single
+    /// writer makes the statement atomic.
     pub async fn system_claim_due_schedules(
         &self,
         now: i64,
@@ -204,18 +219,17 @@ impl Db {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             Dialect::Sqlite => "",
         };
-        let due =
-            "status = 'pending' AND next_run_at <= $1 AND (claimed_until IS NULL OR claimed_until < $1)";
-        let sql = format!(
-            "UPDATE scheduled_messages SET claimed_until = $2, runs = runs + 1 WHERE {due} AND id IN \
-             (SELECT id FROM scheduled_messages WHERE {due} ORDER BY next_run_at, id LIMIT $3 {pick}) RETURNING id"
+        let db_now = now_sql(self.dialect());
+        let due = format!(
+            "status = 'pending' AND next_run_at <= {db_now} AND (claimed_until IS NULL OR claimed_until < {db_now})"
         );
-        let mut ids: Vec<(i64,)> = writer!(self, |p| sqlx::query_as(&sql)
-            .bind(now)
-            .bind(lease_until)
-            .bind(limit)
-            .fetch_all(p)
-            .await)?;
+        let sql = format!(
+            "UPDATE scheduled_messages SET claimed_until = {db_now} + $1, runs = runs + 1 WHERE {due} AND id IN \
+             (SELECT id FROM scheduled_messages WHERE {due} ORDER BY next_run_at, id LIMIT $2 {pick}) RETURNING id"
+        );
+        let lease = wait_until(lease_until, now);
+        let mut ids: Vec<(i64,)> =
+            writer!(self, |p| sqlx::query_as(&sql).bind(lease).bind(limit).fetch_all(p).await)?;
         ids.sort_unstable();
         Ok(ids.into_iter().map(|(id,)| id).collect())
     }
@@ -251,14 +265,15 @@ impl Db {
         Ok(n == 1)
     }
 
-    /// Gives up a claim early so the row is tried again from `retry_at` (a transient failure).
+    /// Gives up a claim early so the row is tried again from `retry_at` (a transient failure;
+    /// the caller's clock: the lease ends that long from the database's now).
     pub async fn system_release_schedule(&self, id: i64, retry_at: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query("UPDATE scheduled_messages SET claimed_until = $2 WHERE id = $1")
-            .bind(id)
-            .bind(retry_at)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let sql = format!(
+            "UPDATE scheduled_messages SET claimed_until = {} + $2 WHERE id = $1",
+            now_sql(self.dialect())
+        );
+        let wait = wait_until(retry_at, now_ms());
+        writer!(self, |p| sqlx::query(&sql).bind(id).bind(wait).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(())
     }
 }

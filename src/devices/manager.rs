@@ -27,6 +27,7 @@ use super::driver::{
     DeviceKey, Driver, DriverError, DriverEvent, GroupEvent, InboundMessage, ReceiptKind, Session, StopReason,
 };
 use crate::cluster::{Fence, Node};
+use crate::db::devices::StatusChange;
 use crate::db::{Db, DeviceRow};
 
 /// A device's connection state as the API reports it.
@@ -166,6 +167,11 @@ impl DeviceUpdate {
 pub trait UpdateLog: Send + Sync {
     /// Records the update durably; an error means it is not recorded.
     async fn record(&self, update: &DeviceUpdate) -> Result<(), String>;
+    /// What recording the update would queue, for the caller to queue in the transaction of
+    /// the change it reports; [`UpdateLog::queued`] afterwards.
+    async fn plan(&self, update: &DeviceUpdate) -> Result<Vec<crate::db::webhooks::NewDelivery>, String>;
+    /// Planned rows were queued by the caller.
+    fn queued(&self);
 }
 
 /// Attempts to record a lasting update before it is given up on (logged).
@@ -554,6 +560,25 @@ impl DeviceManager {
             Link::Paired(jid) => (Some(true), jid),
             Link::Unpaired => (Some(false), None),
         };
+        let update = DeviceUpdate::Status { device_id, tenant_id, status, detail: detail.clone() };
+        let changed = self
+            .lock()
+            .get(&device_id)
+            .is_none_or(|slot| slot.live.status != status || slot.live.detail != detail);
+        // The `device.status` event of a change goes in with the change, in one transaction:
+        // it is queued exactly when the status is stored. When it cannot be planned, the
+        // status is stored alone and the event recorded after it, as other events are.
+        let log = self.inner.log.get().filter(|_| changed);
+        let planned = match log {
+            Some(log) => match log.plan(&update).await {
+                Ok(list) => Some(list),
+                Err(e) => {
+                    tracing::warn!(device_id, error = %e, "could not plan the device.status event");
+                    None
+                }
+            },
+            None => None,
+        };
         // Only the lease's holder writes a device's status: a task that lost its device
         // (another process took it over) changes nothing, here or in the database.
         let stored = self
@@ -561,15 +586,14 @@ impl DeviceManager {
             .db
             .system_set_device_status(
                 device_id,
-                status.as_str(),
-                detail.as_deref(),
-                paired,
-                jid,
+                StatusChange { status: status.as_str(), detail: detail.as_deref(), paired, jid },
                 fence.map(|f| (&*f.node, f.epoch)),
+                planned.as_deref().unwrap_or_default(),
             )
             .await;
+        let mut queued = false;
         match stored {
-            Ok(true) => {}
+            Ok(true) => queued = planned.is_some(),
             Ok(false) => {
                 crate::cluster::Stats::count(&self.inner.node.stats().fenced_writes);
                 tracing::debug!(device_id, "not the device's holder any more; its status is not changed");
@@ -577,24 +601,29 @@ impl DeviceManager {
             }
             Err(e) => tracing::warn!(device_id, error = %e, "could not store the device status"),
         }
-        let changed = {
+        {
             let mut slots = self.lock();
             let slot =
                 slots.entry(device_id).or_insert_with(|| Slot::new(LiveStatus::new(status, detail.clone())));
-            let changed = slot.live.status != status || slot.live.detail != detail;
             slot.live.status = status;
-            slot.live.detail = detail.clone();
+            slot.live.detail = detail;
             slot.live.since = Utc::now();
             if status != DeviceStatus::Qr {
                 slot.live.qr = None;
                 slot.live.pair_code = None;
             }
-            changed
-        };
-        if changed {
+        }
+        match log {
+            Some(log) if queued => {
+                log.queued();
+                self.broadcast(update).await;
+            }
             // Queued for webhooks by this process, the device's holder, before it moves on:
             // one `device.status` event per change, whatever its listeners' pace.
-            self.announce(DeviceUpdate::Status { device_id, tenant_id, status, detail }).await;
+            Some(_) => self.announce(update).await,
+            // Without webhooks (or without a change) live views still hear of it.
+            None if changed => self.broadcast(update).await,
+            None => {}
         }
     }
 

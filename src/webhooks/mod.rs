@@ -81,15 +81,33 @@ impl Events {
         event: EventType,
         data: &T,
     ) -> Result<usize, DbError> {
+        let list = self.plan(tenant, device_id, event, data).await?;
+        if list.is_empty() {
+            return Ok(0);
+        }
+        self.db.enqueue_deliveries(&list).await?;
+        self.wake.notify_one();
+        Ok(list.len())
+    }
+
+    /// The deliveries [`Events::emit`] would queue, for a caller that queues them in the
+    /// transaction of the change they report (then calls [`Events::wake`]).
+    pub async fn plan<T: Serialize>(
+        &self,
+        tenant: i64,
+        device_id: Option<i64>,
+        event: EventType,
+        data: &T,
+    ) -> Result<Vec<NewDelivery>, DbError> {
         let targets = self.db.webhook_targets(tenant, device_id, event.as_str()).await?;
         if targets.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let value = serde_json::to_value(data).unwrap_or_default();
         let payload = events::body(event, now_ms(), &value);
         let webhook_id = signing::new_message_id();
         let message_id = events::message_id_of(event, &value);
-        let list: Vec<NewDelivery> = targets
+        Ok(targets
             .iter()
             .map(|t| NewDelivery {
                 user_id: tenant,
@@ -101,10 +119,7 @@ impl Events {
                 max_attempts: self.max_attempts,
                 due: now_ms(),
             })
-            .collect();
-        self.db.enqueue_deliveries(&list).await?;
-        self.wake.notify_one();
-        Ok(list.len())
+            .collect())
     }
 
     /// Wakes the delivery worker (something was queued by other means).

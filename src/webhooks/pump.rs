@@ -8,13 +8,16 @@
 //! never queued twice, and no send or receive path has to remember to emit anything. A quiet
 //! database costs one indexed read per poll.
 //!
-//! Device events come two ways. `device.status` and `device.qr` come from the device
-//! supervisor's broadcast: they describe live state, so an update the listener misses (it fell
-//! behind, or the process was down) costs nothing, the next one reports the current state.
-//! `contact.resolved` and `group.*` report something that happened once: the supervisor hands
-//! them to [`UpdateLog::record`] (implemented here) and waits until they are queued before it
-//! takes the device's next event, so a flood of them slows the device down instead of losing
-//! any. The broadcast listener leaves them alone, so each is queued once.
+//! Device events come three ways. `device.qr` comes from the device supervisor's broadcast:
+//! it describes live state, so a code the listener misses (it fell behind, or the process was
+//! down) costs nothing, the next one is current. `device.status` is planned here
+//! ([`UpdateLog::plan`]) and queued by the supervisor in the transaction that stores the new
+//! status, only when the write passed the lease check: every stored change has its event, and
+//! a process that lost the device queues none. `contact.resolved` and `group.*` report
+//! something that happened once: the supervisor hands them to [`UpdateLog::record`]
+//! (implemented here) and waits until they are queued before it takes the device's next event,
+//! so a flood of them slows the device down instead of losing any. The broadcast listener
+//! leaves the last two kinds alone, so each is queued once.
 
 use std::time::Duration;
 
@@ -121,15 +124,25 @@ impl Webhooks {
     /// Queues the webhook event of a device update (none for a pairing code, nor for a
     /// device deleted meanwhile).
     async fn device_event(&self, update: &DeviceUpdate) -> Result<(), DbError> {
+        let list = self.device_deliveries(update).await?;
+        if !list.is_empty() {
+            self.inner.db.enqueue_deliveries(&list).await?;
+            self.inner.events.wake();
+        }
+        Ok(())
+    }
+
+    /// The deliveries of a device update's webhook event, not queued yet.
+    async fn device_deliveries(&self, update: &DeviceUpdate) -> Result<Vec<NewDelivery>, DbError> {
         let events = &self.inner.events;
         let (tenant, device_id) = match update {
             DeviceUpdate::Status { tenant_id, device_id, .. }
             | DeviceUpdate::Qr { tenant_id, device_id, .. }
             | DeviceUpdate::ContactResolved { tenant_id, device_id, .. }
             | DeviceUpdate::Group { tenant_id, device_id, .. } => (*tenant_id, *device_id),
-            DeviceUpdate::PairCode { .. } => return Ok(()),
+            DeviceUpdate::PairCode { .. } => return Ok(Vec::new()),
         };
-        let Some(device) = self.inner.db.device(tenant, device_id).await? else { return Ok(()) };
+        let Some(device) = self.inner.db.device(tenant, device_id).await? else { return Ok(Vec::new()) };
         match update {
             DeviceUpdate::Status { status, detail, .. } => {
                 let data = DeviceStatusData {
@@ -138,7 +151,7 @@ impl Webhooks {
                     status: status.as_str().into(),
                     detail: detail.clone(),
                 };
-                events.emit(tenant, Some(device_id), EventType::DeviceStatus, &data).await?;
+                events.plan(tenant, Some(device_id), EventType::DeviceStatus, &data).await
             }
             DeviceUpdate::Qr { qr, expires_at, .. } => {
                 let data = DeviceQrData {
@@ -147,7 +160,7 @@ impl Webhooks {
                     qr: qr.clone(),
                     expires_at: crate::time::rfc3339(*expires_at),
                 };
-                events.emit(tenant, Some(device_id), EventType::DeviceQr, &data).await?;
+                events.plan(tenant, Some(device_id), EventType::DeviceQr, &data).await
             }
             DeviceUpdate::ContactResolved { lid, phone, .. } => {
                 let data = ContactResolvedData {
@@ -156,15 +169,14 @@ impl Webhooks {
                     lid: lid.clone(),
                     phone: phone.clone(),
                 };
-                events.emit(tenant, Some(device_id), EventType::ContactResolved, &data).await?;
+                events.plan(tenant, Some(device_id), EventType::ContactResolved, &data).await
             }
             DeviceUpdate::Group { event, subject, .. } => {
                 let (kind, data) = GroupEventData::of(device_id, device.phone, event, subject.clone());
-                events.emit(tenant, Some(device_id), kind, &data).await?;
+                events.plan(tenant, Some(device_id), kind, &data).await
             }
-            DeviceUpdate::PairCode { .. } => {}
+            DeviceUpdate::PairCode { .. } => Ok(Vec::new()),
         }
-        Ok(())
     }
 }
 
@@ -172,5 +184,13 @@ impl Webhooks {
 impl UpdateLog for Webhooks {
     async fn record(&self, update: &DeviceUpdate) -> Result<(), String> {
         self.device_event(update).await.map_err(|e| e.to_string())
+    }
+
+    async fn plan(&self, update: &DeviceUpdate) -> Result<Vec<NewDelivery>, String> {
+        self.device_deliveries(update).await.map_err(|e| e.to_string())
+    }
+
+    fn queued(&self) {
+        self.inner.events.wake();
     }
 }

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::json;
+use wa_gateway::db::devices::StatusChange;
 use wa_gateway::{App, Config};
 
 use crate::helpers::{poll_until, postgres, unique, TestApp, TestTenant, WAIT};
@@ -244,7 +245,12 @@ async fn a_process_cut_off_from_the_database_stops_before_another_takes_its_devi
     let moved = first
         .state
         .db
-        .system_set_device_status(device, "disconnected", None, None, None, Some((&first_node, epoch_before)))
+        .system_set_device_status(
+            device,
+            StatusChange { status: "disconnected", detail: None, paired: None, jid: None },
+            Some((&first_node, epoch_before)),
+            &[],
+        )
         .await
         .unwrap();
     assert!(!moved, "a status write under the old lease is refused");

@@ -10,12 +10,19 @@
 //! written in one transaction. A process that dies mid-attempt leaves a lease that runs out,
 //! and the row is taken again (with the same `webhook-id`).
 //!
+//! Whether a row is due, whether its lease still runs, and when a new lease or a next attempt
+//! falls due are all on the database's clock ([`now_sql`]), so processes whose clocks disagree
+//! still agree on who may take a row. A time a caller passes in (a lease end, a retry time) is
+//! on its own clock and counts only as a wait from its now. `created_at`, `updated_at` and the
+//! log's times are the process's clock: they are shown, and decide nobody's claim.
+//!
 //! Message events come from `message_status_history`, which is written in the same
 //! transaction as the status change it records: [`Db::system_pump_message_events`] turns each
 //! history row into deliveries exactly once (`webhooked`), so a crash between a change and its
 //! event loses nothing.
 
 use super::{bind_log, event_pattern, NewLog, INSERT_LOG};
+use crate::db::cluster::now_sql;
 use crate::db::{now_ms, reader, writer, Db, DbResult, Dialect, MessageRow};
 
 /// A delivery to queue.
@@ -28,7 +35,8 @@ pub struct NewDelivery {
     pub message_id: Option<i64>,
     pub payload: String,
     pub max_attempts: i64,
-    /// When the first attempt is due (Unix ms).
+    /// When the first attempt is due (Unix ms, the caller's clock: it is stored as that wait
+    /// from the database's now).
     pub due: i64,
 }
 
@@ -89,7 +97,8 @@ pub struct StatusItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NextStep {
     Delivered,
-    /// Try again at this time (Unix ms).
+    /// Try again at this time (Unix ms, the caller's clock: it is stored as that wait from
+    /// the database's now).
     RetryAt(i64),
     /// No attempts left.
     Failed,
@@ -129,14 +138,35 @@ pub enum RetryLog {
     Disabled,
 }
 
-/// Cancels an endpoint's pending deliveries that no worker holds, inside transaction `$tx`.
+/// The dialect of a transaction's database: how the macros below, which run inside a
+/// caller's transaction, find the SQL for the database's clock.
+pub(crate) trait TxDialect: sqlx::Database {
+    const DIALECT: Dialect;
+}
+
+impl TxDialect for sqlx::Sqlite {
+    const DIALECT: Dialect = Dialect::Sqlite;
+}
+
+impl TxDialect for sqlx::Postgres {
+    const DIALECT: Dialect = Dialect::Postgres;
+}
+
+/// The database's clock ([`now_sql`]) of transaction `_tx`'s database.
+pub(crate) fn tx_now_sql<D: TxDialect>(_tx: &sqlx::Transaction<'_, D>) -> &'static str {
+    now_sql(D::DIALECT)
+}
+
+/// Cancels an endpoint's pending deliveries that no worker holds (by the database's clock),
+/// inside transaction `$tx`; `$now` is the change's `updated_at`.
 macro_rules! cancel_pending {
     ($tx:expr, $endpoint:expr, $reason:expr, $now:expr) => {
-        sqlx::query(
+        sqlx::query(&format!(
             "UPDATE webhook_deliveries SET status = 'cancelled', last_error = $2, next_attempt_at = NULL, \
              updated_at = $3 WHERE endpoint_id = $1 AND status = 'pending' \
-             AND (lease_until IS NULL OR lease_until < $3)",
-        )
+             AND (lease_until IS NULL OR lease_until < {})",
+            $crate::db::webhooks::deliveries::tx_now_sql(&$tx)
+        ))
         .bind($endpoint)
         .bind($reason)
         .bind($now)
@@ -146,15 +176,18 @@ macro_rules! cancel_pending {
 }
 pub(crate) use cancel_pending;
 
-/// Inserts deliveries inside transaction `$tx`.
+/// Inserts deliveries inside transaction `$tx`, each due `d.due - $now` from the database's
+/// now; `$now` is the caller's clock and the rows' `created_at`.
 macro_rules! insert_deliveries {
     ($tx:expr, $list:expr, $now:expr) => {
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (user_id, endpoint_id, webhook_id, event, message_id, payload, status, \
+             attempts, max_attempts, next_attempt_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, {} + $8, $9, $9)",
+            $crate::db::webhooks::deliveries::tx_now_sql(&$tx)
+        );
         for d in $list {
-            sqlx::query(
-                "INSERT INTO webhook_deliveries (user_id, endpoint_id, webhook_id, event, message_id, payload, status, \
-                 attempts, max_attempts, next_attempt_at, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $8, $9, $9)",
-            )
+            sqlx::query(&sql)
             .bind(d.user_id)
             .bind(d.endpoint_id)
             .bind(&d.webhook_id)
@@ -162,12 +195,20 @@ macro_rules! insert_deliveries {
             .bind(d.message_id)
             .bind(&d.payload)
             .bind(d.max_attempts)
-            .bind(d.due)
+            .bind($crate::db::webhooks::deliveries::wait_until(d.due, $now))
             .bind($now)
             .execute(&mut *$tx)
             .await?;
         }
     };
+}
+pub(crate) use insert_deliveries;
+
+/// The wait from `now` until `at`, both on the caller's clock: what a statement adds to the
+/// database's now for a due time or a lease end the caller gave. Never negative, and small
+/// enough that the sum cannot overflow.
+pub(crate) fn wait_until(at: i64, now: i64) -> i64 {
+    at.saturating_sub(now).clamp(0, i64::MAX / 2)
 }
 
 /// `$1, $2, …` from `first` for `n` values.
@@ -285,33 +326,30 @@ impl Db {
         })
     }
 
-    /// Endpoints with deliveries due now that no worker holds, oldest due first.
-    pub async fn system_due_webhooks(&self, now: i64, limit: i64) -> DbResult<Vec<i64>> {
-        Ok(reader!(self, |p| {
-            sqlx::query_scalar(
+    /// Endpoints with deliveries due now that no worker holds, oldest due first, by the
+    /// database's clock. The caller's `_now` plays no part.
+    pub async fn system_due_webhooks(&self, _now: i64, limit: i64) -> DbResult<Vec<i64>> {
+        let now = now_sql(self.dialect());
+        let sql = format!(
             "SELECT d.endpoint_id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1 AND (d.lease_until IS NULL OR d.lease_until < $1) \
-             AND e.enabled = TRUE GROUP BY d.endpoint_id ORDER BY MIN(d.next_attempt_at) LIMIT $2"
-        )
-        .bind(now)
-        .bind(limit)
-        .fetch_all(p)
-        .await
-        })?)
+             WHERE d.status = 'pending' AND d.next_attempt_at <= {now} \
+             AND (d.lease_until IS NULL OR d.lease_until < {now}) \
+             AND e.enabled = TRUE GROUP BY d.endpoint_id ORDER BY MIN(d.next_attempt_at) LIMIT $1"
+        );
+        Ok(reader!(self, |p| sqlx::query_scalar(&sql).bind(limit).fetch_all(p).await)?)
     }
 
-    /// When the next pending delivery of an enabled endpoint falls due after `now` (Unix ms),
-    /// if any. (Deliveries due already but held back by a cap start when an attempt ends.)
+    /// When the next pending delivery of an enabled endpoint falls due (not due yet by the
+    /// database's clock), if any, on the caller's clock whose now is `now` (Unix ms).
+    /// (Deliveries due already but held back by a cap start when an attempt ends.)
     pub async fn system_next_delivery_at(&self, now: i64) -> DbResult<Option<i64>> {
-        Ok(reader!(self, |p| {
-            sqlx::query_scalar(
-            "SELECT MIN(d.next_attempt_at) FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-             WHERE d.status = 'pending' AND d.next_attempt_at > $1 AND e.enabled = TRUE"
-        )
-        .bind(now)
-        .fetch_one(p)
-        .await
-        })?)
+        let db_now = now_sql(self.dialect());
+        let sql = format!(
+            "SELECT $1 + (MIN(d.next_attempt_at) - {db_now}) FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id \
+             WHERE d.status = 'pending' AND d.next_attempt_at > {db_now} AND e.enabled = TRUE"
+        );
+        Ok(reader!(self, |p| sqlx::query_scalar(&sql).bind(now).fetch_one(p).await)?)
     }
 
     /// Whether some status-history row still waits to be turned into events (a cheap read
@@ -325,8 +363,10 @@ impl Db {
         Ok(found.is_some())
     }
 
-    /// Leases up to `limit` due deliveries of one enabled endpoint until `lease_until`, never
-    /// letting the endpoint's leased rows exceed `max_in_flight`.
+    /// Leases up to `limit` deliveries of one enabled endpoint due and free by the database's
+    /// clock, never letting the endpoint's leased rows exceed `max_in_flight`. `now` and
+    /// `lease_until` are the caller's clock: the lease lasts `lease_until - now` from the
+    /// database's now, and `now` is the rows' `updated_at`.
     pub async fn system_claim_deliveries(
         &self,
         endpoint_id: i64,
@@ -335,8 +375,12 @@ impl Db {
         max_in_flight: i64,
         limit: i64,
     ) -> DbResult<Vec<DeliveryRow>> {
-        let due = "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' \
-             AND next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until < $2) ORDER BY next_attempt_at, id LIMIT $4";
+        let db_now = now_sql(self.dialect());
+        let due = format!(
+            "SELECT id FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' \
+             AND next_attempt_at <= {db_now} AND (lease_until IS NULL OR lease_until < {db_now}) \
+             ORDER BY next_attempt_at, id LIMIT $4"
+        );
         // PostgreSQL may run the sub-select of `WHERE id IN (…)` again for each row it updates,
         // and each run sees the rows just leased as taken and picks more: the CTE picks once.
         // SQLite evaluates the list once, and its single writer makes the statement atomic.
@@ -344,19 +388,24 @@ impl Db {
             Dialect::Sqlite => (
                 "SELECT id FROM webhook_endpoints WHERE id = $1 AND enabled = TRUE",
                 format!(
-                    "UPDATE webhook_deliveries SET lease_until = $3, updated_at = $2 WHERE id IN ({due}) \
-                     AND status = 'pending' AND (lease_until IS NULL OR lease_until < $2) RETURNING {DELIVERY_COLUMNS}"
+                    "UPDATE webhook_deliveries SET lease_until = {db_now} + $3, updated_at = $2 WHERE id IN ({due}) \
+                     AND status = 'pending' AND (lease_until IS NULL OR lease_until < {db_now}) \
+                     RETURNING {DELIVERY_COLUMNS}"
                 ),
             ),
             Dialect::Postgres => (
                 "SELECT id FROM webhook_endpoints WHERE id = $1 AND enabled = TRUE FOR UPDATE",
                 format!(
                     "WITH picked AS ({due} FOR UPDATE SKIP LOCKED) UPDATE webhook_deliveries d \
-                     SET lease_until = $3, updated_at = $2 FROM picked WHERE d.id = picked.id RETURNING {}",
+                     SET lease_until = {db_now} + $3, updated_at = $2 FROM picked WHERE d.id = picked.id RETURNING {}",
                     DELIVERY_COLUMNS.split(", ").map(|c| format!("d.{c}")).collect::<Vec<_>>().join(", ")
                 ),
             ),
         };
+        let count_leased = format!(
+            "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' \
+             AND lease_until >= {db_now}"
+        );
         writer!(self, |p| {
             let mut tx = p.begin().await?;
             let enabled: Option<i64> =
@@ -364,13 +413,7 @@ impl Db {
             if enabled.is_none() {
                 return Ok(Vec::new());
             }
-            let leased: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM webhook_deliveries WHERE endpoint_id = $1 AND status = 'pending' AND lease_until >= $2",
-            )
-            .bind(endpoint_id)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+            let leased: i64 = sqlx::query_scalar(&count_leased).bind(endpoint_id).fetch_one(&mut *tx).await?;
             let free = (max_in_flight - leased).min(limit);
             if free <= 0 {
                 return Ok(Vec::new());
@@ -378,7 +421,7 @@ impl Db {
             let mut rows: Vec<DeliveryRow> = sqlx::query_as(&claim)
                 .bind(endpoint_id)
                 .bind(now)
-                .bind(lease_until)
+                .bind(wait_until(lease_until, now))
                 .bind(free)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -402,11 +445,16 @@ impl Db {
             "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2), last_failure_at = $2 \
              WHERE id = $1 RETURNING enabled, failing_since"
         };
-        let (status, next_at) = match rec.next {
+        let (status, wait) = match rec.next {
             NextStep::Delivered => ("delivered", None),
-            NextStep::RetryAt(at) => ("pending", Some(at)),
+            NextStep::RetryAt(at) => ("pending", Some(wait_until(at, now))),
             NextStep::Failed => ("failed", None),
         };
+        let update = format!(
+            "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = {} + $3, \
+             lease_until = NULL, last_error = $4, updated_at = $5 WHERE id = $1",
+            now_sql(self.dialect())
+        );
         let last_error = if rec.success { None } else { rec.log.error.clone() };
         writer!(self, |p| {
             let mut tx = p.begin().await?;
@@ -414,35 +462,36 @@ impl Db {
                 sqlx::query_as(health_sql).bind(rec.endpoint_id).bind(now).fetch_optional(&mut *tx).await?;
             let enabled = health.map(|h| h.0).unwrap_or(rec.success);
             let status = if status == "pending" && !enabled { "cancelled" } else { status };
-            sqlx::query(
-                "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3, \
-                 lease_until = NULL, last_error = $4, updated_at = $5 WHERE id = $1",
-            )
-            .bind(rec.delivery_id)
-            .bind(status)
-            .bind(next_at)
-            .bind(&last_error)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(&update)
+                .bind(rec.delivery_id)
+                .bind(status)
+                .bind(wait)
+                .bind(&last_error)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
             let _: i64 = bind_log!(sqlx::query_scalar(INSERT_LOG), rec.log, now).fetch_one(&mut *tx).await?;
             tx.commit().await?;
             Ok(EndpointHealth { enabled, failing_since: health.and_then(|h| h.1) })
         })
     }
 
-    /// Gives a leased delivery back without an attempt (shutdown, storage trouble), due at `due`.
+    /// Gives a leased delivery back without an attempt (shutdown, storage trouble), due at `due`
+    /// (the caller's clock: due that long from the database's now).
     pub async fn system_release_delivery(&self, id: i64, due: i64) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
-            "UPDATE webhook_deliveries SET lease_until = NULL, next_attempt_at = $2, updated_at = $3 \
-             WHERE id = $1 AND status = 'pending'"
-        )
-        .bind(id)
-        .bind(due)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE webhook_deliveries SET lease_until = NULL, next_attempt_at = {} + $2, updated_at = $3 \
+             WHERE id = $1 AND status = 'pending'",
+            now_sql(self.dialect())
+        );
+        writer!(self, |p| sqlx::query(&sql)
+            .bind(id)
+            .bind(wait_until(due, now))
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
         Ok(())
     }
 
@@ -516,13 +565,18 @@ impl Db {
         })
     }
 
-    /// Makes the delivery of one of the tenant's log rows due now, with its `webhook-id`: a
-    /// finished delivery gets one more attempt; a pending one is tried now and keeps its
-    /// remaining schedule.
+    /// Makes the delivery of one of the tenant's log rows due now (by the database's clock),
+    /// with its `webhook-id`: a finished delivery gets one more attempt; a pending one is tried
+    /// now and keeps its remaining schedule.
     pub async fn retry_webhook_log(&self, tenant: i64, log_id: i64) -> DbResult<RetryLog> {
         let now = now_ms();
+        let db_now = now_sql(self.dialect());
+        let state_sql = format!(
+            "SELECT d.lease_until >= {db_now} AS held, e.enabled FROM webhook_deliveries d \
+             JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.user_id = $1 AND d.id = $2"
+        );
         let sql = format!(
-            "UPDATE webhook_deliveries SET next_attempt_at = $3, updated_at = $3, \
+            "UPDATE webhook_deliveries SET next_attempt_at = {db_now}, updated_at = $3, \
              max_attempts = CASE WHEN status = 'pending' THEN max_attempts ELSE attempts + 1 END, status = 'pending' \
              WHERE user_id = $1 AND id = $2 RETURNING {DELIVERY_COLUMNS}"
         );
@@ -540,18 +594,13 @@ impl Db {
                 Some((_, None)) => return Ok(RetryLog::Gone),
                 Some((_, Some(id))) => id,
             };
-            let state: Option<(Option<i64>, bool)> = sqlx::query_as(
-                "SELECT d.lease_until, e.enabled FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id \
-                 WHERE d.user_id = $1 AND d.id = $2",
-            )
-            .bind(tenant)
-            .bind(delivery_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+            // `held` is NULL (no lease) or whether the lease still runs.
+            let state: Option<(Option<bool>, bool)> =
+                sqlx::query_as(&state_sql).bind(tenant).bind(delivery_id).fetch_optional(&mut *tx).await?;
             match state {
                 None => return Ok(RetryLog::Gone),
                 Some((_, false)) => return Ok(RetryLog::Disabled),
-                Some((Some(lease), _)) if lease >= now => return Ok(RetryLog::InProgress),
+                Some((Some(true), _)) => return Ok(RetryLog::InProgress),
                 Some(_) => {}
             }
             let row: DeliveryRow =
