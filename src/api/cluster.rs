@@ -89,6 +89,12 @@ async fn get_cluster(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> ApiResult<Json<ClusterOut>> {
     let (limit, offset) = page(q.limit, q.offset)?;
+    Ok(Json(cluster_view(&state, limit, offset).await?))
+}
+
+/// The cluster as the answering process sees it, with a page of the leases: what the JSON
+/// route answers and the operator's dashboard page shows.
+pub(crate) async fn cluster_view(state: &AppState, limit: i64, offset: i64) -> ApiResult<ClusterOut> {
     let node = state.device_manager.node();
     let db = &state.db;
     let held: HashMap<String, i64> = db.cluster_held_counts().await?.into_iter().collect();
@@ -130,13 +136,5 @@ async fn get_cluster(
         commands_run: get(&s.commands_run),
         commands_sent: get(&s.commands_sent),
     };
-    Ok(Json(ClusterOut {
-        this_node: node.id().to_string(),
-        nodes,
-        leases,
-        leases_total,
-        limit,
-        offset,
-        stats,
-    }))
+    Ok(ClusterOut { this_node: node.id().to_string(), nodes, leases, leases_total, limit, offset, stats })
 }

@@ -1,5 +1,6 @@
 //! Operator pages behind the admin login: tenants (create, package, limit overrides, suspend,
-//! reactivate) and their usage this month.
+//! reactivate) and their usage this month; the gateway processes sharing the database and
+//! who holds which device.
 //!
 //! The operator logs in with the admin token. The login is a random token in the
 //! `wag_admin` cookie (HttpOnly, SameSite=Lax, path `/admin`); the database keeps its SHA-256
@@ -18,8 +19,9 @@ use serde_json::{json, Value};
 
 use super::pages::{failure_page, numeric};
 use super::session::{cookie, random_token, Form, Visitor};
-use super::{render, ApiFailure};
+use super::{local_time, render, ApiFailure};
 use crate::api::admin::tenant_out;
+use crate::api::cluster::cluster_view;
 use crate::api::extract::page;
 use crate::db::{now_ms, Db, DbResult};
 use crate::error::{ApiError, ApiResult};
@@ -149,12 +151,16 @@ pub async fn tenants(
     if let Err(away) = operator(&v, &headers, &state).await {
         return away;
     }
-    let offset = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+    tenants_page(&state, &v, offset_of(raw), StatusCode::OK, None, None).await
+}
+
+/// The `offset` of a list page's query; 0 when absent or not a number.
+fn offset_of(raw: Option<String>) -> i64 {
+    form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "offset")
         .and_then(|(_, o)| o.parse::<i64>().ok())
         .unwrap_or(0)
-        .max(0);
-    tenants_page(&state, &v, offset, StatusCode::OK, None, None).await
+        .max(0)
 }
 
 async fn tenants_page(
@@ -337,4 +343,79 @@ pub async fn tenant_action(
             tenants_page(&state, v, 0, status, Some(f.text(v)), None).await
         }
     }
+}
+
+/// Device leases shown per page.
+const LEASES_PER_PAGE: i64 = 50;
+
+/// This process's counters, in the order the page shows them.
+pub(super) const COUNTERS: [&str; 8] = [
+    "leases_taken",
+    "leases_given_up",
+    "fenced_writes",
+    "resent_after_takeover",
+    "stopped_unrenewed",
+    "rejoined",
+    "commands_run",
+    "commands_sent",
+];
+
+/// The gateway processes sharing the database (the one answering marked), its counters, and
+/// a page of the device leases (`?offset=`), as `GET /api/admin/cluster` answers them. Times
+/// are shown in UTC: the operator has no time zone of their own.
+pub async fn cluster(
+    State(state): State<AppState>,
+    v: Visitor,
+    headers: axum::http::HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    if let Err(away) = operator(&v, &headers, &state).await {
+        return away;
+    }
+    let offset = offset_of(raw);
+    let view = match page(Some(LEASES_PER_PAGE), Some(offset)) {
+        Ok((limit, offset)) => cluster_view(&state, limit, offset).await,
+        Err(e) => Err(e),
+    };
+    let view = match view {
+        Ok(view) => view,
+        Err(e) => return failure_page(&v, &e.into()),
+    };
+    let utc = |at: &str| local_time(at, chrono_tz::UTC);
+    let names: std::collections::HashMap<&str, &str> =
+        view.nodes.iter().map(|n| (n.id.as_str(), n.name.as_str())).collect();
+    let nodes: Vec<minijinja::Value> = view
+        .nodes
+        .iter()
+        .map(|n| {
+            context! {
+                this => n.id == view.this_node,
+                started_at => utc(&n.started_at),
+                renewed_at => utc(&n.renewed_at),
+                expires_at => utc(&n.expires_at),
+                ..minijinja::Value::from_serialize(n)
+            }
+        })
+        .collect();
+    let leases: Vec<minijinja::Value> = view
+        .leases
+        .iter()
+        .map(|l| {
+            let holder = l.node.as_deref().and_then(|id| names.get(id).copied());
+            context! { holder, acquired_at => utc(&l.acquired_at), ..minijinja::Value::from_serialize(l) }
+        })
+        .collect();
+    let stats = serde_json::to_value(&view.stats).unwrap_or_default();
+    let counters: Vec<Value> = COUNTERS.iter().map(|k| json!({ "key": k, "value": stats[k] })).collect();
+    let total = view.leases_total;
+    let previous = (offset > 0).then(|| (offset - LEASES_PER_PAGE).max(0));
+    let next = (offset + LEASES_PER_PAGE < total).then_some(offset + LEASES_PER_PAGE);
+    render(
+        &v,
+        StatusCode::OK,
+        "admin_cluster.html",
+        context! {
+            nav => "admin", this_node => view.this_node, nodes, counters, leases, total, previous, next,
+        },
+    )
 }

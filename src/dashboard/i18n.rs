@@ -377,6 +377,46 @@ const STRINGS: &[(&str, &str, &str)] = &[
         "Kosong: nilai paket. Angka: batas baru. unlimited: tanpa batas.",
         "Empty: the package's value. A number: a new limit. unlimited: no limit.",
     ),
+    ("admin_menu", "Menu operator", "Operator menu"),
+    ("admin_nav_tenants", "Penyewa", "Tenants"),
+    ("admin_nav_cluster", "Klaster", "Cluster"),
+    ("cluster_title", "Operator: klaster", "Operator: cluster"),
+    ("cluster_times_utc", "Semua waktu dalam UTC.", "All times are in UTC."),
+    ("cluster_nodes", "Proses gateway yang hidup", "Live gateway processes"),
+    ("cluster_no_nodes", "Tidak ada proses yang hidup.", "No live process."),
+    ("cluster_node_id", "ID", "ID"),
+    ("cluster_version", "Versi", "Version"),
+    ("cluster_started", "Mulai", "Started"),
+    ("cluster_renewed", "Terakhir diperbarui", "Last renewed"),
+    ("cluster_expires", "Kedaluwarsa", "Expires"),
+    ("cluster_draining", "Sedang berhenti", "Draining"),
+    ("cluster_devices_held", "Perangkat dipegang", "Devices held"),
+    ("cluster_this", "proses ini", "this process"),
+    ("cluster_yes", "ya", "yes"),
+    ("cluster_no", "tidak", "no"),
+    ("cluster_counters", "Penghitung proses ini", "This process's counters"),
+    ("cluster_counters_hint", "Sejak proses ini mulai, sebagai node", "Since this process started, as node"),
+    ("cluster_stat_leases_taken", "Lease diambil", "Leases taken"),
+    ("cluster_stat_leases_given_up", "Lease dilepas", "Leases given up"),
+    ("cluster_stat_fenced_writes", "Tulisan ditolak (fencing)", "Fenced writes"),
+    ("cluster_stat_resent_after_takeover", "Dikirim ulang setelah pindah proses", "Re-sent after takeover"),
+    (
+        "cluster_stat_stopped_unrenewed",
+        "Sesi dihentikan karena gagal memperbarui",
+        "Sessions stopped, not renewed in time",
+    ),
+    ("cluster_stat_rejoined", "Bergabung lagi", "Rejoined"),
+    ("cluster_stat_commands_run", "Perintah dijalankan untuk proses lain", "Commands run for others"),
+    ("cluster_stat_commands_sent", "Perintah dikirim ke proses lain", "Commands sent to others"),
+    ("cluster_leases", "Lease perangkat", "Device leases"),
+    ("cluster_no_leases", "Belum ada lease perangkat.", "No device leases yet."),
+    ("cluster_no_leases_here", "Tidak ada lease di halaman ini.", "No leases on this page."),
+    ("cluster_device_id", "ID perangkat", "Device ID"),
+    ("cluster_holder", "Pemegang", "Holder"),
+    ("cluster_holder_none", "tidak ada", "none"),
+    ("cluster_epoch", "Epoch", "Epoch"),
+    ("cluster_acquired", "Diambil", "Acquired"),
+    ("cluster_live", "Hidup", "Live"),
     ("st_reaction", "reaksi", "reaction"),
     ("st_edited", "diedit", "edited"),
     ("st_revoked", "dihapus", "deleted"),
@@ -549,6 +589,15 @@ mod tests {
         }
         for change in [CHANGE_REACTION, CHANGE_EDITED, CHANGE_REVOKED, CHANGE_POLL_VOTE, CHANGE_READ_MARK] {
             assert!(!Lang::Id.t(&format!("st_{change}")).is_empty(), "{change}");
+        }
+    }
+
+    /// The cluster page labels this process's counters by key.
+    #[test]
+    fn every_cluster_counter_has_a_label() {
+        for key in crate::dashboard::admin::COUNTERS {
+            assert!(!Lang::Id.t(&format!("cluster_stat_{key}")).is_empty(), "{key}");
+            assert!(!Lang::En.t(&format!("cluster_stat_{key}")).is_empty(), "{key}");
         }
     }
 

@@ -108,6 +108,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/admin", get(admin::tenants).post(admin::create_tenant))
         .route("/admin/login", get(admin::login_page).post(admin::login))
         .route("/admin/logout", post(admin::logout))
+        .route("/admin/cluster", get(admin::cluster))
         .route("/admin/tenants/{id}", get(admin::tenant))
         .route("/admin/tenants/{id}/{action}", post(admin::tenant_action))
         .route("/assets/app.css", get(|| asset("text/css; charset=utf-8", include_str!("assets/app.css"))))
@@ -149,6 +150,7 @@ fn templates() -> Environment<'static> {
         ("admin_login.html", include_str!("templates/admin_login.html")),
         ("admin.html", include_str!("templates/admin.html")),
         ("admin_tenant.html", include_str!("templates/admin_tenant.html")),
+        ("admin_cluster.html", include_str!("templates/admin_cluster.html")),
         ("chats.html", include_str!("templates/chats.html")),
         ("chats_parts.html", include_str!("templates/chats_parts.html")),
         ("groups.html", include_str!("templates/groups.html")),

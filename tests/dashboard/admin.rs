@@ -2,8 +2,8 @@
 
 use reqwest::StatusCode;
 
-use crate::agent::{tenant, Agent, PASSWORD};
-use crate::helpers::{unique, TestApp};
+use crate::agent::{tenant, Agent, Page, PASSWORD};
+use crate::helpers::{unique, TestApp, TestTenant};
 
 #[tokio::test]
 async fn the_operator_logs_in_with_the_admin_token_and_manages_tenants() {
@@ -107,4 +107,59 @@ async fn the_tenant_list_pages_through_many_tenants() {
     assert_eq!(second.status, StatusCode::OK);
     assert!(second.body.contains(&first.email), "{}", second.body);
     assert!(!second.body.contains("id=\"next-tenants\"") && second.body.contains("rel=\"prev\""));
+}
+
+/// The table row of `page` whose `id` attribute is `id`.
+fn row<'p>(page: &'p Page, id: &str) -> &'p str {
+    let start =
+        page.body.find(&format!("<tr id=\"{id}\"")).unwrap_or_else(|| panic!("row {id}: {}", page.body));
+    let rest = &page.body[start..];
+    &rest[..rest.find("</tr>").expect("the row ends")]
+}
+
+#[tokio::test]
+async fn the_operator_sees_this_process_and_who_holds_which_device() {
+    let app = TestApp::spawn_with(|c| c.cluster.node_name = "gw-<satu> & dua".into()).await;
+    let t = tenant(&app, "premium").await;
+    let owner = TestTenant { id: t.id, api_key: t.api_key.clone(), email: t.email.clone() };
+    let device = app.pair_device(&owner, &format!("62813{:08}", unique() % 100_000_000)).await;
+    let node = app.state.device_manager.node().id().to_string();
+    let (holder, epoch) = app.state.db.cluster_holder(device).await.unwrap().expect("the device is held");
+    assert_eq!(holder, node);
+
+    // Nobody but the operator: no session, and a tenant's session, go to the operator login.
+    let mut nobody = Agent::new(&app);
+    let away = nobody.get("/admin/cluster").await;
+    assert_eq!((away.status, away.location()), (StatusCode::SEE_OTHER, "/admin/login"));
+    let mut tenant_agent = Agent::new(&app);
+    tenant_agent.login(&t.email, PASSWORD).await;
+    let away = tenant_agent.get("/admin/cluster").await;
+    assert_eq!((away.status, away.location()), (StatusCode::SEE_OTHER, "/admin/login"), "{}", away.body);
+    assert!(!away.body.contains(&node));
+
+    let mut op = Agent::new(&app);
+    op.submit("/admin/login", "/admin/login", &[("token", &app.admin_token)]).await;
+    let home = op.get("/admin").await;
+    assert!(home.body.contains("href=\"/admin/cluster\""), "linked from the operator's home: {}", home.body);
+    let page = op.get("/admin/cluster").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(!page.body.contains("<satu>"), "the name is escaped: {}", page.body);
+    let me = row(&page, &format!("node-{node}"));
+    assert!(me.contains("gw-&lt;satu&gt; &amp; dua"), "{me}");
+    assert!(me.contains("id=\"this-process\">this process<"), "{me}");
+    assert!(me.contains(&format!("<td>{}</td>", env!("CARGO_PKG_VERSION"))), "{me}");
+    assert!(me.ends_with("<td>1</td>"), "it holds the one device: {me}");
+    let lease = row(&page, &format!("lease-{device}"));
+    assert!(lease.contains("gw-&lt;satu&gt; &amp; dua") && lease.contains(&node), "the holder: {lease}");
+    assert!(lease.contains(&format!("class=\"epoch\">{epoch}<")), "epoch {epoch}: {lease}");
+    assert!(lease.contains("data-status=\"connected\">yes<"), "the holder is live: {lease}");
+    let taken = page.body.split("id=\"counter-leases_taken\">").nth(1).expect("the counters are shown");
+    let taken: u64 = taken.split('<').next().unwrap().parse().expect("a number");
+    assert!(taken >= 1, "this process took the device's lease");
+
+    // The leases page like the other lists; past the end there are none, and a way back.
+    let past = op.get("/admin/cluster?offset=50").await;
+    assert_eq!(past.status, StatusCode::OK, "{}", past.body);
+    assert!(!past.body.contains(&format!("id=\"lease-{device}\"")) && past.body.contains("rel=\"prev\""));
+    assert!(past.body.contains("No leases on this page."), "{}", past.body);
 }
