@@ -10,8 +10,9 @@
 //! sessions whose lease moved elsewhere, takes devices nobody live holds up to its fair share
 //! of the paired devices over the live processes, and, when it holds more than its share (a
 //! process joined), hands at most `handover_batch` of them over per scan, so a joining process
-//! gets its share gradually. On a graceful stop every session closes and gives its lease up,
-//! then the node leaves: the others take its devices within one scan.
+//! gets its share gradually. On a graceful stop the node is marked draining (the others stop
+//! counting it), every session closes and gives its lease up, then the node leaves: the others
+//! take its devices within one scan.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -209,14 +210,19 @@ impl Balancer {
         }
     }
 
-    /// A graceful stop: the sessions close and give their leases up (the shutdown cancelled
-    /// them), then the node leaves, so the others take the devices at their next scan.
+    /// A graceful stop: the node is marked draining, so the others count their fair shares
+    /// without it from now on, the sessions close and give their leases up (the shutdown
+    /// cancelled them), then the node leaves, so the others take the devices at their next
+    /// scan.
     async fn leave(&self) {
+        let node = self.node.id();
+        if let Err(e) = self.node.db().cluster_set_draining(&node, true).await {
+            tracing::debug!(error = %e, "could not mark this process as draining");
+        }
         let deadline = Instant::now() + HANDOVER_WAIT;
         while self.manager.any_running() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let node = self.node.id();
         if let Err(e) = self.node.db().cluster_leave(&node).await {
             tracing::warn!(error = %e, "could not leave the gateway cluster; the others take its devices when its lease expires");
         }
