@@ -144,6 +144,11 @@ EOF
         grep -A5 "panicked" "$run_dir/gateway.log" >&2
         status=1
     fi
+    # A 500 says only "internal error" to the client; the cause is in the gateway's log.
+    if [ "$status" -ne 0 ] && grep -q "internal error" "$run_dir/gateway.log"; then
+        echo "internal errors in the gateway's log:" >&2
+        grep "internal error" "$run_dir/gateway.log" | head -20 >&2
+    fi
     cleanup
     if [ "$status" -ne 0 ] && [ -n "${ST_KEEP:-}" ]; then
         echo "kept $run_dir (gateway.log, report/)"
