@@ -29,6 +29,10 @@ use wa_gateway::db::chats::ChatFilter;
 use wa_gateway::db::tenants::NewTenant;
 use wa_gateway::db::{ConnectOptions, Db, MessageFilter};
 
+#[path = "support/common.rs"]
+#[allow(dead_code)]
+mod common;
+
 #[path = "../tests/support/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
@@ -411,20 +415,6 @@ fn print_results(backend: &str, results: &[CaseResult]) {
     }
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} CPUs (nproc), {model}")
-}
-
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
 }
@@ -433,7 +423,7 @@ async fn run() -> anyhow::Result<()> {
     let rows = env_usize("HISTORY_BENCH_ROWS", 1_000_000);
     let iterations = env_usize("HISTORY_BENCH_ITERATIONS", 200).max(1);
     println!("history benchmark: {rows} messages, {iterations} runs per case");
-    println!("machine: {}", machine());
+    println!("machine: {}", common::machine());
 
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("history.db");

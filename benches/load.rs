@@ -49,6 +49,10 @@ mod procs;
 #[path = "load/report.rs"]
 mod report;
 
+#[path = "support/common.rs"]
+#[allow(dead_code)]
+mod common;
+
 #[path = "../tests/support/postgres.rs"]
 #[allow(dead_code)]
 mod postgres;
@@ -130,7 +134,7 @@ async fn run() -> Result<()> {
         api::check_echo_plugin()?;
     }
     let started = Instant::now();
-    let machine = procs::machine();
+    let machine = common::machine();
     let load_before = loadavg();
     println!("load benchmark on {machine}; load average before: {load_before}");
     println!("{settings:?}");
@@ -331,7 +335,7 @@ async fn http_paths(
 
 /// The inbound pipeline over 1 and over 10 devices, saturated then at half that rate.
 async fn pipeline(name: &str, s: &Settings, api: &Api, gateway: &Server) -> Result<Vec<Row>> {
-    let (receiver, webhooks) = api::receiver().await?;
+    let (receiver, webhooks) = common::receiver().await?;
     let one = vec![api.pair_device("6281300000002").await?];
     let mut ten = Vec::new();
     for i in 0..10 {

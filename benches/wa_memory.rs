@@ -30,6 +30,10 @@
 //!
 //! Goal (issue 4): <= 1 MiB RSS per idle connected device.
 
+#[path = "support/common.rs"]
+#[allow(dead_code)]
+mod common;
+
 #[path = "../tests/support/fake_wa/mod.rs"]
 mod fake_wa;
 
@@ -133,7 +137,7 @@ async fn stable_rss() -> u64 {
 
 fn orchestrate() -> Result<()> {
     let n = devices();
-    let machine = machine();
+    let machine = common::machine();
     println!("wa_memory: RSS per idle connected device, whatsapp-web driver on the fake server");
     println!("machine: {machine}");
     println!("devices: {n}, pairing {} at a time, SQLite file database", parallel());
@@ -212,23 +216,6 @@ fn orchestrate() -> Result<()> {
          loopback TCP, whose socket buffers live in the kernel, not in RSS); the fake's share is its own RSS delta"
     );
     Ok(())
-}
-
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name")?.split_once(':').map(|(_, m)| m.trim().to_string()))
-        .unwrap_or_else(|| "unknown CPU".into());
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem = meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("MemTotal:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|k| format!("{:.0} GiB", k as f64 / 1024.0 / 1024.0))
-        .unwrap_or_default();
-    format!("nproc {cpus}, {model}, {mem} RAM")
 }
 
 /// What a gateway process reports (one line of `key=value` pairs on its stdout).

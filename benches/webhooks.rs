@@ -13,8 +13,7 @@
 //! Knobs: `WEBHOOK_BENCH_DELIVERIES` (default 3,000 per scenario).
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use wa_gateway::config::DriverKind;
@@ -23,6 +22,10 @@ use wa_gateway::tenants::CreateTenant;
 use wa_gateway::webhooks::events::{self, DeviceStatusData, EventType};
 use wa_gateway::webhooks::signing::{self, Secret};
 use wa_gateway::{App, Config};
+
+#[path = "support/common.rs"]
+#[allow(dead_code)]
+mod common;
 
 #[path = "../tests/support/postgres.rs"]
 #[allow(dead_code)]
@@ -46,25 +49,6 @@ const SCENARIOS: &[Scenario] = &[
     Scenario { name: "8 endpoints, max_in_flight 4 each", endpoints: 8, max_in_flight: 4, concurrency: 64 },
 ];
 
-/// A receiver answering `200 {}` at once, counting requests.
-async fn receiver() -> anyhow::Result<(SocketAddr, Arc<AtomicUsize>)> {
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    let app = axum::Router::new().fallback(move || {
-        let seen = seen.clone();
-        async move {
-            seen.fetch_add(1, Ordering::Relaxed);
-            "{}"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((addr, count))
-}
-
 /// Queues `n` deliveries spread over the endpoints, runs the gateway and times the drain.
 /// Returns deliveries per second.
 async fn scenario(
@@ -72,7 +56,7 @@ async fn scenario(
     s: &Scenario,
     n: usize,
     target: SocketAddr,
-    count: &AtomicUsize,
+    count: &AtomicU64,
 ) -> anyhow::Result<f64> {
     let mut config = Config::from_toml("")?;
     config.server.bind = "127.0.0.1:0".parse()?;
@@ -138,7 +122,7 @@ async fn scenario(
     let shutdown = app.shutdown_token();
     let started = Instant::now();
     let run = tokio::spawn(app.run());
-    while count.load(Ordering::Relaxed) - before < n {
+    while count.load(Ordering::Relaxed) - before < n as u64 {
         if started.elapsed() > Duration::from_secs(600) {
             anyhow::bail!("the queue did not drain in 10 minutes");
         }
@@ -184,26 +168,12 @@ fn signing_cost() {
     }
 }
 
-fn machine() -> String {
-    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    let model = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split(':').nth(1))
-                .map(|m| m.trim().to_string())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!("{cpus} CPUs (nproc), {model}")
-}
-
 async fn run() -> anyhow::Result<()> {
     let n: usize =
         std::env::var("WEBHOOK_BENCH_DELIVERIES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
-    println!("webhook delivery benchmark on {}", machine());
+    println!("webhook delivery benchmark on {}", common::machine());
     signing_cost();
-    let (target, count) = receiver().await?;
+    let (target, count) = common::receiver().await?;
     let dir = tempfile::tempdir()?;
     println!("SQLite:");
     for (i, s) in SCENARIOS.iter().enumerate() {

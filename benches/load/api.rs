@@ -1,11 +1,7 @@
 //! Setting the gateway up through its HTTP API, as a tenant and an operator would: a tenant,
 //! devices paired through the simulator's admin API, keyword rules, the echo plugin, a webhook
-//! endpoint; and reading what the simulator saw the gateway send (the outbox). Plus the local
-//! webhook receiver.
+//! endpoint; and reading what the simulator saw the gateway send (the outbox).
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, ensure, Context, Result};
@@ -29,6 +25,8 @@ pub struct Sent {
     pub text: Option<String>,
     /// When the simulated network took it, RFC 3339.
     pub at: String,
+    /// Its place in the device's outbox (the cursor for the next read).
+    pub seq: u64,
 }
 
 impl Api {
@@ -146,14 +144,14 @@ impl Api {
 
     /// What the simulator saw the gateway send through device `id`, oldest first (the
     /// simulator keeps the last 10,000 per device).
-    pub async fn outbox(&self, id: i64) -> Result<Vec<Sent>> {
+    pub async fn outbox(&self, id: i64, after: u64) -> Result<Vec<Sent>> {
         #[derive(Deserialize)]
         struct Outbox {
             data: Vec<Sent>,
         }
         let response = self
             .http
-            .get(format!("{}/api/admin/simulator/outbox?device={id}", self.base))
+            .get(format!("{}/api/admin/simulator/outbox?device={id}&after={after}", self.base))
             .bearer_auth(ADMIN_TOKEN)
             .send()
             .await?;
@@ -213,23 +211,4 @@ pub fn check_echo_plugin() -> Result<()> {
         "{path} is missing: build the plugins first with `plugins/build.sh echo` (or `plugins/build.sh`)"
     );
     Ok(())
-}
-
-/// A webhook receiver on 127.0.0.1 answering `200 {}` at once, counting requests.
-pub async fn receiver() -> Result<(SocketAddr, Arc<AtomicU64>)> {
-    let count = Arc::new(AtomicU64::new(0));
-    let seen = count.clone();
-    let app = axum::Router::new().fallback(move || {
-        let seen = seen.clone();
-        async move {
-            seen.fetch_add(1, Ordering::Relaxed);
-            "{}"
-        }
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    Ok((addr, count))
 }

@@ -106,6 +106,8 @@ struct Ledger {
     replied: Mutex<HashMap<u64, i64>>,
     accepted_count: AtomicU64,
     replied_count: AtomicU64,
+    /// Per device, the last outbox entry read.
+    cursors: Mutex<HashMap<i64, u64>>,
     errors: AtomicU64,
     timeouts: AtomicU64,
     next: AtomicU64,
@@ -156,7 +158,11 @@ impl Target {
 async fn collect_replies(api: &Api, target: &Target, ledger: &Ledger) -> Result<()> {
     let prefix = format!("echo: {} ", target.tag);
     for device in &target.devices {
-        let sent = api.outbox(*device).await?;
+        let after = ledger.cursors.lock().unwrap().get(device).copied().unwrap_or(0);
+        let sent = api.outbox(*device, after).await?;
+        if let Some(last) = sent.last() {
+            ledger.cursors.lock().unwrap().insert(*device, last.seq);
+        }
         let mut replied = ledger.replied.lock().unwrap();
         for s in sent {
             let Some(n) =

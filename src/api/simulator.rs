@@ -14,6 +14,7 @@ use crate::db::DeviceRow;
 use crate::devices::driver::{ChatChange, ReceiptKind, SavedName};
 use crate::devices::simulator::{
     SimEdit, SimError, SimInbound, SimInboundMedia, SimPollVote, SimReaction, SimTarget, Simulator,
+    OUTBOX_CAP,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::phone::{normalize_device_phone, ChatAddress};
@@ -394,7 +395,7 @@ pub struct SimOut {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)] // Documents `sim_outbox`'s answer.
 pub struct SimOutboxOut {
-    /// The messages, oldest first.
+    /// The messages, oldest first; each has `seq`, its place among everything the device sent.
     #[schema(value_type = Vec<Object>)]
     pub data: Vec<serde_json::Value>,
 }
@@ -530,6 +531,11 @@ async fn sim_inbound(
 pub struct OutboxQuery {
     /// Device id or phone number.
     pub device: String,
+    /// Only entries whose `seq` is above this (the last `seq` seen), to follow the outbox.
+    pub after: Option<u64>,
+    /// At most this many entries, 1 to 10000 (default all).
+    #[param(minimum = 1, maximum = 10000)]
+    pub limit: Option<usize>,
 }
 
 /// What the gateway sent through the device, oldest first.
@@ -541,9 +547,13 @@ async fn sim_outbox(
     _admin: Admin,
     ApiQuery(q): ApiQuery<OutboxQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let limit = q.limit.unwrap_or(OUTBOX_CAP);
+    if !(1..=OUTBOX_CAP).contains(&limit) {
+        return Err(ApiError::validation("limit", "must be between 1 and 10000"));
+    }
     let sim = simulator(&state)?;
     let device = find_device(&state, &q.device).await?;
-    Ok(Json(serde_json::json!({ "data": sim.outbox(device.id) })))
+    Ok(Json(serde_json::json!({ "data": sim.outbox_after(device.id, q.after.unwrap_or(0), limit) })))
 }
 
 /// The connection drops; the gateway reconnects by itself.

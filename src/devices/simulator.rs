@@ -221,6 +221,8 @@ pub struct SimSent {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub presence: Option<String>,
     pub at: DateTime<Utc>,
+    /// Its place among everything the device ever sent, from 1: the outbox's cursor.
+    pub seq: u64,
 }
 
 /// Why a simulator control call was refused.
@@ -280,6 +282,8 @@ const MEDIA_CAP: usize = 1_000;
 struct SimDevice {
     live: Option<Live>,
     outbox: VecDeque<SimSent>,
+    /// Entries ever put in the outbox (the last one's `seq`).
+    sent_total: u64,
     /// Sessions opened, and how many of them replaced a live one (as WhatsApp does when a
     /// second client logs in with the same keys).
     sessions: SessionCounts,
@@ -563,8 +567,17 @@ impl Simulator {
 
     /// What the gateway sent through the device, oldest first (the last [`OUTBOX_CAP`]).
     pub fn outbox(&self, device_id: i64) -> Vec<SimSent> {
+        self.outbox_after(device_id, 0, usize::MAX)
+    }
+
+    /// At most `limit` entries of the outbox whose `seq` is above `after`, oldest first.
+    pub fn outbox_after(&self, device_id: i64, after: u64, limit: usize) -> Vec<SimSent> {
         let devices = self.inner.lock();
-        devices.get(&device_id).map(|d| d.outbox.iter().cloned().collect()).unwrap_or_default()
+        let Some(device) = devices.get(&device_id) else { return Vec::new() };
+        // `seq` rises by one per entry, so the first entry after the cursor is found by index.
+        let first = device.outbox.front().map_or(0, |s| s.seq);
+        let skip = after.saturating_add(1).saturating_sub(first).min(device.outbox.len() as u64) as usize;
+        device.outbox.range(skip..).take(limit).cloned().collect()
     }
 
     /// The connection drops: `Disconnected`, then `Stopped(ConnectionLost)`. The simulator

@@ -167,7 +167,8 @@ impl SimSession {
             Some(live) if live.generation == self.generation && live.is_connected() => {}
             _ => return Err(DriverError::NotConnected),
         }
-        device.outbox.push_back(SimSent { at: Utc::now(), ..sent });
+        device.sent_total += 1;
+        device.outbox.push_back(SimSent { at: Utc::now(), seq: device.sent_total, ..sent });
         while device.outbox.len() > OUTBOX_CAP {
             device.outbox.pop_front();
         }

@@ -213,6 +213,22 @@ async fn sending_needs_a_connection_and_is_recorded_in_order() {
     let json = serde_json::to_value(&outbox[1]).unwrap();
     assert_eq!(json["media"]["kind"], "image");
     assert!(json.get("at").is_some() && json.get("text").is_some());
+
+    // The cursor: entries after a `seq`, at most `limit`, still right once the outbox is full
+    // and drops its oldest.
+    assert_eq!(outbox.iter().map(|s| s.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    let after: Vec<u64> = sim.outbox_after(w.devices[0], 1, 1).iter().map(|s| s.seq).collect();
+    assert_eq!(after, [2]);
+    assert!(sim.outbox_after(w.devices[0], 3, 10).is_empty());
+    for n in 0..OUTBOX_CAP {
+        session.send_text(&to, &format!("more {n}"), &session.new_message_id()).await.unwrap();
+    }
+    let total = OUTBOX_CAP as u64 + 3;
+    assert_eq!(sim.outbox(w.devices[0]).first().map(|s| s.seq), Some(4));
+    let tail = sim.outbox_after(w.devices[0], total - 2, 10);
+    assert_eq!(tail.iter().map(|s| s.seq).collect::<Vec<_>>(), [total - 1, total]);
+    assert_eq!(tail[1].text, Some(format!("more {}", OUTBOX_CAP - 1)));
+    assert_eq!(sim.outbox_after(w.devices[0], 0, 1)[0].seq, 4, "older entries are gone");
 }
 
 #[tokio::test]
