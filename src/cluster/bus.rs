@@ -16,10 +16,8 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::db::tenant_cache::{TenantCache, NOTIFY_CHANNEL as CHANNEL};
 use crate::db::Db;
-
-/// The PostgreSQL channel every process of one database listens on.
-const CHANNEL: &str = "wa_gateway";
 
 /// What a signal asks its receivers to look at again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +33,10 @@ pub enum Signal {
     /// A device's live state changed in the process running it (status, QR or pairing code),
     /// for the live views of the others; the payload is the devices module's.
     Update(Arc<str>),
+    /// A tenant's API key, row or limit overrides changed (sent by the database layer in the
+    /// transaction that changed it): the listener has already made this process's tenant
+    /// cache forget the tenant when the signal is seen.
+    TenantChanged(i64),
 }
 
 impl Signal {
@@ -45,6 +47,7 @@ impl Signal {
             Signal::LeaseFree => "l".into(),
             Signal::Resync => "r".into(),
             Signal::Update(payload) => format!("u:{payload}"),
+            Signal::TenantChanged(tenant) => crate::db::tenant_cache::tenant_changed_payload(*tenant),
         }
     }
 
@@ -57,6 +60,7 @@ impl Signal {
             "l" if id.is_empty() => Some(Signal::LeaseFree),
             "r" if id.is_empty() => Some(Signal::Resync),
             "u" if !id.is_empty() => Some(Signal::Update(id.into())),
+            "t" => id.parse().ok().map(Signal::TenantChanged),
             _ => None,
         }
     }
@@ -67,12 +71,14 @@ impl Signal {
 pub struct Bus {
     local: broadcast::Sender<Signal>,
     postgres: Option<PgPool>,
+    /// The database handle's tenant cache, which the listener keeps in step with the others.
+    tenants: Arc<TenantCache>,
 }
 
 impl Bus {
     pub fn new(db: &Db) -> Bus {
         let (local, _) = broadcast::channel(4096);
-        Bus { local, postgres: db.postgres_pool().cloned() }
+        Bus { local, postgres: db.postgres_pool().cloned(), tenants: db.tenants.clone() }
     }
 
     /// Signals this process at once and, on PostgreSQL, every other process. A signal that
@@ -105,9 +111,10 @@ impl Bus {
     pub fn start(&self, shutdown: CancellationToken, tasks: &TaskTracker) {
         let Some(pool) = self.postgres.clone() else { return };
         let local = self.local.clone();
+        let tenants = self.tenants.clone();
         tasks.spawn(async move {
             tokio::select! {
-                _ = listen(pool, local) => {}
+                _ = listen(pool, local, tenants) => {}
                 _ = shutdown.cancelled() => {}
             }
         });
@@ -115,7 +122,7 @@ impl Bus {
 }
 
 /// Feeds notifications into the local broadcast for ever, reconnecting after failures.
-async fn listen(pool: PgPool, local: broadcast::Sender<Signal>) {
+async fn listen(pool: PgPool, local: broadcast::Sender<Signal>, tenants: Arc<TenantCache>) {
     let mut pause = Duration::from_millis(200);
     loop {
         let mut listener = match PgListener::connect_with(&pool).await {
@@ -135,16 +142,21 @@ async fn listen(pool: PgPool, local: broadcast::Sender<Signal>) {
         }
         pause = Duration::from_millis(200);
         // Whatever was sent before the listener (re)started is unknown.
+        tenants.forget_all();
         let _ = local.send(Signal::Resync);
         loop {
             match listener.try_recv().await {
                 Ok(Some(n)) => {
                     if let Some(signal) = Signal::decode(n.payload()) {
+                        if let Signal::TenantChanged(tenant) = signal {
+                            tenants.forget_tenant(tenant);
+                        }
                         let _ = local.send(signal);
                     }
                 }
                 // The connection was lost; the next call reconnects and keeps listening.
                 Ok(None) => {
+                    tenants.forget_all();
                     let _ = local.send(Signal::Resync);
                 }
                 Err(e) => {
@@ -170,10 +182,11 @@ mod tests {
             Signal::LeaseFree,
             Signal::Resync,
             Signal::Update("n1:{\"a\":1}".into()),
+            Signal::TenantChanged(42),
         ] {
             assert_eq!(Signal::decode(&s.encode()), Some(s));
         }
-        for odd in ["", "q:", "q:x", "f:-", "l:1", "z:1", "q", "u:"] {
+        for odd in ["", "q:", "q:x", "f:-", "l:1", "z:1", "q", "u:", "t:", "t:x"] {
             assert_eq!(Signal::decode(odd), None, "{odd}");
         }
     }

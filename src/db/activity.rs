@@ -26,23 +26,25 @@ pub struct NewActivity {
     pub ip: Option<String>,
 }
 
+/// Stores one entry: `$1` user, `$2` actor, `$3` action, `$4` target, `$5` detail, `$6` ip,
+/// `$7` when.
+pub(crate) const INSERT_ACTIVITY: &str = "INSERT INTO user_activity_logs \
+     (user_id, actor, action, target, detail, ip, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
 impl Db {
     pub async fn record_activity(&self, entry: &NewActivity) -> DbResult<()> {
         writer!(self, |p| {
-            sqlx::query(
-                "INSERT INTO user_activity_logs (user_id, actor, action, target, detail, ip, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(entry.user_id)
-            .bind(&entry.actor)
-            .bind(&entry.action)
-            .bind(&entry.target)
-            .bind(&entry.detail)
-            .bind(&entry.ip)
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+            sqlx::query(INSERT_ACTIVITY)
+                .bind(entry.user_id)
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.detail)
+                .bind(&entry.ip)
+                .bind(now_ms())
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(())
     }

@@ -124,7 +124,7 @@ impl Db {
         };
         let sql = format!("{}{lock}", holder_sql(dialect, "$1", "$2", "$3"));
         let fence = SessionFence { device_id, node, epoch, sql, on_refused };
-        Db { pools: self.pools.clone(), fence: Some(Arc::new(fence)) }
+        Db { pools: self.pools.clone(), fence: Some(Arc::new(fence)), tenants: self.tenants.clone() }
     }
 
     /// The database's clock, in Unix milliseconds.

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 use sqlx::SqlitePool;
 
+use super::activity::NewActivity;
 use super::{now_ms, reader, writer, Db, DbResult, Dialect};
 pub use crate::content::Details;
 
@@ -365,22 +366,59 @@ async fn recent_matches(
         .collect())
 }
 
+/// The monthly message allowance a new outbound message takes one message of, in the
+/// transaction that stores it.
+#[derive(Debug, Clone, Copy)]
+pub struct Allowance<'a> {
+    /// The month, `YYYY-MM`.
+    pub period: &'a str,
+    /// Messages allowed in it; `None` is unlimited.
+    pub limit: Option<i64>,
+}
+
+/// What [`Db::insert_outbound`] did.
+#[derive(Debug)]
+pub enum Stored {
+    /// Stored now.
+    New(MessageRow),
+    /// An earlier message with the same idempotency key: nothing new was stored or counted.
+    Existing(MessageRow),
+    /// The allowance was used up: nothing was stored.
+    OverLimit,
+}
+
+/// What one insert did inside its transaction.
+enum Inserted {
+    New(i64),
+    /// Already stored under this (device, direction, WhatsApp id).
+    Duplicate,
+    OverLimit,
+}
+
 impl Db {
-    /// Stores an outbound message, or returns the message stored earlier with the same
-    /// idempotency key (then `false`: nothing new was stored).
-    pub async fn insert_outbound(&self, m: &NewMessage) -> DbResult<(MessageRow, bool)> {
-        if let Some(key) = &m.idempotency_key {
-            if let Some(existing) = self.message_by_idempotency_key(m.user_id, key).await? {
-                return Ok((existing, false));
-            }
-        }
-        match self.insert_message(m).await {
-            Ok(Some(row)) => Ok((row, true)),
-            Ok(None) | Err(super::DbError::Conflict(_)) => {
+    /// Stores an outbound message, taking one message of `allowance` in the same transaction
+    /// (so a message is counted exactly when it is stored), or returns the message stored
+    /// earlier with the same idempotency key.
+    ///
+    /// `activity` is recorded in the same transaction when the message is stored (not for a
+    /// repeated key); without a target of its own it names the message (`message:<id>`).
+    pub async fn insert_outbound(
+        &self,
+        m: &NewMessage,
+        allowance: Option<Allowance<'_>>,
+        activity: Option<&NewActivity>,
+    ) -> DbResult<Stored> {
+        match self.insert_message(m, allowance, activity).await {
+            Ok(Inserted::New(id)) => match self.message(m.user_id, id).await? {
+                Some(row) => Ok(Stored::New(row)),
+                None => Err(super::DbError::NotFound),
+            },
+            Ok(Inserted::OverLimit) => Ok(Stored::OverLimit),
+            Ok(Inserted::Duplicate) | Err(super::DbError::Conflict(_)) => {
                 // A concurrent request with the same key won the race.
                 let key = m.idempotency_key.as_deref().unwrap_or_default();
                 let existing = self.message_by_idempotency_key(m.user_id, key).await?;
-                existing.map(|r| (r, false)).ok_or(super::DbError::Conflict("duplicate message".into()))
+                existing.map(Stored::Existing).ok_or(super::DbError::Conflict("duplicate message".into()))
             }
             Err(e) => Err(e),
         }
@@ -388,13 +426,35 @@ impl Db {
 
     /// Stores an inbound message once: `None` when this (device, WhatsApp id) is already stored.
     pub async fn insert_inbound(&self, m: &NewMessage) -> DbResult<Option<MessageRow>> {
-        self.insert_message(m).await
+        match self.insert_message(m, None, None).await? {
+            Inserted::New(id) => self.message(m.user_id, id).await,
+            Inserted::Duplicate | Inserted::OverLimit => Ok(None),
+        }
     }
 
-    async fn insert_message(&self, m: &NewMessage) -> DbResult<Option<MessageRow>> {
+    async fn insert_message(
+        &self,
+        m: &NewMessage,
+        allowance: Option<Allowance<'_>>,
+        activity: Option<&NewActivity>,
+    ) -> DbResult<Inserted> {
         let now = now_ms();
-        let id: Option<i64> = writer!(self, |p| {
+        let inserted = writer!(self, |p| {
             let mut tx = p.begin().await?;
+            if let Some(a) = allowance {
+                let taken = sqlx::query(super::tenants::RESERVE_MESSAGES)
+                    .bind(m.user_id)
+                    .bind(a.period)
+                    .bind(1_i64)
+                    .bind(a.limit)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if taken != 1 {
+                    return Ok(Inserted::OverLimit);
+                }
+            }
             let id: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO messages (user_id, device_id, direction, chat, sender, recipient, text, type, \
                  status, wa_id, push_name, is_group, media, source, idempotency_key, error, created_at, updated_at, \
@@ -445,14 +505,27 @@ impl Db {
                     .bind(name)
                     .execute(&mut *tx)
                     .await?;
+                if let Some(a) = activity {
+                    let target = a.target.clone().unwrap_or_else(|| format!("message:{id}"));
+                    sqlx::query(super::activity::INSERT_ACTIVITY)
+                        .bind(a.user_id)
+                        .bind(&a.actor)
+                        .bind(&a.action)
+                        .bind(target)
+                        .bind(&a.detail)
+                        .bind(&a.ip)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
             }
             tx.commit().await?;
-            id
+            match id {
+                Some(id) => Inserted::New(id),
+                None => Inserted::Duplicate,
+            }
         });
-        match id {
-            Some(id) => self.message(m.user_id, id).await,
-            None => Ok(None),
-        }
+        Ok(inserted)
     }
 
     /// The tenant's message stored with this idempotency key.

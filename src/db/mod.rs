@@ -33,6 +33,7 @@ pub mod schedules;
 pub mod sessions;
 pub mod settings;
 pub mod shared_limits;
+pub mod tenant_cache;
 pub mod tenants;
 pub mod wa_sessions;
 pub mod webhooks;
@@ -90,6 +91,8 @@ pub struct Db {
     pub(crate) pools: Pools,
     /// Set on a handle made by [`Db::fenced`]: its session-state writes check a device lease.
     pub(crate) fence: Option<Arc<cluster::SessionFence>>,
+    /// API keys, tenant rows and limit overrides as last read, shared by every clone.
+    pub(crate) tenants: Arc<tenant_cache::TenantCache>,
 }
 
 /// Runs `$body` with `$p` bound to a pool for reads.
@@ -201,7 +204,7 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(base)
                 .await?;
-            Ok(Db { pools: Pools::Sqlite { read, write }, fence: None })
+            Ok(Db { pools: Pools::Sqlite { read, write }, fence: None, tenants: Arc::default() })
         } else {
             let options = PgConnectOptions::from_str(&opts.url)?;
             let pool = PgPoolOptions::new()
@@ -209,7 +212,7 @@ impl Db {
                 .acquire_timeout(opts.acquire_timeout)
                 .connect_with(options)
                 .await?;
-            Ok(Db { pools: Pools::Postgres(pool), fence: None })
+            Ok(Db { pools: Pools::Postgres(pool), fence: None, tenants: Arc::default() })
         }
     }
 

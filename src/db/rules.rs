@@ -1,6 +1,9 @@
 //! Keyword auto-reply rules (`auto_replies`), their per-chat cooldowns, and the loop guard's
 //! look-up of recent gateway-sent messages.
 
+use std::sync::Arc;
+
+use super::tenants::announce_tenant_change;
 use super::{insert_within_limit, now_ms, reader, writer, Db, DbResult};
 use crate::resource::Resource;
 
@@ -55,7 +58,7 @@ impl Db {
         limit: Option<i64>,
     ) -> DbResult<Option<RuleRow>> {
         let id: Option<i64> = insert_within_limit!(self, tenant, Resource::AutoReplies, limit, |tx| {
-            sqlx::query_scalar(
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO auto_replies (user_id, device_id, keyword, match_mode, reply, case_sensitive, \
                  priority, enabled, stop_chain, cooldown_seconds, in_groups, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $12, $11, $11) RETURNING id",
@@ -73,8 +76,11 @@ impl Db {
             .bind(now_ms())
             .bind(rule.in_groups)
             .fetch_one(&mut *tx)
-            .await?
+            .await?;
+            announce_tenant_change!(self, tx, tenant);
+            id
         })?;
+        self.tenants.forget_tenant(tenant);
         match id {
             Some(id) => self.rule(tenant, id).await,
             None => Ok(None),
@@ -131,9 +137,11 @@ impl Db {
                     .execute(&mut *tx)
                     .await?;
             }
+            announce_tenant_change!(self, tx, tenant);
             tx.commit().await?;
             n == 1
         });
+        self.tenants.forget_tenant(tenant);
         if !changed {
             return Ok(None);
         }
@@ -142,27 +150,43 @@ impl Db {
 
     /// Deletes a rule; false when the tenant has no such rule.
     pub async fn delete_rule(&self, tenant: i64, id: i64) -> DbResult<bool> {
-        let n = writer!(self, |p| sqlx::query("DELETE FROM auto_replies WHERE user_id = $1 AND id = $2")
-            .bind(tenant)
-            .bind(id)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
+        let n = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("DELETE FROM auto_replies WHERE user_id = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            announce_tenant_change!(self, tx, tenant);
+            tx.commit().await?;
+            n
+        });
+        self.tenants.forget_tenant(tenant);
         Ok(n == 1)
     }
 
-    /// The tenant's enabled rules that apply to `device_id` (its own and the all-device ones).
-    pub async fn active_rules(&self, tenant: i64, device_id: i64) -> DbResult<Vec<RuleRow>> {
+    /// The tenant's enabled rules that apply to `device_id` (its own and the all-device ones),
+    /// in the order they are tried; from memory when read in the last moments (every change
+    /// to the tenant's rules forgets them, see `tenant_cache`).
+    pub async fn active_rules(&self, tenant: i64, device_id: i64) -> DbResult<Arc<Vec<RuleRow>>> {
+        if let Some(rules) = self.tenants.rules(tenant, device_id) {
+            return Ok(rules);
+        }
+        let generation = self.tenants.generation();
         let sql = format!(
             "{SELECT} WHERE r.user_id = $1 AND r.enabled = $2 AND (r.device_id IS NULL OR r.device_id = $3) \
              ORDER BY r.priority DESC, r.id"
         );
-        Ok(reader!(self, |p| sqlx::query_as(&sql)
+        let rows: Vec<RuleRow> = reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
             .bind(true)
             .bind(device_id)
             .fetch_all(p)
-            .await)?)
+            .await)?;
+        let rules = Arc::new(rows);
+        self.tenants.put_rules(generation, tenant, device_id, &rules);
+        Ok(rules)
     }
 
     /// Records that a rule answers a chat now, unless it already did within `cooldown_ms`.

@@ -54,6 +54,32 @@ pub struct NewTenant<'a> {
     pub password_hash: Option<&'a str>,
 }
 
+/// Inside a write transaction that changed a tenant's key, row or overrides: on PostgreSQL,
+/// notifies every gateway process on the database (delivered when the transaction commits),
+/// so their `tenant_cache` forgets the tenant; on SQLite there is no other process.
+macro_rules! announce_tenant_change {
+    ($db:expr, $tx:ident, $tenant:expr) => {
+        if $db.dialect() == $crate::db::Dialect::Postgres {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind($crate::db::tenant_cache::NOTIFY_CHANNEL)
+                .bind($crate::db::tenant_cache::tenant_changed_payload($tenant))
+                .execute(&mut *$tx)
+                .await?;
+        }
+    };
+}
+
+pub(crate) use announce_tenant_change;
+
+/// Adds `$3` messages to tenant `$1`'s counter for period `$2` if the result stays within
+/// `$4` (NULL: unlimited); a new period starts from zero; `$5` is now. One row changes when
+/// the reservation is granted.
+pub(crate) const RESERVE_MESSAGES: &str = "UPDATE user_limits SET \
+     messages_used = (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3, \
+     messages_period = $2, updated_at = $5 \
+     WHERE user_id = $1 AND ($4 IS NULL OR \
+     (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3 <= $4)";
+
 const TENANT_COLUMNS: &str = "id, name, email, package, status, timezone, created_at, updated_at";
 
 impl Db {
@@ -104,9 +130,19 @@ impl Db {
         Ok(row)
     }
 
+    /// The tenant, from memory when read in the last moments (see `tenant_cache`).
     pub async fn tenant(&self, id: i64) -> DbResult<Option<TenantRow>> {
+        if let Some(row) = self.tenants.tenant(id) {
+            return Ok(Some(row));
+        }
+        let generation = self.tenants.generation();
         let sql = format!("SELECT {TENANT_COLUMNS} FROM users WHERE id = $1");
-        Ok(reader!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
+        let row: Option<TenantRow> =
+            reader!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?;
+        if let Some(row) = &row {
+            self.tenants.put_tenant(generation, row);
+        }
+        Ok(row)
     }
 
     pub async fn tenant_by_email(&self, email: &str) -> DbResult<Option<(TenantRow, Option<String>)>> {
@@ -145,20 +181,34 @@ impl Db {
              status = COALESCE($4, status), password_hash = COALESCE($5, password_hash), \
              updated_at = $6 WHERE id = $1 RETURNING {TENANT_COLUMNS}"
         );
-        Ok(writer!(self, |p| sqlx::query_as(&sql)
-            .bind(id)
-            .bind(name)
-            .bind(package)
-            .bind(status)
-            .bind(password_hash)
-            .bind(now_ms())
-            .fetch_optional(p)
-            .await)?)
+        let row = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let row: Option<TenantRow> = sqlx::query_as(&sql)
+                .bind(id)
+                .bind(name)
+                .bind(package)
+                .bind(status)
+                .bind(password_hash)
+                .bind(now_ms())
+                .fetch_optional(&mut *tx)
+                .await?;
+            announce_tenant_change!(self, tx, id);
+            tx.commit().await?;
+            row
+        });
+        self.tenants.forget_tenant(id);
+        Ok(row)
     }
 
     /// Resolves an API key hash to its tenant, if the key exists and is not revoked.
+    /// From memory when read in the last moments; a revoked key or a changed tenant is
+    /// forgotten as soon as the change commits (see `tenant_cache`).
     pub async fn auth_by_key_hash(&self, key_hash: &str) -> DbResult<Option<AuthRow>> {
-        Ok(reader!(self, |p| sqlx::query_as(
+        if let Some(row) = self.tenants.key(key_hash) {
+            return Ok(Some(row));
+        }
+        let generation = self.tenants.generation();
+        let row: Option<AuthRow> = reader!(self, |p| sqlx::query_as(
             "SELECT k.id AS key_id, k.user_id, u.status, u.package, k.last_used_at, l.overrides \
              FROM user_api_keys k JOIN users u ON u.id = k.user_id \
              JOIN user_limits l ON l.user_id = k.user_id \
@@ -166,14 +216,20 @@ impl Db {
         )
         .bind(key_hash)
         .fetch_optional(p)
-        .await)?)
+        .await)?;
+        if let Some(row) = &row {
+            self.tenants.put_key(generation, key_hash, row);
+        }
+        Ok(row)
     }
 
     /// Records that a key was used (callers throttle this to avoid a write per request).
     pub async fn touch_api_key(&self, key_id: i64) -> DbResult<()> {
+        let now = now_ms();
+        self.tenants.touched(key_id, now);
         writer!(self, |p| sqlx::query("UPDATE user_api_keys SET last_used_at = $2 WHERE id = $1")
             .bind(key_id)
-            .bind(now_ms())
+            .bind(now)
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;
@@ -235,14 +291,22 @@ impl Db {
     /// Revokes one of the tenant's keys. False when the tenant has no such live key.
     pub async fn revoke_api_key(&self, tenant: i64, key_id: i64) -> DbResult<bool> {
         let done = writer!(self, |p| {
-            sqlx::query(
-            "UPDATE user_api_keys SET revoked_at = $3 WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL"
-        )
-        .bind(tenant)
-        .bind(key_id)
-        .bind(now_ms())
-        .execute(p).await.map(|r| r.rows_affected())
-        })?;
+            let mut tx = p.begin().await?;
+            let done = sqlx::query(
+                "UPDATE user_api_keys SET revoked_at = $3 \
+                 WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL",
+            )
+            .bind(tenant)
+            .bind(key_id)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            announce_tenant_change!(self, tx, tenant);
+            tx.commit().await?;
+            done
+        });
+        self.tenants.forget_tenant(tenant);
         Ok(done == 1)
     }
 
@@ -258,16 +322,37 @@ impl Db {
         row.ok_or(DbError::NotFound)
     }
 
+    /// The tenant's limit overrides as stored (JSON), from memory when read in the last
+    /// moments (see `tenant_cache`).
+    pub async fn limit_overrides(&self, tenant: i64) -> DbResult<String> {
+        if let Some(json) = self.tenants.overrides(tenant) {
+            return Ok(json);
+        }
+        let generation = self.tenants.generation();
+        let json: Option<String> = reader!(self, |p| {
+            sqlx::query_scalar("SELECT overrides FROM user_limits WHERE user_id = $1")
+                .bind(tenant)
+                .fetch_optional(p)
+                .await
+        })?;
+        let json = json.ok_or(DbError::NotFound)?;
+        self.tenants.put_overrides(generation, tenant, &json);
+        Ok(json)
+    }
+
     pub async fn set_limit_overrides(&self, tenant: i64, overrides_json: &str) -> DbResult<()> {
-        writer!(self, |p| sqlx::query(
-            "UPDATE user_limits SET overrides = $2, updated_at = $3 WHERE user_id = $1"
-        )
-        .bind(tenant)
-        .bind(overrides_json)
-        .bind(now_ms())
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected()))?;
+        writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            sqlx::query("UPDATE user_limits SET overrides = $2, updated_at = $3 WHERE user_id = $1")
+                .bind(tenant)
+                .bind(overrides_json)
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await?;
+            announce_tenant_change!(self, tx, tenant);
+            tx.commit().await?;
+        });
+        self.tenants.forget_tenant(tenant);
         Ok(())
     }
 
@@ -282,21 +367,15 @@ impl Db {
         limit: Option<i64>,
     ) -> DbResult<bool> {
         let done = writer!(self, |p| {
-            sqlx::query(
-                "UPDATE user_limits SET \
-               messages_used = (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3, \
-               messages_period = $2, updated_at = $5 \
-             WHERE user_id = $1 AND ($4 IS NULL OR \
-               (CASE WHEN messages_period = $2 THEN messages_used ELSE 0 END) + $3 <= $4)",
-            )
-            .bind(tenant)
-            .bind(period)
-            .bind(n)
-            .bind(limit)
-            .bind(now_ms())
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected())
+            sqlx::query(RESERVE_MESSAGES)
+                .bind(tenant)
+                .bind(period)
+                .bind(n)
+                .bind(limit)
+                .bind(now_ms())
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
         })?;
         Ok(done == 1)
     }

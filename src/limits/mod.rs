@@ -104,8 +104,7 @@ impl LimitsService {
 
     /// The tenant's overrides as stored.
     pub async fn overrides(&self, tenant: i64) -> Result<Overrides, LimitError> {
-        let row = self.db.limits_row(tenant).await?;
-        Ok(serde_json::from_str(&row.overrides).unwrap_or_default())
+        Ok(serde_json::from_str(&self.db.limit_overrides(tenant).await?).unwrap_or_default())
     }
 
     /// The limits in effect for a tenant on `package`.
@@ -135,6 +134,17 @@ impl LimitsService {
         let row = self.db.limits_row(tenant).await?;
         let (period, _, _) = month_period(Utc::now());
         Ok(if row.messages_period == period { row.messages_used } else { 0 })
+    }
+
+    /// This month (`YYYY-MM`) and the tenant's monthly message limit in it (`None`: unlimited),
+    /// for storing a message and taking its place in the allowance in one transaction.
+    pub async fn message_allowance(
+        &self,
+        tenant: i64,
+        package: &str,
+    ) -> Result<(String, Option<i64>), LimitError> {
+        let limit = self.limits(tenant, package).await?.get(Resource::MessagesPerMonth);
+        Ok((month_period(Utc::now()).0, limit))
     }
 
     /// Reserves `n` outbound messages in this month's allowance, or refuses with

@@ -22,7 +22,7 @@ use super::outbound::{Outbound, SendError, SendRequest};
 use super::view::{CHANGE_EDITED, CHANGE_POLL_VOTE, CHANGE_REACTION, CHANGE_REVOKED};
 use crate::content::{ContactCard, Details, Location, QuotedRef};
 use crate::db::dead_letters::NewDeadLetter;
-use crate::db::messages::MessageRef;
+use crate::db::messages::{MessageRef, Stored};
 use crate::db::{without_nul, Db, DbError, DeviceRow, MessageRow, NewMessage, TenantRow};
 use crate::devices::driver::{DeviceKey, InboundBody, InboundMessage, OutboundMedia, ReceiptKind, Update};
 use crate::devices::manager::MessageSink;
@@ -336,6 +336,7 @@ impl Inbound {
             idempotency_key: Some(idempotency_key),
             asynchronous: true,
             require_connected: false,
+            activity: None,
         };
         match self.outbound.send(req).await {
             Ok(_) => {}
@@ -498,8 +499,9 @@ impl Inbound {
             error: Some(error),
             ..Default::default()
         };
-        match self.db.insert_outbound(&failed).await {
-            Ok((row, _)) => self.outbound.feed().publish(row.user_id, row.id),
+        match self.db.insert_outbound(&failed, None, None).await {
+            Ok(Stored::New(row)) => self.outbound.feed().publish(row.user_id, row.id),
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(message_id = ctx.message.id, error = %e, "could not record an unsent reply")
             }

@@ -33,7 +33,8 @@ use super::keeper::MediaKeeper;
 use crate::cluster::{Bus, Signal, Stats};
 use crate::config::WhatsappConfig;
 use crate::content::Details;
-use crate::db::messages::Claim;
+use crate::db::activity::NewActivity;
+use crate::db::messages::{Allowance, Claim, Stored};
 use crate::db::{now_ms, Db, DbError, DeviceRow, MessageRow, NewMessage};
 use crate::devices::driver::{
     Content, DriverError, MediaKind, MessageKey, OutboundMedia, Outgoing, PresenceState, Quote, Session,
@@ -41,6 +42,7 @@ use crate::devices::driver::{
 use crate::devices::manager::{DeviceManager, DeviceStatus, DeviceUpdate};
 use crate::limits::{LimitError, LimitsService};
 use crate::phone::Recipient;
+use crate::resource::Resource;
 
 pub use crate::db::messages::MediaMeta;
 
@@ -62,6 +64,9 @@ pub struct SendRequest {
     pub asynchronous: bool,
     /// Refuse when the device is not connected (API sends); scheduled sends may queue.
     pub require_connected: bool,
+    /// The activity-log entry of this send, recorded with the message (its target, when
+    /// empty, is the message).
+    pub activity: Option<NewActivity>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -217,23 +222,16 @@ impl Outbound {
         if req.require_connected && !self.connected_anywhere(req.device.id).await? {
             return Err(SendError::DeviceNotConnected);
         }
-        inner.limits.reserve_messages(req.tenant, &req.package, 1).await?;
-        let stored = self.store(&req).await;
-        let (row, fresh, blob) = match stored {
-            Ok(v) => v,
-            Err(e) => {
-                let _ = inner.limits.release_messages(req.tenant, 1).await;
-                return Err(e.into());
-            }
-        };
+        let (row, fresh, blob) = self.store(&req).await?;
         if !fresh {
-            // A repeated idempotency key: the first result stands and nothing is sent.
-            let _ = inner.limits.release_messages(req.tenant, 1).await;
+            // Over the limit, or a repeated idempotency key (the first result stands): nothing
+            // was stored or counted, and nothing is sent.
             if let Some(blob_id) = blob {
                 let _ = inner.db.delete_media_blob(req.tenant, blob_id).await;
             }
-            return Ok(row);
+            return row.ok_or(SendError::Limit(LimitError::Exceeded { limit: Resource::MessagesPerMonth }));
         }
+        let Some(row) = row else { return Err(SendError::Db(DbError::NotFound)) };
         if req.asynchronous {
             self.queued(row.device_id).await;
             return Ok(row);
@@ -278,9 +276,11 @@ impl Outbound {
         self.inner.db.message_by_idempotency_key(tenant, idempotency_key).await
     }
 
-    /// Stores the message; returns it, whether it is new, and the blob holding its media.
-    async fn store(&self, req: &SendRequest) -> Result<(MessageRow, bool, Option<i64>), DbError> {
+    /// Stores the message and takes its place in the month's allowance in one transaction;
+    /// returns it (`None`: over the limit), whether it is new, and the blob holding its media.
+    async fn store(&self, req: &SendRequest) -> Result<(Option<MessageRow>, bool, Option<i64>), SendError> {
         let db = &self.inner.db;
+        let (period, limit) = self.inner.limits.message_allowance(req.tenant, &req.package).await?;
         let mut blob = None;
         let (kind, media) = match &req.media {
             Some(m) => {
@@ -320,11 +320,15 @@ impl Outbound {
             idempotency_key: req.idempotency_key.clone(),
             ..Default::default()
         };
-        let (row, fresh) = db.insert_outbound(&new).await?;
-        if fresh {
-            self.inner.feed.publish(row.user_id, row.id);
+        let allowance = Allowance { period: &period, limit };
+        match db.insert_outbound(&new, Some(allowance), req.activity.as_ref()).await? {
+            Stored::New(row) => {
+                self.inner.feed.publish(row.user_id, row.id);
+                Ok((Some(row), true, blob))
+            }
+            Stored::Existing(row) => Ok((Some(row), false, blob)),
+            Stored::OverLimit => Ok((None, false, blob)),
         }
-        Ok((row, fresh, blob))
     }
 
     /// Wakes the device's sender here, starting it if needed.

@@ -374,9 +374,9 @@ impl MessageService {
                 idempotency_key: q.idempotency_key,
                 asynchronous: q.asynchronous,
                 require_connected: true,
+                activity: Some(tenant.activity(action, None)),
             })
             .await?;
-        self.tenants.record(tenant.activity(action, format!("message:{}", row.id))).await;
         Ok(row)
     }
 

@@ -55,45 +55,44 @@ impl RulesStage {
         RulesStage { db, cache: Mutex::new(HashMap::new()) }
     }
 
-    fn compile(&self, rows: Vec<RuleRow>) -> Vec<Rule> {
+    fn compile<'a>(&self, rows: impl Iterator<Item = &'a RuleRow>) -> Vec<Rule> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() > CACHE_CAP {
             cache.clear();
         }
-        rows.into_iter()
-            .filter_map(|row| {
-                let matcher = match cache.get(&row.id) {
-                    Some(c) if c.is_for(&row) => c.matcher.clone(),
-                    _ => {
-                        let mode = MatchMode::parse(&row.match_mode).ok()?;
-                        let m = match Matcher::parse(&row.keyword, mode, row.case_sensitive) {
-                            Ok(m) => m,
-                            Err(e) => {
-                                tracing::warn!(rule_id = row.id, error = %e, "a stored rule does not compile");
-                                return None;
-                            }
-                        };
-                        let compiled = Compiled {
-                            keyword: row.keyword.clone(),
-                            match_mode: row.match_mode.clone(),
-                            case_sensitive: row.case_sensitive,
-                            matcher: m.clone(),
-                        };
-                        cache.insert(row.id, compiled);
-                        m
-                    }
-                };
-                Some(Rule {
-                    id: row.id,
-                    priority: row.priority,
-                    device_id: row.device_id,
-                    matcher,
-                    reply: row.reply,
-                    stop: row.stop_chain,
-                    cooldown_seconds: row.cooldown_seconds,
-                })
+        rows.filter_map(|row| {
+            let matcher = match cache.get(&row.id) {
+                Some(c) if c.is_for(row) => c.matcher.clone(),
+                _ => {
+                    let mode = MatchMode::parse(&row.match_mode).ok()?;
+                    let m = match Matcher::parse(&row.keyword, mode, row.case_sensitive) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            tracing::warn!(rule_id = row.id, error = %e, "a stored rule does not compile");
+                            return None;
+                        }
+                    };
+                    let compiled = Compiled {
+                        keyword: row.keyword.clone(),
+                        match_mode: row.match_mode.clone(),
+                        case_sensitive: row.case_sensitive,
+                        matcher: m.clone(),
+                    };
+                    cache.insert(row.id, compiled);
+                    m
+                }
+            };
+            Some(Rule {
+                id: row.id,
+                priority: row.priority,
+                device_id: row.device_id,
+                matcher,
+                reply: row.reply.clone(),
+                stop: row.stop_chain,
+                cooldown_seconds: row.cooldown_seconds,
             })
-            .collect()
+        })
+        .collect()
     }
 
     async fn decide(&self, ctx: &InboundContext) -> Result<StageOutcome, DbError> {
@@ -104,15 +103,12 @@ impl RulesStage {
         let Some(raw) = message.text.as_deref().filter(|t| !t.trim().is_empty()) else {
             return Ok(StageOutcome::default());
         };
-        let mut rows = self.db.active_rules(ctx.tenant_id, ctx.device.id).await?;
+        let rows = self.db.active_rules(ctx.tenant_id, ctx.device.id).await?;
         // Rules answer direct chats only, unless a rule says groups too.
-        if message.is_group {
-            rows.retain(|r| r.in_groups);
-        }
-        if rows.is_empty() {
+        let rules = self.compile(rows.iter().filter(|r| !message.is_group || r.in_groups));
+        if rules.is_empty() {
             return Ok(StageOutcome::default());
         }
-        let rules = self.compile(rows);
         let text = Text::new(raw);
         let candidates = engine::matching(&rules, ctx.device.id, &text);
         for rule in &candidates {

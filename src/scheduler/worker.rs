@@ -238,6 +238,7 @@ impl Scheduler {
             idempotency_key: Some(run_key(row.id, run_at)),
             asynchronous: true,
             require_connected: false,
+            activity: None,
         };
         match self.inner.outbound.send(request).await {
             Ok(message) => Ok(Ok(message)),

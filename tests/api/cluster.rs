@@ -507,3 +507,46 @@ async fn reactions_presence_groups_and_profiles_through_the_other_process_run_on
             >= 5
     );
 }
+
+#[tokio::test]
+#[cfg_attr(not(postgres_tests), ignore = "needs PostgreSQL: set GATEWAY_TEST_POSTGRES_URL")]
+async fn a_key_revoked_or_a_tenant_changed_in_one_process_counts_in_the_other_at_once() {
+    require_postgres();
+    let first = TestApp::spawn_with(quick).await;
+    let tenant = first.create_tenant("basic").await;
+    let second = first.spawn_second().await;
+    let (status, created) =
+        first.post("/api/user/api-keys", &tenant.api_key, &json!({"name": "kasir"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let key = created["api_key"].as_str().unwrap().to_string();
+    // The second process has read (and keeps) the key, the tenant and its limits.
+    assert_eq!(second.get("/api/user/info", &key).await.0, StatusCode::OK);
+    let (status, limits) = second.get("/api/user/limits", &tenant.api_key).await;
+    assert_eq!(status, StatusCode::OK, "{limits}");
+    assert_ne!(limits["limits"]["devices"], 7, "{limits}");
+
+    // Well within the cache's lifetime: only the change's notification can make these pass.
+    let soon = Duration::from_secs(3);
+    let path = format!("/api/admin/tenants/{}", tenant.id);
+    let (status, body) = first.admin_patch(&path, &json!({"limits": {"devices": 7}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    poll_until(soon, || async {
+        let (_, limits) = second.get("/api/user/limits", &tenant.api_key).await;
+        (limits["limits"]["devices"] == 7).then_some(())
+    })
+    .await;
+
+    let (status, _) = first.delete(&format!("/api/user/api-keys/{}", created["id"]), &tenant.api_key).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    poll_until(soon, || async {
+        (second.get("/api/user/info", &key).await.0 == StatusCode::UNAUTHORIZED).then_some(())
+    })
+    .await;
+
+    let (status, body) = first.admin_patch(&path, &json!({"status": "suspended"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    poll_until(soon, || async {
+        (second.get("/api/user/info", &tenant.api_key).await.0 == StatusCode::FORBIDDEN).then_some(())
+    })
+    .await;
+}

@@ -539,3 +539,48 @@ async fn rules_can_be_read_changed_and_deleted_by_their_tenant_only() {
         assert!(doc["paths"][path].is_object(), "{path} is documented");
     }
 }
+
+#[tokio::test]
+async fn a_rule_edited_disabled_or_deleted_counts_from_the_next_message() {
+    let app = TestApp::spawn_with(|c| c.rules.max_replies_per_chat_per_minute = 100).await;
+    let (tenant, device) = tenant_with_device(&app, "basic").await;
+    let rule = create_rule(&app, &tenant, json!({"keyword": "menu", "reply": "Menu lama"})).await;
+    let path = format!("/api/user/auto-reply/{}", rule["id"]);
+    let put = |body: Value| {
+        let request = app.request(Method::PUT, &path).header("x-api-key", &tenant.api_key).json(&body);
+        app.send(request)
+    };
+    // Each step's answer is read only after the message before it was answered, so the rules
+    // the pipeline holds in memory are always the ones of the step before.
+    let answer = |n: usize, text: &'static str| {
+        let app = &app;
+        let tenant = &tenant;
+        async move {
+            app.inbound(device, BUDI, text, None).await;
+            settle(app, tenant).await;
+            let sent = sent_to(app, device, BUDI).await;
+            assert_eq!(sent.len(), n, "{sent:?}");
+            sent.last().cloned()
+        }
+    };
+    assert_eq!(answer(1, "menu 1").await.as_deref(), Some("Menu lama"));
+
+    let (status, body) = put(json!({"reply": "Menu baru"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(answer(2, "menu 2").await.as_deref(), Some("Menu baru"), "the edit counts at once");
+
+    let (status, body) = put(json!({"enabled": false})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(answer(2, "menu 3").await.as_deref(), Some("Menu baru"), "a disabled rule is silent");
+
+    let (status, body) = put(json!({"enabled": true, "keyword": "katalog"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(answer(2, "menu 4").await.as_deref(), Some("Menu baru"), "the old keyword is gone");
+    assert_eq!(answer(3, "katalog").await.as_deref(), Some("Menu baru"));
+
+    let (status, _) = app.delete(&path, &tenant.api_key).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    create_rule(&app, &tenant, json!({"keyword": "promo", "reply": "Promo hari ini"})).await;
+    assert_eq!(answer(3, "katalog lagi").await.as_deref(), Some("Menu baru"), "a deleted rule is silent");
+    assert_eq!(answer(4, "promo?").await.as_deref(), Some("Promo hari ini"), "a new rule counts at once");
+}
