@@ -36,7 +36,7 @@ use crate::rules::service::RuleService;
 use crate::rules::RulesStage;
 use crate::scheduler::service::ScheduleService;
 use crate::scheduler::Scheduler;
-pub use crate::state::AppState;
+pub use crate::state::{AppState, Services};
 use crate::tenants::{AdminToken, TenantService};
 use crate::webhooks::endpoints::EndpointService;
 use crate::webhooks::Webhooks;
@@ -241,7 +241,7 @@ impl App {
             country_code,
         );
         let rate = RateLimiter::start(&db, &shutdown, &tasks);
-        let state = AppState {
+        let state = AppState::new(Services {
             config: Arc::new(config),
             db,
             limits,
@@ -266,7 +266,7 @@ impl App {
             simulator,
             shutdown,
             tasks,
-        };
+        });
         Ok(App { listener, state, single, generated_admin_token })
     }
 
