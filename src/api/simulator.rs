@@ -531,8 +531,10 @@ async fn sim_inbound(
 pub struct OutboxQuery {
     /// Device id or phone number.
     pub device: String,
-    /// Only entries whose `seq` is above this (the last `seq` seen), to follow the outbox.
-    pub after: Option<u64>,
+    /// Only entries whose `seq` is above this (the last `seq` seen), to follow the outbox;
+    /// empty or absent: from the oldest kept.
+    #[param(value_type = Option<u64>, minimum = 0)]
+    pub after: Option<String>,
     /// At most this many entries, 1 to 10000 (default all).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
@@ -551,9 +553,15 @@ async fn sim_outbox(
     if !(1..=OUTBOX_CAP).contains(&limit) {
         return Err(ApiError::validation("limit", "must be between 1 and 10000"));
     }
+    let after = match q.after.as_deref().map(str::trim).filter(|a| !a.is_empty()) {
+        None => 0,
+        Some(a) => a
+            .parse::<u64>()
+            .map_err(|_| ApiError::validation("after", "must be a whole number, 0 or more"))?,
+    };
     let sim = simulator(&state)?;
     let device = find_device(&state, &q.device).await?;
-    Ok(Json(serde_json::json!({ "data": sim.outbox_after(device.id, q.after.unwrap_or(0), limit) })))
+    Ok(Json(serde_json::json!({ "data": sim.outbox_after(device.id, after, limit) })))
 }
 
 /// The connection drops; the gateway reconnects by itself.

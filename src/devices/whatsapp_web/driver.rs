@@ -160,6 +160,10 @@ async fn known_number(client: &Client, info: &whatsapp_rust::types::message::Mes
     Some(Jid::pn(entry.phone_number.to_string()))
 }
 
+/// How often a poll vote's secret is looked up again when the store does not have it yet
+/// (waits of 20, 40, … up to 500 ms: about 2.3 s in all).
+const POLL_SECRET_RETRIES: u32 = 7;
+
 impl StoreFirst {
     /// The options a poll vote chose, when it opens: the vote is encrypted with a key derived
     /// from the poll's message secret (which the library kept when the poll was sent or
@@ -201,23 +205,34 @@ impl StoreFirst {
         if creator.is_same_user_as(&me) {
             creators.extend(client.lid().map(|lid| lid.to_non_ad()));
         }
+        // A vote on a poll the gateway does not have changes nothing: no need for its secret.
+        let id = self.db.message_id_by_wa_id(self.device.device_id, poll_id).await.ok()??;
+        let poll = self.db.message(self.device.tenant_id, id).await.ok()??.details().poll?;
+        // The library writes secrets behind (buffered, flushed on its own task) and only its
+        // own lookups see the buffer; a vote right after the poll went out can arrive before
+        // the flush, so the store is asked again for a moment.
         let backend = client.persistence_manager().backend();
         let mut secret = None;
-        'find: for chat in &chats {
-            for who in &creators {
-                let found = backend.get_msg_secret(&chat.to_string(), &who.to_string(), poll_id).await;
-                if let Ok(Some(found)) = found {
-                    secret = Some(found);
-                    break 'find;
+        let mut pause = Duration::from_millis(20);
+        'find: for attempt in 0..=POLL_SECRET_RETRIES {
+            for chat in &chats {
+                for who in &creators {
+                    let found = backend.get_msg_secret(&chat.to_string(), &who.to_string(), poll_id).await;
+                    if let Ok(Some(found)) = found {
+                        secret = Some(found);
+                        break 'find;
+                    }
                 }
+            }
+            if attempt < POLL_SECRET_RETRIES {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
             }
         }
         let ciphertext =
             PollVoteCiphertext { enc_payload: vote.enc_payload.as_deref()?, enc_iv: vote.enc_iv.as_deref()? };
         let chosen =
             client.polls().decrypt_vote(ciphertext, &secret?, poll_id, &creator, &voter).await.ok()?;
-        let id = self.db.message_id_by_wa_id(self.device.device_id, poll_id).await.ok()??;
-        let poll = self.db.message(self.device.tenant_id, id).await.ok()??.details().poll?;
         let options = poll
             .options
             .into_iter()
