@@ -286,10 +286,13 @@ async fn device_events_are_delivered() {
     create(&app, &tenant, json!({"url": receiver.url("/hook"), "events": ["device.status", "device.qr"]}))
         .await;
     let device = app.pair_device(&tenant, DEVICE).await;
+    // The status is queued with the status change and the QR from the live update, so either
+    // may be delivered first: wait for both.
     let got = poll_until(WAIT, || async {
         let got = receiver.requests();
         let connected = got.iter().any(|r| r.json()["data"]["status"] == "connected");
-        connected.then_some(got)
+        let qr = got.iter().any(|r| r.json()["type"] == "device.qr");
+        (connected && qr).then_some(got)
     })
     .await;
     let types = event_types(&got);
