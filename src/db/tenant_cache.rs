@@ -61,6 +61,14 @@ impl TenantCache {
         self.maps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Stores with `store` unless a tenant was forgotten since `generation` was read.
+    fn put_if(&self, generation: u64, store: impl FnOnce(&mut Maps)) {
+        let mut maps = self.lock();
+        if maps.generation == generation {
+            store(&mut maps);
+        }
+    }
+
     /// The generation to pass to the `put_*` calls that store what is read from now on.
     pub fn generation(&self) -> u64 {
         self.lock().generation
@@ -71,10 +79,7 @@ impl TenantCache {
     }
 
     pub fn put_key(&self, generation: u64, hash: &str, row: &AuthRow) {
-        let mut maps = self.lock();
-        if maps.generation == generation {
-            put(&mut maps.keys, hash.to_string(), row.clone());
-        }
+        self.put_if(generation, |m| put(&mut m.keys, hash.to_string(), row.clone()));
     }
 
     pub fn tenant(&self, id: i64) -> Option<TenantRow> {
@@ -82,10 +87,7 @@ impl TenantCache {
     }
 
     pub fn put_tenant(&self, generation: u64, row: &TenantRow) {
-        let mut maps = self.lock();
-        if maps.generation == generation {
-            put(&mut maps.tenants, row.id, row.clone());
-        }
+        self.put_if(generation, |m| put(&mut m.tenants, row.id, row.clone()));
     }
 
     pub fn overrides(&self, tenant: i64) -> Option<String> {
@@ -93,10 +95,7 @@ impl TenantCache {
     }
 
     pub fn put_overrides(&self, generation: u64, tenant: i64, json: &str) {
-        let mut maps = self.lock();
-        if maps.generation == generation {
-            put(&mut maps.overrides, tenant, json.to_string());
-        }
+        self.put_if(generation, |m| put(&mut m.overrides, tenant, json.to_string()));
     }
 
     pub fn rules(&self, tenant: i64, device: i64) -> Option<Arc<Vec<RuleRow>>> {
@@ -104,10 +103,7 @@ impl TenantCache {
     }
 
     pub fn put_rules(&self, generation: u64, tenant: i64, device: i64, rules: &Arc<Vec<RuleRow>>) {
-        let mut maps = self.lock();
-        if maps.generation == generation {
-            put(&mut maps.rules, (tenant, device), rules.clone());
-        }
+        self.put_if(generation, |m| put(&mut m.rules, (tenant, device), rules.clone()));
     }
 
     /// A key was used at `at`: its cached row says so, so the next touch waits its minute.
