@@ -2,6 +2,9 @@
 //! what the tenant set (enabled, devices, order, config), plus the run tally that disables a
 //! plugin failing too often.
 
+use std::sync::Arc;
+
+use super::tenants::announce_tenant_change;
 use super::{insert_within_limit, now_ms, reader, writer, Db, DbResult};
 use crate::resource::Resource;
 
@@ -109,7 +112,7 @@ impl Db {
         let size = plugin.wasm.len() as i64;
         let now = now_ms();
         let id: Option<i64> = insert_within_limit!(self, tenant, Resource::Plugins, limit, |tx| {
-            sqlx::query_scalar(
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO plugins (user_id, name, size, sha256, wasm, compiled, engine, compiled_at, \
                  enabled, devices, run_order, config, created_at, updated_at) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8, $8) RETURNING id",
@@ -127,8 +130,11 @@ impl Db {
             .bind(plugin.run_order)
             .bind(&plugin.config)
             .fetch_one(&mut *tx)
-            .await?
+            .await?;
+            announce_tenant_change!(self, tx, tenant);
+            id
         })?;
+        self.tenants.forget_tenant(tenant);
         match id {
             Some(id) => self.plugin(tenant, id).await,
             None => Ok(None),
@@ -159,17 +165,32 @@ impl Db {
     }
 
     /// The tenant's enabled plugins for messages of `device_id` (in a group: those set to run
-    /// in groups), in the order they run.
+    /// in groups), in the order they run; from memory when read in the last moments (every
+    /// change to a plugin's settings, and a plugin disabled for failing, forgets them). The
+    /// run counters of a remembered row may be behind; what decides a run is not.
     pub async fn active_plugins(
         &self,
         tenant: i64,
         device_id: i64,
         is_group: bool,
     ) -> DbResult<Vec<PluginRow>> {
-        let sql = format!("{SELECT} WHERE user_id = $1 AND enabled = $2 ORDER BY run_order, id");
-        let rows: Vec<PluginRow> =
-            reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(true).fetch_all(p).await)?;
-        Ok(rows.into_iter().filter(|r| r.applies_to(device_id) && (r.in_groups || !is_group)).collect())
+        let enabled = match self.tenants.plugins(tenant) {
+            Some(rows) => rows,
+            None => {
+                let generation = self.tenants.generation();
+                let sql = format!("{SELECT} WHERE user_id = $1 AND enabled = $2 ORDER BY run_order, id");
+                let rows: Vec<PluginRow> =
+                    reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(true).fetch_all(p).await)?;
+                let rows = Arc::new(rows);
+                self.tenants.put_plugins(generation, tenant, &rows);
+                rows
+            }
+        };
+        Ok(enabled
+            .iter()
+            .filter(|r| r.applies_to(device_id) && (r.in_groups || !is_group))
+            .cloned()
+            .collect())
     }
 
     /// The component and artefact of a plugin of the tenant.
@@ -217,7 +238,8 @@ impl Db {
             patch.devices.as_ref().map(|d| serde_json::to_string(d).unwrap_or_else(|_| "[]".into()));
         let enable = patch.enabled == Some(true);
         let n = writer!(self, |p| {
-            sqlx::query(
+            let mut tx = p.begin().await?;
+            let n = sqlx::query(
             "UPDATE plugins SET name = COALESCE($3, name), enabled = COALESCE($4, enabled), \
              devices = COALESCE($5, devices), run_order = COALESCE($6, run_order), config = COALESCE($7, config), \
              in_groups = COALESCE($11, in_groups), \
@@ -237,10 +259,14 @@ impl Db {
         .bind(now_ms())
         .bind(false)
         .bind(patch.in_groups)
-        .execute(p)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+            announce_tenant_change!(self, tx, tenant);
+            tx.commit().await?;
+            n
+        });
+        self.tenants.forget_tenant(tenant);
         if n == 0 {
             return Ok(None);
         }
@@ -262,9 +288,11 @@ impl Db {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            announce_tenant_change!(self, tx, tenant);
             tx.commit().await?;
             n
         });
+        self.tenants.forget_tenant(tenant);
         Ok(n == 1)
     }
 
@@ -311,10 +339,16 @@ impl Db {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+                if disabled == 1 {
+                    announce_tenant_change!(self, tx, tenant);
+                }
             }
             tx.commit().await?;
             (failures, disabled == 1)
         });
+        if disabled_now {
+            self.tenants.forget_tenant(tenant);
+        }
         Ok(Tally { failures, disabled_now })
     }
 }

@@ -1,6 +1,6 @@
 //! What every request and every inbound message reads about its tenant (the API key it
-//! presents, the tenant row, the limit overrides, the keyword rules), kept in memory so the
-//! common path asks the database nothing.
+//! presents, the tenant row, the limit overrides, the keyword rules, the enabled plugins, the
+//! reply webhooks), kept in memory so the common path asks the database nothing.
 //!
 //! Correctness rests on three rules:
 //! - every write that changes one of these rows goes through a `Db` method that forgets the
@@ -16,8 +16,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::plugins::PluginRow;
 use super::rules::RuleRow;
 use super::tenants::{AuthRow, TenantRow};
+use super::webhooks::EndpointRow;
 
 /// How long an entry is trusted without a notification.
 pub const TTL: Duration = Duration::from_secs(30);
@@ -48,6 +50,10 @@ struct Maps {
     overrides: HashMap<i64, Entry<String>>,
     /// The enabled keyword rules by (tenant, device), in the order they are tried.
     rules: HashMap<(i64, i64), Entry<Arc<Vec<RuleRow>>>>,
+    /// The tenant's enabled plugins, in the order they run (for every device).
+    plugins: HashMap<i64, Entry<Arc<Vec<PluginRow>>>>,
+    /// The enabled reply webhooks by (tenant, device), in the order they are asked.
+    reply_hooks: HashMap<(i64, i64), Entry<Arc<Vec<EndpointRow>>>>,
 }
 
 /// See the module documentation. Shared by every clone of a `Db`.
@@ -106,6 +112,22 @@ impl TenantCache {
         self.put_if(generation, |m| put(&mut m.rules, (tenant, device), rules.clone()));
     }
 
+    pub fn plugins(&self, tenant: i64) -> Option<Arc<Vec<PluginRow>>> {
+        get(&self.lock().plugins, &tenant)
+    }
+
+    pub fn put_plugins(&self, generation: u64, tenant: i64, plugins: &Arc<Vec<PluginRow>>) {
+        self.put_if(generation, |m| put(&mut m.plugins, tenant, plugins.clone()));
+    }
+
+    pub fn reply_hooks(&self, tenant: i64, device: i64) -> Option<Arc<Vec<EndpointRow>>> {
+        get(&self.lock().reply_hooks, &(tenant, device))
+    }
+
+    pub fn put_reply_hooks(&self, generation: u64, tenant: i64, device: i64, hooks: &Arc<Vec<EndpointRow>>) {
+        self.put_if(generation, |m| put(&mut m.reply_hooks, (tenant, device), hooks.clone()));
+    }
+
     /// A key was used at `at`: its cached row says so, so the next touch waits its minute.
     pub fn touched(&self, key_id: i64, at: i64) {
         for entry in self.lock().keys.values_mut().filter(|e| e.value.key_id == key_id) {
@@ -113,8 +135,8 @@ impl TenantCache {
         }
     }
 
-    /// Forgets everything about one tenant (a key revoked; status, package, overrides or rules
-    /// changed).
+    /// Forgets everything about one tenant (a key revoked; status, package, overrides, rules,
+    /// plugins or webhook endpoints changed).
     pub fn forget_tenant(&self, tenant: i64) {
         let mut maps = self.lock();
         maps.generation += 1;
@@ -122,6 +144,8 @@ impl TenantCache {
         maps.tenants.remove(&tenant);
         maps.overrides.remove(&tenant);
         maps.rules.retain(|(t, _), _| *t != tenant);
+        maps.plugins.remove(&tenant);
+        maps.reply_hooks.retain(|(t, _), _| *t != tenant);
     }
 
     /// Forgets everything (notifications from other processes may have been lost).
@@ -132,6 +156,8 @@ impl TenantCache {
         maps.tenants.clear();
         maps.overrides.clear();
         maps.rules.clear();
+        maps.plugins.clear();
+        maps.reply_hooks.clear();
     }
 }
 

@@ -3,6 +3,9 @@
 //! Endpoint secrets arrive here already sealed (see `webhooks::secrets`); this layer never sees
 //! a plain secret. The delivery queue is in `webhooks/deliveries.rs` next to this file.
 
+use std::sync::Arc;
+
+use super::tenants::announce_tenant_change;
 use super::{insert_within_limit, now_ms, reader, writer, Db, DbError, DbResult};
 use crate::resource::Resource;
 
@@ -157,7 +160,7 @@ impl Db {
         limit: Option<i64>,
     ) -> DbResult<Option<EndpointRow>> {
         let id: Option<i64> = insert_within_limit!(self, tenant, Resource::WebhookEndpoints, limit, |tx| {
-            sqlx::query_scalar(
+            let id: i64 = sqlx::query_scalar(
                 "INSERT INTO webhook_endpoints (user_id, url, description, events, mode, device_id, enabled, \
                  secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
             )
@@ -171,8 +174,11 @@ impl Db {
             .bind(sealed_secret)
             .bind(now_ms())
             .fetch_one(&mut *tx)
-            .await?
+            .await?;
+            announce_tenant_change!(self, tx, tenant);
+            id
         })?;
+        self.tenants.forget_tenant(tenant);
         match id {
             Some(id) => self.webhook(tenant, id).await?.map(Some).ok_or(DbError::NotFound),
             None => Ok(None),
@@ -242,9 +248,11 @@ impl Db {
                     now
                 );
             }
+            announce_tenant_change!(self, tx, tenant);
             tx.commit().await?;
             n == 1
         });
+        self.tenants.forget_tenant(tenant);
         if !updated {
             return Ok(None);
         }
@@ -254,13 +262,19 @@ impl Db {
     /// Deletes an endpoint with its queued deliveries; its log rows stay. False when the tenant
     /// has no such endpoint.
     pub async fn delete_webhook(&self, tenant: i64, id: i64) -> DbResult<bool> {
-        let n =
-            writer!(self, |p| sqlx::query("DELETE FROM webhook_endpoints WHERE user_id = $1 AND id = $2")
+        let n = writer!(self, |p| {
+            let mut tx = p.begin().await?;
+            let n = sqlx::query("DELETE FROM webhook_endpoints WHERE user_id = $1 AND id = $2")
                 .bind(tenant)
                 .bind(id)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()))?;
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            announce_tenant_change!(self, tx, tenant);
+            tx.commit().await?;
+            n
+        });
+        self.tenants.forget_tenant(tenant);
         Ok(n == 1)
     }
 
@@ -301,11 +315,13 @@ impl Db {
                     .bind(now_ms())
                     .execute(&mut *tx)
                     .await?;
+                    announce_tenant_change!(self, tx, tenant);
                     tx.commit().await?;
                     true
                 }
             }
         });
+        self.tenants.forget_tenant(tenant);
         if !done {
             return Ok(None);
         }
@@ -318,18 +334,26 @@ impl Db {
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)?)
     }
 
-    /// The tenant's enabled `reply` endpoints subscribed to `message.received` for this device.
-    pub async fn reply_webhooks(&self, tenant: i64, device_id: i64) -> DbResult<Vec<EndpointRow>> {
+    /// The tenant's enabled `reply` endpoints subscribed to `message.received` for this device;
+    /// from memory when read in the last moments (every change to an endpoint forgets them).
+    pub async fn reply_webhooks(&self, tenant: i64, device_id: i64) -> DbResult<Arc<Vec<EndpointRow>>> {
+        if let Some(hooks) = self.tenants.reply_hooks(tenant, device_id) {
+            return Ok(hooks);
+        }
+        let generation = self.tenants.generation();
         let sql = format!(
             "{ENDPOINT_SELECT} WHERE w.user_id = $1 AND w.enabled = TRUE AND w.mode = 'reply' \
              AND (w.device_id IS NULL OR w.device_id = $2) AND w.events LIKE $3 ORDER BY w.id"
         );
-        Ok(reader!(self, |p| sqlx::query_as(&sql)
+        let rows: Vec<EndpointRow> = reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
             .bind(device_id)
             .bind(event_pattern("message.received"))
             .fetch_all(p)
-            .await)?)
+            .await)?;
+        let hooks = Arc::new(rows);
+        self.tenants.put_reply_hooks(generation, tenant, device_id, &hooks);
+        Ok(hooks)
     }
 
     /// Writes one log row (a webhook attempt or a plugin run); returns its id.

@@ -296,6 +296,48 @@ async fn plugins_run_in_order_and_one_may_stop_the_chain() {
     assert_eq!(outbox[2]["text"], "echo: harga lagi");
 }
 
+/// The plugins the pipeline holds in memory follow every change at once: a new config, a
+/// disabled, enabled again or deleted plugin counts from the next message.
+#[tokio::test]
+async fn a_plugin_edited_disabled_or_deleted_counts_from_the_next_message() {
+    let app = TestApp::spawn_with(|c| c.rules.max_replies_per_chat_per_minute = 100).await;
+    let (tenant, device) = setup(&app).await;
+    let router = upload(&app, &tenant, "keyword-router", &[]).await;
+    let path = format!("/api/user/plugins/{}", router["id"]);
+    let patch = |body: Value| {
+        let (app, tenant, path) = (&app, &tenant, &path);
+        async move {
+            let (status, body) = app.patch(path, &tenant.api_key, &body).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    let route = |reply: &str| json!({"config": {"routes": [{"keyword": "harga", "reply": reply}]}});
+    // Each answer is read once the message before it was settled, so the plugins in memory
+    // are always the ones read for the message before.
+    let answer = |n: usize, text: &'static str| {
+        let (app, tenant) = (&app, &tenant);
+        async move {
+            app.inbound(device, CUSTOMER, text, None).await;
+            crate::rules::settle(app, tenant).await;
+            let outbox = app.outbox(device).await;
+            assert_eq!(outbox.len(), n, "{outbox:?}");
+            outbox.last().map(|m| m["text"].as_str().unwrap_or_default().to_string())
+        }
+    };
+    patch(route("Harga lama")).await;
+    assert_eq!(answer(1, "harga 1").await.as_deref(), Some("Harga lama"));
+    patch(route("Harga baru")).await;
+    assert_eq!(answer(2, "harga 2").await.as_deref(), Some("Harga baru"), "the new config counts at once");
+    patch(json!({"enabled": false})).await;
+    assert_eq!(answer(2, "harga 3").await.as_deref(), Some("Harga baru"), "a disabled plugin is silent");
+    patch(json!({"enabled": true})).await;
+    assert_eq!(answer(3, "harga 4").await.as_deref(), Some("Harga baru"), "enabled again, it answers");
+    let (status, _) = app.delete(&path, &tenant.api_key).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    upload(&app, &tenant, "echo", &[]).await;
+    assert_eq!(answer(4, "harga 5").await.as_deref(), Some("echo: harga 5"), "deleted, and a new one counts");
+}
+
 #[tokio::test]
 async fn a_plugin_failing_repeatedly_is_disabled_and_plugin_failed_is_delivered() {
     let receiver = Receiver::start().await;

@@ -23,6 +23,7 @@
 
 use super::{bind_log, event_pattern, NewLog, INSERT_LOG};
 use crate::db::cluster::now_sql;
+use crate::db::tenants::announce_tenant_change;
 use crate::db::{now_ms, reader, writer, Db, DbResult, Dialect, MessageRow};
 
 /// A delivery to queue.
@@ -499,7 +500,7 @@ impl Db {
     /// Returns its tenant when this call disabled it.
     pub async fn system_disable_webhook(&self, id: i64, reason: &str) -> DbResult<Option<i64>> {
         let now = now_ms();
-        writer!(self, |p| {
+        let tenant = writer!(self, |p| {
             let mut tx = p.begin().await?;
             let tenant: Option<i64> = sqlx::query_scalar(
                 "UPDATE webhook_endpoints SET enabled = FALSE, disabled_at = $2, disabled_reason = $3, updated_at = $2 \
@@ -510,12 +511,17 @@ impl Db {
             .bind(reason)
             .fetch_optional(&mut *tx)
             .await?;
-            if tenant.is_some() {
+            if let Some(tenant) = tenant {
                 cancel_pending!(tx, id, reason, now);
+                announce_tenant_change!(self, tx, tenant);
             }
             tx.commit().await?;
-            Ok(tenant)
-        })
+            tenant
+        });
+        if let Some(tenant) = tenant {
+            self.tenants.forget_tenant(tenant);
+        }
+        Ok(tenant)
     }
 
     /// Deletes finished deliveries last touched before `before` (their log rows stay).

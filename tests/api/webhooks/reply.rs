@@ -136,3 +136,58 @@ async fn malformed_reply_answers_are_logged_and_nothing_is_sent() {
     assert_eq!(status, StatusCode::OK, "the gateway is fine");
     assert_eq!(receiver.requests().len(), bad.len(), "one attempt each, the redirect not followed");
 }
+
+/// The reply endpoints the pipeline holds in memory follow every change at once: a disabled
+/// endpoint is not asked from the next message on, a rotated secret signs the next request, a
+/// deleted endpoint is never asked again.
+#[tokio::test]
+async fn a_reply_endpoint_disabled_rotated_or_deleted_counts_from_the_next_message() {
+    let receiver = Receiver::start().await;
+    receiver.answer(Answer::json(json!({"reply": "siap"})));
+    let app = TestApp::spawn_with(|c| {
+        super::fast(c);
+        c.rules.max_replies_per_chat_per_minute = 100;
+    })
+    .await;
+    let tenant = app.create_tenant("premium").await;
+    let device = app.pair_device(&tenant, DEVICE).await;
+    let endpoint = create(&app, &tenant, json!({"url": receiver.url("/bot"), "mode": "reply"})).await;
+    let path = format!("/api/user/webhooks/{}", endpoint["id"]);
+    // Each message is settled before the next change, so the endpoints in memory are always
+    // the ones read for the message before it.
+    let ask = |text: &'static str| {
+        let (app, tenant) = (&app, &tenant);
+        async move {
+            app.inbound(device, CUSTOMER, text, None).await;
+            crate::rules::settle(app, tenant).await;
+        }
+    };
+    ask("satu").await;
+    assert_eq!(receiver.requests().len(), 1);
+
+    let settings = json!({"url": receiver.url("/bot"), "mode": "reply", "enabled": false});
+    let (status, body) = app.patch(&path, &tenant.api_key, &settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    ask("dua").await;
+    assert_eq!(receiver.requests().len(), 1, "a disabled endpoint is not asked");
+
+    let settings = json!({"url": receiver.url("/bot"), "mode": "reply", "enabled": true});
+    let (status, body) = app.patch(&path, &tenant.api_key, &settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    ask("tiga").await;
+    assert_eq!(receiver.requests().len(), 2, "enabled again, it is asked");
+
+    let (status, rotated) = app.post(&format!("{path}/rotate-secret"), &tenant.api_key, &json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    ask("empat").await;
+    let asked = receiver.requests();
+    assert_eq!(asked.len(), 3);
+    assert_eq!(asked[2].json()["data"]["text"], "empat");
+    assert!(verifies(rotated["secret"].as_str().unwrap(), &asked[2]), "signed with the new secret");
+
+    let (status, _) = app.delete(&path, &tenant.api_key).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    ask("lima").await;
+    assert_eq!(receiver.requests().len(), 3, "a deleted endpoint is not asked");
+    assert_eq!(wait_outbox(&app, device, 3).await.len(), 3, "one answer for each message asked");
+}
