@@ -29,6 +29,7 @@ use crate::messages::media::store::{MediaLinks, MediaStore};
 use crate::messages::media::MediaFetcher;
 use crate::messages::outbound::Outbound;
 use crate::messages::service::MessageService;
+use crate::metrics::Metrics;
 use crate::plugins::manage::PluginService;
 use crate::plugins::runtime::Runtime;
 use crate::plugins::{PluginStage, Plugins};
@@ -164,12 +165,14 @@ impl App {
             shutdown.clone(),
             tasks.clone(),
         );
+        let metrics = Metrics::new(&config.metrics);
         let outbound = Outbound::new(
             db.clone(),
             devices.clone(),
             limits.clone(),
             media_keeper.clone(),
             &config.whatsapp,
+            metrics.clone(),
             shutdown.clone(),
             tasks.clone(),
         );
@@ -181,13 +184,15 @@ impl App {
             db.clone(),
             &config,
             media_keeper.links().clone(),
+            metrics.clone(),
             shutdown.clone(),
             tasks.clone(),
         )
         .await
         .context("cannot set up webhooks")?;
         let runtime = Runtime::new(&config.plugins).context("cannot set up the plugin runtime")?;
-        let plugins = Plugins::new(db.clone(), runtime, config.plugins.clone(), webhooks.events());
+        let plugins =
+            Plugins::new(db.clone(), runtime, config.plugins.clone(), webhooks.events(), metrics.clone());
         stages.push(Arc::new(PluginStage::new(plugins.clone(), db.clone(), media_keeper.links().clone())));
         stages.push(Arc::new(webhooks.reply_stage()));
         let guard = ReplyGuard::new(db.clone(), config.rules.max_replies_per_chat_per_minute);
@@ -263,6 +268,7 @@ impl App {
             plugins: plugin_service,
             media,
             media_keeper,
+            metrics,
             simulator,
             shutdown,
             tasks,

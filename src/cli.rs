@@ -109,6 +109,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             if !shown.webhooks.secret_key.is_empty() {
                 shown.webhooks.secret_key = "<redacted>".into();
             }
+            if !shown.metrics.token.is_empty() {
+                shown.metrics.token = "<redacted>".into();
+            }
+            if !shown.media.s3.secret_access_key.is_empty() {
+                shown.media.s3.secret_access_key = "<redacted>".into();
+            }
             shown.database.url = crate::app::redact(&shown.database.url);
             println!("{}", toml::to_string(&shown).context("cannot render the configuration")?);
             Ok(())

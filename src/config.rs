@@ -37,7 +37,30 @@ pub struct Config {
     pub dashboard: DashboardConfig,
     pub media: MediaConfig,
     pub cluster: ClusterConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+/// `GET /metrics` for Prometheus.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether `/metrics` answers (otherwise it is 404).
+    pub enabled: bool,
+    /// The bearer token a scraper sends; the admin token works too. Empty: no token needed.
+    pub token: String,
+    /// Whether counters carry a `tenant` label (one series per tenant; names tenants' ids).
+    pub per_tenant: bool,
+}
+
+impl std::fmt::Debug for MetricsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MetricsConfig")
+            .field("enabled", &self.enabled)
+            .field("token", &if self.token.is_empty() { "" } else { "<redacted>" })
+            .field("per_tenant", &self.per_tenant)
+            .finish()
+    }
 }
 
 /// Several gateway processes on one PostgreSQL database: each process renews a lease on the

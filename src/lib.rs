@@ -19,6 +19,7 @@ pub mod devices;
 pub mod error;
 pub mod limits;
 pub mod messages;
+pub mod metrics;
 pub mod net;
 pub mod phone;
 pub mod plugins;

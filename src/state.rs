@@ -18,6 +18,7 @@ use crate::messages::keeper::MediaKeeper;
 use crate::messages::media::MediaFetcher;
 use crate::messages::outbound::Outbound;
 use crate::messages::service::MessageService;
+use crate::metrics::Metrics;
 use crate::plugins::manage::PluginService;
 use crate::rules::service::RuleService;
 use crate::scheduler::service::ScheduleService;
@@ -76,6 +77,8 @@ pub struct Services {
     pub media: MediaFetcher,
     /// Keeps media bytes (inbound downloads, sent media) and signs download links.
     pub media_keeper: MediaKeeper,
+    /// What `/metrics` shows.
+    pub metrics: Metrics,
     /// Tenants' keyword auto-reply rules.
     pub rules: RuleService,
     /// Tenants' scheduled messages.

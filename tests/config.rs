@@ -89,8 +89,9 @@ fn an_unknown_key_in_the_environment_is_named() {
 fn a_good_file_and_the_environment_are_merged_and_printed() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("mine.toml");
-    std::fs::write(&file, "[server]\nbind = \"127.0.0.1:4000\"\n\n[admin]\ntoken = \"very-secret\"\n")
-        .unwrap();
+    let contents = "[server]\nbind = \"127.0.0.1:4000\"\n\n[admin]\ntoken = \"very-secret\"\n\n\
+                    [metrics]\ntoken = \"scrape-secret\"\n\n[media.s3]\nsecret_access_key = \"s3-secret\"\n";
+    std::fs::write(&file, contents).unwrap();
     let out = run(gateway(dir.path())
         .arg("check-config")
         .arg("--config")
@@ -101,7 +102,9 @@ fn a_good_file_and_the_environment_are_merged_and_printed() {
     assert!(shown.contains("bind = \"127.0.0.1:4000\""), "{shown}");
     assert!(shown.contains("driver = \"simulator\""), "{shown}");
     assert!(shown.contains("[packages.basic]"), "{shown}");
-    assert!(!shown.contains("very-secret"), "the token is not printed: {shown}");
+    for secret in ["very-secret", "scrape-secret", "s3-secret"] {
+        assert!(!shown.contains(secret), "{secret} is not printed: {shown}");
+    }
 }
 
 #[test]

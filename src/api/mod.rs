@@ -29,6 +29,7 @@ pub mod extract;
 pub mod groups;
 pub mod media;
 pub mod messages;
+pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod rules;
@@ -65,6 +66,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.clone()) }),
@@ -73,8 +75,8 @@ pub fn routes(state: &AppState) -> Router<AppState> {
 }
 
 /// What every route of the server goes through (API and dashboard alike): the body limit, the
-/// JSON form of errors made outside handlers, the request timeout, panics as 500s, tracing;
-/// and the JSON 404 for unknown paths.
+/// JSON form of errors made outside handlers, the request timeout, panics as 500s, the HTTP
+/// metrics, tracing; and the JSON 404 for unknown paths.
 pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
     let body_limit = state.config.server.body_limit;
     let timeout = Duration::from_secs(state.config.server.request_timeout);
@@ -86,6 +88,7 @@ pub fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), metrics::track))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request| {
             let path = req
                 .extensions()

@@ -26,6 +26,7 @@ pub mod devices;
 pub mod groups;
 pub mod lids;
 pub mod messages;
+pub mod metrics;
 pub mod plugin_kv;
 pub mod plugins;
 pub mod rules;

@@ -27,6 +27,7 @@ use crate::db::{without_nul, Db, DbError, DeviceRow, MessageRow, NewMessage, Ten
 use crate::devices::driver::{DeviceKey, InboundBody, InboundMessage, OutboundMedia, ReceiptKind, Update};
 use crate::devices::manager::MessageSink;
 use crate::limits::LimitError;
+use crate::metrics::Metrics;
 use crate::phone::{lid_jid, Recipient};
 use crate::time::rfc3339_ms;
 
@@ -134,6 +135,9 @@ pub struct StageOutcome {
 /// One step of the inbound pipeline: decides what to answer; the pipeline sends it.
 #[async_trait]
 pub trait Stage: Send + Sync {
+    /// The stage's name in the metrics: `rules`, `plugins`, `webhooks`.
+    fn name(&self) -> &'static str;
+
     async fn run(&self, ctx: &InboundContext) -> StageOutcome;
 }
 
@@ -149,6 +153,7 @@ pub struct Inbound {
     store_failures: Arc<StoreFailures>,
     /// Messages whose pipeline runs in this process now: a resume leaves them alone.
     running: Arc<Mutex<HashSet<i64>>>,
+    metrics: Metrics,
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -162,6 +167,7 @@ impl Inbound {
         keeper: MediaKeeper,
         tasks: tokio_util::task::TaskTracker,
     ) -> Self {
+        let metrics = outbound.metrics().clone();
         Inbound {
             db,
             outbound,
@@ -171,6 +177,7 @@ impl Inbound {
             keeper,
             store_failures: Arc::default(),
             running: Arc::default(),
+            metrics,
             tasks,
         }
     }
@@ -203,12 +210,14 @@ impl Inbound {
         if !self.lock_running().insert(id) {
             return;
         }
+        let started = std::time::Instant::now();
         if let Err(e) = self.run_pipeline(message).await {
             tracing::warn!(message_id = id, error = %e, "inbound pipeline failed");
         }
         if let Err(e) = self.db.mark_processed(id).await {
             tracing::warn!(message_id = id, error = %e, "could not mark the message processed");
         }
+        self.metrics.pipeline_run(started.elapsed());
         self.lock_running().remove(&id);
     }
 
@@ -225,6 +234,12 @@ impl Inbound {
         let mut guard = self.guard.for_message();
         for (stage_no, stage) in self.stages.iter().enumerate() {
             let outcome = stage.run(&ctx).await;
+            let result = match (outcome.stop, outcome.replies.is_empty()) {
+                (true, _) => "stopped",
+                (false, false) => "replied",
+                (false, true) => "nothing",
+            };
+            self.metrics.pipeline_stage(stage.name(), result);
             for (reply_no, reply) in outcome.replies.into_iter().enumerate() {
                 if !reply.content.is_message() {
                     // A reaction or a read mark cannot start a loop: it is not a message the
@@ -743,6 +758,7 @@ impl MessageSink for Inbound {
             }
             match self.db.insert_inbound(&new).await {
                 Ok(Some(row)) if row.direction == "in" => {
+                    self.metrics.message(row.user_id, "in", "received", &row.kind);
                     self.keeper.download(row.clone());
                     self.store_failures.forget(device.device_id, &m.wa_id);
                     self.outbound.feed().publish(row.user_id, row.id);

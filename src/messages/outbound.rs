@@ -41,6 +41,7 @@ use crate::devices::driver::{
 };
 use crate::devices::manager::{DeviceManager, DeviceStatus, DeviceUpdate};
 use crate::limits::{LimitError, LimitsService};
+use crate::metrics::Metrics;
 use crate::phone::Recipient;
 use crate::resource::Resource;
 
@@ -99,6 +100,7 @@ struct Inner {
     bus: Bus,
     workers: Mutex<HashMap<i64, Arc<Notify>>>,
     waiters: Mutex<HashMap<i64, Vec<oneshot::Sender<()>>>>,
+    metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -110,12 +112,15 @@ pub struct Outbound {
 }
 
 impl Outbound {
+    // Each is a separate shared service the queue needs; grouping them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         db: Db,
         devices: DeviceManager,
         limits: LimitsService,
         keeper: MediaKeeper,
         config: &WhatsappConfig,
+        metrics: Metrics,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
@@ -137,10 +142,16 @@ impl Outbound {
                 pacing,
                 workers: Mutex::new(HashMap::new()),
                 waiters: Mutex::new(HashMap::new()),
+                metrics,
                 shutdown,
                 tasks,
             }),
         }
+    }
+
+    /// The gateway's metrics, which the rest of the message path counts in too.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// Wakes a device's sender whenever the device connects here, another process queued a
@@ -323,6 +334,7 @@ impl Outbound {
         let allowance = Allowance { period: &period, limit };
         match db.insert_outbound(&new, Some(allowance), req.activity.as_ref()).await? {
             Stored::New(row) => {
+                self.inner.metrics.message(row.user_id, "out", "queued", &row.kind);
                 self.inner.feed.publish(row.user_id, row.id);
                 Ok((Some(row), true, blob))
             }
@@ -433,6 +445,7 @@ impl Outbound {
                 Ok(()) => {
                     let keep = match inner.db.finish_outbound(id, "sent", None, fenced).await {
                         Ok(true) => {
+                            inner.metrics.message(tenant, "out", "sent", &msg.kind);
                             inner.feed.status_changed(tenant, id);
                             true
                         }
@@ -480,6 +493,7 @@ impl Outbound {
                         tracing::info!(message_id = id, error = %reason, "send failed");
                         if let Ok(true) = inner.db.finish_outbound(id, "failed", Some(&reason), fenced).await
                         {
+                            inner.metrics.message(tenant, "out", "failed", &msg.kind);
                             inner.feed.status_changed(tenant, id);
                             let _ = inner.limits.release_messages(tenant, 1).await;
                             self.drop_blob(&msg).await;

@@ -12,6 +12,7 @@ use crate::config::PluginsConfig;
 use crate::db::plugins::{NewPlugin, PluginRow, Tally};
 use crate::db::webhooks::NewLog;
 use crate::db::{without_nul, Db, DbError};
+use crate::metrics::Metrics;
 use crate::webhooks::events::{EventType, PluginFailedData};
 use crate::webhooks::{truncate, Events};
 
@@ -60,10 +61,11 @@ struct Inner {
     /// from (a replaced component is loaded again).
     cache: Mutex<HashMap<i64, (String, Prepared)>>,
     fairness: Fairness,
+    metrics: Metrics,
 }
 
 impl Plugins {
-    pub fn new(db: Db, runtime: Runtime, config: PluginsConfig, events: Events) -> Plugins {
+    pub fn new(db: Db, runtime: Runtime, config: PluginsConfig, events: Events, metrics: Metrics) -> Plugins {
         let fairness = Fairness::new(
             config.runs_per_tenant(),
             std::time::Duration::from_millis(config.queue_timeout_ms),
@@ -76,6 +78,7 @@ impl Plugins {
                 events,
                 cache: Mutex::new(HashMap::new()),
                 fairness,
+                metrics,
             }),
         }
     }
@@ -190,6 +193,7 @@ impl Plugins {
             return None;
         };
         let (report, tally) = self.run_recorded(row, input, false).await;
+        self.inner.metrics.plugin_run(row.user_id, report.outcome.as_str(), report.latency);
         match tally {
             Some(tally) => admission.finish(tally.failures, tally.disabled_now),
             None => drop(admission),

@@ -117,6 +117,10 @@ pub fn replies(decision: &Decision) -> Vec<Reply> {
 
 #[async_trait]
 impl Stage for PluginStage {
+    fn name(&self) -> &'static str {
+        "plugins"
+    }
+
     async fn run(&self, ctx: &InboundContext) -> StageOutcome {
         if ctx.message.direction != "in" {
             return StageOutcome::default();

@@ -149,6 +149,10 @@ fn today(zone: &str) -> String {
 
 #[async_trait]
 impl Stage for RulesStage {
+    fn name(&self) -> &'static str {
+        "rules"
+    }
+
     async fn run(&self, ctx: &InboundContext) -> StageOutcome {
         match self.decide(ctx).await {
             Ok(outcome) => outcome,

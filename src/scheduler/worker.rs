@@ -37,6 +37,7 @@ use crate::devices::driver::OutboundMedia;
 use crate::limits::LimitError;
 use crate::messages::media::{MediaFetcher, MediaOptions};
 use crate::messages::outbound::{Outbound, SendError, SendRequest};
+use crate::metrics::Metrics;
 use crate::phone::Recipient;
 use crate::time::{rfc3339_ms, timezone_or_default};
 use crate::webhooks::Events;
@@ -55,6 +56,7 @@ struct Inner {
     wake: Notify,
     halt_after_send: AtomicBool,
     events: Events,
+    metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -93,6 +95,7 @@ impl Scheduler {
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Self {
+        let metrics = outbound.metrics().clone();
         Scheduler {
             inner: Arc::new(Inner {
                 db,
@@ -103,6 +106,7 @@ impl Scheduler {
                 wake: Notify::new(),
                 halt_after_send: AtomicBool::new(false),
                 events,
+                metrics,
                 shutdown,
                 tasks,
             }),
@@ -278,7 +282,9 @@ impl Scheduler {
                             next_run_at: None,
                             ran: sent_id(&result).is_some(),
                         };
-                        self.inner.db.system_record_run(row.id, run_at, &record).await?;
+                        if self.inner.db.system_record_run(row.id, run_at, &record).await? {
+                            self.inner.metrics.scheduler_run("failed");
+                        }
                         return Ok(());
                     }
                 }
@@ -298,6 +304,9 @@ impl Scheduler {
             ran: message.is_some(),
         };
         let recorded = self.inner.db.system_record_run(row.id, run_at, &record).await?;
+        if recorded {
+            self.inner.metrics.scheduler_run(status);
+        }
         match (&message, recorded) {
             (Some(m), true) => on_scheduled_sent(&self.inner.events, row, m, run_at, next).await,
             (_, false) => {

@@ -28,6 +28,7 @@
 //! - an endpoint never has more than `[webhooks] max_in_flight` attempts running at once.
 
 use crate::messages::media::store::MediaLinks;
+use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -143,6 +144,7 @@ struct Inner {
     permits: Arc<Semaphore>,
     /// Signs the media links event payloads carry.
     links: MediaLinks,
+    metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -169,6 +171,7 @@ impl Webhooks {
         db: Db,
         config: &Config,
         links: MediaLinks,
+        metrics: Metrics,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Result<Webhooks, WebhookError> {
@@ -183,7 +186,18 @@ impl Webhooks {
         };
         let permits = Arc::new(Semaphore::new(wh.concurrency as usize));
         Ok(Webhooks {
-            inner: Arc::new(Inner { db, config: wh, secrets, http, events, permits, links, shutdown, tasks }),
+            inner: Arc::new(Inner {
+                db,
+                config: wh,
+                secrets,
+                http,
+                events,
+                permits,
+                links,
+                metrics,
+                shutdown,
+                tasks,
+            }),
         })
     }
 

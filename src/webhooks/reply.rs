@@ -185,6 +185,10 @@ impl ReplyStage {
 
 #[async_trait]
 impl Stage for ReplyStage {
+    fn name(&self) -> &'static str {
+        "webhooks"
+    }
+
     async fn run(&self, ctx: &InboundContext) -> StageOutcome {
         if ctx.message.direction != "in" {
             return StageOutcome::default();

@@ -194,6 +194,22 @@ impl Webhooks {
         timeout: Option<Duration>,
         keep: usize,
     ) -> (Outcome, String, Option<Vec<u8>>) {
+        let started = std::time::Instant::now();
+        let answer = self.send_signed(endpoint, webhook_id, payload, timeout, keep).await;
+        let mode = if endpoint.mode == "reply" { "reply" } else { "notify" };
+        self.inner.metrics.webhook_attempt(endpoint.user_id, mode, answer.0.kind, started.elapsed());
+        answer
+    }
+
+    /// [`Webhooks::post`] without the metrics.
+    async fn send_signed(
+        &self,
+        endpoint: &EndpointRow,
+        webhook_id: &str,
+        payload: &str,
+        timeout: Option<Duration>,
+        keep: usize,
+    ) -> (Outcome, String, Option<Vec<u8>>) {
         let timestamp = Utc::now().timestamp();
         let request_text = truncate(
             &format!(

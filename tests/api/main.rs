@@ -19,6 +19,7 @@ mod limits;
 mod media;
 mod media_store;
 mod messages;
+mod metrics;
 mod openapi;
 mod pairing;
 mod pipeline;
