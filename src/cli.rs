@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate`, `tenant create|list`, `check-config`, `plugin check`.
+//! The command line: `serve`, `migrate`, `tenant create|list`, `check-config`, `backup`,
+//! `restore`, `plugin check`.
 
 use std::path::PathBuf;
 
@@ -27,6 +28,18 @@ pub enum Command {
     Migrate,
     /// Check the configuration and print it (secrets redacted).
     CheckConfig,
+    /// Write a consistent copy of the SQLite database to FILE, also while the gateway runs
+    /// (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where to write the copy; must not exist yet.
+        file: PathBuf,
+    },
+    /// Replace the SQLite database with a copy made by `backup` (the gateway must be stopped;
+    /// the replaced database is kept beside it). PostgreSQL: use pg_restore.
+    Restore {
+        /// The copy to restore.
+        file: PathBuf,
+    },
     /// Manage tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
@@ -117,6 +130,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             shown.database.url = crate::app::redact(&shown.database.url);
             println!("{}", toml::to_string(&shown).context("cannot render the configuration")?);
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let summary = crate::backup::backup(&config()?.database.url, &file).await?;
+            println!("backup written: {summary}");
+            println!("media kept in a folder ([media] path) is not in it: copy that folder too");
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let restored = crate::backup::restore(&config()?.database.url, &file).await?;
+            println!("restored: {}", restored.summary);
+            if let Some(previous) = restored.previous {
+                println!("the database it replaced is kept at {}", previous.display());
+            }
             Ok(())
         }
         Command::Tenant(cmd) => tenant(config()?, cmd).await,

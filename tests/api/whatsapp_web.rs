@@ -15,6 +15,7 @@
 mod fake_wa;
 
 mod app_state;
+mod backup;
 mod cluster;
 mod contacts;
 mod groups;
