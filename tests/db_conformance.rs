@@ -19,6 +19,9 @@ mod pg_support;
 
 use backend::Backend;
 
+/// Every scope, as a key made before scopes existed may do.
+const ALL_SCOPES: &str = r#"["read","send","manage"]"#;
+
 /// Generates, for each story, `sqlite::<story>` and `postgres::<story>` tests; the
 /// PostgreSQL ones are ignored when the tests were built without a server to run on.
 macro_rules! conformance {
@@ -146,7 +149,8 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
     assert_eq!(first.overrides, "{}");
     assert!(first.last_used_at.is_none());
 
-    let key = db.create_api_key(t.id, "laptop", "wag_1234abcd", "hash-2", None).await.unwrap().unwrap();
+    let key =
+        db.create_api_key(t.id, "laptop", "wag_1234abcd", "hash-2", ALL_SCOPES, None).await.unwrap().unwrap();
     assert_eq!((key.user_id, key.name.as_str()), (t.id, "laptop"));
     assert_eq!(key.prefix, "wag_1234abcd");
     assert!(key.revoked_at.is_none());
@@ -170,13 +174,13 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
     assert!(keys.iter().all(|k| k.id != key.id));
 
     // A second key with the same hash cannot exist.
-    let dup = db.create_api_key(t.id, "again", "wag_x", "hash-2", None).await;
+    let dup = db.create_api_key(t.id, "again", "wag_x", "hash-2", ALL_SCOPES, None).await;
     assert!(matches!(dup, Err(DbError::Conflict(_))), "{dup:?}");
 
     // Within a limit: the tenant holds one key (the revoked one does not count).
-    let second = db.create_api_key(t.id, "second", "wag_2", "hash-3", Some(2)).await.unwrap();
+    let second = db.create_api_key(t.id, "second", "wag_2", "hash-3", ALL_SCOPES, Some(2)).await.unwrap();
     assert!(second.is_some(), "the second of two");
-    let third = db.create_api_key(t.id, "third", "wag_3", "hash-4", Some(2)).await.unwrap();
+    let third = db.create_api_key(t.id, "third", "wag_3", "hash-4", ALL_SCOPES, Some(2)).await.unwrap();
     assert!(third.is_none(), "over the limit of two");
     assert!(db.auth_by_key_hash("hash-4").await.unwrap().is_none(), "nothing stored over the limit");
 }
@@ -184,7 +188,8 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
 async fn tenant_scoped_calls_never_touch_another_tenants_rows(db: &Db) {
     let budi = new_tenant(db, "budi@example.com", "basic").await;
     let sari = new_tenant(db, "sari@example.com", "basic").await;
-    let budis = db.create_api_key(budi.id, "k", "wag_b", "hash-budi-2", None).await.unwrap().unwrap();
+    let budis =
+        db.create_api_key(budi.id, "k", "wag_b", "hash-budi-2", ALL_SCOPES, None).await.unwrap().unwrap();
 
     assert!(!db.revoke_api_key(sari.id, budis.id).await.unwrap());
     assert!(db.auth_by_key_hash("hash-budi-2").await.unwrap().is_some());

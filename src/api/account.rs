@@ -14,6 +14,7 @@ use crate::db::{ActivityRow, ApiKeyRow};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::month_period;
 use crate::state::AppState;
+use crate::tenants::Scopes;
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -86,6 +87,8 @@ pub struct ApiKeyOut {
     pub prefix: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
+    /// What the key may do: `read`, `send`, `manage`.
+    pub scopes: Vec<String>,
     /// The whole key: only in the answer to its creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
@@ -99,6 +102,7 @@ impl ApiKeyOut {
             prefix: row.prefix,
             created_at: ts(row.created_at),
             last_used_at: row.last_used_at.map(ts),
+            scopes: Scopes::from_stored(&row.scopes).names().into_iter().map(String::from).collect(),
             api_key: secret,
         }
     }
@@ -125,6 +129,12 @@ pub struct ApiKeyIn {
     #[serde(default)]
     #[schema(max_length = 100)]
     pub name: String,
+    /// What the key may do, some of `read` (history, lists, media, the account), `send` (the
+    /// send endpoints and the actions on messages and chats) and `manage` (devices, groups,
+    /// rules, schedules, webhooks, plugins, keys). Left out: the scopes of the key making it.
+    /// A key cannot make a key with a scope it lacks (403).
+    #[serde(default)]
+    pub scopes: Option<Vec<String>>,
 }
 
 /// Creates another API key; the answer carries it once. The body is optional.
@@ -135,8 +145,15 @@ async fn create_api_key(
     tenant: Tenant,
     body: Option<ApiJson<Option<ApiKeyIn>>>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
-    let name = body.and_then(|ApiJson(b)| b).map(|b| b.name).unwrap_or_default();
-    let (row, secret) = state.tenants.create_key(&tenant, &name).await?;
+    let body = body.and_then(|ApiJson(b)| b);
+    let (name, scopes) = body.map(|b| (b.name, b.scopes)).unwrap_or_default();
+    let scopes = match scopes {
+        None => None,
+        Some(names) => Some(Scopes::parse(names.iter().map(String::as_str)).map_err(|unknown| {
+            ApiError::validation("scopes", format!("unknown scope `{unknown}`; use read, send or manage"))
+        })?),
+    };
+    let (row, secret) = state.tenants.create_key(&tenant, &name, scopes).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
 }
 

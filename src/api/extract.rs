@@ -1,7 +1,7 @@
 //! Extractors: JSON and query parsing with our error format, tenant and admin authentication.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
@@ -12,6 +12,7 @@ use crate::db::{MAX_LIMIT, MAX_OFFSET};
 use crate::error::ApiError;
 use crate::limits::{self, Resource};
 use crate::state::AppState;
+use crate::tenants::Scopes;
 pub use crate::tenants::{Admin, Tenant};
 
 /// JSON body parsed with the failing field named in the 422 answer.
@@ -277,8 +278,18 @@ impl FromRequestParts<AppState> for Tenant {
         if let Err(wait) = state.rate.check(auth.user_id, Some(auth.key_id), rpm) {
             return Err(ApiError::RateLimited { retry_after_secs: wait.as_secs_f64().ceil() as u64 });
         }
+        let scopes = Scopes::from_stored(&auth.scopes);
+        let route = parts.extensions.get::<MatchedPath>().map(MatchedPath::as_str);
+        let needed = super::scopes::required(&parts.method, route);
+        if !scopes.contains(needed) {
+            return Err(ApiError::Forbidden(format!(
+                "this API key lacks the `{}` scope (it has: {})",
+                needed.as_str(),
+                scopes.names().join(", ")
+            )));
+        }
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await.unwrap_or(ClientIp(None));
-        Ok(Tenant { id: auth.user_id, key_id: auth.key_id, package: auth.package, ip })
+        Ok(Tenant { id: auth.user_id, key_id: auth.key_id, package: auth.package, ip, scopes })
     }
 }
 

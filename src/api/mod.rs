@@ -34,6 +34,7 @@ pub mod openapi;
 pub mod plugins;
 pub mod rules;
 pub mod schedules;
+pub mod scopes;
 pub mod simulator;
 pub mod webhooks;
 

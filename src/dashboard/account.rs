@@ -12,6 +12,7 @@ use super::session::{Form, Signed, Viewer, Visitor};
 use super::{render, ApiFailure};
 use crate::api::account::{ActivityOut, ApiKeyOut};
 use crate::api::extract::page;
+use crate::tenants::{Scope, Scopes};
 
 /// How many keys the page lists.
 const KEYS_LISTED: i64 = 100;
@@ -48,7 +49,12 @@ pub async fn create_api_key(form: Form) -> Response {
         Err(r) => return r.into_response(),
     };
     let v = &form.v;
-    match v.state.tenants.create_key(&v.tenant(&me), form.get("name")).await {
+    // The page's scope boxes come with `scopes_shown`, so no box ticked is told apart from a
+    // form without them (every scope). Unknown names cannot come from the boxes; they are dropped.
+    let scopes = (!form.get("scopes_shown").is_empty())
+        .then(|| Scopes::parse(form.all("scope").into_iter().filter(|s| Scope::parse(s).is_some())).ok())
+        .flatten();
+    match v.state.tenants.create_key(&v.tenant(&me), form.get("name"), scopes).await {
         Ok((row, secret)) => {
             let key = as_value(ApiKeyOut::from_row(row, Some(secret)));
             keys_page(v, &me, StatusCode::CREATED, Some(key), None).await

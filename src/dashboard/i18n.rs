@@ -284,6 +284,10 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("confirm_revoke", "Cabut kunci ini? Aplikasi yang memakainya berhenti bekerja.", "Revoke this key? Apps using it stop working."),
     ("new_key", "Kunci API baru", "New API key"),
     ("create_key", "Buat kunci", "Create key"),
+    ("key_scopes", "Izin", "Scopes"),
+    ("scope_read", "read: riwayat, daftar, media", "read: history, lists, media"),
+    ("scope_send", "send: mengirim dan aksi pada pesan", "send: sending and message actions"),
+    ("scope_manage", "manage: perangkat, aturan, jadwal, webhook, plugin, kunci", "manage: devices, rules, schedules, webhooks, plugins, keys"),
     (
         "key_created_once",
         "Kunci baru dibuat. Salin sekarang: kunci ini hanya ditampilkan sekali.",

@@ -79,7 +79,13 @@ pub struct Visitor {
 impl Visitor {
     /// The logged-in tenant as services see it: acting from this visitor's address.
     pub fn tenant(&self, me: &Viewer) -> Tenant {
-        Tenant { id: me.tenant.id, key_id: 0, package: me.tenant.package.clone(), ip: self.ip.clone() }
+        Tenant {
+            id: me.tenant.id,
+            key_id: 0,
+            package: me.tenant.package.clone(),
+            ip: self.ip.clone(),
+            scopes: crate::tenants::Scopes::ALL,
+        }
     }
 
     /// The token forms on this page must carry.

@@ -187,6 +187,7 @@ mod tests {
             package: "basic".into(),
             last_used_at: None,
             overrides: "{}".into(),
+            scopes: "[]".into(),
         }
     }
 

@@ -24,6 +24,8 @@ pub struct ApiKeyRow {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// What the key may do: a JSON array of scope names.
+    pub scopes: String,
 }
 
 /// What an API key resolves to when it authenticates a request.
@@ -36,6 +38,8 @@ pub struct AuthRow {
     pub last_used_at: Option<i64>,
     /// The tenant's limit overrides (JSON), so a request needs one query to authenticate.
     pub overrides: String,
+    /// What the key may do: a JSON array of scope names.
+    pub scopes: String,
 }
 
 /// The limits row of a tenant: JSON overrides plus this month's message counter.
@@ -208,15 +212,18 @@ impl Db {
             return Ok(Some(row));
         }
         let generation = self.tenants.generation();
-        let row: Option<AuthRow> = reader!(self, |p| sqlx::query_as(
-            "SELECT k.id AS key_id, k.user_id, u.status, u.package, k.last_used_at, l.overrides \
+        let row: Option<AuthRow> =
+            reader!(self, |p| {
+                sqlx::query_as(
+            "SELECT k.id AS key_id, k.user_id, u.status, u.package, k.last_used_at, l.overrides, k.scopes \
              FROM user_api_keys k JOIN users u ON u.id = k.user_id \
              JOIN user_limits l ON l.user_id = k.user_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
         )
         .bind(key_hash)
         .fetch_optional(p)
-        .await)?;
+        .await
+            })?;
         if let Some(row) = &row {
             self.tenants.put_key(generation, key_hash, row);
         }
@@ -244,19 +251,21 @@ impl Db {
         name: &str,
         prefix: &str,
         key_hash: &str,
+        scopes: &str,
         limit: Option<i64>,
     ) -> DbResult<Option<ApiKeyRow>> {
         insert_within_limit!(self, tenant, Resource::ApiKeys, limit, |tx| {
             sqlx::query_as(
-                "INSERT INTO user_api_keys (user_id, name, prefix, key_hash, created_at) \
-                 VALUES ($1, $2, $3, $4, $5) \
-                 RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at",
+                "INSERT INTO user_api_keys (user_id, name, prefix, key_hash, created_at, scopes) \
+                 VALUES ($1, $2, $3, $4, $5, $6) \
+                 RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes",
             )
             .bind(tenant)
             .bind(name)
             .bind(prefix)
             .bind(key_hash)
             .bind(now_ms())
+            .bind(scopes)
             .fetch_one(&mut *tx)
             .await?
         })
@@ -270,7 +279,7 @@ impl Db {
         offset: i64,
     ) -> DbResult<(Vec<ApiKeyRow>, i64)> {
         let rows = reader!(self, |p| sqlx::query_as(
-            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at \
+            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes \
              FROM user_api_keys WHERE user_id = $1 AND revoked_at IS NULL \
              ORDER BY id DESC LIMIT $2 OFFSET $3"
         )

@@ -10,6 +10,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::limits::{LimitsService, Resource};
 
 mod admin;
+pub mod scopes;
+
+pub use scopes::{Scope, Scopes};
 
 pub use admin::TenantChange;
 
@@ -60,6 +63,8 @@ pub struct Tenant {
     pub key_id: i64,
     pub package: String,
     pub ip: Option<String>,
+    /// What the acting key may do (every scope on the dashboard).
+    pub scopes: Scopes,
 }
 
 impl Tenant {
@@ -218,6 +223,7 @@ impl TenantService {
         &self,
         tenant: i64,
         name: &str,
+        scopes: Scopes,
         limit: Option<i64>,
     ) -> Result<(ApiKeyRow, String), TenantError> {
         let name = name.trim();
@@ -229,7 +235,14 @@ impl TenantService {
         }
         let key = generate_key();
         let name = if name.is_empty() { "api key" } else { name };
-        let row = self.db.create_api_key(tenant, name, &key.prefix, &key.hash, limit).await?;
+        if scopes.is_empty() {
+            return Err(TenantError::Invalid {
+                field: "scopes",
+                message: "must name at least one scope".into(),
+            });
+        }
+        let row =
+            self.db.create_api_key(tenant, name, &key.prefix, &key.hash, &scopes.to_stored(), limit).await?;
         Ok((row.ok_or(TenantError::OverLimit)?, key.secret))
     }
 
@@ -245,9 +258,23 @@ impl TenantService {
 
     /// Issues another key for the tenant within the package's `api_keys` limit; the secret is
     /// in the answer only.
-    pub async fn create_key(&self, tenant: &Tenant, name: &str) -> ApiResult<(ApiKeyRow, String)> {
+    /// Creates a key of the tenant with `scopes` (`None`: the acting key's own). A key never
+    /// makes a key that may do more than itself.
+    pub async fn create_key(
+        &self,
+        tenant: &Tenant,
+        name: &str,
+        scopes: Option<Scopes>,
+    ) -> ApiResult<(ApiKeyRow, String)> {
+        let scopes = scopes.unwrap_or(tenant.scopes);
+        if !tenant.scopes.covers(scopes) {
+            return Err(ApiError::Forbidden(format!(
+                "this API key may only make keys with its own scopes ({})",
+                tenant.scopes.names().join(", ")
+            )));
+        }
         let limit = self.limits.limits(tenant.id, &tenant.package).await?.get(Resource::ApiKeys);
-        let (row, secret) = self.issue_key(tenant.id, name, limit).await?;
+        let (row, secret) = self.issue_key(tenant.id, name, scopes, limit).await?;
         self.record(tenant.activity("api_key.create", format!("api_key:{}", row.id))).await;
         Ok((row, secret))
     }

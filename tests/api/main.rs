@@ -27,5 +27,6 @@ mod plugins;
 mod rate_limit;
 mod rules;
 mod schedules;
+mod scopes;
 mod webhooks;
 mod whatsapp_web;

@@ -52,3 +52,29 @@ async fn an_api_key_made_on_the_page_is_shown_once_works_and_can_be_revoked() {
     let theirs = other.get("/activity").await;
     assert!(!theirs.body.contains("<code>api_key.revoke</code>"), "each tenant sees its own log");
 }
+
+#[tokio::test]
+async fn a_read_only_key_made_on_the_page_reads_and_cannot_send() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let mut agent = Agent::new(&app);
+    agent.login(&t.email, PASSWORD).await;
+    let form = agent.get("/api-keys").await;
+    assert!(form.body.contains("name=\"scope\" value=\"send\" checked"), "every box ticked at first");
+
+    let none = agent.submit("/api-keys", "/api-keys", &[("name", "kosong"), ("scopes_shown", "1")]).await;
+    assert_eq!(none.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", none.body);
+
+    let fields = [("name", "Laporan"), ("scopes_shown", "1"), ("scope", "read")];
+    let made = agent.submit("/api-keys", "/api-keys", &fields).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let marker = "id=\"new-key\" class=\"code secret\">";
+    let start = made.body.find(marker).expect("the key is shown") + marker.len();
+    let key = made.body[start..].split('<').next().unwrap().replace("&#x2f;", "/");
+    assert_eq!(app.get("/api/user/info", &key).await.0, StatusCode::OK);
+    let send = serde_json::json!({"device": 1, "to": "6281234567890", "text": "halo"});
+    assert_eq!(app.post("/api/send-message", &key, &send).await.0, StatusCode::FORBIDDEN);
+    let listed = agent.get("/api-keys").await;
+    let row = listed.body.split("Laporan").nth(1).expect("the key is listed");
+    assert!(row.split("</tr>").next().unwrap().contains("<td class=\"scopes\">read</td>"), "{}", listed.body);
+}
