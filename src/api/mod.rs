@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod contacts;
 pub mod dead_letters;
 pub mod devices;
+pub mod docs;
 pub mod extract;
 pub mod groups;
 pub mod media;
@@ -68,6 +69,9 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/docs", get(docs::docs_root))
+        .route("/docs/", get(docs::docs_index))
+        .route("/docs/{*file}", get(docs::docs_file))
         .route(
             "/openapi.json",
             get(move || async move { ([(header::CONTENT_TYPE, "application/json")], doc_json.clone()) }),

@@ -284,6 +284,7 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("confirm_revoke", "Cabut kunci ini? Aplikasi yang memakainya berhenti bekerja.", "Revoke this key? Apps using it stop working."),
     ("new_key", "Kunci API baru", "New API key"),
     ("create_key", "Buat kunci", "Create key"),
+    ("api_reference", "Referensi API: setiap endpoint, dan coba langsung", "API reference: every endpoint, and try it out"),
     ("key_scopes", "Izin", "Scopes"),
     ("scope_read", "read: riwayat, daftar, media", "read: history, lists, media"),
     ("scope_send", "send: mengirim dan aksi pada pesan", "send: sending and message actions"),

@@ -212,9 +212,8 @@ impl Db {
             return Ok(Some(row));
         }
         let generation = self.tenants.generation();
-        let row: Option<AuthRow> =
-            reader!(self, |p| {
-                sqlx::query_as(
+        let row: Option<AuthRow> = reader!(self, |p| {
+            sqlx::query_as(
             "SELECT k.id AS key_id, k.user_id, u.status, u.package, k.last_used_at, l.overrides, k.scopes \
              FROM user_api_keys k JOIN users u ON u.id = k.user_id \
              JOIN user_limits l ON l.user_id = k.user_id \
@@ -223,7 +222,7 @@ impl Db {
         .bind(key_hash)
         .fetch_optional(p)
         .await
-            })?;
+        })?;
         if let Some(row) = &row {
             self.tenants.put_key(generation, key_hash, row);
         }

@@ -7,6 +7,7 @@ mod chats;
 mod cluster;
 mod contacts;
 mod devices;
+mod docs;
 mod errors;
 mod groups;
 mod health;

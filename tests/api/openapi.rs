@@ -142,6 +142,18 @@ async fn a_request_without_credentials_gets_the_401_the_document_promises() {
     }
 }
 
+/// What the API reference at `/docs/` shows for each operation: a one-line summary and a tag.
+#[tokio::test]
+async fn every_operation_has_a_summary_and_a_tag() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    for (path, method, op) in operations(&doc) {
+        let summary = op["summary"].as_str().unwrap_or_default();
+        assert!(!summary.trim().is_empty(), "{method} {path} has a summary");
+        assert!(op["tags"].as_array().is_some_and(|t| !t.is_empty()), "{method} {path} has a tag");
+    }
+}
+
 #[tokio::test]
 async fn every_error_answer_is_documented_with_the_error_body() {
     let app = TestApp::spawn().await;

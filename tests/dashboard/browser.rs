@@ -64,13 +64,26 @@ impl Driver {
     }
 
     pub(crate) async fn session(&self, profile: &std::path::Path) -> Browser<'_> {
+        self.session_with(profile, &[]).await
+    }
+
+    /// A session whose Chromium gets `extra` arguments too.
+    pub(crate) async fn session_with(&self, profile: &std::path::Path, extra: &[&str]) -> Browser<'_> {
+        let mut args = vec![
+            "--headless".to_string(),
+            "--no-sandbox".into(),
+            "--disable-gpu".into(),
+            "--disable-background-networking".into(),
+            "--disable-component-update".into(),
+            "--disable-sync".into(),
+            "--no-first-run".into(),
+            "--disable-dev-shm-usage".into(),
+            format!("--user-data-dir={}", profile.display()),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": [
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-dev-shm-usage", format!("--user-data-dir={}", profile.display()),
-            ]}
+            "goog:chromeOptions": { "binary": CHROMIUM, "args": args }
         }}});
         let answer: Value = self
             .http
@@ -403,4 +416,28 @@ async fn a_new_user_pairs_a_device_and_sends_a_message_in_chromium() {
     let driver = Driver::start().await;
     first_use(&app, &driver, "desktop", 1280, 900, "081277770001").await;
     first_use(&app, &driver, "mobile", 375, 812, "081277770002").await;
+}
+
+/// The API reference with no network beyond the gateway: every other address goes to a proxy
+/// on a closed port (Chromium never proxies 127.0.0.1), so a file from a CDN would fail to load.
+#[tokio::test]
+async fn the_api_reference_renders_offline_in_chromium() {
+    let app = TestApp::spawn().await;
+    let driver = Driver::start().await;
+    let profile = tempfile::tempdir().unwrap();
+    let b = driver.session_with(profile.path(), &["--proxy-server=http://127.0.0.1:9"]).await;
+    b.post("/window/rect", json!({ "width": 1280, "height": 900 })).await;
+    b.go(&app.url("/docs/")).await;
+    // Operations are folded under their tags until one is opened.
+    b.wait_for("the tags listed", "return document.querySelectorAll('.opblock-tag').length >= 10;").await;
+    b.click("#operations-tag-messages").await;
+    b.wait_for("the operations of a tag", "return document.querySelectorAll('.opblock').length > 0;").await;
+    let text = b.page_text().await;
+    assert!(text.contains("/api/send-message"), "{text}");
+    let foreign = b
+        .js("return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith(location.origin));")
+        .await;
+    assert_eq!(foreign, json!([]), "everything came from the gateway");
+    b.screenshot("docs").await;
+    b.close().await;
 }
