@@ -33,6 +33,7 @@ use crate::metrics::Metrics;
 use crate::plugins::manage::PluginService;
 use crate::plugins::runtime::Runtime;
 use crate::plugins::{PluginStage, Plugins};
+use crate::retention::Retention;
 use crate::rules::service::RuleService;
 use crate::rules::RulesStage;
 use crate::scheduler::service::ScheduleService;
@@ -246,8 +247,10 @@ impl App {
             country_code,
         );
         let rate = RateLimiter::start(&db, &shutdown, &tasks);
+        let config = Arc::new(config);
+        let retention = Retention::new(db.clone(), media_keeper.clone(), config.clone());
         let state = AppState::new(Services {
-            config: Arc::new(config),
+            config,
             db,
             limits,
             tenants,
@@ -269,6 +272,7 @@ impl App {
             media,
             media_keeper,
             metrics,
+            retention,
             simulator,
             shutdown,
             tasks,
@@ -302,6 +306,7 @@ impl App {
         state.scheduler.start();
         state.webhooks.start(&state.device_manager);
         let downloads = state.media_keeper.start().await.context("cannot resume media downloads")?;
+        state.retention.start(state.shutdown.clone(), &state.tasks);
         tracing::info!(downloads, "media keeper started");
         tracing::info!(devices = resumed, "workers started");
         // The API and the dashboard side by side; the dashboard calls services, not the API.

@@ -38,7 +38,33 @@ pub struct Config {
     pub media: MediaConfig,
     pub cluster: ClusterConfig,
     pub metrics: MetricsConfig,
+    pub retention: RetentionConfig,
     pub log: LogConfig,
+}
+
+/// How long the gateway keeps what piles up, in days (0: forever); a package may set its own
+/// (`[packages.NAME.retention]`). Media bytes age by `[media] retention_days`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub messages_days: u32,
+    pub webhook_logs_days: u32,
+    pub activity_logs_days: u32,
+    /// Minutes between sweeps (one process of a cluster sweeps each time).
+    pub interval_minutes: u64,
+    /// Rows per delete statement; the sweep pauses a moment between batches.
+    pub batch_size: u32,
+}
+
+/// A package's own retention, in days (0: forever); what it leaves out comes from `[retention]`
+/// and `[media] retention_days`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageRetention {
+    pub messages_days: Option<u32>,
+    pub webhook_logs_days: Option<u32>,
+    pub activity_logs_days: Option<u32>,
+    pub media_days: Option<u32>,
 }
 
 /// `GET /metrics` for Prometheus.
@@ -281,6 +307,9 @@ pub struct PackageConfig {
     pub requests_per_minute: Option<i64>,
     /// API keys a tenant may hold at once (revoked ones do not count).
     pub api_keys: Option<i64>,
+    /// How long this package's tenants' data is kept, where it differs from `[retention]`.
+    #[serde(default)]
+    pub retention: PackageRetention,
 }
 
 /// Keyword auto-replies.
@@ -476,6 +505,12 @@ impl Config {
         }
         if self.whatsapp.send_max_attempts == 0 {
             return bad("whatsapp.send_max_attempts", "must be at least 1");
+        }
+        if self.retention.batch_size == 0 || self.retention.interval_minutes == 0 {
+            return bad(
+                "retention.batch_size",
+                "retention.batch_size and retention.interval_minutes must be at least 1",
+            );
         }
         if self.scheduler.poll_interval_ms == 0 {
             return bad("scheduler.poll_interval_ms", "must be at least 1");

@@ -25,6 +25,7 @@ pub mod net;
 pub mod phone;
 pub mod plugins;
 pub mod resource;
+pub mod retention;
 pub mod rules;
 pub mod scheduler;
 pub mod state;

@@ -20,6 +20,7 @@ use crate::messages::outbound::Outbound;
 use crate::messages::service::MessageService;
 use crate::metrics::Metrics;
 use crate::plugins::manage::PluginService;
+use crate::retention::Retention;
 use crate::rules::service::RuleService;
 use crate::scheduler::service::ScheduleService;
 use crate::scheduler::Scheduler;
@@ -79,6 +80,8 @@ pub struct Services {
     pub media_keeper: MediaKeeper,
     /// What `/metrics` shows.
     pub metrics: Metrics,
+    /// Deletes what is older than its retention.
+    pub retention: Retention,
     /// Tenants' keyword auto-reply rules.
     pub rules: RuleService,
     /// Tenants' scheduled messages.

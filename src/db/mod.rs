@@ -29,6 +29,7 @@ pub mod messages;
 pub mod metrics;
 pub mod plugin_kv;
 pub mod plugins;
+pub mod retention;
 pub mod rules;
 pub mod schedules;
 pub mod sessions;

@@ -1,11 +1,13 @@
 //! Keeping media bytes: inbound media is downloaded when it arrives, sent media is kept once
-//! WhatsApp took it, both for `[media] retention_days`, and served to the tenant.
+//! WhatsApp took it, both for `[media] retention_days` (or the package's own), and served to
+//! the tenant.
 //!
 //! A download runs on its own task, limited to `[media] download_concurrency` at once, so a
 //! slow media server never holds up the pipeline or the next message. A download that fails is
 //! tried again (three attempts, growing pauses); then the message's media is marked `failed`
 //! with the reason. The state lives on the message (`media_state`), so downloads pending at a
-//! crash resume at start, and the retention sweeper finds what to delete with one index.
+//! crash resume at start; the retention sweep (`crate::retention`) deletes the bytes of old
+//! media through [`MediaKeeper::expire`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,14 +20,12 @@ use tokio_util::task::TaskTracker;
 use super::media::store::{MediaLinks, MediaStore};
 use crate::config::{MediaConfig, MediaDownload};
 use crate::db::messages::MediaMeta;
-use crate::db::{now_ms, Db, DbError, MessageRow};
+use crate::db::{Db, DbError, MessageRow};
 use crate::devices::driver::DriverError;
 use crate::devices::manager::DeviceManager;
 
 /// Download attempts before the media is marked failed.
 const DOWNLOAD_ATTEMPTS: u32 = 3;
-/// How often the retention sweeper looks for media to delete.
-const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Why a message's media cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +106,7 @@ impl MediaKeeper {
         }
     }
 
-    /// Downloads pending at the last stop start again, and the retention sweeper starts.
+    /// Downloads pending at the last stop start again.
     pub async fn start(&self) -> Result<usize, DbError> {
         let pending = self.inner.db.pending_media(10_000).await?;
         let n = pending.len();
@@ -114,10 +114,6 @@ impl MediaKeeper {
             if let Some(row) = self.inner.db.message(tenant, id).await? {
                 self.download(row);
             }
-        }
-        if self.inner.config.retention_days > 0 {
-            let me = self.clone();
-            self.inner.tasks.spawn(async move { me.sweeper().await });
         }
         Ok(n)
     }
@@ -256,47 +252,20 @@ impl MediaKeeper {
         }
     }
 
-    /// Deletes media bytes older than the retention, every hour.
-    async fn sweeper(&self) {
-        loop {
-            if let Err(e) = self.sweep().await {
-                tracing::warn!(error = %e, "media retention sweep failed");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(SWEEP_EVERY) => {}
-                _ = self.inner.shutdown.cancelled() => return,
-            }
-        }
-    }
-
-    /// One retention pass: deletes the bytes of media stored before the cut-off and marks it
-    /// `expired`. Returns how many.
-    pub async fn sweep(&self) -> Result<usize, DbError> {
-        let days = self.inner.config.retention_days;
-        if days == 0 {
-            return Ok(0);
-        }
-        let cutoff = now_ms() - (days as i64) * 86_400_000;
-        let mut swept = 0;
-        loop {
-            let batch = self.inner.db.media_stored_before(cutoff, 500).await?;
-            if batch.is_empty() {
-                return Ok(swept);
-            }
-            for (tenant, id) in batch {
-                let Some(row) = self.inner.db.message(tenant, id).await? else { continue };
-                let Some(mut meta) = row.media_meta() else { continue };
-                if let Some(key) = meta.key.take() {
-                    if let Err(e) = self.inner.store.delete(&key).await {
-                        // Left stored: the next pass tries again.
-                        tracing::warn!(message_id = id, error = %e, "expired media not deleted");
-                        return Ok(swept);
-                    }
-                }
-                self.record(id, "expired", &meta).await;
-                swept += 1;
+    /// Deletes the bytes of a message's stored media and marks it `expired` (the retention
+    /// sweep, `crate::retention`). False when the store could not delete them: they stay
+    /// `stored` and the next sweep tries again.
+    pub async fn expire(&self, tenant: i64, id: i64) -> Result<bool, DbError> {
+        let Some(row) = self.inner.db.message(tenant, id).await? else { return Ok(true) };
+        let Some(mut meta) = row.media_meta() else { return Ok(true) };
+        if let Some(key) = meta.key.take() {
+            if let Err(e) = self.inner.store.delete(&key).await {
+                tracing::warn!(message_id = id, error = %e, "expired media not deleted");
+                return Ok(false);
             }
         }
+        self.record(id, "expired", &meta).await;
+        Ok(true)
     }
 }
 

@@ -26,6 +26,7 @@ mod pairing;
 mod pipeline;
 mod plugins;
 mod rate_limit;
+mod retention;
 mod rules;
 mod schedules;
 mod scopes;

@@ -28,18 +28,6 @@ impl Db {
         .fetch_all(p)
         .await)?)
     }
-
-    /// Messages whose stored media is older than `before` (Unix ms): (tenant, id).
-    pub async fn media_stored_before(&self, before: i64, limit: i64) -> DbResult<Vec<(i64, i64)>> {
-        Ok(reader!(self, |p| sqlx::query_as(
-            "SELECT user_id, id FROM messages WHERE media_state = 'stored' AND created_at < $1 \
-             ORDER BY created_at, id LIMIT $2"
-        )
-        .bind(before)
-        .bind(limit)
-        .fetch_all(p)
-        .await)?)
-    }
 }
 
 impl Db {
