@@ -14,7 +14,7 @@ use crate::db::{ActivityRow, ApiKeyRow};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::month_period;
 use crate::state::AppState;
-use crate::tenants::Scopes;
+use crate::tenants::{Scope, Scopes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -87,8 +87,8 @@ pub struct ApiKeyOut {
     pub prefix: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
-    /// What the key may do: `read`, `send`, `manage`.
-    pub scopes: Vec<String>,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
     /// The whole key: only in the answer to its creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
@@ -102,7 +102,7 @@ impl ApiKeyOut {
             prefix: row.prefix,
             created_at: ts(row.created_at),
             last_used_at: row.last_used_at.map(ts),
-            scopes: Scopes::from_stored(&row.scopes).names().into_iter().map(String::from).collect(),
+            scopes: Scopes::from_stored(&row.scopes).names().into_iter().filter_map(Scope::parse).collect(),
             api_key: secret,
         }
     }
@@ -134,7 +134,8 @@ pub struct ApiKeyIn {
     /// rules, schedules, webhooks, plugins, keys). Left out: the scopes of the key making it.
     /// A key cannot make a key with a scope it lacks (403).
     #[serde(default)]
-    pub scopes: Option<Vec<String>>,
+    #[schema(min_items = 1)]
+    pub scopes: Option<Vec<Scope>>,
 }
 
 /// Creates another API key; the answer carries it once. The body is optional.
@@ -147,12 +148,7 @@ async fn create_api_key(
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
     let body = body.and_then(|ApiJson(b)| b);
     let (name, scopes) = body.map(|b| (b.name, b.scopes)).unwrap_or_default();
-    let scopes = match scopes {
-        None => None,
-        Some(names) => Some(Scopes::parse(names.iter().map(String::as_str)).map_err(|unknown| {
-            ApiError::validation("scopes", format!("unknown scope `{unknown}`; use read, send or manage"))
-        })?),
-    };
+    let scopes = scopes.map(Scopes::of);
     let (row, secret) = state.tenants.create_key(&tenant, &name, scopes).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
 }

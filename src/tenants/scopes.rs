@@ -6,7 +6,8 @@
 use std::fmt;
 
 /// One thing a key may be allowed to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Scope {
     Read,
     Send,
@@ -48,6 +49,11 @@ impl Scopes {
     /// Whether every scope of `other` is one of these.
     pub fn covers(self, other: Scopes) -> bool {
         other.0 & !self.0 == 0
+    }
+
+    /// Exactly these scopes.
+    pub fn of(scopes: impl IntoIterator<Item = Scope>) -> Scopes {
+        Scopes(scopes.into_iter().fold(0, |bits, s| bits | s.bit()))
     }
 
     /// The scopes named in `names`; the first unknown name is the error.
