@@ -729,6 +729,10 @@ impl MessageSink for Inbound {
     async fn inbound(&self, device: &DeviceKey, messages: Vec<InboundMessage>) -> bool {
         for m in &messages {
             if let InboundBody::Update(update) = &m.body {
+                // A LID whose number is known counts as the number, as for messages: the
+                // reaction or vote is from the number, in the number's chat.
+                let resolved = lids::resolve(&self.db, device, m).await;
+                let m = resolved.as_ref().unwrap_or(m);
                 match self.apply_update(device, m, update).await {
                     Ok(()) => self.store_failures.forget(device.device_id, &m.wa_id),
                     Err(e) => {

@@ -348,3 +348,59 @@ async fn mentions_and_quoted_authors_stored_by_lid_get_the_number_when_the_mappi
     assert_eq!(theirs["mentions"], json!([LID, OTHER_LID, CONTACT_2]), "another device: {theirs}");
     assert_eq!(theirs["reply_to"]["sender"], LID);
 }
+
+/// A contact known by its LID reacts to a message the shop sent to its number, and votes on a
+/// poll sent there: both count as the number's, in the number's chat, so a later vote from the
+/// number replaces the one made through the LID.
+#[tokio::test]
+async fn a_reaction_and_a_poll_vote_from_a_known_lid_count_as_the_number() {
+    let app = TestApp::spawn().await;
+    let tenant = app.create_tenant("basic").await;
+    let device = app.pair_device(&tenant, SHOP).await;
+    let mapping = json!({"device": device, "lid": LID, "phone": CONTACT});
+    assert_eq!(app.admin_post("/api/admin/simulator/lid-mapping", &mapping).await.0, StatusCode::OK);
+    let send = |path: &'static str, body: Value| {
+        let (app, tenant) = (&app, &tenant);
+        async move {
+            let mut body = body;
+            body["device"] = json!(device);
+            body["to"] = json!(CONTACT);
+            let (status, sent) = app.post(path, &tenant.api_key, &body).await;
+            assert_eq!(status, StatusCode::OK, "{sent}");
+            sent
+        }
+    };
+    let text = send("/api/send-message", json!({"text": "Pesanan sudah dikirim"})).await;
+    let poll = send("/api/send-poll", json!({"question": "Jam kirim?", "options": ["Pagi", "Sore"]})).await;
+    let inbound = |body: Value| {
+        let app = &app;
+        async move {
+            let mut body = body;
+            body["device"] = json!(device);
+            let (status, answer) = app.admin_post("/api/admin/simulator/inbound", &body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    };
+    inbound(json!({"from_lid": LID, "reaction": {"message": text["wa_id"], "emoji": "👍"}})).await;
+    inbound(json!({"from_lid": LID, "poll_vote": {"message": poll["wa_id"], "options": ["Pagi"]}})).await;
+    // The same person by number changes the vote: one vote, now for Sore.
+    inbound(json!({"from": CONTACT, "poll_vote": {"message": poll["wa_id"], "options": ["Sore"]}})).await;
+
+    let message = |id: &Value| {
+        let (app, tenant, id) = (&app, &tenant, id.clone());
+        async move { app.get(&format!("/api/user/chat-history/{id}"), &tenant.api_key).await.1 }
+    };
+    let reacted = crate::helpers::poll_until(WAIT, || async {
+        let m = message(&text["id"]).await;
+        m["reactions"].as_array().is_some_and(|r| !r.is_empty()).then_some(m)
+    })
+    .await;
+    let reaction = &reacted["reactions"][0];
+    assert_eq!((&reaction["from"], &reaction["emoji"]), (&json!(CONTACT), &json!("👍")), "{reacted}");
+    let voted = crate::helpers::poll_until(WAIT, || async {
+        let m = message(&poll["id"]).await;
+        (m["poll"]["options"][1]["votes"] == 1).then_some(m)
+    })
+    .await;
+    assert_eq!(voted["poll"]["options"][0]["votes"], 0, "the LID's vote was the number's: {voted}");
+}
