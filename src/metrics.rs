@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::config::MetricsConfig;
 use crate::db::{Db, DbResult};
@@ -55,79 +55,74 @@ fn latency_histogram() -> Histogram {
 impl Metrics {
     pub fn new(config: &MetricsConfig) -> Metrics {
         let mut registry = Registry::with_prefix("wa_gateway");
-        let http_requests = Family::<Labels, Counter>::default();
-        let http_duration = Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
-        let messages = Family::<Labels, Counter>::default();
-        let pipeline_duration = latency_histogram();
-        let pipeline_stages = Family::<Labels, Counter>::default();
-        let webhook_attempts = Family::<Labels, Counter>::default();
-        let webhook_duration =
-            Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
-        let plugin_runs = Family::<Labels, Counter>::default();
-        let plugin_duration =
-            Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
-        let scheduler_runs = Family::<Labels, Counter>::default();
-        let queue_depth = Gauge::default();
-        let queue_oldest_age = Gauge::default();
-        let devices = Family::<Labels, Gauge>::default();
-        let db_connections = Family::<Labels, Gauge>::default();
-        registry.register(
-            "http_requests",
-            "HTTP requests by route, method and status",
-            http_requests.clone(),
-        );
-        registry.register(
+        let r = &mut registry;
+        let histograms = || Family::<Labels, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let http_requests =
+            registered(r, "http_requests", "HTTP requests by route, method and status", Family::default());
+        let http_duration = registered(
+            r,
             "http_request_duration_seconds",
             "Time to answer an HTTP request, by route and method",
-            http_duration.clone(),
+            histograms(),
         );
-        registry.register(
+        let messages = registered(
+            r,
             "messages",
             "Messages by direction (in, out), status (received; queued, sent, failed) and kind",
-            messages.clone(),
+            Family::default(),
         );
-        registry.register(
+        let pipeline_duration = registered(
+            r,
             "pipeline_duration_seconds",
             "Time from an inbound message stored to its pipeline finished, replies handed to the queue",
-            pipeline_duration.clone(),
+            latency_histogram(),
         );
-        registry.register(
+        let pipeline_stages = registered(
+            r,
             "pipeline_stage_outcomes",
-            "Inbound pipeline stage results by stage (rules, plugins, webhooks) and outcome (replied, stopped, nothing)",
-            pipeline_stages.clone(),
+            "Pipeline stage results by stage (rules, plugins, webhooks) and outcome (replied, stopped, nothing)",
+            Family::default(),
         );
-        registry.register(
+        let webhook_attempts = registered(
+            r,
             "webhook_attempts",
             "Webhook requests by mode (notify, reply) and outcome",
-            webhook_attempts.clone(),
+            Family::default(),
         );
-        registry.register(
+        let webhook_duration = registered(
+            r,
             "webhook_attempt_duration_seconds",
             "Time for a webhook endpoint to answer, by mode",
-            webhook_duration.clone(),
+            histograms(),
         );
-        registry.register("plugin_runs", "Plugin runs on inbound messages by outcome", plugin_runs.clone());
-        registry.register(
+        let plugin_runs =
+            registered(r, "plugin_runs", "Plugin runs on inbound messages by outcome", Family::default());
+        let plugin_duration = registered(
+            r,
             "plugin_run_duration_seconds",
             "Time of a plugin run on an inbound message, by outcome",
-            plugin_duration.clone(),
+            histograms(),
         );
-        registry.register(
+        let scheduler_runs = registered(
+            r,
             "scheduler_runs",
             "Scheduled runs recorded, by outcome (sent: handed to the queue; failed; missed)",
-            scheduler_runs.clone(),
+            Family::default(),
         );
-        registry.register("outbound_queue_depth", "Messages queued to be sent", queue_depth.clone());
-        registry.register(
+        let queue_depth =
+            registered(r, "outbound_queue_depth", "Messages queued to be sent", Gauge::default());
+        let queue_oldest_age = registered(
+            r,
             "outbound_queue_oldest_age_seconds",
             "Age of the oldest queued message (0 when none)",
-            queue_oldest_age.clone(),
+            Gauge::default(),
         );
-        registry.register("devices", "Linked devices by status", devices.clone());
-        registry.register(
+        let devices = registered(r, "devices", "Linked devices by status", Family::default());
+        let db_connections = registered(
+            r,
             "db_connections",
             "Database pool connections by pool and state (idle, in_use)",
-            db_connections.clone(),
+            Family::default(),
         );
         Metrics(Arc::new(Inner {
             registry,
@@ -231,6 +226,13 @@ impl Metrics {
         encode(&mut text, &m.registry).expect("writing to a String cannot fail");
         Ok(text)
     }
+}
+
+/// Registers `metric` under `name` with `help` and hands it back (the registry keeps a shared
+/// handle of it).
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 /// The content type of [`Metrics::render`]'s text.

@@ -36,7 +36,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
 /// Counts a request by route template (never the path itself, which holds ids), method and
 /// status, with its latency. Paths no route matches count as `unmatched`.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    // A clone of the matched path shares its text.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     // Clients may invent methods; each would be a new series.
     let method = match *request.method() {
         Method::GET => "GET",
@@ -50,7 +51,7 @@ pub async fn track(State(state): State<AppState>, request: Request, next: Next) 
     };
     let started = Instant::now();
     let response = next.run(request).await;
-    let route = route.as_deref().unwrap_or("unmatched");
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     state.metrics.http_request(route, method, response.status().as_u16(), started.elapsed());
     response
 }
