@@ -52,8 +52,7 @@ pub async fn create_api_key(form: Form) -> Response {
     // The page's scope boxes come with `scopes_shown`, so no box ticked is told apart from a
     // form without them (every scope). Unknown names cannot come from the boxes; they are dropped.
     let scopes = (!form.get("scopes_shown").is_empty())
-        .then(|| Scopes::parse(form.all("scope").into_iter().filter(|s| Scope::parse(s).is_some())).ok())
-        .flatten();
+        .then(|| Scopes::of(form.all("scope").into_iter().filter_map(Scope::parse)));
     match v.state.tenants.create_key(&v.tenant(&me), form.get("name"), scopes).await {
         Ok((row, secret)) => {
             let key = as_value(ApiKeyOut::from_row(row, Some(secret)));
