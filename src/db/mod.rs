@@ -264,7 +264,10 @@ impl Db {
     pub(crate) fn lock_tenant_sql(&self) -> &'static str {
         match self.dialect() {
             Dialect::Sqlite => "SELECT id FROM users WHERE id = $1",
-            Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR UPDATE",
+            // Not FOR UPDATE: that also blocks every insert whose foreign key names the tenant
+            // (it takes FOR KEY SHARE), which deadlocked a device creation against a status
+            // change writing its webhook delivery. NO KEY UPDATE still serialises the holders.
+            Dialect::Postgres => "SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE",
         }
     }
 }
