@@ -108,6 +108,7 @@ async fn scenario(
             webhook_id: signing::new_message_id(),
             event: "device.status".into(),
             message_id: None,
+            device_id: None,
             payload: payload.clone(),
             max_attempts: 8,
             due: wa_gateway::db::now_ms(),
@@ -131,7 +132,7 @@ async fn scenario(
     let took = started.elapsed();
     // Let the last attempts be recorded, then check every delivery was.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (logs, _) = state.db.list_webhook_logs(tenant.id, &Default::default(), 1, 0).await?;
+    let (logs, _) = state.db.list_webhook_logs(tenant.id, None, &Default::default(), 1, 0).await?;
     shutdown.cancel();
     let _ = run.await;
     let rate = n as f64 / took.as_secs_f64();

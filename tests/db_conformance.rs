@@ -7,7 +7,7 @@ use wa_gateway::db::activity::NewActivity;
 use wa_gateway::db::dead_letters::NewDeadLetter;
 use wa_gateway::db::devices::StatusChange;
 use wa_gateway::db::schedules::NewSchedule;
-use wa_gateway::db::tenants::NewTenant;
+use wa_gateway::db::tenants::{NewApiKey, NewTenant};
 use wa_gateway::db::webhooks::{EndpointSettings, NewDelivery};
 use wa_gateway::db::{now_ms, Db, DbError, MessageFilter, NewMessage, TenantRow};
 use wa_gateway::limits::Resource;
@@ -21,6 +21,11 @@ use backend::Backend;
 
 /// Every scope, as a key made before scopes existed may do.
 const ALL_SCOPES: &str = r#"["read","send","manage"]"#;
+
+/// A key with every scope, for every device.
+fn api_key<'a>(name: &'a str, prefix: &'a str, hash: &'a str) -> NewApiKey<'a> {
+    NewApiKey { name, prefix, hash, scopes: ALL_SCOPES, devices: None }
+}
 
 /// Generates, for each story, `sqlite::<story>` and `postgres::<story>` tests; the
 /// PostgreSQL ones are ignored when the tests were built without a server to run on.
@@ -150,7 +155,7 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
     assert!(first.last_used_at.is_none());
 
     let key =
-        db.create_api_key(t.id, "laptop", "wag_1234abcd", "hash-2", ALL_SCOPES, None).await.unwrap().unwrap();
+        db.create_api_key(t.id, &api_key("laptop", "wag_1234abcd", "hash-2"), None).await.unwrap().unwrap();
     assert_eq!((key.user_id, key.name.as_str()), (t.id, "laptop"));
     assert_eq!(key.prefix, "wag_1234abcd");
     assert!(key.revoked_at.is_none());
@@ -174,22 +179,30 @@ async fn api_keys_authenticate_until_revoked(db: &Db) {
     assert!(keys.iter().all(|k| k.id != key.id));
 
     // A second key with the same hash cannot exist.
-    let dup = db.create_api_key(t.id, "again", "wag_x", "hash-2", ALL_SCOPES, None).await;
+    let dup = db.create_api_key(t.id, &api_key("again", "wag_x", "hash-2"), None).await;
     assert!(matches!(dup, Err(DbError::Conflict(_))), "{dup:?}");
 
     // Within a limit: the tenant holds one key (the revoked one does not count).
-    let second = db.create_api_key(t.id, "second", "wag_2", "hash-3", ALL_SCOPES, Some(2)).await.unwrap();
+    let second = db.create_api_key(t.id, &api_key("second", "wag_2", "hash-3"), Some(2)).await.unwrap();
     assert!(second.is_some(), "the second of two");
-    let third = db.create_api_key(t.id, "third", "wag_3", "hash-4", ALL_SCOPES, Some(2)).await.unwrap();
+    let third = db.create_api_key(t.id, &api_key("third", "wag_3", "hash-4"), Some(2)).await.unwrap();
     assert!(third.is_none(), "over the limit of two");
     assert!(db.auth_by_key_hash("hash-4").await.unwrap().is_none(), "nothing stored over the limit");
+
+    // A key for some devices keeps them; one for every device stores none.
+    let shop = NewApiKey { devices: Some("[5,7]"), ..api_key("shop", "wag_5", "hash-5") };
+    let shop = db.create_api_key(t.id, &shop, None).await.unwrap().unwrap();
+    assert_eq!(shop.devices.as_deref(), Some("[5,7]"));
+    assert_eq!(db.auth_by_key_hash("hash-5").await.unwrap().unwrap().devices.as_deref(), Some("[5,7]"));
+    assert_eq!(db.api_key(t.id, shop.id).await.unwrap().unwrap().devices.as_deref(), Some("[5,7]"));
+    assert!(db.auth_by_key_hash("hash-3").await.unwrap().unwrap().devices.is_none());
 }
 
 async fn tenant_scoped_calls_never_touch_another_tenants_rows(db: &Db) {
     let budi = new_tenant(db, "budi@example.com", "basic").await;
     let sari = new_tenant(db, "sari@example.com", "basic").await;
     let budis =
-        db.create_api_key(budi.id, "k", "wag_b", "hash-budi-2", ALL_SCOPES, None).await.unwrap().unwrap();
+        db.create_api_key(budi.id, &api_key("k", "wag_b", "hash-budi-2"), None).await.unwrap().unwrap();
 
     assert!(!db.revoke_api_key(sari.id, budis.id).await.unwrap());
     assert!(db.auth_by_key_hash("hash-budi-2").await.unwrap().is_some());
@@ -559,6 +572,7 @@ async fn a_device_status_is_stored_with_its_event_or_not_at_all(db: &Db) {
         webhook_id: format!("msg_{payload}"),
         event: "device.status".into(),
         message_id: None,
+        device_id: None,
         payload: payload.into(),
         max_attempts: 3,
         due: now_ms(),
@@ -613,6 +627,7 @@ async fn webhook_deliveries_are_claimed_on_the_databases_clock(db: &Db) {
         webhook_id: "msg_clock".into(),
         event: "message.sent".into(),
         message_id: None,
+        device_id: None,
         payload: "{}".into(),
         max_attempts: 3,
         due: now_ms(),

@@ -14,7 +14,7 @@ use crate::db::{ActivityRow, ApiKeyRow};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::month_period;
 use crate::state::AppState;
-use crate::tenants::{Scope, Scopes};
+use crate::tenants::{Devices, Scope, Scopes};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -89,6 +89,8 @@ pub struct ApiKeyOut {
     pub last_used_at: Option<String>,
     /// What the key may do.
     pub scopes: Vec<Scope>,
+    /// The ids of the devices the key is limited to; `null`: every device of the account.
+    pub devices: Option<Vec<i64>>,
     /// The whole key: only in the answer to its creation.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
@@ -103,6 +105,7 @@ impl ApiKeyOut {
             created_at: ts(row.created_at),
             last_used_at: row.last_used_at.map(ts),
             scopes: Scopes::from_stored(&row.scopes).names().into_iter().filter_map(Scope::parse).collect(),
+            devices: Devices::from_stored(row.devices.as_deref()).ids().map(<[i64]>::to_vec),
             api_key: secret,
         }
     }
@@ -136,7 +139,22 @@ pub struct ApiKeyIn {
     #[serde(default)]
     #[schema(min_items = 1)]
     pub scopes: Option<Vec<Scope>>,
+    /// The devices the key is limited to, by id or phone number: it sees no other device, nor
+    /// their messages, chats, contacts, groups, schedules, rules, webhooks or plugins (all 404,
+    /// as another account's), and may not act on the whole account (the activity log, new
+    /// devices, rules or webhooks for every device: 403). Left out: the devices of the key
+    /// making it. A key cannot make a key for a device it does not see.
+    #[serde(default)]
+    #[schema(value_type = Option<Vec<super::openapi::schemas::DeviceRef>>, min_items = 1, max_items = 100)]
+    pub devices: Option<Vec<DeviceRef>>,
 }
+
+/// A device named by its id or its phone number.
+#[derive(Deserialize)]
+pub struct DeviceRef(#[serde(deserialize_with = "super::messages::string_or_number")] String);
+
+/// Most devices one key can be limited to by name.
+const MAX_KEY_DEVICES: usize = 100;
 
 /// Creates another API key; the answer carries it once. The body is optional.
 #[utoipa::path(post, path = "/api/user/api-keys", tag = "account", request_body = Option<ApiKeyIn>,
@@ -147,10 +165,33 @@ async fn create_api_key(
     body: Option<ApiJson<Option<ApiKeyIn>>>,
 ) -> ApiResult<(StatusCode, Json<ApiKeyOut>)> {
     let body = body.and_then(|ApiJson(b)| b);
-    let (name, scopes) = body.map(|b| (b.name, b.scopes)).unwrap_or_default();
+    let (name, scopes, devices) = body.map(|b| (b.name, b.scopes, b.devices)).unwrap_or_default();
     let scopes = scopes.map(Scopes::of);
-    let (row, secret) = state.tenants.create_key(&tenant, &name, scopes).await?;
+    let devices = match devices {
+        Some(refs) => Some(key_devices(&state, &tenant, refs).await?),
+        None => None,
+    };
+    let (row, secret) = state.tenants.create_key(&tenant, &name, scopes, devices).await?;
     Ok((StatusCode::CREATED, Json(ApiKeyOut::from_row(row, Some(secret)))))
+}
+
+/// The devices named for a new key, each one the acting key sees.
+async fn key_devices(state: &AppState, tenant: &Tenant, refs: Vec<DeviceRef>) -> ApiResult<Devices> {
+    if refs.is_empty() || refs.len() > MAX_KEY_DEVICES {
+        return Err(ApiError::validation(
+            "devices",
+            format!("must name 1 to {MAX_KEY_DEVICES} devices, or be left out for every device"),
+        ));
+    }
+    let mut ids = Vec::with_capacity(refs.len());
+    for DeviceRef(reference) in refs {
+        let device = super::devices::resolve_device(state, tenant, &reference).await.map_err(|_| {
+            let shown: String = reference.chars().take(64).collect();
+            ApiError::validation("devices", format!("no device `{shown}`"))
+        })?;
+        ids.push(device.id);
+    }
+    Ok(Devices::only(ids))
 }
 
 /// Revokes a key at once.

@@ -133,8 +133,9 @@ pub fn device_out(row: DeviceRow, live: LiveStatus) -> DeviceOut {
     }
 }
 
-/// Finds one of the tenant's devices by id or by phone number; another tenant's is not found.
-pub async fn resolve_device(state: &AppState, tenant: i64, reference: &str) -> ApiResult<DeviceRow> {
+/// Finds one of the tenant's devices by id or by phone number; another tenant's, and one the
+/// acting key is not limited to, is not found.
+pub async fn resolve_device(state: &AppState, tenant: &Tenant, reference: &str) -> ApiResult<DeviceRow> {
     crate::devices::find_device(&state.db, &state.config.whatsapp.default_country_code, tenant, reference)
         .await
 }
@@ -348,7 +349,7 @@ async fn device_events(
     tenant: Tenant,
     Path(id): Path<String>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
+    let row = resolve_device(&state, &tenant, &id).await?;
     Ok(event_stream(&state, &row))
 }
 
@@ -475,7 +476,7 @@ async fn check_numbers(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<CheckNumbersIn>,
 ) -> ApiResult<Json<Page<NumberCheckOut>>> {
-    let row = resolve_device(&state, tenant.id, &id).await?;
+    let row = resolve_device(&state, &tenant, &id).await?;
     if body.numbers.is_empty() || body.numbers.len() > 50 {
         return Err(ApiError::validation("numbers", "must hold 1 to 50 numbers"));
     }

@@ -12,8 +12,8 @@ use crate::db::{MAX_LIMIT, MAX_OFFSET};
 use crate::error::ApiError;
 use crate::limits::{self, Resource};
 use crate::state::AppState;
-use crate::tenants::Scopes;
 pub use crate::tenants::{Admin, Tenant};
+use crate::tenants::{Devices, Scopes};
 
 /// JSON body parsed with the failing field named in the 422 answer.
 pub struct ApiJson<T>(pub T);
@@ -289,7 +289,8 @@ impl FromRequestParts<AppState> for Tenant {
             )));
         }
         let ClientIp(ip) = ClientIp::from_request_parts(parts, state).await.unwrap_or(ClientIp(None));
-        Ok(Tenant { id: auth.user_id, key_id: auth.key_id, package: auth.package, ip, scopes })
+        let devices = Devices::from_stored(auth.devices.as_deref());
+        Ok(Tenant { id: auth.user_id, key_id: auth.key_id, package: auth.package, ip, scopes, devices })
     }
 }
 

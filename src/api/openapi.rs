@@ -271,7 +271,7 @@ fn finish_operation(path: &str, method: &str, op: &mut Value) {
     match guard {
         Guard::Tenant => errors.extend([
             (401, "No API key, or not a valid one."),
-            (403, "The account is suspended, or the API key lacks the scope this request needs (`read`, `send` or `manage`; the message names it)."),
+            (403, "The account is suspended, the API key lacks the scope this request needs (`read`, `send` or `manage`; the message names it), or the key is limited to some devices and the request reaches beyond them (the whole account, or an object for every device)."),
             (
                 429,
                 "The API key's rate limit (`requests_per_minute`; `Retry-After` says when to try \

@@ -12,7 +12,7 @@ use super::session::{Form, Signed, Viewer, Visitor};
 use super::{render, ApiFailure};
 use crate::api::account::{ActivityOut, ApiKeyOut};
 use crate::api::extract::page;
-use crate::tenants::{Scope, Scopes};
+use crate::tenants::{Devices, Scope, Scopes};
 
 /// How many keys the page lists.
 const KEYS_LISTED: i64 = 100;
@@ -32,14 +32,17 @@ async fn keys_page(
     created: Option<Value>,
     error: Option<String>,
 ) -> Response {
-    match v.state.tenants.list_keys(&v.tenant(me), KEYS_LISTED, 0).await {
-        Ok((rows, _)) => {
-            let mut keys = as_json(rows.into_iter().map(|r| ApiKeyOut::from_row(r, None)));
-            localize(&mut keys, &["created_at", "last_used_at"], me);
-            render(v, status, "api_keys.html", context! { nav => "api_keys", keys, created, error })
-        }
-        Err(e) => failure_page(v, &e.into()),
-    }
+    let keys = match v.state.tenants.list_keys(&v.tenant(me), KEYS_LISTED, 0).await {
+        Ok((rows, _)) => rows,
+        Err(e) => return failure_page(v, &e.into()),
+    };
+    let devices = match super::pages::device_list(v, me).await {
+        Ok(devices) => devices,
+        Err(f) => return failure_page(v, &f),
+    };
+    let mut keys = as_json(keys.into_iter().map(|r| ApiKeyOut::from_row(r, None)));
+    localize(&mut keys, &["created_at", "last_used_at"], me);
+    render(v, status, "api_keys.html", context! { nav => "api_keys", keys, devices, created, error })
 }
 
 /// Creates a key and shows it this once (the page is not cached: see `render`).
@@ -53,7 +56,31 @@ pub async fn create_api_key(form: Form) -> Response {
     // form without them (every scope). Unknown names cannot come from the boxes; they are dropped.
     let scopes = (!form.get("scopes_shown").is_empty())
         .then(|| Scopes::of(form.all("scope").into_iter().filter_map(Scope::parse)));
-    match v.state.tenants.create_key(&v.tenant(&me), form.get("name"), scopes).await {
+    // `only` limits the key to the ticked devices (none ticked is refused as the API does);
+    // anything else gives it every device. A box names one of the tenant's devices by id.
+    let tenant = v.tenant(&me);
+    let devices = if form.get("device_access") == "only" {
+        let mut ids = Vec::new();
+        for id in form.all("device") {
+            match v.state.devices.find(&tenant, id).await {
+                Ok(device) => ids.push(device.id),
+                Err(e) => {
+                    return keys_page(
+                        v,
+                        &me,
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        None,
+                        Some(ApiFailure::from(e).text(v)),
+                    )
+                    .await
+                }
+            }
+        }
+        Some(Devices::only(ids))
+    } else {
+        None
+    };
+    match v.state.tenants.create_key(&tenant, form.get("name"), scopes, devices).await {
         Ok((row, secret)) => {
             let key = as_value(ApiKeyOut::from_row(row, Some(secret)));
             keys_page(v, &me, StatusCode::CREATED, Some(key), None).await

@@ -286,6 +286,8 @@ const STRINGS: &[(&str, &str, &str)] = &[
     ("create_key", "Buat kunci", "Create key"),
     ("api_reference", "Referensi API: setiap endpoint, dan coba langsung", "API reference: every endpoint, and try it out"),
     ("key_scopes", "Izin", "Scopes"),
+    ("key_devices", "Perangkat", "Devices"),
+    ("only_devices", "hanya perangkat yang dicentang:", "only the devices ticked:"),
     ("scope_read", "read: riwayat, daftar, media", "read: history, lists, media"),
     ("scope_send", "send: mengirim dan aksi pada pesan", "send: sending and message actions"),
     ("scope_manage", "manage: perangkat, aturan, jadwal, webhook, plugin, kunci", "manage: devices, rules, schedules, webhooks, plugins, keys"),

@@ -85,6 +85,7 @@ impl Visitor {
             package: me.tenant.package.clone(),
             ip: self.ip.clone(),
             scopes: crate::tenants::Scopes::ALL,
+            devices: crate::tenants::Devices::All,
         }
     }
 

@@ -49,6 +49,8 @@ pub enum ChatStateChange {
 #[derive(Debug, Clone, Default)]
 pub struct ChatFilter {
     pub device_id: Option<i64>,
+    /// Only chats of these devices (those of an API key limited to some devices).
+    pub devices: Option<Vec<i64>>,
     /// Part of the chat id or the name, any case.
     pub q: Option<String>,
     /// Only chats with unread messages.
@@ -141,6 +143,7 @@ impl Db {
             n += 1;
             cond.push_str(&format!(" AND c.device_id = ${n}"));
         }
+        cond.push_str(&super::device_scope("c.device_id", f.devices.as_deref(), false));
         if q.is_some() {
             n += 1;
             cond.push_str(&format!(

@@ -60,13 +60,19 @@ impl Db {
         &self,
         tenant: i64,
         device_id: Option<i64>,
+        devices: Option<&[i64]>,
         q: Option<&str>,
         limit: i64,
         offset: i64,
     ) -> DbResult<(Vec<ContactRow>, i64)> {
         let q = q.map(|q| format!("%{}%", q.to_lowercase().replace(['%', '_'], "")));
-        let (chat_device, book_device) =
-            if device_id.is_some() { (" AND c.device_id = $3", " AND b.device_id = $3") } else { ("", "") };
+        let (mut chat_device, mut book_device) = if device_id.is_some() {
+            (" AND c.device_id = $3".to_string(), " AND b.device_id = $3".to_string())
+        } else {
+            (String::new(), String::new())
+        };
+        chat_device.push_str(&super::device_scope("c.device_id", devices, false));
+        book_device.push_str(&super::device_scope("b.device_id", devices, false));
         // Both halves name the tenant; the second keeps to saved contacts whose chat has no
         // message (a chat with one is in the first half).
         let listed = format!(

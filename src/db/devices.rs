@@ -71,20 +71,21 @@ impl Db {
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(phone).fetch_optional(p).await)?)
     }
 
+    /// A page of the tenant's devices (of `devices` only, when given), with the total.
     pub async fn list_devices(
         &self,
         tenant: i64,
+        devices: Option<&[i64]>,
         limit: i64,
         offset: i64,
     ) -> DbResult<(Vec<DeviceRow>, i64)> {
-        let sql = format!("SELECT {COLUMNS} FROM devices WHERE user_id = $1 ORDER BY id LIMIT $2 OFFSET $3");
+        let scope = super::device_scope("id", devices, false);
+        let sql =
+            format!("SELECT {COLUMNS} FROM devices WHERE user_id = $1{scope} ORDER BY id LIMIT $2 OFFSET $3");
         let rows =
             reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
-        let total: i64 =
-            reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE user_id = $1")
-                .bind(tenant)
-                .fetch_one(p)
-                .await)?;
+        let count = format!("SELECT COUNT(*) FROM devices WHERE user_id = $1{scope}");
+        let total: i64 = reader!(self, |p| sqlx::query_scalar(&count).bind(tenant).fetch_one(p).await)?;
         Ok((rows, total))
     }
 

@@ -128,6 +128,8 @@ pub struct NewMessage {
 #[derive(Debug, Clone, Default)]
 pub struct MessageFilter {
     pub device_id: Option<i64>,
+    /// Only messages of these devices (those of an API key limited to some devices).
+    pub devices: Option<Vec<i64>>,
     pub direction: Option<String>,
     pub chat: Option<String>,
     /// The sender: a phone number's digits, or a LID JID.
@@ -258,6 +260,9 @@ impl MessageFilter {
         if let Some(v) = &self.direction {
             push(&format!(" AND {} = ?", col(3, "direction")), Arg::Str(v.clone()), &mut sql);
         }
+        // Never the leading index: a key's devices are most of the tenant's history.
+        let column = if dialect == Dialect::Sqlite { "+m.device_id" } else { "m.device_id" };
+        sql.push_str(&super::device_scope(column, self.devices.as_deref(), false));
         if let Some(v) = &self.sender {
             // Never the leading index (there is none by sender): the tenant's history is walked.
             let column = if dialect == Dialect::Sqlite { "+m.sender" } else { "m.sender" };

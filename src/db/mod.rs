@@ -43,7 +43,7 @@ pub mod webhooks;
 pub use activity::ActivityRow;
 pub use devices::DeviceRow;
 pub use messages::{MessageFilter, MessagePage, MessageRow, NewMessage, StatusEventRow};
-pub use tenants::{ApiKeyRow, AuthRow, TenantRow};
+pub use tenants::{ApiKeyRow, AuthRow, NewApiKey, TenantRow};
 
 /// Storage failures. Unique-constraint violations are `Conflict`, so callers can answer 409.
 #[derive(Debug, thiserror::Error)]
@@ -297,6 +297,25 @@ pub const MAX_OFFSET: i64 = 100_000;
 
 /// `limit` and `offset` brought into `0..=MAX_LIMIT` and `0..=MAX_OFFSET`: the storage layer
 /// never computes with, or hands the database, values the API would refuse.
+/// SQL narrowing rows to the devices an API key is limited to: ` AND {column} IN (…)` (no
+/// device at all for an empty set), nothing for every device (`None`). `or_unbound` also keeps
+/// rows bound to no device (`column` NULL: tenant-wide rules and webhooks). The ids are
+/// integers written into the statement, never text from a request.
+pub fn device_scope(column: &str, devices: Option<&[i64]>, or_unbound: bool) -> String {
+    let Some(ids) = devices else { return String::new() };
+    let within = if ids.is_empty() {
+        "1 = 0".to_string()
+    } else {
+        let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+        format!("{column} IN ({})", list.join(","))
+    };
+    if or_unbound {
+        format!(" AND ({column} IS NULL OR {within})")
+    } else {
+        format!(" AND {within}")
+    }
+}
+
 pub fn clamp_page(limit: i64, offset: i64) -> (i64, i64) {
     (limit.clamp(0, MAX_LIMIT), offset.clamp(0, MAX_OFFSET))
 }

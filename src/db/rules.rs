@@ -93,15 +93,23 @@ impl Db {
     }
 
     /// A page of the tenant's rules in the order they are tried, with the total.
-    pub async fn list_rules(&self, tenant: i64, limit: i64, offset: i64) -> DbResult<(Vec<RuleRow>, i64)> {
-        let sql = format!("{SELECT} WHERE r.user_id = $1 ORDER BY r.priority DESC, r.id LIMIT $2 OFFSET $3");
+    /// Only rules for every device or for one of `devices`, when given.
+    pub async fn list_rules(
+        &self,
+        tenant: i64,
+        devices: Option<&[i64]>,
+        limit: i64,
+        offset: i64,
+    ) -> DbResult<(Vec<RuleRow>, i64)> {
+        let scope = super::device_scope("device_id", devices, true);
+        let sql = format!(
+            "{SELECT} WHERE r.user_id = $1{} ORDER BY r.priority DESC, r.id LIMIT $2 OFFSET $3",
+            super::device_scope("r.device_id", devices, true)
+        );
         let rows =
             reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
-        let total: i64 =
-            reader!(self, |p| sqlx::query_scalar("SELECT COUNT(*) FROM auto_replies WHERE user_id = $1")
-                .bind(tenant)
-                .fetch_one(p)
-                .await)?;
+        let count = format!("SELECT COUNT(*) FROM auto_replies WHERE user_id = $1{scope}");
+        let total: i64 = reader!(self, |p| sqlx::query_scalar(&count).bind(tenant).fetch_one(p).await)?;
         Ok((rows, total))
     }
 

@@ -153,6 +153,7 @@ impl Db {
     pub async fn list_schedules(
         &self,
         tenant: i64,
+        devices: Option<&[i64]>,
         status: Option<&str>,
         limit: i64,
         offset: i64,
@@ -161,8 +162,9 @@ impl Db {
         // changing status between the two (a due message being sent) could be counted but
         // missing from the page, or the other way round.
         let sql = format!(
-            "SELECT {COLUMNS}, COUNT(*) OVER () AS total {FROM} WHERE s.user_id = $1 AND ($2 IS NULL OR s.status = $2) \
-             ORDER BY s.id DESC LIMIT $3 OFFSET $4"
+            "SELECT {COLUMNS}, COUNT(*) OVER () AS total {FROM} WHERE s.user_id = $1 AND ($2 IS NULL OR s.status = $2){} \
+             ORDER BY s.id DESC LIMIT $3 OFFSET $4",
+            super::device_scope("s.device_id", devices, false)
         );
         let rows: Vec<Counted> = reader!(self, |p| sqlx::query_as(&sql)
             .bind(tenant)
@@ -175,9 +177,10 @@ impl Db {
             Some(first) => first.total,
             // A page past the end carries no count.
             None => reader!(self, |p| {
-                sqlx::query_scalar(
-                "SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND ($2 IS NULL OR status = $2)"
-            )
+                sqlx::query_scalar(&format!(
+                "SELECT COUNT(*) FROM scheduled_messages WHERE user_id = $1 AND ($2 IS NULL OR status = $2){}",
+                super::device_scope("device_id", devices, false)
+            ))
             .bind(tenant)
             .bind(status)
             .fetch_one(p)

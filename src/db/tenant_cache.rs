@@ -188,6 +188,7 @@ mod tests {
             last_used_at: None,
             overrides: "{}".into(),
             scopes: "[]".into(),
+            devices: None,
         }
     }
 

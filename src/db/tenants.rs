@@ -26,6 +26,8 @@ pub struct ApiKeyRow {
     pub revoked_at: Option<i64>,
     /// What the key may do: a JSON array of scope names.
     pub scopes: String,
+    /// The devices the key is limited to: a JSON array of ids, `None` for every device.
+    pub devices: Option<String>,
 }
 
 /// What an API key resolves to when it authenticates a request.
@@ -40,6 +42,8 @@ pub struct AuthRow {
     pub overrides: String,
     /// What the key may do: a JSON array of scope names.
     pub scopes: String,
+    /// The devices the key is limited to: a JSON array of ids, `None` for every device.
+    pub devices: Option<String>,
 }
 
 /// The limits row of a tenant: JSON overrides plus this month's message counter.
@@ -48,6 +52,16 @@ pub struct LimitsRow {
     pub overrides: String,
     pub messages_period: String,
     pub messages_used: i64,
+}
+
+/// An API key to store: its label, its visible start, the hash of the secret, and what it may
+/// do as stored (JSON scope names; JSON device ids, `None` for every device).
+pub struct NewApiKey<'a> {
+    pub name: &'a str,
+    pub prefix: &'a str,
+    pub hash: &'a str,
+    pub scopes: &'a str,
+    pub devices: Option<&'a str>,
 }
 
 /// A tenant to create.
@@ -214,7 +228,7 @@ impl Db {
         let generation = self.tenants.generation();
         let row: Option<AuthRow> = reader!(self, |p| {
             sqlx::query_as(
-            "SELECT k.id AS key_id, k.user_id, u.status, u.package, k.last_used_at, l.overrides, k.scopes \
+            "SELECT k.id AS key_id, k.user_id, u.status, u.package, k.last_used_at, l.overrides, k.scopes, k.devices \
              FROM user_api_keys k JOIN users u ON u.id = k.user_id \
              JOIN user_limits l ON l.user_id = k.user_id \
              WHERE k.key_hash = $1 AND k.revoked_at IS NULL"
@@ -247,24 +261,22 @@ impl Db {
     pub async fn create_api_key(
         &self,
         tenant: i64,
-        name: &str,
-        prefix: &str,
-        key_hash: &str,
-        scopes: &str,
+        key: &NewApiKey<'_>,
         limit: Option<i64>,
     ) -> DbResult<Option<ApiKeyRow>> {
         insert_within_limit!(self, tenant, Resource::ApiKeys, limit, |tx| {
             sqlx::query_as(
-                "INSERT INTO user_api_keys (user_id, name, prefix, key_hash, created_at, scopes) \
-                 VALUES ($1, $2, $3, $4, $5, $6) \
-                 RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes",
+                "INSERT INTO user_api_keys (user_id, name, prefix, key_hash, created_at, scopes, devices) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 RETURNING id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes, devices",
             )
             .bind(tenant)
-            .bind(name)
-            .bind(prefix)
-            .bind(key_hash)
+            .bind(key.name)
+            .bind(key.prefix)
+            .bind(key.hash)
             .bind(now_ms())
-            .bind(scopes)
+            .bind(key.scopes)
+            .bind(key.devices)
             .fetch_one(&mut *tx)
             .await?
         })
@@ -278,7 +290,7 @@ impl Db {
         offset: i64,
     ) -> DbResult<(Vec<ApiKeyRow>, i64)> {
         let rows = reader!(self, |p| sqlx::query_as(
-            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes \
+            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes, devices \
              FROM user_api_keys WHERE user_id = $1 AND revoked_at IS NULL \
              ORDER BY id DESC LIMIT $2 OFFSET $3"
         )
@@ -294,6 +306,18 @@ impl Db {
         .fetch_one(p)
         .await)?;
         Ok((rows, total))
+    }
+
+    /// One of the tenant's keys that is not revoked.
+    pub async fn api_key(&self, tenant: i64, key_id: i64) -> DbResult<Option<ApiKeyRow>> {
+        Ok(reader!(self, |p| sqlx::query_as(
+            "SELECT id, user_id, name, prefix, created_at, last_used_at, revoked_at, scopes, devices \
+             FROM user_api_keys WHERE user_id = $1 AND id = $2 AND revoked_at IS NULL"
+        )
+        .bind(tenant)
+        .bind(key_id)
+        .fetch_optional(p)
+        .await)?)
     }
 
     /// Revokes one of the tenant's keys. False when the tenant has no such live key.

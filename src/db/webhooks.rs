@@ -77,11 +77,13 @@ pub struct LogRow {
     pub webhook_id: Option<String>,
     pub plugin_id: Option<i64>,
     pub created_at: i64,
+    /// The device the event or run was about (none for test events).
+    pub device_id: Option<i64>,
 }
 
 const LOG_COLUMNS: &str =
     "id, user_id, kind, target, event, message_id, attempt, outcome, http_status, latency_ms, \
-     error, request, response, endpoint_id, delivery_id, webhook_id, plugin_id, created_at";
+     error, request, response, endpoint_id, delivery_id, webhook_id, plugin_id, created_at, device_id";
 
 /// One `webhook_logs` row to write: a webhook attempt or a plugin run.
 #[derive(Debug, Clone, Default)]
@@ -106,6 +108,8 @@ pub struct NewLog {
     pub delivery_id: Option<i64>,
     pub webhook_id: Option<String>,
     pub plugin_id: Option<i64>,
+    /// The device the event or run was about.
+    pub device_id: Option<i64>,
 }
 
 /// Filters of the log list; every field narrows it.
@@ -122,8 +126,8 @@ pub struct LogFilter {
 }
 
 pub(crate) const INSERT_LOG: &str = "INSERT INTO webhook_logs (user_id, kind, target, event, message_id, attempt, outcome, \
-     http_status, latency_ms, error, request, response, endpoint_id, delivery_id, webhook_id, plugin_id, created_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) RETURNING id";
+     http_status, latency_ms, error, request, response, endpoint_id, delivery_id, webhook_id, plugin_id, created_at, device_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING id";
 
 /// Binds a [`NewLog`] to [`INSERT_LOG`].
 macro_rules! bind_log {
@@ -145,6 +149,7 @@ macro_rules! bind_log {
             .bind(&$log.webhook_id)
             .bind($log.plugin_id)
             .bind($now)
+            .bind($log.device_id)
     };
 }
 pub(crate) use bind_log;
@@ -190,21 +195,26 @@ impl Db {
         Ok(reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(id).fetch_optional(p).await)?)
     }
 
+    /// A page of the tenant's endpoints (for every device or for one of `devices`, when
+    /// given) and their number.
     pub async fn list_webhooks(
         &self,
         tenant: i64,
+        devices: Option<&[i64]>,
         limit: i64,
         offset: i64,
     ) -> DbResult<(Vec<EndpointRow>, i64)> {
-        let sql = format!("{ENDPOINT_SELECT} WHERE w.user_id = $1 ORDER BY w.id LIMIT $2 OFFSET $3");
+        let sql = format!(
+            "{ENDPOINT_SELECT} WHERE w.user_id = $1{} ORDER BY w.id LIMIT $2 OFFSET $3",
+            super::device_scope("w.device_id", devices, true)
+        );
         let rows =
             reader!(self, |p| sqlx::query_as(&sql).bind(tenant).bind(limit).bind(offset).fetch_all(p).await)?;
-        let total: i64 = reader!(self, |p| sqlx::query_scalar(
-            "SELECT COUNT(*) FROM webhook_endpoints WHERE user_id = $1"
-        )
-        .bind(tenant)
-        .fetch_one(p)
-        .await)?;
+        let count = format!(
+            "SELECT COUNT(*) FROM webhook_endpoints WHERE user_id = $1{}",
+            super::device_scope("device_id", devices, true)
+        );
+        let total: i64 = reader!(self, |p| sqlx::query_scalar(&count).bind(tenant).fetch_one(p).await)?;
         Ok((rows, total))
     }
 
@@ -366,17 +376,22 @@ impl Db {
     pub async fn list_webhook_logs(
         &self,
         tenant: i64,
+        devices: Option<&[i64]>,
         f: &LogFilter,
         limit: i64,
         offset: i64,
     ) -> DbResult<(Vec<LogRow>, i64)> {
-        const COND: &str =
+        // A key limited to some devices sees the rows of its devices: rows of no device (test
+        // events) belong to the whole account.
+        let cond = format!(
             " WHERE user_id = $1 AND ($2 IS NULL OR endpoint_id = $2) AND ($3 IS NULL OR plugin_id = $3) \
              AND ($4 IS NULL OR kind = $4) AND ($5 IS NULL OR event = $5) AND ($6 IS NULL OR outcome = $6) \
-             AND ($7 IS NULL OR message_id = $7) AND ($8 IS NULL OR created_at >= $8)";
+             AND ($7 IS NULL OR message_id = $7) AND ($8 IS NULL OR created_at >= $8){}",
+            super::device_scope("device_id", devices, false)
+        );
         let sql =
-            format!("SELECT {LOG_COLUMNS} FROM webhook_logs{COND} ORDER BY id DESC LIMIT $9 OFFSET $10");
-        let count = format!("SELECT COUNT(*) FROM webhook_logs{COND}");
+            format!("SELECT {LOG_COLUMNS} FROM webhook_logs{cond} ORDER BY id DESC LIMIT $9 OFFSET $10");
+        let count = format!("SELECT COUNT(*) FROM webhook_logs{cond}");
         macro_rules! filtered {
             ($q:expr) => {
                 $q.bind(tenant)

@@ -93,16 +93,17 @@ impl ContactService {
         offset: i64,
     ) -> ApiResult<(Vec<Contact>, i64)> {
         let device_id = match device {
-            Some(d) => Some(find_device(&self.db, &self.country_code, tenant.id, d).await?.id),
+            Some(d) => Some(find_device(&self.db, &self.country_code, tenant, d).await?.id),
             None => None,
         };
         let q = crate::content::search_text(q).map_err(|e| ApiError::validation("q", e))?;
-        let (rows, total) = self.db.list_contacts(tenant.id, device_id, q, limit, offset).await?;
+        let (rows, total) =
+            self.db.list_contacts(tenant.id, device_id, tenant.devices.ids(), q, limit, offset).await?;
         Ok((self.with_lids(tenant, rows).await?, total))
     }
 
     async fn device(&self, tenant: &Tenant, device: &str) -> ApiResult<DeviceRow> {
-        find_device(&self.db, &self.country_code, tenant.id, device).await
+        find_device(&self.db, &self.country_code, tenant, device).await
     }
 
     /// One contact with its profile: read from WhatsApp when not read in the last day (or when

@@ -67,12 +67,12 @@ impl DeviceService {
 
     /// One of the tenant's devices, by id or phone number.
     pub async fn find(&self, tenant: &Tenant, reference: &str) -> ApiResult<DeviceRow> {
-        find_device(&self.db, &self.country_code, tenant.id, reference).await
+        find_device(&self.db, &self.country_code, tenant, reference).await
     }
 
     /// A page of the tenant's devices with their live status, and the total.
     pub async fn list(&self, tenant: &Tenant, limit: i64, offset: i64) -> ApiResult<(Vec<Device>, i64)> {
-        let (rows, total) = self.db.list_devices(tenant.id, limit, offset).await?;
+        let (rows, total) = self.db.list_devices(tenant.id, tenant.devices.ids(), limit, offset).await?;
         Ok((rows.into_iter().map(|r| self.with_live(r)).collect(), total))
     }
 
@@ -83,6 +83,7 @@ impl DeviceService {
     /// Adds a device for the phone number (named after it when `name` is blank) within the
     /// package's limit, and starts pairing it.
     pub async fn create(&self, tenant: &Tenant, phone: &str, name: Option<&str>) -> ApiResult<Device> {
+        tenant.needs_every_device("adding a device")?;
         let phone = normalize_device_phone(phone, &self.country_code)
             .map_err(|e| ApiError::validation("phone", e.to_string()))?;
         let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or(&phone).to_string();

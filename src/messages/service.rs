@@ -187,10 +187,20 @@ impl MessageService {
 
     /// The first answer to a send made again with the same key, if there was one.
     async fn replay(&self, tenant: &Tenant, key: Option<&str>) -> ApiResult<Option<MessageRow>> {
-        match key {
-            Some(key) => Ok(self.outbound.replay(tenant.id, key).await?),
-            None => Ok(None),
+        let Some(key) = key else { return Ok(None) };
+        match self.outbound.replay(tenant.id, key).await? {
+            // Keys are the account's: one a device this API key does not see used stays taken,
+            // without showing that device's message.
+            Some(row) if !tenant.sees(row.device_id) => Err(ApiError::Conflict(
+                "this Idempotency-Key was used for a message of a device this API key does not see".into(),
+            )),
+            found => Ok(found),
         }
+    }
+
+    /// The tenant's message `id`, unless it is of a device the acting key does not see.
+    pub(super) async fn own_message(&self, tenant: &Tenant, id: i64) -> ApiResult<Option<MessageRow>> {
+        Ok(self.db.message(tenant.id, id).await?.filter(|m| tenant.sees(m.device_id)))
     }
 
     /// The device, recipient and details every send starts from, after the replay check:
@@ -199,7 +209,7 @@ impl MessageService {
         if let Some(row) = self.replay(tenant, common.idempotency_key.as_deref()).await? {
             return Ok(Err(row));
         }
-        let device = find_device(&self.db, &self.country_code, tenant.id, &common.device).await?;
+        let device = find_device(&self.db, &self.country_code, tenant, &common.device).await?;
         let to = self.recipient(&common.to, "to")?;
         let typing_ms = check_typing(common.typing_ms).map_err(invalid)?;
         let reply_to = match common.reply_to.as_deref() {
@@ -227,7 +237,7 @@ impl MessageService {
     ) -> ApiResult<QuotedRef> {
         let row = match raw.parse::<i64>() {
             Ok(id) if id > 0 => {
-                let row = self.db.message(tenant.id, id).await?;
+                let row = self.own_message(tenant, id).await?;
                 Some(row.ok_or_else(|| ApiError::validation("reply_to", "no message with this id"))?)
             }
             _ => {
@@ -238,7 +248,7 @@ impl MessageService {
                     ));
                 }
                 match self.db.message_id_by_wa_id(device.id, raw).await? {
-                    Some(id) => self.db.message(tenant.id, id).await?,
+                    Some(id) => self.own_message(tenant, id).await?,
                     None => None,
                 }
             }
@@ -382,9 +392,10 @@ impl MessageService {
 
     /// The stored filter for history filters given as text.
     pub async fn filter(&self, tenant: &Tenant, q: &HistorySearch) -> ApiResult<MessageFilter> {
-        let mut f = MessageFilter::default();
+        let mut f =
+            MessageFilter { devices: tenant.devices.ids().map(<[i64]>::to_vec), ..MessageFilter::default() };
         if let Some(d) = given(&q.device) {
-            f.device_id = Some(find_device(&self.db, &self.country_code, tenant.id, d).await?.id);
+            f.device_id = Some(find_device(&self.db, &self.country_code, tenant, d).await?.id);
         }
         if let Some(d) = given(&q.direction) {
             if d != "in" && d != "out" {
@@ -470,14 +481,14 @@ impl MessageService {
 
     /// One message with every status it went through, oldest first.
     pub async fn message(&self, tenant: &Tenant, id: i64) -> ApiResult<(MessageRow, Vec<StatusEventRow>)> {
-        let row = self.db.message(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+        let row = self.own_message(tenant, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
         let history = self.db.message_status_history(tenant.id, id).await?;
         Ok((row, history))
     }
 
     /// The bytes of a message's media (inbound or sent), while they are kept.
     pub async fn media(&self, tenant: &Tenant, id: i64) -> ApiResult<MediaBytes> {
-        let row = self.db.message(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+        let row = self.own_message(tenant, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
         self.keeper.bytes(&row).await.map_err(unavailable)
     }
 

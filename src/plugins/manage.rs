@@ -97,11 +97,28 @@ impl PluginService {
 
     /// A page of the tenant's plugins in the order they run, and their number.
     pub async fn list(&self, tenant: &Tenant, limit: i64, offset: i64) -> ApiResult<(Vec<PluginRow>, i64)> {
-        Ok(self.db.list_plugins(tenant.id, limit, offset).await?)
+        if tenant.devices.is_all() {
+            return Ok(self.db.list_plugins(tenant.id, limit, offset).await?);
+        }
+        // Plugins are few (a package limits them): the visible ones are picked here.
+        let (all, _) = self.db.list_plugins(tenant.id, i64::MAX, 0).await?;
+        let visible: Vec<PluginRow> = all.into_iter().filter(|p| visible(tenant, p)).collect();
+        let total = visible.len() as i64;
+        let page = visible.into_iter().skip(offset.max(0) as usize).take(limit.max(0) as usize).collect();
+        Ok((page, total))
     }
 
+    /// One of the tenant's plugins: one that runs for a device the acting key sees.
     pub async fn get(&self, tenant: &Tenant, id: i64) -> ApiResult<PluginRow> {
-        self.db.plugin(tenant.id, id).await?.ok_or_else(not_found)
+        self.db.plugin(tenant.id, id).await?.filter(|p| visible(tenant, p)).ok_or_else(not_found)
+    }
+
+    /// One of the tenant's plugins that the acting key may change, try and delete: one that
+    /// runs only for devices the key sees.
+    async fn changeable(&self, tenant: &Tenant, id: i64) -> ApiResult<PluginRow> {
+        let row = self.get(tenant, id).await?;
+        may_run_for(tenant, &row.device_ids())?;
+        Ok(row)
     }
 
     /// Checks, compiles and stores a component within the package's limit.
@@ -114,6 +131,7 @@ impl PluginService {
             Some(_) => return Err(ApiError::validation("enabled", "must be true or false")),
         };
         let devices = self.device_ids(tenant, fields.devices).await?;
+        may_run_for(tenant, &devices)?;
         let run_order = match fields.order.as_deref().map(str::trim).filter(|o| !o.is_empty()) {
             None => 0,
             Some(o) => o.parse().map_err(|_| ApiError::validation("order", "must be a whole number"))?,
@@ -147,14 +165,18 @@ impl PluginService {
     /// again only after `[plugins] reenable_cooldown`, so re-enabling cannot keep a failing
     /// plugin running.
     pub async fn update(&self, tenant: &Tenant, id: i64, change: PluginChange) -> ApiResult<PluginRow> {
-        let current = self.get(tenant, id).await?;
+        let current = self.changeable(tenant, id).await?;
         let name = match change.name.as_deref() {
             Some(n) => Some(check_name(Some(n))?),
             None => None,
         };
         let devices = match change.devices {
             None => None,
-            Some(list) => Some(self.device_ids(tenant, list).await?),
+            Some(list) => {
+                let ids = self.device_ids(tenant, list).await?;
+                may_run_for(tenant, &ids)?;
+                Some(ids)
+            }
         };
         let config = match &change.config {
             Some(v) => Some(check_config(v)?),
@@ -194,6 +216,7 @@ impl PluginService {
 
     /// Deletes a plugin and its key-value data.
     pub async fn delete(&self, tenant: &Tenant, id: i64) -> ApiResult<()> {
+        self.changeable(tenant, id).await?;
         if !self.db.delete_plugin(tenant.id, id).await? {
             return Err(not_found());
         }
@@ -205,12 +228,15 @@ impl PluginService {
     /// Runs the plugin on a sample message: nothing is sent or recorded and key-value writes
     /// are discarded. Runs a disabled plugin too, so a fix can be tried before enabling it.
     pub async fn try_run(&self, tenant: &Tenant, id: i64, trial: Trial) -> ApiResult<RunReport> {
-        let row = self.get(tenant, id).await?;
+        // Its key-value store holds what runs for every device it serves wrote.
+        let row = self.changeable(tenant, id).await?;
         let device = match trial.device.as_deref() {
-            Some(d) => Some(find_device(&self.db, &self.country_code, tenant.id, d).await?),
+            Some(d) => Some(find_device(&self.db, &self.country_code, tenant, d).await?),
             None => match row.device_ids().first() {
-                Some(id) => self.db.device(tenant.id, *id).await?,
-                None => self.db.list_devices(tenant.id, 1, 0).await?.0.into_iter().next(),
+                Some(id) => self.db.device(tenant.id, *id).await?.filter(|d| tenant.sees(d.id)),
+                None => {
+                    self.db.list_devices(tenant.id, tenant.devices.ids(), 1, 0).await?.0.into_iter().next()
+                }
             },
         };
         let sender = trial.sender.unwrap_or_else(|| "6281234567890".into());
@@ -250,13 +276,27 @@ impl PluginService {
         }
         let mut ids = Vec::with_capacity(references.len());
         for reference in references.iter().filter(|d| !d.trim().is_empty()) {
-            let id = find_device(&self.db, &self.country_code, tenant.id, reference).await?.id;
+            let id = find_device(&self.db, &self.country_code, tenant, reference).await?.id;
             if !ids.contains(&id) {
                 ids.push(id);
             }
         }
         Ok(ids)
     }
+}
+
+/// Whether the acting key sees plugin `row`: it runs for every device, or for one the key sees.
+fn visible(tenant: &Tenant, row: &PluginRow) -> bool {
+    let ids = row.device_ids();
+    ids.is_empty() || ids.iter().any(|d| tenant.sees(*d))
+}
+
+/// Refuses a plugin for devices `ids` (none: every device) reaching beyond the acting key's.
+fn may_run_for(tenant: &Tenant, ids: &[i64]) -> ApiResult<()> {
+    if ids.is_empty() {
+        return tenant.needs_every_device("a plugin for every device");
+    }
+    ids.iter().try_for_each(|d| tenant.may_change(Some(*d), "the plugin"))
 }
 
 fn check_name(name: Option<&str>) -> ApiResult<String> {

@@ -280,6 +280,7 @@ impl Plugins {
             delivery_id: None,
             webhook_id: None,
             plugin_id: Some(row.id),
+            device_id: (input.context.device_id > 0).then_some(input.context.device_id),
         };
         if let Err(e) = self.inner.db.insert_webhook_log(&log).await {
             tracing::warn!(plugin_id = row.id, error = %e, "cannot log a plugin run");

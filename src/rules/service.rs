@@ -58,16 +58,18 @@ impl RuleService {
 
     /// A page of the tenant's rules in the order they are tried, with the total.
     pub async fn list(&self, tenant: &Tenant, limit: i64, offset: i64) -> ApiResult<(Vec<RuleRow>, i64)> {
-        Ok(self.db.list_rules(tenant.id, limit, offset).await?)
+        Ok(self.db.list_rules(tenant.id, tenant.devices.ids(), limit, offset).await?)
     }
 
+    /// One of the tenant's rules: of the acting key's devices, or for every device.
     pub async fn get(&self, tenant: &Tenant, id: i64) -> ApiResult<RuleRow> {
-        self.db.rule(tenant.id, id).await?.ok_or_else(not_found)
+        self.db.rule(tenant.id, id).await?.filter(|r| tenant.sees_bound(r.device_id)).ok_or_else(not_found)
     }
 
     /// Creates a rule (`keyword` and `reply` required) within the package's limit.
     pub async fn create(&self, tenant: &Tenant, change: RuleChange) -> ApiResult<RuleRow> {
         let rule = self.build(tenant, None, change).await?;
+        tenant.may_change(rule.device_id, "a rule")?;
         let row = self
             .limits
             .create_within(tenant.id, &tenant.package, Resource::AutoReplies, |limit| {
@@ -81,13 +83,16 @@ impl RuleService {
     /// Changes the fields given; the rule's cooldowns start over.
     pub async fn update(&self, tenant: &Tenant, id: i64, change: RuleChange) -> ApiResult<RuleRow> {
         let current = self.get(tenant, id).await?;
+        tenant.may_change(current.device_id, "the rule")?;
         let rule = self.build(tenant, Some(&current), change).await?;
+        tenant.may_change(rule.device_id, "a rule")?;
         let row = self.db.update_rule(tenant.id, id, &rule).await?.ok_or_else(not_found)?;
         self.tenants.record(tenant.activity("auto_reply.update", format!("auto_reply:{id}"))).await;
         Ok(row)
     }
 
     pub async fn delete(&self, tenant: &Tenant, id: i64) -> ApiResult<()> {
+        tenant.may_change(self.get(tenant, id).await?.device_id, "the rule")?;
         if !self.db.delete_rule(tenant.id, id).await? {
             return Err(not_found());
         }
@@ -115,7 +120,7 @@ impl RuleService {
         check_reply(&reply)?;
         let device_id = match change.device {
             Some(Some(d)) if !d.trim().is_empty() => {
-                Some(find_device(&self.db, &self.country_code, tenant.id, &d).await?.id)
+                Some(find_device(&self.db, &self.country_code, tenant, &d).await?.id)
             }
             Some(_) => None,
             None => current.and_then(|c| c.device_id),

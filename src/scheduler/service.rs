@@ -93,17 +93,18 @@ impl ScheduleService {
                 ));
             }
         }
-        Ok(self.db.list_schedules(tenant.id, status, limit, offset).await?)
+        Ok(self.db.list_schedules(tenant.id, tenant.devices.ids(), status, limit, offset).await?)
     }
 
+    /// One of the tenant's scheduled messages, of a device the acting key sees.
     pub async fn get(&self, tenant: &Tenant, id: i64) -> ApiResult<ScheduleRow> {
-        self.db.schedule(tenant.id, id).await?.ok_or_else(not_found)
+        self.db.schedule(tenant.id, id).await?.filter(|s| tenant.sees(s.device_id)).ok_or_else(not_found)
     }
 
     /// Schedules a message within the package's limit; the worker is woken when it is due
     /// before its next poll.
     pub async fn create(&self, tenant: &Tenant, input: NewScheduled) -> ApiResult<ScheduleRow> {
-        let device = find_device(&self.db, &self.country_code, tenant.id, &input.device).await?;
+        let device = find_device(&self.db, &self.country_code, tenant, &input.device).await?;
         let new = self.build(device.id, input)?;
         let row = self
             .limits

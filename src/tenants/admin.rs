@@ -3,7 +3,7 @@
 //! limit; each recorded in the activity log as the admin. The admin API and the operator's
 //! dashboard pages both call this.
 
-use super::{hash_password, Admin, CreateTenant, Scopes, TenantService};
+use super::{hash_password, Admin, CreateTenant, Devices, Scopes, TenantService};
 use crate::db::{ApiKeyRow, TenantRow};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{apply_overrides, OverrideChange, Overrides, Resource};
@@ -108,7 +108,7 @@ impl TenantService {
         name: &str,
     ) -> ApiResult<(ApiKeyRow, String)> {
         self.db.tenant(id).await?.ok_or_else(|| ApiError::not_found("tenant"))?;
-        let (row, secret) = self.issue_key(id, name, Scopes::ALL, None).await?;
+        let (row, secret) = self.issue_key(id, name, Scopes::ALL, &Devices::All, None).await?;
         self.record(admin.activity(Some(id), "api_key.create", format!("api_key:{}", row.id))).await;
         Ok((row, secret))
     }

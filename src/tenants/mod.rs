@@ -4,7 +4,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::db::activity::NewActivity;
-use crate::db::tenants::NewTenant;
+use crate::db::tenants::{NewApiKey, NewTenant};
 use crate::db::{ActivityRow, ApiKeyRow, AuthRow, Db, DbError, TenantRow};
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{LimitsService, Resource};
@@ -12,7 +12,7 @@ use crate::limits::{LimitsService, Resource};
 mod admin;
 pub mod scopes;
 
-pub use scopes::{Scope, Scopes};
+pub use scopes::{Devices, Scope, Scopes};
 
 pub use admin::TenantChange;
 
@@ -65,9 +65,45 @@ pub struct Tenant {
     pub ip: Option<String>,
     /// What the acting key may do (every scope on the dashboard).
     pub scopes: Scopes,
+    /// The devices the acting key may see and act through (all on the dashboard).
+    pub devices: Devices,
 }
 
 impl Tenant {
+    /// Whether the acting key may see device `id`.
+    pub fn sees(&self, device: i64) -> bool {
+        self.devices.allows(device)
+    }
+
+    /// Whether the acting key may see an object bound to `device`, or to every device (`None`,
+    /// e.g. a tenant-wide rule).
+    pub fn sees_bound(&self, device: Option<i64>) -> bool {
+        device.is_none_or(|d| self.sees(d))
+    }
+
+    /// Refuses a change to an object bound to `device`, or to every device (`None`), that
+    /// reaches beyond the acting key's devices; `what` names the object.
+    pub fn may_change(&self, device: Option<i64>, what: &str) -> ApiResult<()> {
+        match device {
+            Some(d) if self.sees(d) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(format!(
+                "this API key is limited to some devices; {what} is bound to another device"
+            ))),
+            None => self.needs_every_device(&format!("{what} for every device")),
+        }
+    }
+
+    /// Refuses an act on the whole account (one that reaches beyond any device) to a key
+    /// limited to some devices; `what` names the act.
+    pub fn needs_every_device(&self, what: &str) -> ApiResult<()> {
+        if self.devices.is_all() {
+            return Ok(());
+        }
+        Err(ApiError::Forbidden(format!(
+            "this API key is limited to some devices; {what} needs a key for every device"
+        )))
+    }
+
     /// An activity-log entry by this tenant.
     pub fn activity(&self, action: &str, target: impl Into<Option<String>>) -> NewActivity {
         NewActivity {
@@ -224,6 +260,7 @@ impl TenantService {
         tenant: i64,
         name: &str,
         scopes: Scopes,
+        devices: &Devices,
         limit: Option<i64>,
     ) -> Result<(ApiKeyRow, String), TenantError> {
         let name = name.trim();
@@ -241,30 +278,57 @@ impl TenantService {
                 message: "must name at least one scope".into(),
             });
         }
-        let row =
-            self.db.create_api_key(tenant, name, &key.prefix, &key.hash, &scopes.to_stored(), limit).await?;
+        if devices.ids().is_some_and(<[i64]>::is_empty) {
+            return Err(TenantError::Invalid {
+                field: "devices",
+                message: "must name at least one device, or be left out for every device".into(),
+            });
+        }
+        let (scopes, devices) = (scopes.to_stored(), devices.to_stored());
+        let new = NewApiKey {
+            name,
+            prefix: &key.prefix,
+            hash: &key.hash,
+            scopes: &scopes,
+            devices: devices.as_deref(),
+        };
+        let row = self.db.create_api_key(tenant, &new, limit).await?;
         Ok((row.ok_or(TenantError::OverLimit)?, key.secret))
     }
 
-    /// The tenant's live API keys, newest first, and their number.
+    /// The tenant's live API keys the acting key may see (those limited to some of its own
+    /// devices, when it is limited), newest first, and their number.
     pub async fn list_keys(
         &self,
         tenant: &Tenant,
         limit: i64,
         offset: i64,
     ) -> ApiResult<(Vec<ApiKeyRow>, i64)> {
-        Ok(self.db.list_api_keys(tenant.id, limit, offset).await?)
+        if tenant.devices.is_all() {
+            return Ok(self.db.list_api_keys(tenant.id, limit, offset).await?);
+        }
+        // Keys are few (a package limits them): the visible ones are picked here.
+        let (all, _) = self.db.list_api_keys(tenant.id, i64::MAX, 0).await?;
+        let visible: Vec<ApiKeyRow> = all.into_iter().filter(|k| self.visible_key(tenant, k)).collect();
+        let total = visible.len() as i64;
+        let page = visible.into_iter().skip(offset.max(0) as usize).take(limit.max(0) as usize).collect();
+        Ok((page, total))
     }
 
-    /// Issues another key for the tenant within the package's `api_keys` limit; the secret is
-    /// in the answer only.
-    /// Creates a key of the tenant with `scopes` (`None`: the acting key's own). A key never
-    /// makes a key that may do more than itself.
+    /// Whether the acting key may see key `row`: one limited to devices it sees too.
+    fn visible_key(&self, tenant: &Tenant, row: &ApiKeyRow) -> bool {
+        tenant.devices.covers(&Devices::from_stored(row.devices.as_deref()))
+    }
+
+    /// Creates a key of the tenant with `scopes` and `devices` (`None`: the acting key's own).
+    /// A key never makes a key that may do more, or see more devices, than itself. The
+    /// package's `api_keys` limit holds; the secret is in the answer only.
     pub async fn create_key(
         &self,
         tenant: &Tenant,
         name: &str,
         scopes: Option<Scopes>,
+        devices: Option<Devices>,
     ) -> ApiResult<(ApiKeyRow, String)> {
         let scopes = scopes.unwrap_or(tenant.scopes);
         if !tenant.scopes.covers(scopes) {
@@ -273,14 +337,26 @@ impl TenantService {
                 tenant.scopes.names().join(", ")
             )));
         }
+        let devices = devices.unwrap_or_else(|| tenant.devices.clone());
+        if !tenant.devices.covers(&devices) {
+            return Err(ApiError::Forbidden(
+                "this API key may only make keys limited to its own devices".into(),
+            ));
+        }
         let limit = self.limits.limits(tenant.id, &tenant.package).await?.get(Resource::ApiKeys);
-        let (row, secret) = self.issue_key(tenant.id, name, scopes, limit).await?;
+        let (row, secret) = self.issue_key(tenant.id, name, scopes, &devices, limit).await?;
         self.record(tenant.activity("api_key.create", format!("api_key:{}", row.id))).await;
         Ok((row, secret))
     }
 
     /// Revokes one of the tenant's keys at once.
     pub async fn revoke_key(&self, tenant: &Tenant, id: i64) -> ApiResult<()> {
+        if !tenant.devices.is_all() {
+            let row = self.db.api_key(tenant.id, id).await?;
+            if !row.is_some_and(|k| self.visible_key(tenant, &k)) {
+                return Err(ApiError::not_found("api key"));
+            }
+        }
         if !self.db.revoke_api_key(tenant.id, id).await? {
             return Err(ApiError::not_found("api key"));
         }
@@ -296,6 +372,7 @@ impl TenantService {
         limit: i64,
         offset: i64,
     ) -> ApiResult<(Vec<ActivityRow>, i64)> {
+        tenant.needs_every_device("the account's activity log")?;
         Ok(self.db.list_activity(tenant.id, action, limit, offset).await?)
     }
 

@@ -55,17 +55,19 @@ impl EndpointService {
 
     /// A page of the tenant's endpoints and their number.
     pub async fn list(&self, tenant: &Tenant, limit: i64, offset: i64) -> ApiResult<(Vec<EndpointRow>, i64)> {
-        Ok(self.db.list_webhooks(tenant.id, limit, offset).await?)
+        Ok(self.db.list_webhooks(tenant.id, tenant.devices.ids(), limit, offset).await?)
     }
 
+    /// One of the tenant's endpoints: of the acting key's devices, or for every device.
     pub async fn get(&self, tenant: &Tenant, id: i64) -> ApiResult<EndpointRow> {
-        self.db.webhook(tenant.id, id).await?.ok_or_else(not_found)
+        self.db.webhook(tenant.id, id).await?.filter(|w| tenant.sees_bound(w.device_id)).ok_or_else(not_found)
     }
 
     /// Creates an endpoint (`url` required) within the package's limit; the answer carries
     /// its signing secret (`whsec_…`), shown only now.
     pub async fn create(&self, tenant: &Tenant, change: EndpointChange) -> ApiResult<(EndpointRow, String)> {
         let settings = self.build(tenant, None, change).await?;
+        tenant.may_change(settings.device_id, "a webhook")?;
         let (secret, sealed) = self.webhooks.new_secret(tenant.id);
         let row = self
             .limits
@@ -81,7 +83,9 @@ impl EndpointService {
     /// cancels its queued deliveries.
     pub async fn update(&self, tenant: &Tenant, id: i64, change: EndpointChange) -> ApiResult<EndpointRow> {
         let current = self.get(tenant, id).await?;
+        tenant.may_change(current.device_id, "the webhook")?;
         let settings = self.build(tenant, Some(&current), change).await?;
+        tenant.may_change(settings.device_id, "a webhook")?;
         let reason = (!settings.enabled).then_some("disabled by you");
         let row = self.db.update_webhook(tenant.id, id, &settings, reason).await?.ok_or_else(not_found)?;
         self.tenants.record(tenant.activity("webhook.update", format!("webhook:{id}"))).await;
@@ -90,6 +94,7 @@ impl EndpointService {
 
     /// Deletes an endpoint and its queued deliveries; its log rows stay.
     pub async fn delete(&self, tenant: &Tenant, id: i64) -> ApiResult<()> {
+        tenant.may_change(self.get(tenant, id).await?.device_id, "the webhook")?;
         if !self.db.delete_webhook(tenant.id, id).await? {
             return Err(not_found());
         }
@@ -100,6 +105,7 @@ impl EndpointService {
     /// Replaces the signing secret; the old one keeps signing alongside for 24 hours. The
     /// answer carries the new secret.
     pub async fn rotate_secret(&self, tenant: &Tenant, id: i64) -> ApiResult<(EndpointRow, String)> {
+        tenant.may_change(self.get(tenant, id).await?.device_id, "the webhook")?;
         let (secret, sealed) = self.webhooks.new_secret(tenant.id);
         let webhooks = self.webhooks.clone();
         let row = self
@@ -119,15 +125,21 @@ impl EndpointService {
         limit: i64,
         offset: i64,
     ) -> ApiResult<(Vec<LogRow>, i64)> {
-        Ok(self.db.list_webhook_logs(tenant.id, filter, limit, offset).await?)
+        Ok(self.db.list_webhook_logs(tenant.id, tenant.devices.ids(), filter, limit, offset).await?)
     }
 
+    /// One of the tenant's log rows; a key limited to some devices sees those of its devices.
     pub async fn log(&self, tenant: &Tenant, id: i64) -> ApiResult<LogRow> {
-        self.db.webhook_log(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("log row"))
+        self.db
+            .webhook_log(tenant.id, id)
+            .await?
+            .filter(|l| tenant.devices.is_all() || l.device_id.is_some_and(|d| tenant.sees(d)))
+            .ok_or_else(|| ApiError::not_found("log row"))
     }
 
     /// Sends the delivery of a log row again with the same `webhook-id`.
     pub async fn retry(&self, tenant: &Tenant, log_id: i64) -> ApiResult<DeliveryRow> {
+        self.log(tenant, log_id).await?;
         let row = match self.db.retry_webhook_log(tenant.id, log_id).await? {
             RetryLog::Queued(row) => *row,
             RetryLog::NotFound => return Err(ApiError::not_found("log row")),
@@ -178,7 +190,7 @@ impl EndpointService {
         };
         let device_id = match change.device {
             Some(Some(d)) if !d.trim().is_empty() => {
-                Some(find_device(&self.db, &self.country_code, tenant.id, &d).await?.id)
+                Some(find_device(&self.db, &self.country_code, tenant, &d).await?.id)
             }
             Some(_) => None,
             None => current.and_then(|c| c.device_id),

@@ -116,6 +116,7 @@ impl Events {
                 webhook_id: webhook_id.clone(),
                 event: event.as_str().to_string(),
                 message_id,
+                device_id,
                 payload: payload.clone(),
                 max_attempts: self.max_attempts,
                 due: now_ms(),

@@ -85,6 +85,7 @@ impl Webhooks {
                         webhook_id: webhook_id.clone(),
                         event: event.as_str().to_string(),
                         message_id: Some(message.id),
+                        device_id: Some(message.device_id),
                         payload: payload.clone(),
                         max_attempts,
                         due: item.created_at.max(crate::db::now_ms()),

@@ -154,6 +154,7 @@ impl ReplyStage {
             webhook_id: webhook_id.clone(),
             event: event.clone(),
             message_id: Some(ctx.message.id),
+            device_id: Some(ctx.device.id),
             payload: payload.to_string(),
             max_attempts: 1,
             due: now_ms(),
@@ -175,6 +176,7 @@ impl ReplyStage {
             delivery_id: None,
             webhook_id: Some(webhook_id),
             plugin_id: None,
+            device_id: Some(ctx.device.id),
         };
         if let Err(e) = self.db.record_reply_attempt(&delivery, outcome.success(), &log).await {
             tracing::warn!(message_id = ctx.message.id, error = %e, "cannot log a reply webhook attempt");

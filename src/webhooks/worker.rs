@@ -294,6 +294,7 @@ impl Webhooks {
             delivery_id: Some(delivery.id),
             webhook_id: Some(delivery.webhook_id.clone()),
             plugin_id: None,
+            device_id: delivery.device_id,
         };
         let record = AttemptRecord {
             delivery_id: delivery.id,

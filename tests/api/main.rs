@@ -6,6 +6,7 @@ mod auth;
 mod chats;
 mod cluster;
 mod contacts;
+mod device_keys;
 mod devices;
 mod docs;
 mod errors;

@@ -19,13 +19,13 @@ const DEVICE: &str = "6281381830652";
 const CUSTOMER: &str = "6281234567891";
 
 /// A component built by `plugins/build.sh`.
-fn component(name: &str) -> Vec<u8> {
+pub fn component(name: &str) -> Vec<u8> {
     let path = format!("{}/target/plugins/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}; run plugins/build.sh first"))
 }
 
 /// Uploads `name` as a multipart form with extra text parts; returns the status and body.
-async fn upload_form(
+pub async fn upload_form(
     app: &TestApp,
     tenant: &TestTenant,
     name: &str,

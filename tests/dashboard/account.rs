@@ -78,3 +78,42 @@ async fn a_read_only_key_made_on_the_page_reads_and_cannot_send() {
     let row = listed.body.split("Laporan").nth(1).expect("the key is listed");
     assert!(row.split("</tr>").next().unwrap().contains("<td class=\"scopes\">read</td>"), "{}", listed.body);
 }
+
+#[tokio::test]
+async fn a_key_made_on_the_page_for_one_device_sees_only_that_device() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "premium").await;
+    let api = crate::helpers::TestTenant { id: t.id, api_key: t.api_key.clone(), email: t.email.clone() };
+    let shop = app.pair_device(&api, "6281381830658").await;
+    let other = app.pair_device(&api, "6281381830659").await;
+    let mut agent = Agent::new(&app);
+    agent.login(&t.email, PASSWORD).await;
+    let form = agent.get("/api-keys").await;
+    assert!(form.body.contains("name=\"device_access\" value=\"all\" checked"), "every device at first");
+    assert!(form.body.contains(&format!("name=\"device\" value=\"{other}\"")), "a box per device");
+
+    let nothing_ticked = [("name", "Cabang"), ("device_access", "only")];
+    let refused = agent.submit("/api-keys", "/api-keys", &nothing_ticked).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", refused.body);
+    let shop_id = shop.to_string();
+    let stranger = tenant(&app, "basic").await;
+    let theirs =
+        crate::helpers::TestTenant { id: stranger.id, api_key: stranger.api_key, email: stranger.email };
+    let foreign = app.pair_device(&theirs, "6281381830660").await.to_string();
+    let foreign_box = [("name", "Cabang"), ("device_access", "only"), ("device", foreign.as_str())];
+    let refused = agent.submit("/api-keys", "/api-keys", &foreign_box).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY, "another tenant's device: {}", refused.body);
+
+    let fields = [("name", "Cabang"), ("device_access", "only"), ("device", shop_id.as_str())];
+    let made = agent.submit("/api-keys", "/api-keys", &fields).await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let marker = "id=\"new-key\" class=\"code secret\">";
+    let start = made.body.find(marker).expect("the key is shown") + marker.len();
+    let key = made.body[start..].split('<').next().unwrap().replace("&#x2f;", "/");
+    assert_eq!(app.get(&format!("/api/user/devices/{shop}"), &key).await.0, StatusCode::OK);
+    assert_eq!(app.get(&format!("/api/user/devices/{other}"), &key).await.0, StatusCode::NOT_FOUND);
+    let listed = agent.get("/api-keys").await;
+    let row = listed.body.split("Cabang").nth(1).expect("the key is listed");
+    let cell = row.split("<td class=\"devices\">").nth(1).unwrap().split("</td>").next().unwrap();
+    assert_eq!(cell, "Device 6281381830658", "{}", listed.body);
+}

@@ -34,6 +34,8 @@ pub struct NewDelivery {
     pub webhook_id: String,
     pub event: String,
     pub message_id: Option<i64>,
+    /// The device the event is about (none for test events).
+    pub device_id: Option<i64>,
     pub payload: String,
     pub max_attempts: i64,
     /// When the first attempt is due (Unix ms, the caller's clock: it is stored as that wait
@@ -58,11 +60,12 @@ pub struct DeliveryRow {
     pub last_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    pub device_id: Option<i64>,
 }
 
 const DELIVERY_COLUMNS: &str =
     "id, user_id, endpoint_id, webhook_id, event, message_id, payload, status, attempts, \
-     max_attempts, next_attempt_at, lease_until, last_error, created_at, updated_at";
+     max_attempts, next_attempt_at, lease_until, last_error, created_at, updated_at, device_id";
 
 /// An endpoint an event may go to.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -183,8 +186,8 @@ macro_rules! insert_deliveries {
     ($tx:expr, $list:expr, $now:expr) => {
         let sql = format!(
             "INSERT INTO webhook_deliveries (user_id, endpoint_id, webhook_id, event, message_id, payload, status, \
-             attempts, max_attempts, next_attempt_at, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, {} + $8, $9, $9)",
+             attempts, max_attempts, next_attempt_at, created_at, updated_at, device_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, {} + $8, $9, $9, $10)",
             $crate::db::webhooks::deliveries::tx_now_sql(&$tx)
         );
         for d in $list {
@@ -198,6 +201,7 @@ macro_rules! insert_deliveries {
             .bind(d.max_attempts)
             .bind($crate::db::webhooks::deliveries::wait_until(d.due, $now))
             .bind($now)
+            .bind(d.device_id)
             .execute(&mut *$tx)
             .await?;
         }
@@ -549,8 +553,8 @@ impl Db {
             let mut tx = p.begin().await?;
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO webhook_deliveries (user_id, endpoint_id, webhook_id, event, message_id, payload, status, \
-                 attempts, max_attempts, last_error, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 1, $8, $9, $9) RETURNING id",
+                 attempts, max_attempts, last_error, created_at, updated_at, device_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 1, 1, $8, $9, $9, $10) RETURNING id",
             )
             .bind(delivery.user_id)
             .bind(delivery.endpoint_id)
@@ -561,6 +565,7 @@ impl Db {
             .bind(status)
             .bind(if success { None } else { log.error.clone() })
             .bind(now)
+            .bind(delivery.device_id)
             .fetch_one(&mut *tx)
             .await?;
             let mut log = log.clone();

@@ -73,7 +73,7 @@ impl GroupService {
     }
 
     async fn device(&self, tenant: &Tenant, device: &str) -> ApiResult<DeviceRow> {
-        find_device(&self.db, &self.country_code, tenant.id, device).await
+        find_device(&self.db, &self.country_code, tenant, device).await
     }
 
     /// The device's session, wherever it runs.

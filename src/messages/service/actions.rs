@@ -111,7 +111,7 @@ impl MessageService {
         tenant: &Tenant,
         id: i64,
     ) -> ApiResult<(MessageRow, std::sync::Arc<dyn Session>, MessageKey)> {
-        let row = self.db.message(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+        let row = self.own_message(tenant, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
         let key = key_of(&row)?;
         let session =
             self.device_manager.session(row.device_id).await.ok_or(SendError::DeviceNotConnected)?;
@@ -188,7 +188,7 @@ impl MessageService {
     /// own device), as a new message marked forwarded. Media is forwarded while the media store
     /// keeps its bytes.
     pub async fn forward(&self, tenant: &Tenant, id: i64, common: SendCommon) -> ApiResult<MessageRow> {
-        let row = self.db.message(tenant.id, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
+        let row = self.own_message(tenant, id).await?.ok_or_else(|| ApiError::not_found("message"))?;
         let d = row.details();
         if d.revoked_at.is_some() {
             return Err(ApiError::validation("id", "the message was deleted"));
@@ -239,7 +239,7 @@ impl MessageService {
         chat: Option<&str>,
         state: PresenceState,
     ) -> ApiResult<()> {
-        let device = find_device(&self.db, &self.country_code, tenant.id, device).await?;
+        let device = find_device(&self.db, &self.country_code, tenant, device).await?;
         let chat = match chat.filter(|c| !c.trim().is_empty()) {
             Some(c) => Some(self.recipient(c, "chat")?.jid()),
             None if state.in_chat() => {

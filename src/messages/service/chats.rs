@@ -78,12 +78,13 @@ impl MessageService {
         offset: i64,
     ) -> ApiResult<(Vec<Chat>, i64)> {
         let device_id = match wanted.device {
-            Some(d) => Some(find_device(&self.db, &self.country_code, tenant.id, d).await?.id),
+            Some(d) => Some(find_device(&self.db, &self.country_code, tenant, d).await?.id),
             None => None,
         };
         let q = crate::content::search_text(wanted.q).map_err(|e| ApiError::validation("q", e))?;
         let filter = ChatFilter {
             device_id,
+            devices: tenant.devices.ids().map(<[i64]>::to_vec),
             q: q.map(str::to_string),
             unread: wanted.unread,
             archived: wanted.archived,
@@ -106,7 +107,7 @@ impl MessageService {
     /// Marks a chat of the device read: its unread count clears and, when the device is
     /// connected, WhatsApp gets read receipts for the unread messages.
     pub async fn read_chat(&self, tenant: &Tenant, device: &str, chat: &str) -> ApiResult<ChatRead> {
-        let device = find_device(&self.db, &self.country_code, tenant.id, device).await?;
+        let device = find_device(&self.db, &self.country_code, tenant, device).await?;
         let chat = self.chat_id(chat)?;
         let unread = self
             .db
