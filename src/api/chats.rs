@@ -89,6 +89,9 @@ pub struct ChatsQuery {
     /// `true`: only pinned chats; `false`: only the others; left out: every chat.
     #[serde(default, deserialize_with = "flag")]
     pub pinned: Option<bool>,
+    /// `true`: only chats muted now; `false`: only the others; left out: every chat.
+    #[serde(default, deserialize_with = "flag")]
+    pub muted: Option<bool>,
 }
 
 /// A yes/no query flag; empty counts as not given.
@@ -119,6 +122,7 @@ async fn list_chats(
         unread: q.unread.unwrap_or(false),
         archived: q.archived,
         pinned: q.pinned,
+        muted: q.muted,
     };
     let (chats, total) = state.messages.chats_where(&tenant, &wanted, limit, offset).await?;
     let data = chats.into_iter().map(|c| chat_out(&state, c)).collect();

@@ -23,7 +23,7 @@ use super::{local_time, not_found, render, tz_of, ApiFailure};
 use crate::content::Location;
 use crate::db::MessageRow;
 use crate::error::ApiError;
-use crate::messages::service::chats::Chat;
+use crate::messages::service::chats::{Chat, ChatsWanted};
 use crate::messages::service::{HistorySearch, MediaSend, MediaSource, SendCommon, Shared, TextSend};
 use crate::messages::view::MessageOut;
 use crate::tenants::Tenant;
@@ -42,6 +42,9 @@ struct Params {
     /// The conversation's chat id (a JID).
     chat: String,
     q: String,
+    /// Which chats the list shows: the main list (empty: not archived, as the phone shows
+    /// it), `unread`, `pinned`, `muted` or `archived`.
+    show: String,
     reply_to: String,
     fragment: String,
     after: i64,
@@ -56,6 +59,7 @@ impl Params {
                 "device" => p.device = v,
                 "chat" => p.chat = v,
                 "q" => p.q = v,
+                "show" => p.show = v,
                 "reply_to" => p.reply_to = v,
                 "fragment" => p.fragment = v,
                 "after" => p.after = v.parse().unwrap_or(0),
@@ -70,6 +74,7 @@ impl Params {
             device: form.get("device").trim().into(),
             chat: form.get("chat").trim().into(),
             q: form.get("q").trim().into(),
+            show: form.get("show").trim().into(),
             reply_to: form.get("reply_to").trim().into(),
             ..Params::default()
         }
@@ -77,7 +82,12 @@ impl Params {
 
     /// The query string of the list with `chat` open (none when empty).
     fn link(&self, chat: &str, extra: &[(&str, &str)]) -> String {
-        let mut pairs = vec![("device", self.device.as_str()), ("chat", chat), ("q", self.q.as_str())];
+        let mut pairs = vec![
+            ("device", self.device.as_str()),
+            ("chat", chat),
+            ("q", self.q.as_str()),
+            ("show", self.show.as_str()),
+        ];
         pairs.extend_from_slice(extra);
         query(&pairs)
     }
@@ -170,7 +180,7 @@ async fn inbox_page(
         "chats.html",
         context! {
             nav => "chats", devices, chats => list, total, p => context! {
-                device => p.device, chat => p.chat, q => p.q, reply_to => p.reply_to,
+                device => p.device, chat => p.chat, q => p.q, show => p.show, reply_to => p.reply_to,
             },
             conversation, messages, quoted, error, form => typed.form, text => typed.text,
             caption => typed.caption, latitude => typed.latitude, longitude => typed.longitude,
@@ -237,7 +247,16 @@ async fn chat_list(
 ) -> Result<(Value, i64), ApiFailure> {
     let device = Some(p.device.as_str()).filter(|d| !d.is_empty());
     let q = Some(p.q.as_str()).filter(|q| !q.is_empty());
-    let (chats, total) = v.state.messages.chats(tenant, device, q, false, CHATS_LISTED, 0).await?;
+    let mut wanted = ChatsWanted { device, q, ..ChatsWanted::default() };
+    match p.show.as_str() {
+        "unread" => (wanted.unread, wanted.archived) = (true, Some(false)),
+        "pinned" => wanted.pinned = Some(true),
+        "muted" => wanted.muted = Some(true),
+        "archived" => wanted.archived = Some(true),
+        // The main list, and anything a hand-made link names.
+        _ => wanted.archived = Some(false),
+    }
+    let (chats, total) = v.state.messages.chats_where(tenant, &wanted, CHATS_LISTED, 0).await?;
     let several = devices.as_array().is_some_and(|d| d.len() > 1);
     let tz = tz_of(me);
     let rows = chats
@@ -251,7 +270,8 @@ async fn chat_list(
                 })
                 .flatten();
             let device_id = c.row.device_id.to_string();
-            let href = query(&[("device", &device_id), ("chat", &c.row.chat), ("q", &p.q)]);
+            let href =
+                query(&[("device", &device_id), ("chat", &c.row.chat), ("q", &p.q), ("show", &p.show)]);
             let open = c.row.chat == p.chat && device_id == p.device;
             let mut row = chat_row(&c);
             row["last_at"] = Value::String(local_time(&crate::time::rfc3339_ms(c.row.last_at), tz));
@@ -272,6 +292,7 @@ fn chat_row(c: &Chat) -> Value {
     json!({
         "device_id": r.device_id, "chat": r.chat, "is_group": r.is_group, "phone": phone,
         "name": r.name, "unread": r.unread, "last": c.last.as_ref().map(|m| as_value(MessageOut::of(m))),
+        "archived": r.archived, "pinned": r.pinned, "muted": r.muted_at(crate::db::now_ms()),
     })
 }
 

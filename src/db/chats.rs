@@ -59,6 +59,8 @@ pub struct ChatFilter {
     pub archived: Option<bool>,
     /// Only pinned chats (`true`) or only the others (`false`).
     pub pinned: Option<bool>,
+    /// Only chats muted now (`true`) or only the others (`false`).
+    pub muted: Option<bool>,
 }
 
 /// Unread inbound messages a read mark covers: their WhatsApp id, sender and whether in a group.
@@ -159,6 +161,15 @@ impl Db {
                 // Literal, so SQLite (integers) and PostgreSQL (booleans) both compare it.
                 cond.push_str(&format!(" AND c.{col} = {}", if wanted { "TRUE" } else { "FALSE" }));
             }
+        }
+        if let Some(wanted) = f.muted {
+            // Muted now: an end still ahead (a chat muted with no end has the farthest one).
+            let now = super::now_ms();
+            cond.push_str(&if wanted {
+                format!(" AND c.muted_until > {now}")
+            } else {
+                format!(" AND (c.muted_until IS NULL OR c.muted_until <= {now})")
+            });
         }
         let sql = format!(
             "{COLUMNS} FROM {FROM_NAMED} {cond} ORDER BY c.last_message_id DESC LIMIT ${} OFFSET ${}",

@@ -208,6 +208,14 @@ async fn the_phones_archive_pin_and_mute_show_in_the_chat_list_and_filter_it() {
     assert_eq!(archive["total"], 1);
     let (_, pinned) = app.get("/api/user/chats?pinned=1", &tenant.api_key).await;
     assert_eq!(chats_of(&pinned), [(sari.clone(), 1)], "{pinned}");
+    let (_, muted) = app.get("/api/user/chats?muted=true", &tenant.api_key).await;
+    assert_eq!(
+        chats_of(&muted),
+        [(sari.clone(), 1), (group.clone(), 1)],
+        "muted, with or without an end: {muted}"
+    );
+    let (_, unmuted) = app.get("/api/user/chats?muted=false", &tenant.api_key).await;
+    assert_eq!(chats_of(&unmuted), [(budi.clone(), 1)], "{unmuted}");
 
     // A later message keeps the state; the phone unarchives, unmutes, mutes until a past time.
     inbound(&app, json!({"device": device, "from": BUDI, "text": "masih ada?"})).await;
@@ -228,6 +236,8 @@ async fn the_phones_archive_pin_and_mute_show_in_the_chat_list_and_filter_it() {
     phone_sets(&app, json!({"device": device, "chat": budi, "archived": false})).await;
     let (_, archive) = app.get("/api/user/chats?archived=true", &tenant.api_key).await;
     assert_eq!(archive["total"], 0, "{archive}");
+    let (_, muted) = app.get("/api/user/chats?muted=1", &tenant.api_key).await;
+    assert_eq!(muted["total"], 0, "unmuted, and muted until a time gone by: {muted}");
 
     // Another tenant sees none of it; bad filters and bad chats are 422.
     let (_, theirs) = app.get("/api/user/chats?pinned=true", &intruder.api_key).await;

@@ -420,3 +420,56 @@ async fn a_lid_sender_shows_as_its_lid_until_the_number_is_known_and_then_with_b
         "{talk}"
     );
 }
+
+#[tokio::test]
+async fn the_inbox_hides_archived_chats_and_shows_the_archived_pinned_muted_and_unread_ones_when_asked() {
+    let app = TestApp::spawn().await;
+    let t = tenant(&app, "basic").await;
+    let device = app.pair_device(&api(&t), SHOP).await;
+    let arisan = group(&app, "Arisan RT").await;
+    inbound(&app, json!({"device": device, "from": BUDI, "text": "halo", "push_name": "Budi"})).await;
+    inbound(&app, json!({"device": device, "from": SARI, "group": arisan, "text": "rapat jam 7"})).await;
+    inbound(&app, json!({"device": device, "from": SARI, "text": "pagi", "push_name": "Sari"})).await;
+    let (budi, sari) = (jid(BUDI), jid(SARI));
+    let phone_sets = |body: Value| {
+        let app = &app;
+        async move {
+            let (status, answer) = app.admin_post("/api/admin/simulator/chat-state", &body).await;
+            assert_eq!(status, StatusCode::OK, "{answer}");
+        }
+    };
+    phone_sets(json!({"device": device, "chat": BUDI, "archived": true})).await;
+    phone_sets(json!({"device": device, "chat": sari, "pinned": true})).await;
+    phone_sets(json!({"device": device, "chat": arisan, "muted": true})).await;
+
+    let mut agent = logged_in(&app, &t, "en").await;
+    let listed = |body: &str| -> Vec<bool> {
+        [&budi, &sari, &arisan].iter().map(|c| entry(body, c).is_some()).collect()
+    };
+    let main = agent.get("/chats").await;
+    assert_eq!(listed(&main.body), [false, true, true], "the phone's main list: {}", main.body);
+    let sari_row = entry(&main.body, &sari).unwrap();
+    assert!(
+        sari_row.contains("data-state=\"pinned\"") && !sari_row.contains("data-state=\"muted\""),
+        "{sari_row}"
+    );
+    assert!(entry(&main.body, &arisan).unwrap().contains("data-state=\"muted\""));
+    for (show, wanted) in [
+        ("archived", [true, false, false]),
+        ("pinned", [false, true, false]),
+        ("muted", [false, false, true]),
+        ("unread", [false, true, true]),
+    ] {
+        let page = agent.get(&format!("/chats?show={show}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        assert_eq!(listed(&page.body), wanted, "show={show}: {}", page.body);
+        assert!(
+            page.body.contains(&format!("<option value=\"{show}\" selected>")),
+            "the choice stays: {show}"
+        );
+        // The live list refresh and the chat links keep the choice.
+        assert!(page.body.contains(&format!("show={show}")), "{show}");
+    }
+    let archived = agent.get("/chats?show=archived").await;
+    assert!(entry(&archived.body, &budi).unwrap().contains("data-state=\"archived\""));
+}

@@ -33,6 +33,8 @@ pub struct ChatsWanted<'a> {
     pub archived: Option<bool>,
     /// Only pinned chats, or only the others; both when `None`.
     pub pinned: Option<bool>,
+    /// Only chats muted now, or only the others; both when `None`.
+    pub muted: Option<bool>,
 }
 
 /// What a read mark did.
@@ -52,20 +54,6 @@ impl MessageService {
         ChatAddress::parse(input, &self.country_code)
             .map(|c| c.jid())
             .map_err(|e| ApiError::validation("chat", e.to_string()))
-    }
-
-    /// A page of the tenant's chats, the latest message first, with the total.
-    pub async fn chats(
-        &self,
-        tenant: &Tenant,
-        device: Option<&str>,
-        q: Option<&str>,
-        unread: bool,
-        limit: i64,
-        offset: i64,
-    ) -> ApiResult<(Vec<Chat>, i64)> {
-        let wanted = ChatsWanted { device, q, unread, ..ChatsWanted::default() };
-        self.chats_where(tenant, &wanted, limit, offset).await
     }
 
     /// A page of the tenant's chats that match `wanted`, the latest message first, with the
@@ -89,6 +77,7 @@ impl MessageService {
             unread: wanted.unread,
             archived: wanted.archived,
             pinned: wanted.pinned,
+            muted: wanted.muted,
         };
         let (rows, total) = self.db.list_chats(tenant.id, &filter, limit, offset).await?;
         let ids: Vec<i64> = rows.iter().map(|r| r.last_message_id).collect();
