@@ -481,8 +481,8 @@ async fn a_one_device_key_lists_only_its_device_and_cannot_act_on_the_whole_acco
     for (method, path, body) in &refused {
         let (status, answer) = call(&app, &key, method, path, body).await;
         if path.ends_with("/api-keys") {
-            // The other device is not one this key sees: named as unknown.
-            assert_error(status, &answer, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+            // The other device is not one this key sees: not found, as a send through it.
+            assert_error(status, &answer, StatusCode::NOT_FOUND, "not_found");
             continue;
         }
         assert_error(status, &answer, StatusCode::FORBIDDEN, "forbidden");
