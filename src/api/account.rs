@@ -158,7 +158,8 @@ const MAX_KEY_DEVICES: usize = 100;
 
 /// Creates another API key; the answer carries it once. The body is optional.
 #[utoipa::path(post, path = "/api/user/api-keys", tag = "account", request_body = Option<ApiKeyIn>,
-    responses((status = 201, body = ApiKeyOut)))]
+    responses((status = 201, body = ApiKeyOut),
+              (status = 404, description = "A device in `devices` is not one of the account's, or not one the key making it sees.")))]
 async fn create_api_key(
     State(state): State<AppState>,
     tenant: Tenant,
