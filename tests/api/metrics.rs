@@ -111,7 +111,9 @@ async fn a_scrape_after_traffic_shows_every_counter_moved() {
         let done = value(&text, "wa_gateway_scheduler_runs_total", &[("outcome", "sent")]) == 1.0
             && value(&text, "wa_gateway_messages_total", &[("direction", "out"), ("status", "sent")]) == 4.0
             && value(&text, "wa_gateway_webhook_attempts_total", &[("outcome", "success")]) >= 1.0
-            && value(&text, "wa_gateway_pipeline_duration_seconds_count", &[]) == 1.0;
+            && value(&text, "wa_gateway_pipeline_duration_seconds_count", &[]) == 1.0
+            // A message is counted sent a moment before its row leaves the queue.
+            && value(&text, "wa_gateway_outbound_queue_depth", &[]) == 0.0;
         done.then_some(text)
     })
     .await;
