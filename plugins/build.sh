@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds wa-gateway's plugins into WebAssembly components: target/plugins/<name>.wasm.
 #
-#   plugins/build.sh            # every plugin crate under plugins/
-#   plugins/build.sh echo trap  # only these
+#   plugins/build.sh               # every plugin: the crates under plugins/, plugins/js/*
+#   plugins/build.sh echo echo-js  # only these
 #
 # Works from any directory. Two ways to get a wasm32 standard library, detected in this order
 # (WA_PLUGINS_TOOLCHAIN=rustup|debian forces one):
@@ -14,6 +14,12 @@
 # The core modules land in ${CARGO_TARGET_DIR:-target}/plugins-build; the native tool
 # plugins/componentize (wit-component) turns each into a component and refuses any that
 # imports something outside wa-gateway:plugin/… (WASI, for instance).
+#
+# JavaScript plugins (plugins/js/<name>/index.js) are built with componentize-js when Node.js
+# and npm are installed (`npm ci` in plugins/js, then plugins/js/build.mjs); Python plugins
+# (plugins/py/<name>/app.py) with componentize-py, installed from PyPI into a virtual
+# environment under ~/.cache when Python 3 with venv is there. Without a language's tools the
+# script says so and builds the others.
 set -euo pipefail
 
 plugins_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -36,13 +42,88 @@ for manifest in "$plugins_dir"/*/Cargo.toml; do
         all_plugins+=("$(basename "$(dirname "$manifest")")")
     fi
 done
+# The JavaScript plugins: every directory under plugins/js holding an index.js.
+all_js=()
+for source in "$plugins_dir"/js/*/index.js; do
+    [[ -f "$source" ]] && all_js+=("$(basename "$(dirname "$source")")")
+done
+# The Python plugins: every directory under plugins/py holding an app.py.
+all_py=()
+for source in "$plugins_dir"/py/*/app.py; do
+    [[ -f "$source" ]] && all_py+=("$(basename "$(dirname "$source")")")
+done
 if (($# > 0)); then
-    plugins=("$@")
-    for name in "${plugins[@]}"; do
-        [[ " ${all_plugins[*]} " == *" $name "* ]] || die "no plugin crate plugins/$name (have: ${all_plugins[*]})"
+    plugins=()
+    js_plugins=()
+    py_plugins=()
+    for name in "$@"; do
+        if [[ " ${all_plugins[*]} " == *" $name "* ]]; then
+            plugins+=("$name")
+        elif [[ " ${all_js[*]} " == *" $name "* ]]; then
+            js_plugins+=("$name")
+        elif [[ " ${all_py[*]} " == *" $name "* ]]; then
+            py_plugins+=("$name")
+        else
+            die "no plugin $name (have: ${all_plugins[*]} ${all_js[*]} ${all_py[*]})"
+        fi
     done
 else
     plugins=("${all_plugins[@]}")
+    js_plugins=(${all_js[@]+"${all_js[@]}"})
+    py_plugins=(${all_py[@]+"${all_py[@]}"})
+fi
+mkdir -p "$out_dir"
+
+# JavaScript first: it needs no Rust toolchain for wasm32.
+if ((${#js_plugins[@]} > 0)); then
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        echo "plugins/build.sh: building ${js_plugins[*]} with componentize-js"
+        # `npm ci` again only when the lock file changed since the last install.
+        if [[ ! -f "$plugins_dir/js/node_modules/.package-lock.json" ||
+            "$plugins_dir/js/package-lock.json" -nt "$plugins_dir/js/node_modules/.package-lock.json" ]]; then
+            (cd "$plugins_dir/js" && npm ci --no-audit --no-fund --loglevel=error)
+        fi
+        node "$plugins_dir/js/build.mjs" "${js_plugins[@]}"
+    else
+        echo "plugins/build.sh: Node.js and npm are not installed: skipping the JavaScript plugins (${js_plugins[*]})" >&2
+        js_plugins=()
+    fi
+fi
+
+# Python: componentize-py (pinned in plugins/py/requirements.txt) in a virtual environment
+# kept between runs. `--stub-wasi` replaces the WASI imports of the Python runtime with stubs
+# that trap, so the component imports only wa-gateway:plugin/… like every other plugin.
+if ((${#py_plugins[@]} > 0)); then
+    py_version="$(sed -n 's/^componentize-py==//p' "$plugins_dir/py/requirements.txt")"
+    py_venv="${XDG_CACHE_HOME:-$HOME/.cache}/wa-gateway-plugins/componentize-py-$py_version"
+    if ! "$py_venv/bin/componentize-py" --version >/dev/null 2>&1; then
+        if python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+            echo "plugins/build.sh: installing componentize-py $py_version from PyPI into $py_venv"
+            rm -rf "$py_venv"
+            python3 -m venv "$py_venv"
+            "$py_venv/bin/pip" install -q -r "$plugins_dir/py/requirements.txt" ||
+                die "cannot install componentize-py from PyPI"
+        else
+            echo "plugins/build.sh: Python 3 with venv is not installed: skipping the Python plugins (${py_plugins[*]})" >&2
+            py_plugins=()
+        fi
+    fi
+    if ((${#py_plugins[@]} > 0)); then
+        echo "plugins/build.sh: building ${py_plugins[*]} with componentize-py $py_version"
+    fi
+    for name in ${py_plugins[@]+"${py_plugins[@]}"}; do
+        component="$out_dir/$name.wasm"
+        if [[ -f "$component" && -z "$(find "$plugins_dir/py/$name" "$repo/wit/v0.2.0" \
+            "$plugins_dir/py/requirements.txt" "$plugins_dir/build.sh" -newer "$component" \
+            -type f -not -path '*/__pycache__/*' -print -quit)" ]]; then
+            continue
+        fi
+        "$py_venv/bin/componentize-py" --wit-path "$repo/wit/v0.2.0" --world auto-reply \
+            componentize --stub-wasi --python-path "$plugins_dir/py/$name" app --output "$component"
+    done
+fi
+if ((${#plugins[@]} == 0)); then
+    exit 0
 fi
 
 # Which toolchain builds wasm32.
@@ -99,7 +180,6 @@ if [[ ! -x "$componentize" ]] ||
     cargo build --quiet --manifest-path "$plugins_dir/componentize/Cargo.toml" --target-dir "$target_base"
 fi
 
-mkdir -p "$out_dir"
 for name in "${plugins[@]}"; do
     module="$wasm_target_dir/$target/release/${name//-/_}.wasm"
     component="$out_dir/$name.wasm"
@@ -111,6 +191,6 @@ for name in "${plugins[@]}"; do
 done
 
 echo "plugins/build.sh: components in $out_dir:"
-for name in "${plugins[@]}"; do
+for name in "${plugins[@]}" ${js_plugins[@]+"${js_plugins[@]}"} ${py_plugins[@]+"${py_plugins[@]}"}; do
     printf '  %-20s %8d bytes\n' "$name.wasm" "$(wc -c <"$out_dir/$name.wasm")"
 done

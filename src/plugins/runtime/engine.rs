@@ -12,6 +12,9 @@ use crate::config::PluginsConfig;
 /// instance slots, and `Runtime::run` queues callers beyond it instead of failing them.
 pub const SLOTS: u32 = 128;
 
+/// Core module instances one plugin may hold.
+pub const MAX_CORE_INSTANCES: u32 = 48;
+
 /// How often the ticker advances the epoch: the granularity of the CPU and wall-clock checks.
 pub const TICK: Duration = Duration::from_millis(2);
 
@@ -30,8 +33,11 @@ pub fn build(cfg: &PluginsConfig) -> wasmtime::Result<Engine> {
 
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(SLOTS)
-        .max_core_instances_per_component(8)
-        .total_core_instances(SLOTS * 8)
+        // A Rust plugin is one or two core instances; a Python one (componentize-py, its WASI
+        // stubbed) is 38: the interpreter and libc as shared libraries, and one stub module per
+        // WASI interface it would otherwise import.
+        .max_core_instances_per_component(MAX_CORE_INSTANCES)
+        .total_core_instances(SLOTS * 16)
         .max_memories_per_component(2)
         .max_memories_per_module(1)
         .total_memories(SLOTS * 2)

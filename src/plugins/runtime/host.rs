@@ -63,7 +63,7 @@ impl wasmtime::ResourceLimiter for Limiter {
     }
 
     fn instances(&self) -> usize {
-        16
+        super::engine::MAX_CORE_INSTANCES as usize
     }
 
     fn tables(&self) -> usize {

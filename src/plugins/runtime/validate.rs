@@ -90,8 +90,9 @@ pub fn imports(engine: &Engine, component: &Component) -> Result<(), InvalidPlug
     }
     let wasi = foreign.iter().any(|n| n.starts_with("wasi:"));
     let hint = if wasi {
-        " (a plugin gets no WASI: build for wasm32-unknown-unknown, not wasm32-wasip1/p2, and avoid \
-         std's file, network, environment and clock APIs)"
+        " (a plugin gets no WASI: build Rust for wasm32-unknown-unknown, not wasm32-wasip1/p2; \
+         JavaScript with componentize-js's WASI features disabled; Python with \
+         `componentize-py componentize --stub-wasi`)"
     } else {
         ""
     };
