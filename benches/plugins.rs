@@ -1,5 +1,5 @@
 //! Plugin cost per message: instantiate + call + decision, for `echo` and `keyword-router`
-//! (Rust) and `echo-js` (JavaScript, when built: it needs Node.js and npm).
+//! (Rust), `echo-js` (JavaScript) and `echo-py` (Python), the last two when built.
 //!
 //! `cargo bench --bench plugins` loads the real components from `target/plugins/` (run
 //! `plugins/build.sh` first), compiles each (printing the time and the process's peak memory
@@ -12,9 +12,9 @@
 //!
 //! Each prints p50/p99/max in microseconds and runs per second on one core.
 //!
-//! Knobs: `PLUGIN_BENCH_RUNS` (default 20,000; the JavaScript plugin runs a twentieth of it,
-//! its runs being far dearer). The goal for Rust plugins: p50 <= 50 µs and >= 20,000 runs per
-//! second per core.
+//! Knob: `PLUGIN_BENCH_RUNS` (default 20,000; the JavaScript and Python plugins run a
+//! twentieth of it, their runs being far dearer). The goal for Rust plugins: p50 <= 50 µs and
+//! >= 20,000 runs per second per core.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -116,10 +116,13 @@ fn main() {
         ("echo", input("halo plugin", "{}"), runs),
         ("keyword-router", input("berapa harga paket?", KEYWORD_ROUTER_CONFIG), runs),
     ];
-    if plugin_path("echo-js").exists() {
-        cases.push(("echo-js", input("halo plugin", "{}"), (runs / 20).max(1)));
-    } else {
-        println!("echo-js: not built (plugins/build.sh builds it when Node.js and npm are installed)");
+    // JavaScript and Python carry their language's runtime: far dearer runs, so fewer.
+    for (name, tools) in [("echo-js", "Node.js and npm"), ("echo-py", "Python 3 with venv")] {
+        if plugin_path(name).exists() {
+            cases.push((name, input("halo plugin", "{}"), (runs / 20).max(1)));
+        } else {
+            println!("{name}: not built (plugins/build.sh builds it when {tools} are installed)");
+        }
     }
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
 
