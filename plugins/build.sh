@@ -113,12 +113,12 @@ if ((${#py_plugins[@]} > 0)); then
     fi
     for name in ${py_plugins[@]+"${py_plugins[@]}"}; do
         component="$out_dir/$name.wasm"
-        if [[ -f "$component" && -z "$(find "$plugins_dir/py/$name" "$repo/wit/v0.2.0" \
+        if [[ -f "$component" && -z "$(find "$plugins_dir/py/$name" "$repo/wit/v0.3.0" \
             "$plugins_dir/py/requirements.txt" "$plugins_dir/build.sh" -newer "$component" \
             -type f -not -path '*/__pycache__/*' -print -quit)" ]]; then
             continue
         fi
-        "$py_venv/bin/componentize-py" --wit-path "$repo/wit/v0.2.0" --world auto-reply \
+        "$py_venv/bin/componentize-py" --wit-path "$repo/wit/v0.3.0" --world auto-reply \
             componentize --stub-wasi --python-path "$plugins_dir/py/$name" app --output "$component"
     done
 fi

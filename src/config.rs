@@ -388,6 +388,20 @@ pub struct PluginsConfig {
     pub reenable_cooldown: u64,
     /// CPU milliseconds after which a run lowers its thread's priority; 0 for never.
     pub lower_priority_after_ms: u64,
+    /// Wall-clock milliseconds of a run of a plugin that imports `http`.
+    pub http_timeout_ms: u64,
+    /// Milliseconds one HTTP request of a plugin may take.
+    pub http_request_timeout_ms: u64,
+    /// HTTP requests one run may make.
+    pub http_max_requests: usize,
+    /// Largest request body a plugin may send, in bytes.
+    pub http_max_request_bytes: usize,
+    /// Largest response body a plugin may receive, in bytes.
+    pub http_max_response_bytes: usize,
+    /// Runs of one tenant that may wait on HTTP at once.
+    pub http_concurrency: usize,
+    /// Let plugins reach private and internal addresses.
+    pub allow_private_targets: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -548,6 +562,13 @@ impl Config {
         }
         if p.disable_after_failures == 0 {
             return bad("plugins.disable_after_failures", "must be at least 1");
+        }
+        if p.http_timeout_ms < p.timeout_ms || p.http_request_timeout_ms == 0 || p.http_concurrency == 0 {
+            return bad(
+                "plugins.http_timeout_ms",
+                "must be at least plugins.timeout_ms; http_request_timeout_ms and http_concurrency \
+                 must be positive",
+            );
         }
         let c = &self.cluster;
         if c.renew_interval_ms == 0

@@ -1,6 +1,7 @@
-//! Plugins written in JavaScript and Python through the real server: `echo-js`
-//! (plugins/js/echo-js, built with componentize-js) and `echo-py` (plugins/py/echo-py, built
-//! with componentize-py), built by `plugins/build.sh`, uploaded raw, run on simulator messages.
+//! Plugins written in JavaScript and Python through the real server: `echo-js` and
+//! `order-status-js` (plugins/js, built with componentize-js), `echo-py` and `order-status-py`
+//! (plugins/py, built with componentize-py), built by `plugins/build.sh`, uploaded raw, run on
+//! simulator messages; the order-status ones ask a real HTTP API on 127.0.0.1.
 //!
 //! A test binary of its own: compiling a 12 to 18 MB component keeps the CPUs busy for many
 //! seconds in a debug build, and cargo runs test binaries one after another, so those compiles
@@ -12,8 +13,9 @@ mod helpers;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
+use serde_json::{json, Value};
 
+use axum::response::IntoResponse;
 use helpers::{poll_until, TestApp, WAIT};
 
 const DEVICE: &str = "6281381830652";
@@ -25,6 +27,121 @@ fn component(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!("{path}: {e}; run plugins/build.sh first (it needs Node.js and npm, and Python 3 with venv)")
     })
+}
+
+/// One upload at a time: compiling one of these components keeps both CPUs of a small machine
+/// busy for many seconds in a debug build, and several at once could outlast the server's
+/// request timeout.
+static COMPILING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Uploads the component `name` raw; its id.
+async fn upload(app: &TestApp, api_key: &str, name: &str) -> i64 {
+    let wasm = component(name);
+    let _turn = COMPILING.acquire().await.expect("never closed");
+    let request = app
+        .request(Method::POST, &format!("/api/user/plugins?name={name}"))
+        .header("x-api-key", api_key)
+        .header("content-type", "application/wasm")
+        .timeout(Duration::from_secs(300))
+        .body(wasm.clone());
+    let (status, plugin) = app.send(request).await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    assert_eq!(plugin["size"], wasm.len());
+    plugin["id"].as_i64().unwrap()
+}
+
+/// The plugin's runs in the log, newest first, once there are at least `n`.
+async fn runs(app: &TestApp, api_key: &str, id: i64, n: usize) -> Vec<Value> {
+    poll_until(WAIT, || async {
+        let request = app
+            .request(Method::GET, "/api/user/webhook-logs")
+            .header("x-api-key", api_key)
+            .query(&[("kind", "plugin"), ("plugin", &id.to_string())]);
+        let (status, body) = app.send(request).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let rows = body["data"].as_array().unwrap().clone();
+        (rows.len() >= n).then_some(rows)
+    })
+    .await
+}
+
+/// The device's outbox once it holds more than `n` messages.
+async fn outbox_past(app: &TestApp, device: i64, n: usize) -> Vec<Value> {
+    poll_until(WAIT, || async {
+        let outbox = app.outbox(device).await;
+        (outbox.len() > n).then_some(outbox)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn order_status_in_javascript_answers_from_the_shops_api() {
+    order_status_answers_from_the_shops_api("order-status-js").await;
+}
+
+#[tokio::test]
+async fn order_status_in_python_answers_from_the_shops_api() {
+    order_status_answers_from_the_shops_api("order-status-py").await;
+}
+
+/// Uploads the order-status plugin `name`, points it at a real API on 127.0.0.1, and checks
+/// its answers, its store's count, and the typed error it gets once the host is not allowed.
+async fn order_status_answers_from_the_shops_api(name: &str) {
+    let shop = axum::Router::new().route(
+        "/orders/{id}",
+        axum::routing::get(|axum::extract::Path(id): axum::extract::Path<String>| async move {
+            if id == "1234" {
+                axum::Json(json!({"status": "dikirim"})).into_response()
+            } else {
+                axum::http::StatusCode::NOT_FOUND.into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, shop).await });
+
+    let app = TestApp::spawn_with(|c| c.plugins.allow_private_targets = true).await;
+    let tenant = app.create_tenant("premium").await;
+    let device = app.pair_device(&tenant, DEVICE).await;
+    let id = upload(&app, &tenant.api_key, name).await;
+    let settings = json!({
+        "config": {"url": format!("http://{shop_addr}/orders/{{order}}")},
+        "allowed_hosts": ["127.0.0.1"],
+    });
+    let (status, body) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    app.inbound(device, CUSTOMER, "status 1234", None).await;
+    let outbox = outbox_past(&app, device, 0).await;
+    assert_eq!(outbox[0]["text"], "Pesanan 1234: dikirim", "{name}: {outbox:?}");
+    app.inbound(device, CUSTOMER, "Status #1234", None).await;
+    let outbox = outbox_past(&app, device, 1).await;
+    assert_eq!(outbox[1]["text"], "Pesanan 1234: dikirim", "{name}: {outbox:?}");
+    app.inbound(device, CUSTOMER, "status 77", None).await;
+    let outbox = outbox_past(&app, device, 2).await;
+    assert_eq!(outbox[2]["text"], "Pesanan 77 tidak ditemukan.", "{name}: {outbox:?}");
+    let rows = runs(&app, &tenant.api_key, id, 3).await;
+    assert!(rows[1]["response"].as_str().unwrap().contains("order 1234: lookup 2"), "{name}: {}", rows[1]);
+    let response: Value = serde_json::from_str(rows[0]["response"].as_str().unwrap()).unwrap();
+    assert_eq!(response["http"]["calls"][0]["status"], 404, "{name}: {response}");
+
+    let (status, body) =
+        app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &json!({"allowed_hosts": []})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.inbound(device, CUSTOMER, "status 1234", None).await;
+    let outbox = outbox_past(&app, device, 3).await;
+    assert!(outbox[3]["text"].as_str().unwrap().starts_with("Maaf"), "{name}: {outbox:?}");
+    let rows = runs(&app, &tenant.api_key, id, 4).await;
+    assert_eq!(rows[0]["outcome"], "success", "{name}: {}", rows[0]);
+    let response: Value = serde_json::from_str(rows[0]["response"].as_str().unwrap()).unwrap();
+    assert_eq!(response["http"]["calls"][0]["outcome"], "host-not-allowed", "{name}: {response}");
+    let logged = rows[0]["response"].as_str().unwrap();
+    assert!(
+        logged.contains("order 1234: host-not-allowed")
+            || logged.contains("order 1234: HttpError_HostNotAllowed"),
+        "the plugin logged the reason: {logged}"
+    );
 }
 
 #[tokio::test]
@@ -44,28 +161,13 @@ async fn echo_answers_and_counts_in_its_store(name: &str) {
     let tenant = app.create_tenant("premium").await;
     let device = app.pair_device(&tenant, DEVICE).await;
 
-    let wasm = component(name);
-    // Validating and compiling the component takes a while in a debug build.
-    let request = app
-        .request(Method::POST, &format!("/api/user/plugins?name={name}"))
-        .header("x-api-key", &tenant.api_key)
-        .header("content-type", "application/wasm")
-        .timeout(Duration::from_secs(300))
-        .body(wasm.clone());
-    let (status, plugin) = app.send(request).await;
-    assert_eq!(status, StatusCode::CREATED, "{plugin}");
-    assert_eq!(plugin["size"], wasm.len());
-    let id = plugin["id"].as_i64().unwrap();
+    let id = upload(&app, &tenant.api_key, name).await;
 
     // One message at a time, so each run sees the count the one before it stored.
     let mut outbox = Vec::new();
     for (n, text) in ["satu", "dua", "tiga"].into_iter().enumerate() {
         app.inbound(device, CUSTOMER, text, Some("Budi")).await;
-        outbox = poll_until(WAIT, || async {
-            let outbox = app.outbox(device).await;
-            (outbox.len() > n).then_some(outbox)
-        })
-        .await;
+        outbox = outbox_past(&app, device, n).await;
     }
     let mut answers: Vec<&str> = outbox.iter().map(|m| m["text"].as_str().unwrap()).collect();
     answers.sort_unstable();
@@ -73,17 +175,7 @@ async fn echo_answers_and_counts_in_its_store(name: &str) {
     assert!(outbox.iter().all(|m| m["to"] == format!("{CUSTOMER}@s.whatsapp.net")), "{outbox:?}");
 
     // The logs of the three runs say 1, 2 and 3: the store kept the count between runs.
-    let rows: Vec<Value> = poll_until(WAIT, || async {
-        let request = app
-            .request(Method::GET, "/api/user/webhook-logs")
-            .header("x-api-key", &tenant.api_key)
-            .query(&[("kind", "plugin"), ("plugin", &id.to_string())]);
-        let (status, body) = app.send(request).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        let rows = body["data"].as_array().unwrap().clone();
-        (rows.len() >= 3).then_some(rows)
-    })
-    .await;
+    let rows = runs(&app, &tenant.api_key, id, 3).await;
     assert!(rows.iter().all(|r| r["outcome"] == "success"), "{rows:?}");
     let responses: Vec<&str> = rows.iter().map(|r| r["response"].as_str().unwrap()).collect();
     for n in 1..=3 {

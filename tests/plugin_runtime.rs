@@ -250,12 +250,15 @@ fn probe_report(report: &RunReport) -> Value {
 }
 
 #[tokio::test]
-async fn a_0_1_0_component_runs_as_before_beside_0_2_0_ones() {
+async fn a_0_1_0_component_runs_as_before_beside_newer_ones() {
     let runtime = runtime();
     let old = prepare(&runtime, "echo-v1");
     let new = prepare(&runtime, "echo");
     assert_eq!(old.world(), World::V0_1);
-    assert_eq!(new.world(), World::V0_2);
+    // The SDK builds 0.3.0 (whose message and decision are 0.2.0's).
+    assert_eq!(new.world(), World::V0_3);
+    assert!(!new.uses_http(), "echo imports no `http`: the short wall clock");
+    assert!(prepare(&runtime, "http-probe").uses_http());
     for prepared in [&old, &new] {
         let report = runtime.run(prepared, input(Some("halo lama"), "{}"), KvAccess::None).await;
         assert_eq!(report.outcome, Outcome::Success, "{report:?}");
@@ -454,8 +457,8 @@ async fn the_output_caps_hold_for_the_new_actions() {
 }
 
 #[test]
-fn both_worlds_imports_are_provided() {
-    for version in ["0.1.0", "0.2.0"] {
+fn every_worlds_imports_are_provided() {
+    for version in ["0.1.0", "0.2.0", "0.3.0"] {
         let component = wat(&format!(
             r#"(component
                 (import "wa-gateway:plugin/clock@{version}" (instance
@@ -674,7 +677,7 @@ fn plugin_check_lists_a_plugins_imports_and_exports() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("exports:\n  handle: func(message: record { id: s64"), "{stdout}");
-    assert!(stdout.contains("world: wa-gateway:plugin/auto-reply@0.2.0"), "{stdout}");
+    assert!(stdout.contains("world: wa-gateway:plugin/auto-reply@0.3.0"), "{stdout}");
     assert!(stdout.contains("world: yes"), "{stdout}");
 }
 
@@ -685,7 +688,7 @@ fn plugin_check_names_the_world_version_of_a_0_1_0_component() {
     assert!(listing.contains("imports:\n  wa-gateway:plugin/types@0.1.0"), "{listing}");
     assert!(listing.ends_with("fits the wa-gateway:plugin/auto-reply@0.1.0 world: yes\n"), "{listing}");
     let found = wa_gateway::plugins::check::inspect(&runtime, &plugin("probe"));
-    assert_eq!(found.world, Some(World::V0_2));
+    assert_eq!(found.world, Some(World::V0_3));
 }
 
 #[test]

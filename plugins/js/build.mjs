@@ -1,6 +1,6 @@
 // Builds every JavaScript plugin in this directory into a WebAssembly component:
 // <plugin>/index.js -> <repository>/target/plugins/<plugin>.wasm, for the `auto-reply` world
-// of wit/v0.2.0.
+// of wit/v0.3.0.
 //
 //   node build.mjs            # every plugin (a directory holding index.js)
 //   node build.mjs echo-js    # only these
@@ -40,7 +40,7 @@ function newest(path) {
 mkdirSync(outDir, { recursive: true });
 for (const name of plugins) {
     const dir = join(here, name);
-    const witPath = join(repo, "wit", "v0.2.0");
+    const witPath = join(repo, "wit", "v0.3.0");
     const out = join(outDir, `${name}.wasm`);
     const inputs = Math.max(newest(dir), newest(witPath), newest(fileURLToPath(import.meta.url)));
     if (existsSync(out) && statSync(out).mtimeMs > inputs) continue;

@@ -16,6 +16,7 @@ use super::media::multipart_error;
 use super::ts;
 use crate::db::plugins::PluginRow;
 use crate::error::{ApiError, ApiResult};
+use crate::plugins::hosts::AllowedHosts;
 use crate::plugins::manage::{PluginChange, Trial, UploadFields, MAX_DEVICES};
 use crate::plugins::runtime::RunReport;
 use crate::state::AppState;
@@ -41,6 +42,11 @@ pub struct PluginOut {
     pub devices: Vec<i64>,
     /// Whether it runs for messages in groups (false: direct chats only).
     pub groups: bool,
+    /// The hosts it may reach over HTTP (world 0.3.0): exact names or IP addresses, or
+    /// `*.example.com` for the names under a domain. Empty: none.
+    pub allowed_hosts: Vec<String>,
+    /// Whether its run log keeps the bodies of its HTTP requests and responses.
+    pub log_http_bodies: bool,
     /// Plugins run in ascending `order`, then oldest first.
     pub order: i64,
     /// The plugin's configuration, passed to every run.
@@ -73,6 +79,8 @@ pub fn plugin_out(r: PluginRow) -> PluginOut {
         enabled: r.enabled,
         order: r.run_order,
         groups: r.in_groups,
+        allowed_hosts: AllowedHosts::from_stored(Some(&r.allowed_hosts)).as_slice().to_vec(),
+        log_http_bodies: r.log_http_bodies,
         failures: r.failures,
         disabled_reason: r.disabled_reason,
         disabled_at: r.disabled_at.map(ts),
@@ -310,6 +318,13 @@ pub struct PluginPatchIn {
     pub config: Option<serde_json::Value>,
     /// Run for messages in groups too (new plugins do); false: direct chats only.
     pub groups: Option<bool>,
+    /// The hosts the plugin may reach over HTTP, replacing the list: up to 50 exact names or
+    /// IP addresses (`api.toko.id`, `203.0.113.7`) or `*.example.com` for the names under a
+    /// domain; no scheme, port or path. `[]`: none.
+    #[schema(max_items = 50)]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Keep the bodies of its HTTP requests and responses in the run log (cut to 4 KiB).
+    pub log_http_bodies: Option<bool>,
 }
 
 /// The schema of [`PluginPatchIn::devices`].
@@ -326,7 +341,8 @@ fn plugin_devices() -> utoipa::openapi::schema::Array {
         .build()
 }
 
-/// Changes a plugin's name, `enabled`, `devices`, `order`, `config` or `groups`.
+/// Changes a plugin's name, `enabled`, `devices`, `order`, `config`, `groups`, `allowed_hosts`
+/// or `log_http_bodies`.
 #[utoipa::path(patch, path = "/api/user/plugins/{id}", tag = "plugins", request_body = PluginPatchIn,
     params(("id" = i64, Path, description = "The plugin's id.")),
     responses((status = 200, body = PluginOut), (status = 404, description = "No such plugin or device."),
@@ -356,6 +372,8 @@ async fn patch_plugin(
         order: body.order,
         config: body.config,
         groups: body.groups,
+        allowed_hosts: body.allowed_hosts,
+        log_http_bodies: body.log_http_bodies,
     };
     Ok(Json(plugin_out(state.plugins.update(&tenant, plugin_id(&id)?, change).await?)))
 }
@@ -406,6 +424,10 @@ pub struct PluginTestOut {
     /// The lines the plugin logged (`{level, message}`).
     #[schema(value_type = Vec<Object>)]
     pub logs: Vec<serde_json::Value>,
+    /// The HTTP requests the plugin made (a dry run makes them for real):
+    /// `{"calls": [{method, host, status, latency_ms, outcome, error}], "over_cap": n}`.
+    #[schema(value_type = Object)]
+    pub http: serde_json::Value,
     pub latency_ms: f64,
 }
 
@@ -415,12 +437,13 @@ pub fn test_out(report: RunReport) -> PluginTestOut {
         decision: report.decision.as_ref().and_then(|d| serde_json::to_value(d).ok()),
         error: report.error,
         logs: report.logs.iter().filter_map(|l| serde_json::to_value(l).ok()).collect(),
+        http: serde_json::to_value(&report.http).unwrap_or_default(),
         latency_ms: report.latency.as_secs_f64() * 1000.0,
     }
 }
 
-/// Runs the plugin on a sample message and returns its decision and logs. Nothing is sent or
-/// recorded, and key-value writes are discarded (reads see the stored data). Runs even when
+/// Runs the plugin on a sample message and returns its decision, logs and HTTP requests.
+/// Nothing is sent to WhatsApp or recorded, and key-value writes are discarded (reads see the stored data). Runs even when
 /// the plugin is disabled, so a fix can be tried before enabling it again.
 #[utoipa::path(post, path = "/api/user/plugins/{id}/test", tag = "plugins", request_body = PluginTestIn,
     params(("id" = i64, Path, description = "The plugin's id.")),

@@ -89,6 +89,8 @@ pub async fn upload_plugin(upload: FileForm) -> Response {
 struct Shown {
     error: Option<String>,
     config: Option<String>,
+    /// The allowed hosts as typed, one per line.
+    hosts: Option<String>,
     test: Option<PluginTestOut>,
     text: Option<String>,
 }
@@ -119,6 +121,22 @@ async fn plugin_page(v: &Visitor, me: &Viewer, id: i64, status: StatusCode, show
         Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut runs, &["created_at"], me);
+    // Each run's HTTP requests, from its logged answer.
+    if let Value::Array(rows) = &mut runs {
+        for row in rows {
+            let calls = row["response"]
+                .as_str()
+                .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                .map(|r| r["http"]["calls"].clone())
+                .unwrap_or(Value::Null);
+            row["http_calls"] = calls;
+        }
+    }
+    let hosts = p["allowed_hosts"]
+        .as_array()
+        .map(|h| h.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    let hosts = shown.hosts.unwrap_or(hosts);
     let config =
         shown.config.unwrap_or_else(|| serde_json::to_string_pretty(&stored_config).unwrap_or_default());
     let decision = shown
@@ -132,13 +150,14 @@ async fn plugin_page(v: &Visitor, me: &Viewer, id: i64, status: StatusCode, show
         status,
         "plugin.html",
         context! {
-            nav => "plugins", p, devices, runs, config, decision,
+            nav => "plugins", p, devices, runs, config, decision, hosts,
             error => shown.error, test, text => shown.text.unwrap_or_else(|| "halo".into()),
         },
     )
 }
 
-/// `toggle` (`enabled` = `true` or `false`), `settings` (order, devices, config), `test`
+/// `toggle` (`enabled` = `true` or `false`), `settings` (order, devices, groups, config,
+/// allowed hosts, keeping HTTP bodies), `test`
 /// (a dry run on `text`), `delete`.
 pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: Form) -> Response {
     let me = match form.signed() {
@@ -165,18 +184,32 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
                 Ok(c) => c,
                 Err(e) => {
                     let error = format!("{} config: {e}", v.lang.t("err_validation_failed"));
-                    let shown = Shown { error: Some(error), config: Some(config.into()), ..Shown::default() };
+                    let shown = Shown {
+                        error: Some(error),
+                        config: Some(config.into()),
+                        hosts: Some(form.get("allowed_hosts").into()),
+                        ..Shown::default()
+                    };
                     return plugin_page(v, &me, id, StatusCode::UNPROCESSABLE_ENTITY, shown).await;
                 }
             };
             let changed = match order_of(form.get("order")) {
                 Ok(order) => {
                     let devices = form.all("devices").into_iter().map(str::to_string).collect();
+                    let hosts = form
+                        .get("allowed_hosts")
+                        .split(['\n', ','])
+                        .map(str::trim)
+                        .filter(|h| !h.is_empty())
+                        .map(str::to_string)
+                        .collect();
                     let change = PluginChange {
                         devices: Some(devices),
                         config: Some(parsed),
                         order,
                         groups: Some(form.get("groups") == "on"),
+                        allowed_hosts: Some(hosts),
+                        log_http_bodies: Some(form.get("log_http_bodies") == "on"),
                         ..PluginChange::default()
                     };
                     plugins.update(&tenant, id, change).await
@@ -187,8 +220,12 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
                 Ok(_) => Redirect::to(&format!("/plugins/{id}")).into_response(),
                 Err(f) if f.status == StatusCode::NOT_FOUND && f.field.is_none() => failure_page(v, &f),
                 Err(f) => {
-                    let shown =
-                        Shown { error: Some(f.text(v)), config: Some(config.into()), ..Shown::default() };
+                    let shown = Shown {
+                        error: Some(f.text(v)),
+                        config: Some(config.into()),
+                        hosts: Some(form.get("allowed_hosts").into()),
+                        ..Shown::default()
+                    };
                     plugin_page(v, &me, id, shown_status(f.status), shown).await
                 }
             }

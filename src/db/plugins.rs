@@ -24,6 +24,10 @@ pub struct PluginRow {
     pub config: String,
     /// Whether it runs for messages in groups too (otherwise direct chats only).
     pub in_groups: bool,
+    /// The hosts it may reach over HTTP: a JSON array of patterns (see `plugins::hosts`).
+    pub allowed_hosts: String,
+    /// Whether its run log keeps the bodies of its HTTP requests and responses.
+    pub log_http_bodies: bool,
     /// Failed runs in a row.
     pub failures: i64,
     pub disabled_reason: Option<String>,
@@ -52,7 +56,8 @@ impl PluginRow {
     }
 }
 
-const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, in_groups, failures, \
+const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, in_groups, \
+     allowed_hosts, log_http_bodies, failures, \
      disabled_reason, disabled_at, runs, last_run_at, last_outcome, engine, compiled_at, created_at, updated_at \
      FROM plugins";
 
@@ -88,6 +93,9 @@ pub struct PluginPatch {
     pub run_order: Option<i64>,
     pub config: Option<String>,
     pub in_groups: Option<bool>,
+    /// JSON array of validated host patterns.
+    pub allowed_hosts: Option<String>,
+    pub log_http_bodies: Option<bool>,
 }
 
 /// What recording a failed run did.
@@ -242,7 +250,8 @@ impl Db {
             let n = sqlx::query(
             "UPDATE plugins SET name = COALESCE($3, name), enabled = COALESCE($4, enabled), \
              devices = COALESCE($5, devices), run_order = COALESCE($6, run_order), config = COALESCE($7, config), \
-             in_groups = COALESCE($11, in_groups), \
+             in_groups = COALESCE($11, in_groups), allowed_hosts = COALESCE($12, allowed_hosts), \
+             log_http_bodies = COALESCE($13, log_http_bodies), \
              failures = CASE WHEN $8 AND enabled = $10 THEN 0 ELSE failures END, \
              disabled_reason = CASE WHEN $8 THEN NULL ELSE disabled_reason END, \
              disabled_at = CASE WHEN $8 THEN NULL ELSE disabled_at END, \
@@ -259,6 +268,8 @@ impl Db {
         .bind(now_ms())
         .bind(false)
         .bind(patch.in_groups)
+        .bind(&patch.allowed_hosts)
+        .bind(patch.log_http_bodies)
         .execute(&mut *tx)
         .await?
         .rows_affected();

@@ -11,7 +11,11 @@
 //! - **Per tenant**, at most `[plugins] tenant_concurrency` runs execute at once (by default
 //!   half the CPUs, so one tenant's plugins leave the other half to everyone else). Further runs
 //!   wait up to `[plugins] queue_timeout_ms` for a turn and are then skipped with outcome
-//!   `busy`, which is not the plugin's fault and does not count as a failure.
+//!   `busy`, which is not the plugin's fault and does not count as a failure. A run waiting on
+//!   an HTTP request gives its turn back meanwhile ([`Turn::pause`]), so a plugin calling a
+//!   slow server holds up no other run; at most `[plugins] http_concurrency` runs of a tenant
+//!   wait that way at once (a run past that keeps its turn while it waits), which bounds the
+//!   instances one tenant holds.
 //!
 //! Both are per process (as the failure limit's count of runs in flight is).
 
@@ -111,17 +115,62 @@ impl Gate {
 /// The gates of every plugin and the run slots of every tenant.
 pub struct Fairness {
     gates: Mutex<HashMap<i64, Arc<Gate>>>,
-    tenants: Mutex<HashMap<i64, Arc<Semaphore>>>,
+    tenants: Mutex<HashMap<i64, Arc<TenantTurns>>>,
     per_tenant: usize,
+    waiting_per_tenant: usize,
     queue_timeout: Duration,
 }
 
+/// One tenant's run turns, and its places for runs waiting on I/O without a turn.
+struct TenantTurns {
+    running: Arc<Semaphore>,
+    waiting: Arc<Semaphore>,
+}
+
+/// A run's turn among its tenant's runs. Dropping it gives everything back.
+pub struct Turn {
+    turns: Arc<TenantTurns>,
+    running: Option<OwnedSemaphorePermit>,
+    waiting: Option<OwnedSemaphorePermit>,
+}
+
+impl Turn {
+    /// The run is about to wait on I/O: give the turn back, if the tenant has a place for a
+    /// waiting run free (otherwise the run keeps its turn while it waits).
+    pub fn pause(&mut self) {
+        if self.running.is_none() {
+            return;
+        }
+        if let Ok(place) = self.turns.waiting.clone().try_acquire_owned() {
+            self.waiting = Some(place);
+            self.running = None;
+        }
+    }
+
+    /// The wait is over: take a turn again, waiting at most `within`. False when none came free
+    /// in time (the run is out of time).
+    pub async fn resume(&mut self, within: Duration) -> bool {
+        if self.running.is_some() {
+            return true;
+        }
+        match tokio::time::timeout(within, self.turns.running.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => {
+                self.running = Some(permit);
+                self.waiting = None;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
 impl Fairness {
-    pub fn new(per_tenant: usize, queue_timeout: Duration) -> Fairness {
+    pub fn new(per_tenant: usize, waiting_per_tenant: usize, queue_timeout: Duration) -> Fairness {
         Fairness {
             gates: Mutex::new(HashMap::new()),
             tenants: Mutex::new(HashMap::new()),
             per_tenant: per_tenant.max(1),
+            waiting_per_tenant,
             queue_timeout,
         }
     }
@@ -149,16 +198,30 @@ impl Fairness {
     }
 
     /// A turn among the tenant's runs, or `None` when none came free within the queue timeout.
-    pub async fn turn(&self, tenant: i64) -> Option<OwnedSemaphorePermit> {
-        let slots = {
+    pub async fn turn(&self, tenant: i64) -> Option<Turn> {
+        let turns = {
             let mut tenants = self.tenants.lock().unwrap_or_else(|e| e.into_inner());
             if tenants.len() > 10_000 {
-                let full = self.per_tenant;
-                tenants.retain(|_, s| s.available_permits() < full);
+                let (full, waiting) = (self.per_tenant, self.waiting_per_tenant);
+                tenants.retain(|_, t| {
+                    t.running.available_permits() < full || t.waiting.available_permits() < waiting
+                });
             }
-            tenants.entry(tenant).or_insert_with(|| Arc::new(Semaphore::new(self.per_tenant))).clone()
+            tenants
+                .entry(tenant)
+                .or_insert_with(|| {
+                    Arc::new(TenantTurns {
+                        running: Arc::new(Semaphore::new(self.per_tenant)),
+                        waiting: Arc::new(Semaphore::new(self.waiting_per_tenant)),
+                    })
+                })
+                .clone()
         };
-        tokio::time::timeout(self.queue_timeout, slots.acquire_owned()).await.ok()?.ok()
+        let running = tokio::time::timeout(self.queue_timeout, turns.running.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some(Turn { turns, running: Some(running), waiting: None })
     }
 }
 
@@ -169,7 +232,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_burst_into_a_failing_plugin_runs_it_exactly_limit_times() {
-        let fairness = Arc::new(Fairness::new(8, Duration::from_secs(5)));
+        let fairness = Arc::new(Fairness::new(8, 8, Duration::from_secs(5)));
         let runs = Arc::new(AtomicI64::new(0));
         // The "database": failures in a row, disabled at 5.
         let failures = Arc::new(AtomicI64::new(0));
@@ -193,7 +256,7 @@ mod tests {
 
     #[tokio::test]
     async fn successes_keep_the_gate_open_and_a_new_generation_reopens_it() {
-        let fairness = Fairness::new(8, Duration::from_secs(5));
+        let fairness = Fairness::new(8, 8, Duration::from_secs(5));
         let gate = fairness.gate(1, 100, 0);
         for _ in 0..20 {
             gate.admit(5).await.expect("a healthy plugin always runs").finish(0, false);
@@ -209,12 +272,30 @@ mod tests {
 
     #[tokio::test]
     async fn a_tenant_gets_at_most_its_share_of_runs_and_waits_no_longer_than_the_timeout() {
-        let fairness = Fairness::new(2, Duration::from_millis(50));
+        let fairness = Fairness::new(2, 1, Duration::from_millis(50));
         let a = fairness.turn(1).await.unwrap();
         let _b = fairness.turn(1).await.unwrap();
         assert!(fairness.turn(1).await.is_none(), "busy");
         assert!(fairness.turn(2).await.is_some(), "another tenant has its own turns");
         drop(a);
         assert!(fairness.turn(1).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_run_waiting_on_io_gives_its_turn_back_while_there_is_a_waiting_place() {
+        let fairness = Fairness::new(1, 1, Duration::from_millis(50));
+        let mut first = fairness.turn(1).await.unwrap();
+        assert!(fairness.turn(1).await.is_none(), "one turn, taken");
+        first.pause();
+        let mut second = fairness.turn(1).await.expect("the waiting run gave its turn back");
+        // No waiting place left: the second run keeps its turn while it waits.
+        second.pause();
+        assert!(fairness.turn(1).await.is_none());
+        assert!(!first.resume(Duration::from_millis(20)).await, "the turn is the second run's");
+        drop(second);
+        assert!(first.resume(Duration::from_millis(20)).await);
+        assert!(fairness.turn(1).await.is_none(), "the first run runs again");
+        first.pause();
+        assert!(fairness.turn(1).await.is_some(), "its waiting place was given back on resume");
     }
 }

@@ -3,6 +3,7 @@
 //! dry runs; each change recorded in the activity log. The API and the dashboard both call
 //! this; [`Plugins`] runs them.
 
+use super::hosts::AllowedHosts;
 use super::runtime::{PluginContext, PluginMessage, RunInput, RunReport};
 use super::service::{Upload, UploadError};
 use super::Plugins;
@@ -46,6 +47,9 @@ pub struct PluginChange {
     pub config: Option<serde_json::Value>,
     /// Run for messages in groups too.
     pub groups: Option<bool>,
+    /// Host patterns the plugin may reach over HTTP (replacing the list).
+    pub allowed_hosts: Option<Vec<String>>,
+    pub log_http_bodies: Option<bool>,
 }
 
 /// A sample message for a dry run; every field has a default.
@@ -182,6 +186,14 @@ impl PluginService {
             Some(v) => Some(check_config(v)?),
             None => None,
         };
+        let allowed_hosts = match &change.allowed_hosts {
+            Some(list) => {
+                let hosts =
+                    AllowedHosts::parse(list).map_err(|why| ApiError::validation("allowed_hosts", why))?;
+                Some(serde_json::to_string(&hosts).map_err(ApiError::internal)?)
+            }
+            None => None,
+        };
         if change.enabled == Some(true) && !current.enabled {
             let cooldown_ms =
                 i64::try_from(self.reenable_cooldown_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
@@ -201,6 +213,8 @@ impl PluginService {
             run_order: change.order,
             config,
             in_groups: change.groups,
+            allowed_hosts,
+            log_http_bodies: change.log_http_bodies,
         };
         let row = match self.db.update_plugin(tenant.id, current.id, &patch).await {
             Ok(Some(row)) => row,

@@ -3,19 +3,21 @@
 //!
 //! A [`Runtime`] holds the engine (component model, pooling allocator, epoch interruption with
 //! a ticker thread) and the one linker with the gateway's imports of every [`World`] version
-//! it serves (0.1.0 and 0.2.0). Which version a component implements is found when it is
+//! it serves (0.1.0, 0.2.0 and 0.3.0). Which version a component implements is found when it is
 //! prepared (at upload and at load) from the type of its `handle` export; the run then calls
 //! it through that version's bindings, and its decision becomes the one [`Decision`] every
 //! version shares, checked against the same caps. [`Runtime::compile`] turns
 //! an upload into a [`Prepared`] plugin (an `InstancePre`, cheap to clone and cache) plus the
 //! artefact to store; [`Runtime::load`] gets the same back from a stored artefact without
 //! compiling. [`Runtime::run`] runs one message: a fresh `Store` with a memory cap, a CPU
-//! deadline and a wall-clock timeout, output caps, bounded logs, and the plugin's key-value
-//! store; every failure is a [`RunReport`] outcome, never a panic or an error.
+//! deadline and a wall-clock timeout, output caps, bounded logs, the plugin's key-value store
+//! and, for a 0.3.0 plugin that imports `http`, its outbound requests ([`Runtime::run_with`]);
+//! every failure is a [`RunReport`] outcome, never a panic or an error.
 
 mod bindings;
 mod engine;
 mod host;
+mod http;
 mod output;
 mod priority;
 mod types;
@@ -28,12 +30,15 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use self::bindings::{v0_1, v0_2};
+use self::bindings::{v0_1, v0_2, v0_3};
 use self::host::{Deadline, HostState, Limiter, LogBuffer, Stopped};
+pub use self::http::{HttpCall, HttpLog, NetAccess};
+use self::http::{HttpLimits, HttpSession};
 use self::output::OutputCaps;
 pub use self::priority::supported as can_lower_priority;
 use self::priority::Demotion;
 use crate::config::PluginsConfig;
+use crate::net::{HttpClient, HttpOptions};
 pub use crate::plugins::kv::KvAccess;
 use crate::plugins::kv::{KvLimits, KvSession};
 
@@ -79,12 +84,15 @@ pub struct Loaded {
 #[derive(Clone)]
 pub struct Prepared {
     pre: PreparedWorld,
+    /// Whether it imports `http`: its runs get the longer wall-clock limit.
+    http: bool,
 }
 
 #[derive(Clone)]
 enum PreparedWorld {
     V0_1(Arc<v0_1::AutoReplyPre<HostState>>),
     V0_2(Arc<v0_2::AutoReplyPre<HostState>>),
+    V0_3(Arc<v0_3::AutoReplyPre<HostState>>),
 }
 
 impl Prepared {
@@ -93,13 +101,20 @@ impl Prepared {
         match self.pre {
             PreparedWorld::V0_1(_) => World::V0_1,
             PreparedWorld::V0_2(_) => World::V0_2,
+            PreparedWorld::V0_3(_) => World::V0_3,
         }
+    }
+
+    /// Whether the plugin imports `http` (and so may make requests).
+    pub fn uses_http(&self) -> bool {
+        self.http
     }
 
     fn engine(&self) -> &Engine {
         match &self.pre {
             PreparedWorld::V0_1(pre) => pre.engine(),
             PreparedWorld::V0_2(pre) => pre.engine(),
+            PreparedWorld::V0_3(pre) => pre.engine(),
         }
     }
 }
@@ -117,6 +132,9 @@ struct RunLimits {
     memory_limit: usize,
     cpu_ms: u64,
     timeout_ms: u64,
+    /// The wall-clock limit of a plugin that imports `http`.
+    http_timeout_ms: u64,
+    http: HttpLimits,
     output: OutputCaps,
     max_log_lines: usize,
     max_log_line_bytes: usize,
@@ -130,6 +148,8 @@ struct RunLimits {
 struct Inner {
     engine: Engine,
     linker: Linker<HostState>,
+    /// The hardened client plugins' requests go through.
+    client: HttpClient,
     id: String,
     limits: RunLimits,
     slots: Arc<Semaphore>,
@@ -158,6 +178,9 @@ impl Runtime {
             .and_then(|()| {
                 v0_2::AutoReply::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
             })
+            .and_then(|()| {
+                v0_3::AutoReply::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |state| state)
+            })
             .map_err(|e| anyhow::anyhow!("cannot link the plugin imports: {e:#}"))?;
         engine::start_ticker(&engine)?;
         if cfg.lower_priority_after_ms > 0 && !can_lower_priority() {
@@ -168,8 +191,17 @@ impl Runtime {
         }
         let output = OutputCaps { max_actions: cfg.max_actions, max_reply_bytes: cfg.max_reply_bytes };
         let kv = KvLimits::from_config(cfg);
+        let http = HttpLimits {
+            max_requests: cfg.http_max_requests,
+            max_request_bytes: cfg.http_max_request_bytes,
+            max_response_bytes: cfg.http_max_response_bytes,
+            request_timeout: Duration::from_millis(cfg.http_request_timeout_ms.max(1)),
+        };
+        let client = HttpClient::new(HttpOptions::new(http.request_timeout, cfg.allow_private_targets))
+            .map_err(|e| anyhow::anyhow!("cannot build the plugins' HTTP client: {e}"))?;
         let copy_budget = (1usize << 20)
             .max(output.copy_budget())
+            .max(http.max_request_bytes.saturating_add(http.max_response_bytes).saturating_mul(2))
             .max(kv.max_value_bytes.saturating_add(kv.max_key_bytes).saturating_mul(2))
             .max(cfg.max_log_line_bytes.saturating_mul(4));
         let limits = RunLimits {
@@ -177,6 +209,8 @@ impl Runtime {
             memory_limit: cfg.memory_limit,
             cpu_ms: cfg.cpu_ms,
             timeout_ms: cfg.timeout_ms,
+            http_timeout_ms: cfg.http_timeout_ms.max(cfg.timeout_ms),
+            http,
             output,
             max_log_lines: cfg.max_log_lines,
             max_log_line_bytes: cfg.max_log_line_bytes,
@@ -187,7 +221,7 @@ impl Runtime {
         };
         let id = engine::id(&engine);
         let slots = Arc::new(Semaphore::new(engine::SLOTS as usize));
-        Ok(Runtime { inner: Arc::new(Inner { engine, linker, id, limits, slots }) })
+        Ok(Runtime { inner: Arc::new(Inner { engine, linker, client, id, limits, slots }) })
     }
 
     /// Names the wasmtime version and the settings that shape compiled code. Artefacts are
@@ -266,9 +300,10 @@ impl Runtime {
             let attempt = match world {
                 World::V0_1 => v0_1::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_1(Arc::new(p))),
                 World::V0_2 => v0_2::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_2(Arc::new(p))),
+                World::V0_3 => v0_3::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_3(Arc::new(p))),
             };
             match attempt {
-                Ok(pre) => return Ok(Prepared { pre }),
+                Ok(pre) => return Ok(Prepared { pre, http: validate::imports_http(engine, component) }),
                 Err(e) => {
                     first_reason.get_or_insert_with(|| (world, format!("{e:#}")));
                 }
@@ -310,23 +345,36 @@ impl Runtime {
 
     /// Runs one message through a plugin in a fresh store, on a blocking thread. At most
     /// [`engine::SLOTS`] runs are in flight; further calls wait for a slot. A successful
-    /// run's key-value writes are applied before this returns (with [`KvAccess::Store`]).
+    /// run's key-value writes are applied before this returns (with [`KvAccess::Store`]). The
+    /// plugin reaches no host over HTTP.
     pub async fn run(&self, prepared: &Prepared, input: RunInput, kv: KvAccess) -> RunReport {
+        self.run_with(prepared, input, kv, NetAccess::default()).await
+    }
+
+    /// [`Runtime::run`], with the hosts the plugin may reach and its tenant turn, given back
+    /// while a request is in flight.
+    pub async fn run_with(
+        &self,
+        prepared: &Prepared,
+        input: RunInput,
+        kv: KvAccess,
+        net: NetAccess,
+    ) -> RunReport {
         let started = Instant::now();
         let Ok(permit) = self.inner.slots.clone().acquire_owned().await else {
             return failed(Outcome::Internal, "the plugin runtime is shut down", started);
         };
         let runtime = self.clone();
         let prepared = prepared.clone();
+        let wall_ms = self.wall_ms(&prepared);
         let task = tokio::task::spawn_blocking(move || {
-            let report = runtime.run_blocking(&prepared, input, kv);
+            let report = runtime.run_blocking_with(&prepared, input, kv, net);
             drop(permit);
             report
         });
         // The run stops itself at its deadlines; this only guards against a thread that
         // does not come back (it keeps its slot until it does).
-        let guard =
-            Duration::from_millis(self.inner.limits.timeout_ms.saturating_mul(2)) + Duration::from_secs(1);
+        let guard = Duration::from_millis(wall_ms.saturating_mul(2)) + Duration::from_secs(1);
         let mut report = match tokio::time::timeout(guard, task).await {
             Ok(Ok(report)) => report,
             Ok(Err(err)) => {
@@ -343,11 +391,24 @@ impl Runtime {
     /// from a blocking thread (or a benchmark). A key-value store needs a tokio runtime to be
     /// current (a blocking thread of one is).
     pub fn run_blocking(&self, prepared: &Prepared, input: RunInput, kv: KvAccess) -> RunReport {
+        self.run_blocking_with(prepared, input, kv, NetAccess::default())
+    }
+
+    /// [`Runtime::run_blocking`] with [`NetAccess`]. Requests need a tokio runtime to be
+    /// current, as a key-value store does; without one they fail (the run goes on).
+    pub fn run_blocking_with(
+        &self,
+        prepared: &Prepared,
+        input: RunInput,
+        kv: KvAccess,
+        net: NetAccess,
+    ) -> RunReport {
         let started = Instant::now();
-        let handle = match (&kv, tokio::runtime::Handle::try_current()) {
+        let current = tokio::runtime::Handle::try_current().ok();
+        let handle = match (&kv, &current) {
             (KvAccess::None, _) => None,
-            (_, Ok(handle)) => Some(handle),
-            (_, Err(_)) => {
+            (_, Some(handle)) => Some(handle.clone()),
+            (_, None) => {
                 return failed(Outcome::Internal, "a key-value store needs a tokio runtime", started);
             }
         };
@@ -358,10 +419,11 @@ impl Runtime {
         let session = KvSession::new(kv, limits.kv, handle.clone());
         let state = HostState {
             limiter: Limiter { memory_limit: limits.memory_limit, refused: false },
-            deadline: Deadline::start(limits.cpu_ms, limits.timeout_ms),
+            deadline: Deadline::start(limits.cpu_ms, self.wall_ms(prepared)),
             demotion: Demotion::new(limits.lower_priority_after),
             logs: LogBuffer::new(limits.max_log_lines, limits.max_log_line_bytes),
             kv: session,
+            http: HttpSession::new(net, self.inner.client.clone(), limits.http, current),
             stopped: None,
         };
         let mut store = Store::new(&self.inner.engine, state);
@@ -387,7 +449,7 @@ impl Runtime {
 
         let result = call(&prepared.pre, &mut store, input);
         // Dropping the store frees the instance's slot before the database is touched.
-        let HostState { limiter, logs, kv, stopped, mut demotion, .. } = store.into_data();
+        let HostState { limiter, logs, kv, http, stopped, mut demotion, .. } = store.into_data();
         let lowered = demotion.lowered();
         demotion.restore();
 
@@ -420,7 +482,25 @@ impl Runtime {
                 (outcome, None, Some(why))
             }
         };
-        RunReport { outcome, decision, error, logs: logs.finish(), latency: started.elapsed(), lowered }
+        RunReport {
+            outcome,
+            decision,
+            error,
+            logs: logs.finish(),
+            http: http.finish(),
+            latency: started.elapsed(),
+            lowered,
+        }
+    }
+
+    /// The wall-clock limit of one run of `prepared`.
+    fn wall_ms(&self, prepared: &Prepared) -> u64 {
+        let limits = &self.inner.limits;
+        if prepared.uses_http() {
+            limits.http_timeout_ms
+        } else {
+            limits.timeout_ms
+        }
     }
 }
 
@@ -436,6 +516,15 @@ enum Failure {
 enum GuestError {
     BadConfig(String),
     Failed(String),
+}
+
+impl GuestError {
+    fn from_v0_2(e: v0_2::PluginError) -> GuestError {
+        match e {
+            v0_2::PluginError::BadConfig(m) => GuestError::BadConfig(m),
+            v0_2::PluginError::Failed(m) => GuestError::Failed(m),
+        }
+    }
 }
 
 /// Instantiates the plugin and calls `handle` through the bindings of its world version; the
@@ -459,10 +548,14 @@ fn call(
             let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
             let (message, context) = to_v0_2(input);
             let answer = plugin.call_handle(&mut *store, &message, &context).map_err(Failure::Call)?;
-            Ok(answer.map(output::from_v0_2).map_err(|e| match e {
-                v0_2::PluginError::BadConfig(m) => GuestError::BadConfig(m),
-                v0_2::PluginError::Failed(m) => GuestError::Failed(m),
-            }))
+            Ok(answer.map(output::from_v0_2).map_err(GuestError::from_v0_2))
+        }
+        // 0.3.0's types are 0.2.0's (see `bindings`).
+        PreparedWorld::V0_3(pre) => {
+            let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
+            let (message, context) = to_v0_2(input);
+            let answer = plugin.call_handle(&mut *store, &message, &context).map_err(Failure::Call)?;
+            Ok(answer.map(output::from_v0_2).map_err(GuestError::from_v0_2))
         }
     }
 }

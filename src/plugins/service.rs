@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 
 use super::fairness::Fairness;
-use super::runtime::{InvalidPlugin, KvAccess, Outcome, Prepared, RunInput, RunReport, Runtime};
+use super::hosts::AllowedHosts;
+use super::runtime::{InvalidPlugin, KvAccess, NetAccess, Outcome, Prepared, RunInput, RunReport, Runtime};
 use crate::config::PluginsConfig;
 use crate::db::plugins::{NewPlugin, PluginRow, Tally};
 use crate::db::webhooks::NewLog;
@@ -68,6 +69,7 @@ impl Plugins {
     pub fn new(db: Db, runtime: Runtime, config: PluginsConfig, events: Events, metrics: Metrics) -> Plugins {
         let fairness = Fairness::new(
             config.runs_per_tenant(),
+            config.http_concurrency,
             std::time::Duration::from_millis(config.queue_timeout_ms),
         );
         Plugins {
@@ -217,7 +219,7 @@ impl Plugins {
         dry_run: bool,
     ) -> (RunReport, Option<Tally>) {
         let started = std::time::Instant::now();
-        let Some(_turn) = self.inner.fairness.turn(row.user_id).await else {
+        let Some(turn) = self.inner.fairness.turn(row.user_id).await else {
             let why = format!(
                 "the account's plugin runs were all busy for {} ms; this run was skipped",
                 self.inner.config.queue_timeout_ms
@@ -244,7 +246,12 @@ impl Plugins {
             KvAccess::Store { db, tenant, plugin_id }
         };
         let message_id = input.message.id;
-        let report = self.inner.runtime.run(&prepared, input.clone(), kv).await;
+        let net = NetAccess {
+            allowed: AllowedHosts::from_stored(Some(&row.allowed_hosts)),
+            log_bodies: row.log_http_bodies,
+            turn: Some(turn),
+        };
+        let report = self.inner.runtime.run_with(&prepared, input.clone(), kv, net).await;
         let tally = if dry_run { None } else { self.record(row, &input, &report).await };
         if report.outcome != Outcome::Success {
             tracing::info!(
@@ -261,7 +268,10 @@ impl Plugins {
     /// The run's row in `webhook_logs`.
     async fn log_run(&self, row: &PluginRow, input: &RunInput, report: &RunReport) {
         let outcome = report.outcome.as_str();
-        let response = serde_json::json!({ "decision": report.decision, "logs": report.logs });
+        let mut response = serde_json::json!({ "decision": report.decision, "logs": report.logs });
+        if !report.http.is_empty() {
+            response["http"] = serde_json::json!(report.http);
+        }
         let log = NewLog {
             user_id: row.user_id,
             kind: "plugin".into(),

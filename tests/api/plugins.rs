@@ -2,10 +2,11 @@
 //! `plugins/build.sh` builds into `target/plugins/`: upload (multipart and raw), the example
 //! and adversarial plugins on simulator messages, the key-value store, ordering and
 //! stop-the-chain, auto-disable with `plugin.failed`, refused uploads, the dry run, tenant
-//! isolation, and a restart that does not compile again. The two world versions side by side
-//! are in `kinds`.
+//! isolation, and a restart that does not compile again. The world versions side by side are
+//! in `kinds`, outbound HTTP in `http`.
 
 mod fairness;
+mod http;
 mod kinds;
 
 use reqwest::{Method, StatusCode};

@@ -188,3 +188,79 @@ async fn a_document_larger_than_two_megabytes_goes_through_the_send_page() {
     assert_eq!(out[0]["media"]["kind"], "document", "{out:?}");
     assert_eq!(out[0]["media"]["size"], pdf.len(), "{out:?}");
 }
+
+/// The allowed hosts and the body switch are set on the plugin's page; a dry run and the run
+/// log show each HTTP request the plugin made.
+#[tokio::test]
+async fn a_plugins_http_hosts_are_set_on_its_page_and_its_requests_are_shown() {
+    let app = TestApp::spawn_with(|c| c.plugins.allow_private_targets = true).await;
+    let shop = axum::Router::new()
+        .route("/orders/1234", axum::routing::get(|| async { axum::Json(json!({"status": "dikirim"})) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shop_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, shop).await });
+
+    let t = tenant(&app, "premium").await;
+    let api = TestTenant { id: t.id, api_key: t.api_key.clone(), email: t.email.clone() };
+    let device = app.pair_device(&api, "6281288880032").await;
+    let mut agent = Agent::new(&app);
+    agent.login(&t.email, PASSWORD).await;
+    let made = agent
+        .upload(
+            "/plugins",
+            "/plugins",
+            &[("name", "http-probe")],
+            ("file", "http-probe.wasm", "application/wasm", &component("http-probe")),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::SEE_OTHER, "{}", made.body);
+    let page_path = made.location().to_string();
+    let id = page_path.trim_start_matches("/plugins/").to_string();
+    let config = json!({"requests": [
+        {"url": format!("http://{shop_addr}/orders/1234")},
+        {"url": "http://example.com/"},
+    ]})
+    .to_string();
+
+    let wrong = agent
+        .submit(
+            &page_path,
+            &format!("/plugins/{id}/settings"),
+            &[("config", &config), ("allowed_hosts", "https://127.0.0.1/")],
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", wrong.body);
+    // The hosts as typed stay in the form.
+    assert!(wrong.body.contains("id=\"form-error\"") && wrong.body.contains(">https:"), "{}", wrong.body);
+    let saved = agent
+        .submit(
+            &page_path,
+            &format!("/plugins/{id}/settings"),
+            &[
+                ("config", &config),
+                ("allowed_hosts", "127.0.0.1\r\n*.toko.id\r\n"),
+                ("log_http_bodies", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, p) = app.get(&page_path.replace("/plugins", "/api/user/plugins"), &t.api_key).await;
+    assert_eq!(p["allowed_hosts"], json!(["127.0.0.1", "*.toko.id"]), "{p}");
+    assert_eq!(p["log_http_bodies"], true, "{p}");
+    let page = agent.get(&page_path).await.body;
+    assert!(page.contains("127.0.0.1\n*.toko.id</textarea>"), "{page}");
+
+    let tried = agent.submit(&page_path, &format!("/plugins/{id}/test"), &[("text", "halo")]).await;
+    assert_eq!(tried.status, StatusCode::OK, "{}", tried.body);
+    assert!(tried.body.contains("id=\"test-http\""), "{}", tried.body);
+    assert!(tried.body.contains(&format!("{shop_addr} → 200")), "{}", tried.body);
+    assert!(tried.body.contains("example.com → host-not-allowed"), "{}", tried.body);
+
+    app.inbound(device, CUSTOMER, "halo", None).await;
+    let page = poll_until(WAIT, || async {
+        let page = agent_page(&app, &t.email, &page_path).await;
+        page.contains("class=\"http-calls\"").then_some(page)
+    })
+    .await;
+    assert!(page.contains(&format!("{shop_addr} → 200")), "{page}");
+}

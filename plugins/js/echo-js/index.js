@@ -1,5 +1,5 @@
 // echo-js: the `echo` plugin in JavaScript, for the `auto-reply` world of
-// wa-gateway:plugin@0.2.0 (wit/v0.2.0/plugin.wit).
+// wa-gateway:plugin@0.3.0 (wit/v0.3.0/plugin.wit).
 //
 // Replies `echo: <text>` to every message with text and nothing to the others, like the Rust
 // `echo`. It also counts the messages it has seen in its key-value store (key `count`) and logs
@@ -11,8 +11,8 @@
 // - enums are strings (`msg.kind === "text"`), variants `{ tag: "reply-text", val: "…" }`;
 // - an import returning `result<T, E>` returns T or throws an error whose `payload` is E;
 // - an export returning `result<T, E>` returns T for `ok`, and throws E for `err`.
-import { get, set } from "wa-gateway:plugin/kv@0.2.0";
-import { log } from "wa-gateway:plugin/log@0.2.0";
+import { get, set } from "wa-gateway:plugin/kv@0.3.0";
+import { log } from "wa-gateway:plugin/log@0.3.0";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();

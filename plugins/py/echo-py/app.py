@@ -1,5 +1,5 @@
 """echo-py: the `echo` plugin in Python, for the `auto-reply` world of
-wa-gateway:plugin@0.2.0 (wit/v0.2.0/plugin.wit).
+wa-gateway:plugin@0.3.0 (wit/v0.3.0/plugin.wit).
 
 Replies `echo: <text>` to every message with text and nothing to the others, like the Rust
 `echo`. It also counts the messages it has seen in its key-value store (key `count`) and logs

@@ -1,10 +1,10 @@
 //! Guest SDK for wa-gateway auto-reply plugins.
 //!
 //! A plugin is a WebAssembly component for the `auto-reply` world of the WIT package
-//! `wa-gateway:plugin@0.2.0` (`wit/v0.2.0/plugin.wit` in the gateway repository). For every
+//! `wa-gateway:plugin@0.3.0` (`wit/v0.3.0/plugin.wit` in the gateway repository). For every
 //! inbound message on a device it is attached to, the gateway creates a fresh instance, calls
 //! [`Plugin::handle`] once and drops the instance: only the [`kv`] store survives between calls.
-//! (The gateway still runs components built for 0.1.0, `wit/v0.1.0`; this SDK builds 0.2.0.)
+//! (The gateway still runs components built for 0.1.0 and 0.2.0; this SDK builds 0.3.0.)
 //!
 //! With this crate a plugin is a type that implements [`Plugin`] plus one [`export_plugin!`]:
 //!
@@ -48,21 +48,23 @@
 //! The crate is a `cdylib` built for `wasm32-unknown-unknown` and turned into a component;
 //! `plugins/build.sh` does both (see `plugins/README.md`). Besides the trait and the macro the
 //! SDK offers [`Decision`] builders, the plugin's JSON [`config`], the key-value store ([`kv`]),
-//! the bounded logger ([`log`]) and the clock ([`now_ms`]). Nothing else is reachable from a
-//! plugin: no filesystem, network or environment.
+//! the bounded logger ([`log`]), the clock ([`now_ms`]) and HTTP requests to the hosts the
+//! tenant allowed ([`http`]). Nothing else is reachable from a plugin: no filesystem, sockets
+//! or environment.
 
 #![warn(missing_docs)]
 
+pub mod http;
 pub mod kv;
 pub mod log;
 
-/// The raw bindings `wit-bindgen` generates for the 0.2.0 `auto-reply` world.
+/// The raw bindings `wit-bindgen` generates for the 0.3.0 `auto-reply` world.
 ///
 /// Plugins rarely need this module: the SDK re-exports the types and wraps the imports.
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/v0.2.0",
+        path: "../../wit/v0.3.0",
         world: "auto-reply",
         pub_export_macro: true,
         export_macro_name: "export",

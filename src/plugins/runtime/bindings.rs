@@ -1,5 +1,5 @@
 //! The `bindgen!`s of the plugin worlds, one per version of `wa-gateway:plugin` the gateway
-//! serves: `v0_1` for `wit/v0.1.0`, `v0_2` for `wit/v0.2.0`.
+//! serves: `v0_1` for `wit/v0.1.0`, `v0_2` for `wit/v0.2.0`, `v0_3` for `wit/v0.3.0`.
 //!
 //! Each version is a directory of its own holding one whole package, rather than both
 //! packages in one tree: wit-parser reads a directory as one root package (plus `deps/`), and
@@ -33,6 +33,22 @@ pub mod v0_2 {
         path: "wit/v0.2.0",
         world: "auto-reply",
         imports: { "wa-gateway:plugin/kv.get": trappable },
+    });
+}
+
+/// `wa-gateway:plugin@0.3.0`: 0.2.0 and `http`. Its `types` are 0.2.0's, field for field, so
+/// the 0.2.0 Rust types stand for them (wasmtime checks records, variants and enums by their
+/// shape and names, not by the interface that declares them) and one conversion serves both.
+pub mod v0_3 {
+    wasmtime::component::bindgen!({
+        path: "wit/v0.3.0",
+        world: "auto-reply",
+        // `send` gives up (trapping the guest) when the run's wall-clock deadline passes.
+        imports: {
+            "wa-gateway:plugin/kv.get": trappable,
+            "wa-gateway:plugin/http.send": trappable,
+        },
+        with: { "wa-gateway:plugin/types@0.3.0": crate::plugins::runtime::bindings::v0_2::wa_gateway::plugin::types },
     });
 }
 

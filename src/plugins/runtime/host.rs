@@ -4,7 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
+use super::http::{HttpError, HttpSession, OutOfTime, Request};
 use super::priority::Demotion;
 use super::LogLine;
 use crate::plugins::kv::{KvError, KvSession};
@@ -28,6 +29,8 @@ pub struct HostState {
     pub demotion: Demotion,
     pub logs: LogBuffer,
     pub kv: KvSession,
+    /// Its outbound requests (world 0.3.0).
+    pub http: HttpSession,
     /// Set when the run was stopped, even if the guest's trap is reported differently.
     pub stopped: Option<Stopped>,
 }
@@ -214,9 +217,6 @@ impl HostState {
 /// generated traits and types differ.
 macro_rules! host_interfaces {
     ($version:ident) => {
-        /// `types` has no functions.
-        impl $version::wa_gateway::plugin::types::Host for HostState {}
-
         impl $version::wa_gateway::plugin::log::Host for HostState {
             fn log(&mut self, level: $version::wa_gateway::plugin::log::Level, message: String) {
                 use $version::wa_gateway::plugin::log::Level;
@@ -273,6 +273,49 @@ macro_rules! host_interfaces {
 
 host_interfaces!(v0_1);
 host_interfaces!(v0_2);
+host_interfaces!(v0_3);
+
+// `types` has no functions. 0.3.0's `types` are 0.2.0's (see `bindings`): one impl serves both.
+impl v0_1::wa_gateway::plugin::types::Host for HostState {}
+impl v0_2::wa_gateway::plugin::types::Host for HostState {}
+
+impl v0_3::wa_gateway::plugin::http::Host for HostState {
+    /// A request that runs past the run's wall-clock deadline stops the run (the guest traps
+    /// with [`Stopped::Wall`]); every other failure is the guest's typed error.
+    fn send(
+        &mut self,
+        request: v0_3::wa_gateway::plugin::http::Request,
+    ) -> wasmtime::Result<
+        Result<v0_3::wa_gateway::plugin::http::Response, v0_3::wa_gateway::plugin::http::HttpError>,
+    > {
+        use v0_3::wa_gateway::plugin::http as wit;
+        let request = Request {
+            method: request.method,
+            url: request.url,
+            headers: request.headers,
+            body: request.body,
+            timeout_ms: request.timeout_ms,
+        };
+        let remaining = self.deadline.remaining();
+        match self.http.send(request, remaining) {
+            Ok(Ok(r)) => Ok(Ok(wit::Response { status: r.status, headers: r.headers, body: r.body })),
+            Ok(Err(e)) => Ok(Err(match e {
+                HttpError::HostNotAllowed(m) => wit::HttpError::HostNotAllowed(m),
+                HttpError::AddressNotAllowed(m) => wit::HttpError::AddressNotAllowed(m),
+                HttpError::InvalidRequest(m) => wit::HttpError::InvalidRequest(m),
+                HttpError::TooManyRequests(m) => wit::HttpError::TooManyRequests(m),
+                HttpError::Timeout(m) => wit::HttpError::Timeout(m),
+                HttpError::ResponseTooLarge(m) => wit::HttpError::ResponseTooLarge(m),
+                HttpError::Failed(m) => wit::HttpError::Failed(m),
+            })),
+            Err(OutOfTime) => {
+                let stopped = Stopped::Wall(self.deadline.wall_ms());
+                self.stopped = Some(stopped);
+                Err(wasmtime::Error::new(stopped))
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -181,6 +181,8 @@ pub struct RunReport {
     pub error: Option<String>,
     /// At most `max_log_lines` lines, then one counting the lines dropped, if any.
     pub logs: Vec<LogLine>,
+    /// The HTTP requests the plugin made.
+    pub http: super::HttpLog,
     /// From the call to `run` to its answer (waiting for a free slot included).
     pub latency: Duration,
     /// Whether the run used the CPU long enough to have its thread's priority lowered.
@@ -190,7 +192,15 @@ pub struct RunReport {
 impl RunReport {
     /// A run that failed before (or instead of) running the plugin.
     pub fn failure(outcome: Outcome, error: String, latency: Duration) -> RunReport {
-        RunReport { outcome, decision: None, error: Some(error), logs: Vec::new(), latency, lowered: false }
+        RunReport {
+            outcome,
+            decision: None,
+            error: Some(error),
+            logs: Vec::new(),
+            http: super::HttpLog::default(),
+            latency,
+            lowered: false,
+        }
     }
 }
 

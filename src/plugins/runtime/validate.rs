@@ -23,17 +23,21 @@ pub enum World {
     /// location and contact cards, quoting; reactions and read marks.
     #[serde(rename = "0.2.0")]
     V0_2,
+    /// `wa-gateway:plugin/auto-reply@0.3.0`: 0.2.0 and outbound HTTP.
+    #[serde(rename = "0.3.0")]
+    V0_3,
 }
 
 impl World {
     /// Every version served, the newest first.
-    pub const ALL: [World; 2] = [World::V0_2, World::V0_1];
+    pub const ALL: [World; 3] = [World::V0_3, World::V0_2, World::V0_1];
 
     /// `0.1.0`, `0.2.0`.
     pub fn version(self) -> &'static str {
         match self {
             World::V0_1 => "0.1.0",
             World::V0_2 => "0.2.0",
+            World::V0_3 => "0.3.0",
         }
     }
 
@@ -42,6 +46,7 @@ impl World {
         match self {
             World::V0_1 => "wa-gateway:plugin/auto-reply@0.1.0",
             World::V0_2 => "wa-gateway:plugin/auto-reply@0.2.0",
+            World::V0_3 => "wa-gateway:plugin/auto-reply@0.3.0",
         }
     }
 
@@ -56,7 +61,7 @@ impl std::fmt::Display for World {
     }
 }
 /// The interfaces of [`PACKAGE`] a plugin may import.
-pub const INTERFACES: [&str; 4] = ["types", "kv", "log", "clock"];
+pub const INTERFACES: [&str; 5] = ["types", "kv", "log", "clock", "http"];
 /// The function a plugin exports.
 pub const EXPORT: &str = "handle";
 
@@ -98,7 +103,7 @@ pub fn imports(engine: &Engine, component: &Component) -> Result<(), InvalidPlug
     };
     Err(InvalidPlugin::new(format!(
         "it imports {}, which the gateway does not provide: a plugin may import only \
-         {PACKAGE}/kv, log and clock{hint}",
+         {PACKAGE}/kv, log, clock and http{hint}",
         foreign.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
     )))
 }
@@ -110,6 +115,12 @@ pub fn is_ours(name: &str) -> bool {
     };
     let interface = rest.split('@').next().unwrap_or(rest);
     INTERFACES.contains(&interface)
+}
+
+/// Whether a component imports the gateway's `http` interface.
+pub fn imports_http(engine: &Engine, component: &Component) -> bool {
+    let prefix = format!("{PACKAGE}/http@");
+    component.component_type().imports(engine).any(|(name, _)| name.starts_with(&prefix))
 }
 
 /// The world version a component's imports of the gateway's interfaces name, when they name
@@ -192,7 +203,8 @@ mod tests {
         assert!(is_ours("wa-gateway:plugin/kv@0.1.0"));
         assert!(is_ours("wa-gateway:plugin/types@0.1.0"));
         assert!(is_ours("wa-gateway:plugin/clock"));
-        assert!(!is_ours("wa-gateway:plugin/http@0.1.0"));
+        assert!(is_ours("wa-gateway:plugin/http@0.3.0"));
+        assert!(!is_ours("wa-gateway:plugin/fs@0.3.0"));
         assert!(!is_ours("wa-gateway:pluginx/kv@0.1.0"));
         assert!(!is_ours("wasi:cli/environment@0.2.6"));
         assert!(!is_ours("kv"));
@@ -205,8 +217,8 @@ mod tests {
             assert_eq!(World::from_version(world.version()), Some(world));
             assert_eq!(serde_json::to_value(world).unwrap(), serde_json::json!(world.version()));
         }
-        assert_eq!(World::ALL[0], World::V0_2, "the newest first");
-        assert_eq!(World::from_version("0.3.0"), None);
+        assert_eq!(World::ALL[0], World::V0_3, "the newest first");
+        assert_eq!(World::from_version("0.4.0"), None);
     }
 
     #[test]
