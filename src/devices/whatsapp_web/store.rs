@@ -43,6 +43,20 @@ pub struct SqlxStore {
     writes: WriteGuard,
 }
 
+/// The database for one write of a session not logged out; see [`SqlxStore::writable`].
+struct Writable<'a> {
+    db: &'a Db,
+    _not_retired: tokio::sync::RwLockReadGuard<'a, bool>,
+}
+
+impl std::ops::Deref for Writable<'_> {
+    type Target = Db;
+
+    fn deref(&self) -> &Db {
+        self.db
+    }
+}
+
 impl SqlxStore {
     /// The store of the gateway device `device_id` (a row of `devices`).
     pub fn new(db: Db, device_id: i64) -> SqlxStore {
@@ -71,15 +85,22 @@ impl SqlxStore {
     /// The database, for a write this process may still make: not after the session was
     /// logged out (its rows are being wiped; a late write would leave dead keys behind), nor
     /// once the process may have lost the device.
-    fn writable(&self) -> Result<&Db> {
-        // A retire in progress holds the write side: count it as retired.
-        let retired = self.retired.try_read().map(|r| *r).unwrap_or(true);
-        if retired {
-            return Err(StoreError::Connection(
-                format!("device {}: the session was logged out; its keys are gone", self.device_id).into(),
-            ));
-        }
-        self.guarded_db()
+    ///
+    /// The answer holds the read side of `retired` until it is dropped, at the end of the
+    /// statement that writes: `retire` then waits for writes already under way, so none of
+    /// them lands after the wipe that follows it.
+    fn writable(&self) -> Result<Writable<'_>> {
+        // A retire in progress holds (or waits for) the write side: count it as retired.
+        let guard = match self.retired.try_read() {
+            Ok(guard) if !*guard => guard,
+            _ => {
+                return Err(StoreError::Connection(
+                    format!("device {}: the session was logged out; its keys are gone", self.device_id)
+                        .into(),
+                ))
+            }
+        };
+        Ok(Writable { db: self.guarded_db()?, _not_retired: guard })
     }
 
     /// The database, while the process may still write the device's rows.
