@@ -85,6 +85,7 @@ async fn scenario(
             events: "[\"device.status\"]".into(),
             mode: "notify".into(),
             device_id: None,
+            transform_plugin_id: None,
             enabled: true,
         };
         let (_, sealed) = state.webhooks.new_secret(tenant.id);

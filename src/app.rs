@@ -194,6 +194,7 @@ impl App {
         let runtime = Runtime::new(&config.plugins).context("cannot set up the plugin runtime")?;
         let plugins =
             Plugins::new(db.clone(), runtime, config.plugins.clone(), webhooks.events(), metrics.clone());
+        webhooks.use_plugins(plugins.clone());
         stages.push(Arc::new(PluginStage::new(plugins.clone(), db.clone(), media_keeper.links().clone())));
         stages.push(Arc::new(webhooks.reply_stage()));
         let guard = ReplyGuard::new(db.clone(), config.rules.max_replies_per_chat_per_minute);

@@ -162,13 +162,18 @@ fn plugin_check(config: &Config, file: &std::path::Path) -> anyhow::Result<()> {
     }
     match found.verdict {
         Ok(()) => {
-            let version = found.world.map(|w| format!("@{}", w.version())).unwrap_or_default();
-            println!("\nfits the {}{version} world: yes", crate::plugins::runtime::WORLD);
+            let world =
+                found.world.map_or_else(|| crate::plugins::runtime::WORLD.to_string(), |w| w.to_string());
+            println!("\nfits the {world} world: yes");
             Ok(())
         }
         Err(invalid) => {
             if found.listing.is_some() {
-                println!("\nfits the {} world: no", crate::plugins::runtime::WORLD);
+                println!(
+                    "\nfits the {} or the {} world: no",
+                    crate::plugins::runtime::WORLD,
+                    crate::plugins::runtime::TRANSFORM_WORLD
+                );
             }
             anyhow::bail!("{} is not a plugin the gateway can run: {invalid}", file.display())
         }

@@ -562,6 +562,7 @@ async fn a_device_status_is_stored_with_its_event_or_not_at_all(db: &Db) {
         events: r#"["device.status"]"#.into(),
         mode: "notify".into(),
         device_id: None,
+        transform_plugin_id: None,
         enabled: true,
     };
     let endpoint = db.create_webhook(t.id, &settings, "sealed", None).await.unwrap().unwrap();
@@ -618,6 +619,7 @@ async fn webhook_deliveries_are_claimed_on_the_databases_clock(db: &Db) {
         events: r#"["message.sent"]"#.into(),
         mode: "notify".into(),
         device_id: None,
+        transform_plugin_id: None,
         enabled: true,
     };
     let endpoint = db.create_webhook(t.id, &settings, "sealed", None).await.unwrap().unwrap();

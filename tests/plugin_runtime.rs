@@ -18,8 +18,8 @@ use wa_gateway::db::tenants::NewTenant;
 use wa_gateway::db::Db;
 use wa_gateway::plugins::kv::{KvAccess, KvError, KvLimits, KvSession};
 use wa_gateway::plugins::runtime::{
-    can_lower_priority, Action, Outcome, PluginContext, PluginMedia, PluginMessage, Prepared, RunInput,
-    RunReport, Runtime, World,
+    can_lower_priority, Action, Outcome, PluginContext, PluginKind, PluginMedia, PluginMessage, Prepared,
+    RunInput, RunReport, Runtime, TransformContext, TransformEvent, TransformInput, Transformed, World,
 };
 
 #[path = "support/backend.rs"]
@@ -247,6 +247,57 @@ fn probe_report(report: &RunReport) -> Value {
         Some(Action::ReplyText { text }) => serde_json::from_str(text).expect("the report is JSON"),
         other => panic!("no report first: {other:?}"),
     }
+}
+
+/// An event for `slack-notify`, with `config`.
+fn event(kind: &str, data: Value, config: &str) -> TransformInput {
+    TransformInput {
+        event: TransformEvent {
+            id: "msg_1".into(),
+            kind: kind.into(),
+            timestamp: "2026-12-07T09:30:00.000Z".into(),
+            data: data.to_string(),
+        },
+        context: TransformContext {
+            tenant_id: 1,
+            endpoint_id: 2,
+            url: "https://hooks.slack.com/services/T0/B0/X".into(),
+            plugin_id: 3,
+            config: config.into(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_transformation_shapes_events_and_each_kind_is_given_only_its_own_input() {
+    let runtime = runtime();
+    let slack = prepare(&runtime, "slack-notify");
+    assert_eq!(slack.world(), World::Transform0_1);
+    assert_eq!(slack.kind(), PluginKind::Transform);
+    assert_eq!(prepare(&runtime, "echo").kind(), PluginKind::AutoReply);
+    let data = json!({"from": "6281234567890", "push_name": "Budi", "text": "halo", "type": "text", "device": "628111"});
+
+    let report = runtime.run(&slack, event("message.received", data.clone(), "{}"), KvAccess::None).await;
+    assert_eq!(report.outcome, Outcome::Success, "{report:?}");
+    assert!(report.decision.is_none());
+    let Some(Transformed::Send(request)) = &report.transformed else { panic!("{report:?}") };
+    assert_eq!(request.content_type, "application/json", "the default");
+    let body: Value = serde_json::from_str(&request.body).unwrap();
+    assert_eq!(body["text"], "*Budi* (+6281234567890): halo");
+    let report = runtime.run(&slack, event("device.status", data.clone(), "{}"), KvAccess::None).await;
+    assert_eq!(report.transformed, Some(Transformed::Skip), "{report:?}");
+    let report = runtime
+        .run(&slack, event("message.received", data.clone(), r#"{"events": 1}"#), KvAccess::None)
+        .await;
+    assert_eq!(report.outcome, Outcome::Error, "{report:?}");
+    assert!(report.error.as_deref().unwrap().starts_with("bad config:"), "{report:?}");
+
+    // A message for a transformation, or an event for an auto-reply plugin, is not run.
+    let report = runtime.run(&slack, input(Some("halo"), "{}"), KvAccess::None).await;
+    assert_eq!(report.outcome, Outcome::Internal, "{report:?}");
+    let echo = prepare(&runtime, "echo");
+    let report = runtime.run(&echo, event("message.received", data, "{}"), KvAccess::None).await;
+    assert_eq!(report.outcome, Outcome::Internal, "{report:?}");
 }
 
 #[tokio::test]
@@ -736,6 +787,7 @@ async fn tenant_with_plugins(db: &Db, email: &str, names: &[&str]) -> (i64, Vec<
             devices: vec![],
             run_order: 0,
             config: "{}".into(),
+            kind: "auto_reply".into(),
         };
         match db.create_plugin(tenant.id, &new, None).await.expect("plugin row") {
             Some(row) => ids.push(row.id),

@@ -47,6 +47,10 @@ pub struct PluginOut {
     pub allowed_hosts: Vec<String>,
     /// Whether its run log keeps the bodies of its HTTP requests and responses.
     pub log_http_bodies: bool,
+    /// `auto_reply` (runs for inbound messages on its devices) or `transform` (shapes the
+    /// events of the webhook endpoints that name it), from the world its component implements.
+    #[schema(value_type = PluginKindOut)]
+    pub kind: String,
     /// Plugins run in ascending `order`, then oldest first.
     pub order: i64,
     /// The plugin's configuration, passed to every run.
@@ -81,6 +85,7 @@ pub fn plugin_out(r: PluginRow) -> PluginOut {
         groups: r.in_groups,
         allowed_hosts: AllowedHosts::from_stored(Some(&r.allowed_hosts)).as_slice().to_vec(),
         log_http_bodies: r.log_http_bodies,
+        kind: r.kind,
         failures: r.failures,
         disabled_reason: r.disabled_reason,
         disabled_at: r.disabled_at.map(ts),
@@ -91,6 +96,15 @@ pub fn plugin_out(r: PluginRow) -> PluginOut {
         created_at: ts(r.created_at),
         updated_at: ts(r.updated_at),
     }
+}
+
+/// What a plugin is for.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Documents `kind`, stored as text.
+pub enum PluginKindOut {
+    AutoReply,
+    Transform,
 }
 
 /// The multipart form of an upload (for the OpenAPI document; parsed by hand).
@@ -410,6 +424,23 @@ pub struct PluginTestIn {
     /// Overrides the stored configuration for this run.
     #[schema(value_type = Option<Object>)]
     pub config: Option<serde_json::Value>,
+    /// For a transformation: the event type it is given; default `message.received`.
+    #[schema(schema_with = event_name)]
+    pub event: Option<String>,
+    /// For a transformation: the event's `data`; default a `message.received` of the sample
+    /// message above.
+    #[schema(value_type = Option<Object>)]
+    pub data: Option<serde_json::Value>,
+}
+
+/// The schema of a dry run's `event`: a known event name.
+fn event_name() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some(crate::webhooks::EventType::ALL.map(|e| e.as_str())))
+        .description(Some("For a transformation: the event type it is given; default `message.received`."))
+        .build()
 }
 
 /// What a run decided.
@@ -420,6 +451,11 @@ pub struct PluginTestOut {
     /// The actions and `stop`, when the run succeeded.
     #[schema(value_type = Option<Object>)]
     pub decision: Option<serde_json::Value>,
+    /// What a transformation returned, when it succeeded: `{"action": "send", body,
+    /// content_type, headers, path}` or `{"action": "skip"}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub transformed: Option<serde_json::Value>,
     pub error: Option<String>,
     /// The lines the plugin logged (`{level, message}`).
     #[schema(value_type = Vec<Object>)]
@@ -435,6 +471,7 @@ pub fn test_out(report: RunReport) -> PluginTestOut {
     PluginTestOut {
         outcome: report.outcome.as_str().to_string(),
         decision: report.decision.as_ref().and_then(|d| serde_json::to_value(d).ok()),
+        transformed: report.transformed.as_ref().and_then(|t| serde_json::to_value(t).ok()),
         error: report.error,
         logs: report.logs.iter().filter_map(|l| serde_json::to_value(l).ok()).collect(),
         http: serde_json::to_value(&report.http).unwrap_or_default(),
@@ -462,6 +499,8 @@ async fn test_plugin(
         is_group: body.is_group,
         device: body.device,
         config: body.config,
+        event: body.event,
+        data: body.data,
     };
     Ok(Json(test_out(state.plugins.try_run(&tenant, plugin_id(&id)?, trial).await?)))
 }

@@ -43,6 +43,9 @@ pub struct WebhookOut {
     /// The device's phone number when the endpoint only hears about one device, else `null`.
     pub device: Option<String>,
     pub device_id: Option<i64>,
+    /// The plugin (a webhook transformation) that turns each event into the request sent;
+    /// `null`: the standard signed JSON body.
+    pub transform_plugin_id: Option<i64>,
     /// The signing secret (`whsec_…`): only in the answers to create and `rotate-secret`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
@@ -67,6 +70,7 @@ pub fn webhook_out(r: EndpointRow, secret: Option<String>) -> WebhookOut {
         enabled: r.enabled,
         device: r.device_phone,
         device_id: r.device_id,
+        transform_plugin_id: r.transform_plugin_id,
         secret,
         disabled_reason: r.disabled_reason,
         disabled_at: r.disabled_at.map(ts),
@@ -107,6 +111,11 @@ pub struct WebhookIn {
     /// A note for yourself (up to 200 characters).
     #[schema(max_length = 200)]
     pub description: Option<String>,
+    /// A plugin of yours built for the `wa-gateway:transform/transform` world: each event goes
+    /// out as the request it returns (still signed). `notify` endpoints only; `null` removes it.
+    #[serde(default, deserialize_with = "present_id")]
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    pub transform_plugin_id: Option<Option<i64>>,
 }
 
 /// An endpoint to create: the body of `POST /api/user/webhooks` (for the OpenAPI document; it
@@ -138,6 +147,10 @@ pub struct WebhookCreate {
     /// A note for yourself (up to 200 characters).
     #[schema(max_length = 200)]
     pub description: Option<String>,
+    /// A plugin of yours built for the `wa-gateway:transform/transform` world: each event goes
+    /// out as the request it returns (still signed). `notify` endpoints only.
+    #[schema(minimum = 1)]
+    pub transform_plugin_id: Option<i64>,
 }
 
 /// How events reach an endpoint: `notify` queues and delivers them; `reply` posts
@@ -172,6 +185,11 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D:
     opt_string_or_number(d).map(Some)
 }
 
+/// A whole number given (`Some`), maybe as `null` (`Some(None)`).
+fn present_id<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    super::messages::opt_whole_i64(d).map(Some)
+}
+
 impl From<WebhookIn> for EndpointChange {
     fn from(w: WebhookIn) -> Self {
         EndpointChange {
@@ -181,6 +199,7 @@ impl From<WebhookIn> for EndpointChange {
             enabled: w.enabled,
             device: w.device,
             description: w.description,
+            transform_plugin_id: w.transform_plugin_id,
         }
     }
 }
@@ -283,7 +302,9 @@ pub struct WebhookLogOut {
     pub message_id: Option<i64>,
     /// 1 for the first attempt of a delivery, then 2, 3, …
     pub attempt: i64,
-    /// `success`, `failure`, `timeout` or `blocked` (webhooks); plugin outcomes for plugins.
+    /// `success`, `failure`, `timeout` or `blocked` (webhooks; for an endpoint with a
+    /// transformation also `skipped` or `transform_failed`, nothing sent); plugin outcomes for
+    /// plugins.
     pub outcome: String,
     pub http_status: Option<i64>,
     pub latency_ms: Option<i64>,
@@ -340,7 +361,8 @@ pub struct LogQuery {
     pub kind: Option<String>,
     /// An event type, e.g. `message.received`.
     pub event: Option<String>,
-    /// `success`, `failure`, `timeout`, `blocked`, …
+    /// `success`, `failure`, `timeout`, `blocked`, `skipped`, `transform_failed` (webhook
+    /// attempts); `success`, `error`, `trap`, … (plugin runs).
     pub outcome: Option<String>,
     /// A gateway message id.
     #[param(value_type = Option<i64>)]

@@ -15,6 +15,7 @@ use crate::api::webhooks::log_out;
 use crate::db::webhooks::LogFilter;
 use crate::error::{ApiError, ApiResult};
 use crate::plugins::manage::{PluginChange, Trial, UploadFields};
+use crate::webhooks::EventType;
 
 /// How many plugins the page lists.
 const PLUGINS_LISTED: i64 = 100;
@@ -93,6 +94,8 @@ struct Shown {
     hosts: Option<String>,
     test: Option<PluginTestOut>,
     text: Option<String>,
+    /// The event type a transformation's dry run was given.
+    event: Option<String>,
 }
 
 /// One plugin: settings, dry run, latest runs.
@@ -142,16 +145,18 @@ async fn plugin_page(v: &Visitor, me: &Viewer, id: i64, status: StatusCode, show
     let decision = shown
         .test
         .as_ref()
-        .and_then(|t| t.decision.as_ref())
+        .and_then(|t| t.decision.as_ref().or(t.transformed.as_ref()))
         .map(|d| serde_json::to_string_pretty(d).unwrap_or_default());
+    let events: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
     let test = shown.test.map(minijinja::Value::from_serialize);
     render(
         v,
         status,
         "plugin.html",
         context! {
-            nav => "plugins", p, devices, runs, config, decision, hosts,
+            nav => "plugins", p, devices, runs, config, decision, hosts, events,
             error => shown.error, test, text => shown.text.unwrap_or_else(|| "halo".into()),
+            event => shown.event,
         },
     )
 }
@@ -231,16 +236,18 @@ pub async fn plugin_action(Path((id, action)): Path<(String, String)>, form: For
             }
         }
         "test" => {
-            let trial = Trial { text: Some(form.get("text").to_string()), ..Trial::default() };
+            let event = Some(form.get("event").to_string()).filter(|e| !e.is_empty());
+            let trial =
+                Trial { text: Some(form.get("text").to_string()), event: event.clone(), ..Trial::default() };
             let text = Some(form.get("text").to_string());
             match plugins.try_run(&tenant, id, trial).await.map_err(ApiFailure::from) {
                 Ok(report) => {
-                    let shown = Shown { test: Some(test_out(report)), text, ..Shown::default() };
+                    let shown = Shown { test: Some(test_out(report)), text, event, ..Shown::default() };
                     plugin_page(v, &me, id, StatusCode::OK, shown).await
                 }
                 Err(f) if f.status == StatusCode::NOT_FOUND => failure_page(v, &f),
                 Err(f) => {
-                    let shown = Shown { error: Some(f.text(v)), text, ..Shown::default() };
+                    let shown = Shown { error: Some(f.text(v)), text, event, ..Shown::default() };
                     plugin_page(v, &me, id, shown_status(f.status), shown).await
                 }
             }

@@ -12,12 +12,15 @@ use super::session::{Form, Signed, Viewer, Visitor};
 use super::{render, ApiFailure};
 use crate::api::webhooks::{log_out, webhook_out};
 use crate::db::webhooks::{EndpointRow, LogFilter};
+use crate::plugins::runtime::PluginKind;
 use crate::webhooks::endpoints::EndpointChange;
 use crate::webhooks::events::EventType;
 
 /// How many endpoints and log rows the page lists.
 const ENDPOINTS_LISTED: i64 = 100;
 const LOGS_LISTED: i64 = 25;
+/// How many plugins are looked through for transformations.
+const TRANSFORMS_LISTED: i64 = 500;
 
 /// The secret to show once, with the endpoint it signs for.
 fn shown_secret(row: &EndpointRow, secret: String) -> Value {
@@ -54,6 +57,15 @@ async fn webhooks_page(v: &Visitor, me: &Viewer, status: StatusCode, shown: Show
         Err(e) => return failure_page(v, &e.into()),
     };
     localize(&mut logs, &["created_at"], me);
+    // The tenant's transformations, to pick for an endpoint (and to name the one it has).
+    let transforms: Vec<Value> = match v.state.plugins.list(&tenant, TRANSFORMS_LISTED, 0).await {
+        Ok((rows, _)) => rows
+            .into_iter()
+            .filter(|p| p.kind == PluginKind::Transform.as_str())
+            .map(|p| json!({ "id": p.id, "name": p.name, "enabled": p.enabled }))
+            .collect(),
+        Err(e) => return failure_page(v, &e.into()),
+    };
     let events: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
     let values = shown.values.unwrap_or_else(|| json!({ "mode": "notify", "events": events }));
     render(
@@ -61,7 +73,7 @@ async fn webhooks_page(v: &Visitor, me: &Viewer, status: StatusCode, shown: Show
         status,
         "webhooks.html",
         context! {
-            nav => "webhooks", endpoints, logs, devices, events, w => values,
+            nav => "webhooks", endpoints, logs, devices, events, transforms, w => values,
             secret => shown.secret, error => shown.error,
         },
     )
@@ -91,6 +103,7 @@ pub async fn create_webhook(form: Form) -> Response {
         device: Some((!device.is_empty()).then(|| device.to_string())),
         description: Some(form.get("description").to_string()),
         enabled: None,
+        transform_plugin_id: Some(numeric(form.get("transform_plugin_id"))),
     };
     match v.state.endpoints.create(&v.tenant(&me), change).await {
         Ok((row, secret)) => {
@@ -103,6 +116,7 @@ pub async fn create_webhook(form: Form) -> Response {
             let values = json!({
                 "url": form.get("url"), "mode": form.get("mode"), "events": events,
                 "device_id": numeric(device), "description": form.get("description"),
+                "transform_plugin_id": numeric(form.get("transform_plugin_id")),
             });
             let shown = Shown { error: Some(f.text(v)), values: Some(values), ..Shown::default() };
             webhooks_page(v, &me, shown_status(f.status), shown).await
@@ -137,6 +151,13 @@ pub async fn webhook_action(Path((id, action)): Path<(String, String)>, form: Fo
         "toggle" => {
             let change =
                 EndpointChange { enabled: Some(form.get("enabled") == "true"), ..EndpointChange::default() };
+            endpoints.update(&tenant, id, change).await.map(drop)
+        }
+        "transform" => {
+            let change = EndpointChange {
+                transform_plugin_id: Some(numeric(form.get("transform_plugin_id"))),
+                ..EndpointChange::default()
+            };
             endpoints.update(&tenant, id, change).await.map(drop)
         }
         "delete" => endpoints.delete(&tenant, id).await,

@@ -28,6 +28,9 @@ pub struct PluginRow {
     pub allowed_hosts: String,
     /// Whether its run log keeps the bodies of its HTTP requests and responses.
     pub log_http_bodies: bool,
+    /// `auto_reply` (runs for inbound messages) or `transform` (shapes the events of the
+    /// webhook endpoints that name it).
+    pub kind: String,
     /// Failed runs in a row.
     pub failures: i64,
     pub disabled_reason: Option<String>,
@@ -57,7 +60,7 @@ impl PluginRow {
 }
 
 const SELECT: &str = "SELECT id, user_id, name, size, sha256, enabled, devices, run_order, config, in_groups, \
-     allowed_hosts, log_http_bodies, failures, \
+     allowed_hosts, log_http_bodies, kind, failures, \
      disabled_reason, disabled_at, runs, last_run_at, last_outcome, engine, compiled_at, created_at, updated_at \
      FROM plugins";
 
@@ -82,6 +85,8 @@ pub struct NewPlugin {
     pub devices: Vec<i64>,
     pub run_order: i64,
     pub config: String,
+    /// `auto_reply` or `transform`, from the component.
+    pub kind: String,
 }
 
 /// What a tenant may change; `None` keeps the stored value.
@@ -105,6 +110,9 @@ pub struct Tally {
     pub failures: i64,
     /// This run's failure disabled the plugin.
     pub disabled_now: bool,
+    /// The plugin's run count after this run: tallies of runs that end together are told
+    /// apart by it (the higher, the later the database counted it).
+    pub runs: i64,
 }
 
 impl Db {
@@ -122,8 +130,8 @@ impl Db {
         let id: Option<i64> = insert_within_limit!(self, tenant, Resource::Plugins, limit, |tx| {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO plugins (user_id, name, size, sha256, wasm, compiled, engine, compiled_at, \
-                 enabled, devices, run_order, config, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $8, $8) RETURNING id",
+                 enabled, devices, run_order, config, kind, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8, $8) RETURNING id",
             )
             .bind(tenant)
             .bind(&plugin.name)
@@ -137,6 +145,7 @@ impl Db {
             .bind(&devices)
             .bind(plugin.run_order)
             .bind(&plugin.config)
+            .bind(&plugin.kind)
             .fetch_one(&mut *tx)
             .await?;
             announce_tenant_change!(self, tx, tenant);
@@ -172,8 +181,8 @@ impl Db {
         Ok((rows, total))
     }
 
-    /// The tenant's enabled plugins for messages of `device_id` (in a group: those set to run
-    /// in groups), in the order they run; from memory when read in the last moments (every
+    /// The tenant's enabled auto-reply plugins for messages of `device_id` (in a group: those
+    /// set to run in groups), in the order they run; from memory when read in the last moments (every
     /// change to a plugin's settings, and a plugin disabled for failing, forgets them). The
     /// run counters of a remembered row may be behind; what decides a run is not.
     pub async fn active_plugins(
@@ -196,7 +205,7 @@ impl Db {
         };
         Ok(enabled
             .iter()
-            .filter(|r| r.applies_to(device_id) && (r.in_groups || !is_group))
+            .filter(|r| r.kind == "auto_reply" && r.applies_to(device_id) && (r.in_groups || !is_group))
             .cloned()
             .collect())
     }
@@ -320,12 +329,12 @@ impl Db {
         reason: &str,
     ) -> DbResult<Tally> {
         let now = now_ms();
-        let (failures, disabled_now) = writer!(self, |p| {
+        let (failures, runs, disabled_now) = writer!(self, |p| {
             let mut tx = p.begin().await?;
-            let failures: Option<i64> = sqlx::query_scalar(
+            let counts: Option<(i64, i64)> = sqlx::query_as(
                 "UPDATE plugins SET runs = runs + 1, last_run_at = $3, last_outcome = $4, \
                  failures = CASE WHEN $5 THEN 0 ELSE failures + 1 END \
-                 WHERE user_id = $1 AND id = $2 RETURNING failures",
+                 WHERE user_id = $1 AND id = $2 RETURNING failures, runs",
             )
             .bind(tenant)
             .bind(id)
@@ -334,7 +343,7 @@ impl Db {
             .bind(success)
             .fetch_optional(&mut *tx)
             .await?;
-            let failures = failures.unwrap_or(0);
+            let (failures, runs) = counts.unwrap_or((0, 0));
             let mut disabled = 0;
             if !success && failures >= disable_after {
                 disabled = sqlx::query(
@@ -355,11 +364,11 @@ impl Db {
                 }
             }
             tx.commit().await?;
-            (failures, disabled == 1)
+            (failures, runs, disabled == 1)
         });
         if disabled_now {
             self.tenants.forget_tenant(tenant);
         }
-        Ok(Tally { failures, disabled_now })
+        Ok(Tally { failures, disabled_now, runs })
     }
 }

@@ -25,6 +25,8 @@ pub struct EndpointRow {
     pub mode: String,
     pub device_id: Option<i64>,
     pub device_phone: Option<String>,
+    /// The plugin (a transformation) that shapes its events; none: the standard body.
+    pub transform_plugin_id: Option<i64>,
     pub enabled: bool,
     /// The current secret, sealed.
     pub secret: String,
@@ -41,7 +43,7 @@ pub struct EndpointRow {
 
 pub(crate) const ENDPOINT_SELECT: &str =
     "SELECT w.id, w.user_id, w.url, w.description, w.events, w.mode, w.device_id, \
-     d.phone AS device_phone, w.enabled, w.secret, w.old_secrets, w.failing_since, w.last_success_at, \
+     d.phone AS device_phone, w.transform_plugin_id, w.enabled, w.secret, w.old_secrets, w.failing_since, w.last_success_at, \
      w.last_failure_at, w.disabled_at, w.disabled_reason, w.created_at, w.updated_at \
      FROM webhook_endpoints w LEFT JOIN devices d ON d.id = w.device_id";
 
@@ -54,6 +56,8 @@ pub struct EndpointSettings {
     pub events: String,
     pub mode: String,
     pub device_id: Option<i64>,
+    /// A transformation plugin of the tenant (checked by the caller).
+    pub transform_plugin_id: Option<i64>,
     pub enabled: bool,
 }
 
@@ -96,7 +100,8 @@ pub struct NewLog {
     pub event: String,
     pub message_id: Option<i64>,
     pub attempt: i64,
-    /// `success`, `failure`, `timeout`, `blocked` (webhooks); `trap`, ... (plugins).
+    /// `success`, `failure`, `timeout`, `blocked`, `skipped`, `transform_failed` (webhooks);
+    /// `trap`, ... (plugins).
     pub outcome: String,
     pub http_status: Option<i64>,
     pub latency_ms: Option<i64>,
@@ -167,7 +172,8 @@ impl Db {
         let id: Option<i64> = insert_within_limit!(self, tenant, Resource::WebhookEndpoints, limit, |tx| {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO webhook_endpoints (user_id, url, description, events, mode, device_id, enabled, \
-                 secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+                 secret, created_at, updated_at, transform_plugin_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
             )
             .bind(tenant)
             .bind(&settings.url)
@@ -178,6 +184,7 @@ impl Db {
             .bind(settings.enabled)
             .bind(sealed_secret)
             .bind(now_ms())
+            .bind(settings.transform_plugin_id)
             .fetch_one(&mut *tx)
             .await?;
             announce_tenant_change!(self, tx, tenant);
@@ -235,7 +242,7 @@ impl Db {
                  failing_since = CASE WHEN $8 AND NOT enabled THEN NULL ELSE failing_since END, \
                  disabled_at = CASE WHEN $8 THEN NULL WHEN enabled THEN $10 ELSE disabled_at END, \
                  disabled_reason = CASE WHEN $8 THEN NULL WHEN enabled THEN $9 ELSE disabled_reason END, \
-                 enabled = $8, updated_at = $10 WHERE user_id = $1 AND id = $2",
+                 enabled = $8, updated_at = $10, transform_plugin_id = $11 WHERE user_id = $1 AND id = $2",
             )
             .bind(tenant)
             .bind(id)
@@ -247,6 +254,7 @@ impl Db {
             .bind(settings.enabled)
             .bind(disabled_reason)
             .bind(now)
+            .bind(settings.transform_plugin_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -336,6 +344,17 @@ impl Db {
             return Ok(None);
         }
         self.webhook(tenant, id).await
+    }
+
+    /// The ids of the tenant's endpoints whose events go through plugin `plugin_id`.
+    pub async fn webhooks_transformed_by(&self, tenant: i64, plugin_id: i64) -> DbResult<Vec<i64>> {
+        Ok(reader!(self, |p| sqlx::query_scalar(
+            "SELECT id FROM webhook_endpoints WHERE user_id = $1 AND transform_plugin_id = $2 ORDER BY id"
+        )
+        .bind(tenant)
+        .bind(plugin_id)
+        .fetch_all(p)
+        .await)?)
     }
 
     /// An endpoint whatever its tenant (the delivery worker).

@@ -38,6 +38,9 @@ struct GateState {
     failures: i64,
     in_flight: i64,
     disabled: bool,
+    /// The run count of the latest tally applied: runs that end together may report out of
+    /// order, and an older tally (fewer failures) must not reopen the gate.
+    seen: i64,
 }
 
 /// A run admitted through a [`Gate`]; [`Admission::finish`] (or dropping it) ends it.
@@ -47,13 +50,13 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Ends the run with the plugin's failure count after it (from the run's record) and
-    /// whether the plugin is now disabled.
-    pub fn finish(mut self, failures: i64, disabled: bool) {
-        self.end(Some((failures, disabled)));
+    /// Ends the run with the plugin's failure count after it and its run count (from the
+    /// run's record), and whether the plugin is now disabled.
+    pub fn finish(mut self, failures: i64, runs: i64, disabled: bool) {
+        self.end(Some((failures, runs, disabled)));
     }
 
-    fn end(&mut self, result: Option<(i64, bool)>) {
+    fn end(&mut self, result: Option<(i64, i64, bool)>) {
         if self.done {
             return;
         }
@@ -61,8 +64,11 @@ impl Admission {
         {
             let mut state = self.gate.lock();
             state.in_flight -= 1;
-            if let Some((failures, disabled)) = result {
-                state.failures = failures;
+            if let Some((failures, runs, disabled)) = result {
+                if runs > state.seen {
+                    state.failures = failures;
+                    state.seen = runs;
+                }
                 state.disabled |= disabled;
             }
         }
@@ -81,7 +87,7 @@ impl Gate {
     fn new(generation: i64, failures: i64) -> Gate {
         Gate {
             generation,
-            state: Mutex::new(GateState { failures, in_flight: 0, disabled: false }),
+            state: Mutex::new(GateState { failures, in_flight: 0, disabled: false, seen: 0 }),
             changed: Notify::new(),
         }
     }
@@ -245,7 +251,7 @@ mod tests {
                 runs.fetch_add(1, Ordering::SeqCst);
                 tokio::task::yield_now().await;
                 let n = failures.fetch_add(1, Ordering::SeqCst) + 1;
-                admission.finish(n, n >= 5);
+                admission.finish(n, n, n >= 5);
             }));
         }
         for t in tasks {
@@ -258,16 +264,35 @@ mod tests {
     async fn successes_keep_the_gate_open_and_a_new_generation_reopens_it() {
         let fairness = Fairness::new(8, 8, Duration::from_secs(5));
         let gate = fairness.gate(1, 100, 0);
-        for _ in 0..20 {
-            gate.admit(5).await.expect("a healthy plugin always runs").finish(0, false);
+        for run in 1..=20 {
+            gate.admit(5).await.expect("a healthy plugin always runs").finish(0, run, false);
         }
         for n in 1..=5 {
-            gate.admit(5).await.expect("under the limit").finish(n, n == 5);
+            gate.admit(5).await.expect("under the limit").finish(n, 20 + n, n == 5);
         }
         assert!(gate.admit(5).await.is_none(), "disabled");
         assert!(fairness.gate(1, 100, 5).admit(5).await.is_none(), "a stale row finds it closed");
         let enabled_again = fairness.gate(1, 200, 0);
         assert!(enabled_again.admit(5).await.is_some(), "enabled again: a fresh gate");
+    }
+
+    #[tokio::test]
+    async fn a_tally_that_arrives_late_does_not_reopen_the_gate() {
+        let fairness = Fairness::new(8, 8, Duration::from_secs(5));
+        let gate = fairness.gate(1, 100, 0);
+        let mut runs = Vec::new();
+        for _ in 0..5 {
+            runs.push(gate.admit(5).await.expect("under the limit"));
+        }
+        // The database counted failures 1 to 4 in this order, but the runs end 1, 2, 4, 3.
+        for (failures, run) in [(1, 1), (2, 2), (4, 4), (3, 3)] {
+            runs.remove(0).finish(failures, run, false);
+        }
+        // 4 failures and one run in flight: no room until that run ends.
+        let sixth = tokio::time::timeout(Duration::from_millis(20), gate.admit(5)).await;
+        assert!(sixth.is_err(), "a sixth run was admitted");
+        runs.remove(0).finish(5, 5, true);
+        assert!(gate.admit(5).await.is_none(), "disabled");
     }
 
     #[tokio::test]

@@ -4,8 +4,11 @@
 //! this; [`Plugins`] runs them.
 
 use super::hosts::AllowedHosts;
-use super::runtime::{PluginContext, PluginMessage, RunInput, RunReport};
-use super::service::{Upload, UploadError};
+use super::runtime::{
+    PluginContext, PluginKind, PluginMessage, RunInput, RunReport, TransformContext, TransformEvent,
+    TransformInput,
+};
+use super::service::{RunAbout, Upload, UploadError};
 use super::Plugins;
 use crate::db::plugins::{PluginPatch, PluginRow};
 use crate::db::{now_ms, Db, DbError};
@@ -13,6 +16,7 @@ use crate::devices::find_device;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{LimitError, LimitsService, Resource};
 use crate::tenants::{Tenant, TenantService};
+use crate::webhooks::EventType;
 
 /// Longest plugin name, in characters.
 pub const MAX_NAME_CHARS: usize = 100;
@@ -64,6 +68,10 @@ pub struct Trial {
     pub device: Option<String>,
     /// Instead of the stored configuration.
     pub config: Option<serde_json::Value>,
+    /// For a transformation: the event type; default `message.received`.
+    pub event: Option<String>,
+    /// For a transformation: the event's data; default the sample message as that event.
+    pub data: Option<serde_json::Value>,
 }
 
 #[derive(Clone)]
@@ -228,9 +236,18 @@ impl PluginService {
         Ok(row)
     }
 
-    /// Deletes a plugin and its key-value data.
+    /// Deletes a plugin and its key-value data; not a transformation a webhook endpoint
+    /// still names.
     pub async fn delete(&self, tenant: &Tenant, id: i64) -> ApiResult<()> {
         self.changeable(tenant, id).await?;
+        let users = self.db.webhooks_transformed_by(tenant.id, id).await?;
+        if !users.is_empty() {
+            let list: Vec<String> = users.iter().map(i64::to_string).collect();
+            return Err(ApiError::Conflict(format!(
+                "webhook endpoint {} uses this plugin as its transformation; remove it there first",
+                list.join(", ")
+            )));
+        }
         if !self.db.delete_plugin(tenant.id, id).await? {
             return Err(not_found());
         }
@@ -259,19 +276,29 @@ impl PluginService {
             Some(v) => check_config(v)?,
             None => row.config.clone(),
         };
+        let message = PluginMessage {
+            id: 0,
+            wa_id: "TEST".into(),
+            chat,
+            sender,
+            push_name: trial.push_name,
+            is_group: trial.is_group.unwrap_or(false),
+            kind: "text".into(),
+            text: Some(trial.text.unwrap_or_else(|| "halo".into())),
+            timestamp_ms: now_ms(),
+            ..PluginMessage::default()
+        };
+        if row.kind == PluginKind::Transform.as_str() {
+            let phone = device.as_ref().map(|d| d.phone.clone()).unwrap_or_default();
+            let device_id = device.as_ref().map_or(0, |d| d.id);
+            let event =
+                self.sample_event(tenant, &row, trial.event, trial.data, &message, device_id, &phone).await?;
+            let input =
+                TransformInput { context: TransformContext { config, ..event.context }, event: event.event };
+            return Ok(self.plugins.transform(&row, input, RunAbout::default(), true).await);
+        }
         let input = RunInput {
-            message: PluginMessage {
-                id: 0,
-                wa_id: "TEST".into(),
-                chat,
-                sender,
-                push_name: trial.push_name,
-                is_group: trial.is_group.unwrap_or(false),
-                kind: "text".into(),
-                text: Some(trial.text.unwrap_or_else(|| "halo".into())),
-                timestamp_ms: now_ms(),
-                ..PluginMessage::default()
-            },
+            message,
             context: PluginContext {
                 tenant_id: tenant.id,
                 device_id: device.as_ref().map_or(0, |d| d.id),
@@ -281,6 +308,62 @@ impl PluginService {
             },
         };
         Ok(self.plugins.run(&row, input, true).await)
+    }
+
+    /// A transformation's dry-run input: the event named (default `message.received`) with
+    /// the data given, or the sample message as that event; to the first endpoint that uses
+    /// the plugin, if any.
+    #[allow(clippy::too_many_arguments)]
+    async fn sample_event(
+        &self,
+        tenant: &Tenant,
+        row: &PluginRow,
+        event: Option<String>,
+        data: Option<serde_json::Value>,
+        message: &PluginMessage,
+        device_id: i64,
+        phone: &str,
+    ) -> ApiResult<TransformInput> {
+        let kind = match event.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+            None => EventType::MessageReceived,
+            Some(name) => EventType::parse(name).ok_or_else(|| {
+                let known: Vec<&str> = EventType::ALL.iter().map(|e| e.as_str()).collect();
+                ApiError::validation("event", format!("unknown event `{name}`; known: {}", known.join(", ")))
+            })?,
+        };
+        let data = match data {
+            Some(serde_json::Value::Object(map)) => serde_json::Value::Object(map),
+            Some(_) => return Err(ApiError::validation("data", "must be a JSON object")),
+            None => {
+                let now = crate::time::rfc3339_ms(now_ms());
+                serde_json::json!({
+                    "id": 0, "device": phone, "device_id": device_id, "direction": "in",
+                    "chat": message.chat, "from": message.sender, "to": phone, "text": message.text,
+                    "type": "text", "status": "received", "push_name": message.push_name,
+                    "is_group": message.is_group, "source": "device", "wa_id": message.wa_id,
+                    "created_at": now, "updated_at": now,
+                })
+            }
+        };
+        let endpoint = match self.db.webhooks_transformed_by(tenant.id, row.id).await?.first() {
+            Some(id) => self.db.webhook(tenant.id, *id).await?,
+            None => None,
+        };
+        Ok(TransformInput {
+            event: TransformEvent {
+                id: "msg_dry_run".into(),
+                kind: kind.as_str().into(),
+                timestamp: crate::time::rfc3339_ms(now_ms()),
+                data: data.to_string(),
+            },
+            context: TransformContext {
+                tenant_id: tenant.id,
+                endpoint_id: endpoint.as_ref().map_or(0, |e| e.id),
+                url: endpoint.map(|e| e.url).unwrap_or_default(),
+                plugin_id: row.id,
+                config: row.config.clone(),
+            },
+        })
     }
 
     /// The ids of the referenced devices, each once.

@@ -30,7 +30,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Engine, Store, UpdateDeadline};
 
-use self::bindings::{v0_1, v0_2, v0_3};
+use self::bindings::{transform, v0_1, v0_2, v0_3};
 use self::host::{Deadline, HostState, Limiter, LogBuffer, Stopped};
 pub use self::http::{HttpCall, HttpLog, NetAccess};
 use self::http::{HttpLimits, HttpSession};
@@ -42,10 +42,15 @@ use crate::net::{HttpClient, HttpOptions};
 pub use crate::plugins::kv::KvAccess;
 use crate::plugins::kv::{KvLimits, KvSession};
 
+pub use self::output::{TRANSFORM_BODY_MAX, TRANSFORM_HEADERS_MAX, TRANSFORM_PATH_MAX};
 pub use self::types::{
-    Action, Decision, LogLine, Outcome, PluginContext, PluginMedia, PluginMessage, RunInput, RunReport,
+    Action, Decision, Input, LogLine, Outcome, PluginContext, PluginMedia, PluginMessage, RunInput,
+    RunReport, TransformContext, TransformEvent, TransformInput, Transformed, TransformedRequest,
 };
-pub use self::validate::{World, EXPORT, INTERFACES, PACKAGE, WORLD};
+pub use self::validate::{
+    PluginKind, World, EXPORT, INTERFACES, PACKAGE, TRANSFORM_EXPORT, TRANSFORM_PACKAGE, TRANSFORM_WORLD,
+    WORLD,
+};
 
 /// Why bytes are not a plugin the gateway can run. The reason is meant for the tenant (the
 /// API answers 422 with it).
@@ -93,6 +98,7 @@ enum PreparedWorld {
     V0_1(Arc<v0_1::AutoReplyPre<HostState>>),
     V0_2(Arc<v0_2::AutoReplyPre<HostState>>),
     V0_3(Arc<v0_3::AutoReplyPre<HostState>>),
+    Transform(Arc<transform::TransformPre<HostState>>),
 }
 
 impl Prepared {
@@ -102,7 +108,13 @@ impl Prepared {
             PreparedWorld::V0_1(_) => World::V0_1,
             PreparedWorld::V0_2(_) => World::V0_2,
             PreparedWorld::V0_3(_) => World::V0_3,
+            PreparedWorld::Transform(_) => World::Transform0_1,
         }
+    }
+
+    /// What the plugin is for: messages, or an endpoint's events.
+    pub fn kind(&self) -> PluginKind {
+        self.world().kind()
     }
 
     /// Whether the plugin imports `http` (and so may make requests).
@@ -115,6 +127,7 @@ impl Prepared {
             PreparedWorld::V0_1(pre) => pre.engine(),
             PreparedWorld::V0_2(pre) => pre.engine(),
             PreparedWorld::V0_3(pre) => pre.engine(),
+            PreparedWorld::Transform(pre) => pre.engine(),
         }
     }
 }
@@ -285,8 +298,17 @@ impl Runtime {
         let pre = self.inner.linker.instantiate_pre(component).map_err(|e| {
             InvalidPlugin::new(format!("its imports do not match what the gateway provides: {e:#}"))
         })?;
-        validate::exports(engine, component)?;
+        let kind = validate::exports(engine, component)?;
         validate::resources(component, self.inner.limits.memory_limit)?;
+        let http = validate::imports_http(engine, component);
+        if kind == PluginKind::Transform {
+            return match transform::TransformPre::new(pre) {
+                Ok(pre) => Ok(Prepared { pre: PreparedWorld::Transform(Arc::new(pre)), http }),
+                Err(e) => Err(InvalidPlugin::new(format!(
+                    "its `{TRANSFORM_EXPORT}` export does not have the type of the {TRANSFORM_WORLD} world: {e:#}"
+                ))),
+            };
+        }
         // The type of `handle` decides. The version its imports name (if any) is tried first,
         // and its reason is the one given when no version fits; else the newest's.
         let hinted = validate::imported_world(engine, component);
@@ -301,9 +323,11 @@ impl Runtime {
                 World::V0_1 => v0_1::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_1(Arc::new(p))),
                 World::V0_2 => v0_2::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_2(Arc::new(p))),
                 World::V0_3 => v0_3::AutoReplyPre::new(pre.clone()).map(|p| PreparedWorld::V0_3(Arc::new(p))),
+                // Not among the auto-reply worlds (`World::ALL`).
+                World::Transform0_1 => continue,
             };
             match attempt {
-                Ok(pre) => return Ok(Prepared { pre, http: validate::imports_http(engine, component) }),
+                Ok(pre) => return Ok(Prepared { pre, http }),
                 Err(e) => {
                     first_reason.get_or_insert_with(|| (world, format!("{e:#}")));
                 }
@@ -347,7 +371,7 @@ impl Runtime {
     /// [`engine::SLOTS`] runs are in flight; further calls wait for a slot. A successful
     /// run's key-value writes are applied before this returns (with [`KvAccess::Store`]). The
     /// plugin reaches no host over HTTP.
-    pub async fn run(&self, prepared: &Prepared, input: RunInput, kv: KvAccess) -> RunReport {
+    pub async fn run(&self, prepared: &Prepared, input: impl Into<Input>, kv: KvAccess) -> RunReport {
         self.run_with(prepared, input, kv, NetAccess::default()).await
     }
 
@@ -356,10 +380,11 @@ impl Runtime {
     pub async fn run_with(
         &self,
         prepared: &Prepared,
-        input: RunInput,
+        input: impl Into<Input>,
         kv: KvAccess,
         net: NetAccess,
     ) -> RunReport {
+        let input = input.into();
         let started = Instant::now();
         let Ok(permit) = self.inner.slots.clone().acquire_owned().await else {
             return failed(Outcome::Internal, "the plugin runtime is shut down", started);
@@ -390,7 +415,7 @@ impl Runtime {
     /// [`Runtime::run`] on the calling thread, without waiting for a slot: blocks, so call it
     /// from a blocking thread (or a benchmark). A key-value store needs a tokio runtime to be
     /// current (a blocking thread of one is).
-    pub fn run_blocking(&self, prepared: &Prepared, input: RunInput, kv: KvAccess) -> RunReport {
+    pub fn run_blocking(&self, prepared: &Prepared, input: impl Into<Input>, kv: KvAccess) -> RunReport {
         self.run_blocking_with(prepared, input, kv, NetAccess::default())
     }
 
@@ -399,10 +424,11 @@ impl Runtime {
     pub fn run_blocking_with(
         &self,
         prepared: &Prepared,
-        input: RunInput,
+        input: impl Into<Input>,
         kv: KvAccess,
         net: NetAccess,
     ) -> RunReport {
+        let input = input.into();
         let started = Instant::now();
         let current = tokio::runtime::Handle::try_current().ok();
         let handle = match (&kv, &current) {
@@ -453,22 +479,26 @@ impl Runtime {
         let lowered = demotion.lowered();
         demotion.restore();
 
-        let (outcome, decision, error) = match result {
-            Ok(Ok(decision)) => match output::check(decision, limits.output) {
-                Ok(decision) => match kv.into_pending() {
-                    // A successful run's writes land in one transaction, or the run fails.
-                    Some(pending) => match handle.as_ref().map(|h| h.block_on(pending.apply())) {
-                        Some(Err(err)) => {
-                            tracing::warn!(error = %err, "plugin key-value writes not applied");
-                            let why = "the plugin's key-value writes could not be saved";
-                            (Outcome::Internal, None, Some(why.to_string()))
-                        }
-                        _ => (Outcome::Success, Some(decision), None),
-                    },
-                    None => (Outcome::Success, Some(decision), None),
+        let checked = result.map(|answer| {
+            answer.map(|answer| match answer {
+                Answer::Decision(decision) => output::check(decision, limits.output).map(Answer::Decision),
+                Answer::Transformed(t) => output::check_transform(t).map(Answer::Transformed),
+            })
+        });
+        let (outcome, answer, error) = match checked {
+            Ok(Ok(Ok(answer))) => match kv.into_pending() {
+                // A successful run's writes land in one transaction, or the run fails.
+                Some(pending) => match handle.as_ref().map(|h| h.block_on(pending.apply())) {
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "plugin key-value writes not applied");
+                        let why = "the plugin's key-value writes could not be saved";
+                        (Outcome::Internal, None, Some(why.to_string()))
+                    }
+                    _ => (Outcome::Success, Some(answer), None),
                 },
-                Err((outcome, why)) => (outcome, None, Some(why)),
+                None => (Outcome::Success, Some(answer), None),
             },
+            Ok(Ok(Err((outcome, why)))) => (outcome, None, Some(why)),
             Ok(Err(plugin_error)) => {
                 let max = limits.max_log_line_bytes.max(256);
                 let why = match plugin_error {
@@ -482,9 +512,15 @@ impl Runtime {
                 (outcome, None, Some(why))
             }
         };
+        let (decision, transformed) = match answer {
+            Some(Answer::Decision(d)) => (Some(d), None),
+            Some(Answer::Transformed(t)) => (None, Some(t)),
+            None => (None, None),
+        };
         RunReport {
             outcome,
             decision,
+            transformed,
             error,
             logs: logs.finish(),
             http: http.finish(),
@@ -510,9 +546,18 @@ enum Failure {
     Instantiate(wasmtime::Error),
     /// The call failed: a trap, a deadline, or the answer could not be read.
     Call(wasmtime::Error),
+    /// The input is not for this kind of plugin.
+    Mismatch(&'static str),
 }
 
-/// The error a plugin returned (`plugin-error`, the same in every version).
+/// What a plugin returned, by its kind.
+enum Answer {
+    Decision(Decision),
+    Transformed(Transformed),
+}
+
+/// The error a plugin returned (`plugin-error`, the same in every version, and the
+/// transformation's `transform-error` of the same shape).
 enum GuestError {
     BadConfig(String),
     Failed(String),
@@ -527,14 +572,44 @@ impl GuestError {
     }
 }
 
-/// Instantiates the plugin and calls `handle` through the bindings of its world version; the
-/// decision in the host's types, not yet checked.
+/// Instantiates the plugin and calls `handle` (or `transform`) through the bindings of its
+/// world; the answer in the host's types, not yet checked.
 fn call(
+    pre: &PreparedWorld,
+    store: &mut Store<HostState>,
+    input: Input,
+) -> Result<Result<Answer, GuestError>, Failure> {
+    let input = match (pre, input) {
+        (PreparedWorld::Transform(pre), Input::Event(input)) => {
+            let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
+            let (event, context) = to_transform(input);
+            let answer = plugin.call_transform(&mut *store, &event, &context).map_err(Failure::Call)?;
+            return Ok(answer.map(|o| Answer::Transformed(output::from_transform(o))).map_err(|e| match e {
+                transform::TransformError::BadConfig(m) => GuestError::BadConfig(m),
+                transform::TransformError::Failed(m) => GuestError::Failed(m),
+            }));
+        }
+        (PreparedWorld::Transform(_), Input::Message(_)) => {
+            return Err(Failure::Mismatch("a webhook transformation does not handle messages"));
+        }
+        (_, Input::Event(_)) => {
+            return Err(Failure::Mismatch("an auto-reply plugin does not transform webhook events"));
+        }
+        (_, Input::Message(input)) => input,
+    };
+    call_handle(pre, store, input).map(|answer| answer.map(Answer::Decision))
+}
+
+/// [`call`] for an auto-reply plugin.
+fn call_handle(
     pre: &PreparedWorld,
     store: &mut Store<HostState>,
     input: RunInput,
 ) -> Result<Result<Decision, GuestError>, Failure> {
     match pre {
+        PreparedWorld::Transform(_) => {
+            Err(Failure::Mismatch("a webhook transformation does not handle messages"))
+        }
         PreparedWorld::V0_1(pre) => {
             let plugin = pre.instantiate(&mut *store).map_err(Failure::Instantiate)?;
             let (message, context) = to_v0_1(input);
@@ -570,6 +645,7 @@ fn classify(
     let (err, instantiating) = match failure {
         Failure::Instantiate(err) => (err, true),
         Failure::Call(err) => (err, false),
+        Failure::Mismatch(why) => return (Outcome::Internal, why.to_string()),
     };
     let own = err.downcast_ref::<Stopped>().copied().or(stopped);
     match own {
@@ -642,6 +718,20 @@ fn to_v0_1(input: RunInput) -> (v0_1::Message, v0_1::Context) {
         config: c.config,
     };
     (message, context)
+}
+
+/// The input in the transformation world's WIT types (moved, not copied).
+fn to_transform(input: TransformInput) -> (transform::Event, transform::Context) {
+    let TransformInput { event: e, context: c } = input;
+    let event = transform::Event { id: e.id, type_: e.kind, timestamp: e.timestamp, data: e.data };
+    let context = transform::Context {
+        tenant_id: c.tenant_id,
+        endpoint_id: c.endpoint_id,
+        url: c.url,
+        plugin_id: c.plugin_id,
+        config: c.config,
+    };
+    (event, context)
 }
 
 /// The input in 0.2.0's WIT types (moved, not copied).

@@ -8,7 +8,10 @@ use sha2::{Digest, Sha256};
 
 use super::fairness::Fairness;
 use super::hosts::AllowedHosts;
-use super::runtime::{InvalidPlugin, KvAccess, NetAccess, Outcome, Prepared, RunInput, RunReport, Runtime};
+use super::runtime::{
+    Input, InvalidPlugin, KvAccess, NetAccess, Outcome, Prepared, RunInput, RunReport, Runtime,
+    TransformInput,
+};
 use crate::config::PluginsConfig;
 use crate::db::plugins::{NewPlugin, PluginRow, Tally};
 use crate::db::webhooks::NewLog;
@@ -35,6 +38,30 @@ pub enum UploadError {
     Db(DbError),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What a run is about, for its log row and its `plugin.failed` event.
+#[derive(Debug, Clone, Default)]
+pub struct RunAbout {
+    /// The event the run handled: `message.received` for an auto-reply plugin.
+    pub event: String,
+    pub message_id: Option<i64>,
+    pub device_id: Option<i64>,
+    /// The webhook endpoint and delivery a transformation ran for.
+    pub endpoint_id: Option<i64>,
+    pub delivery_id: Option<i64>,
+    pub webhook_id: Option<String>,
+}
+
+impl RunAbout {
+    fn message(input: &RunInput) -> RunAbout {
+        RunAbout {
+            event: EventType::MessageReceived.as_str().into(),
+            message_id: (input.message.id > 0).then_some(input.message.id),
+            device_id: (input.context.device_id > 0).then_some(input.context.device_id),
+            ..RunAbout::default()
+        }
+    }
 }
 
 /// A plugin to upload.
@@ -115,6 +142,7 @@ impl Plugins {
             .map_err(|e: InvalidPlugin| UploadError::Invalid(e.to_string()))?;
         let sha256 = hex::encode(Sha256::digest(wasm.as_slice()));
         let new = NewPlugin {
+            kind: compiled.prepared.kind().as_str().to_string(),
             name: upload.name,
             sha256: sha256.clone(),
             wasm: Arc::unwrap_or_clone(wasm),
@@ -194,10 +222,11 @@ impl Plugins {
             );
             return None;
         };
-        let (report, tally) = self.run_recorded(row, input, false).await;
+        let about = RunAbout::message(&input);
+        let (report, tally) = self.run_recorded(row, input.into(), about, false).await;
         self.inner.metrics.plugin_run(row.user_id, report.outcome.as_str(), report.latency);
         match tally {
-            Some(tally) => admission.finish(tally.failures, tally.disabled_now),
+            Some(tally) => admission.finish(tally.failures, tally.runs, tally.disabled_now),
             None => drop(admission),
         }
         Some(report)
@@ -207,7 +236,34 @@ impl Plugins {
     /// `plugin.failed` when it failed). `dry_run` reads the key-value store but keeps no write
     /// and records nothing.
     pub async fn run(&self, row: &PluginRow, input: RunInput, dry_run: bool) -> RunReport {
-        self.run_recorded(row, input, dry_run).await.0
+        let about = RunAbout::message(&input);
+        self.run_recorded(row, input.into(), about, dry_run).await.0
+    }
+
+    /// Runs a transformation on one event and records the run like a message's (log row,
+    /// failure tally, `plugin.failed`). `dry_run` as for [`Plugins::run`]. A disabled plugin
+    /// does not run (unless dry): the answer is an `error` run, recorded.
+    pub async fn transform(
+        &self,
+        row: &PluginRow,
+        input: TransformInput,
+        about: RunAbout,
+        dry_run: bool,
+    ) -> RunReport {
+        if !row.enabled && !dry_run {
+            let why = match &row.disabled_reason {
+                Some(reason) => format!("the plugin is disabled: {reason}"),
+                None => "the plugin is disabled".to_string(),
+            };
+            let report = RunReport::failure(Outcome::Error, why, std::time::Duration::ZERO);
+            self.log_run(row, &about, &serde_json::to_string(&input).unwrap_or_default(), &report).await;
+            return report;
+        }
+        let (report, _) = self.run_recorded(row, input.into(), about, dry_run).await;
+        if !dry_run {
+            self.inner.metrics.plugin_run(row.user_id, report.outcome.as_str(), report.latency);
+        }
+        report
     }
 
     /// [`Plugins::run`], with the failure tally after the run when one was recorded. A run
@@ -215,10 +271,16 @@ impl Plugins {
     async fn run_recorded(
         &self,
         row: &PluginRow,
-        input: RunInput,
+        input: Input,
+        about: RunAbout,
         dry_run: bool,
     ) -> (RunReport, Option<Tally>) {
         let started = std::time::Instant::now();
+        let request = match &input {
+            Input::Message(m) => serde_json::to_string(m),
+            Input::Event(e) => serde_json::to_string(e),
+        }
+        .unwrap_or_default();
         let Some(turn) = self.inner.fairness.turn(row.user_id).await else {
             let why = format!(
                 "the account's plugin runs were all busy for {} ms; this run was skipped",
@@ -226,7 +288,7 @@ impl Plugins {
             );
             let report = RunReport::failure(Outcome::Busy, why, started.elapsed());
             if !dry_run {
-                self.log_run(row, &input, &report).await;
+                self.log_run(row, &about, &request, &report).await;
             }
             return (report, None);
         };
@@ -235,7 +297,7 @@ impl Plugins {
             Err(why) => {
                 let why = format!("cannot load the plugin: {why}");
                 let report = RunReport::failure(Outcome::Internal, why, std::time::Duration::ZERO);
-                let tally = if dry_run { None } else { self.record(row, &input, &report).await };
+                let tally = if dry_run { None } else { self.record(row, &about, &request, &report).await };
                 return (report, tally);
             }
         };
@@ -245,18 +307,19 @@ impl Plugins {
         } else {
             KvAccess::Store { db, tenant, plugin_id }
         };
-        let message_id = input.message.id;
-        let net = NetAccess {
-            allowed: AllowedHosts::from_stored(Some(&row.allowed_hosts)),
-            log_bodies: row.log_http_bodies,
-            turn: Some(turn),
+        // Only a plugin that imports `http` has hosts to reach: the others skip the parse.
+        let allowed = match prepared.uses_http() {
+            true => AllowedHosts::from_stored(Some(&row.allowed_hosts)),
+            false => AllowedHosts::default(),
         };
-        let report = self.inner.runtime.run_with(&prepared, input.clone(), kv, net).await;
-        let tally = if dry_run { None } else { self.record(row, &input, &report).await };
+        let net = NetAccess { allowed, log_bodies: row.log_http_bodies, turn: Some(turn) };
+        let report = self.inner.runtime.run_with(&prepared, input, kv, net).await;
+        let tally = if dry_run { None } else { self.record(row, &about, &request, &report).await };
         if report.outcome != Outcome::Success {
             tracing::info!(
                 plugin_id = row.id,
-                message_id,
+                message_id = about.message_id,
+                delivery_id = about.delivery_id,
                 outcome = report.outcome.as_str(),
                 error = report.error.as_deref().unwrap_or(""),
                 "plugin run failed"
@@ -266,9 +329,12 @@ impl Plugins {
     }
 
     /// The run's row in `webhook_logs`.
-    async fn log_run(&self, row: &PluginRow, input: &RunInput, report: &RunReport) {
+    async fn log_run(&self, row: &PluginRow, about: &RunAbout, request: &str, report: &RunReport) {
         let outcome = report.outcome.as_str();
-        let mut response = serde_json::json!({ "decision": report.decision, "logs": report.logs });
+        let mut response = match &report.transformed {
+            Some(transformed) => serde_json::json!({ "transformed": transformed, "logs": report.logs }),
+            None => serde_json::json!({ "decision": report.decision, "logs": report.logs }),
+        };
         if !report.http.is_empty() {
             response["http"] = serde_json::json!(report.http);
         }
@@ -276,21 +342,21 @@ impl Plugins {
             user_id: row.user_id,
             kind: "plugin".into(),
             target: row.name.clone(),
-            event: EventType::MessageReceived.as_str().into(),
-            message_id: (input.message.id > 0).then_some(input.message.id),
+            event: about.event.clone(),
+            message_id: about.message_id,
             attempt: 1,
             outcome: outcome.into(),
             http_status: None,
             latency_ms: Some(report.latency.as_millis() as i64),
             // A run's error can quote the plugin's own text.
             error: report.error.as_deref().map(|e| without_nul(e).into_owned()),
-            request: Some(truncate(&serde_json::to_string(input).unwrap_or_default(), LOG_BODY_BYTES)),
+            request: Some(truncate(request, LOG_BODY_BYTES)),
             response: Some(truncate(&response.to_string(), LOG_BODY_BYTES)),
-            endpoint_id: None,
-            delivery_id: None,
-            webhook_id: None,
+            endpoint_id: about.endpoint_id,
+            delivery_id: about.delivery_id,
+            webhook_id: about.webhook_id.clone(),
             plugin_id: Some(row.id),
-            device_id: (input.context.device_id > 0).then_some(input.context.device_id),
+            device_id: about.device_id,
         };
         if let Err(e) = self.inner.db.insert_webhook_log(&log).await {
             tracing::warn!(plugin_id = row.id, error = %e, "cannot log a plugin run");
@@ -299,8 +365,14 @@ impl Plugins {
 
     /// Records a run: its log row, the failure tally (returned; `None` when it could not be
     /// written), and `plugin.failed` when it failed.
-    async fn record(&self, row: &PluginRow, input: &RunInput, report: &RunReport) -> Option<Tally> {
-        self.log_run(row, input, report).await;
+    async fn record(
+        &self,
+        row: &PluginRow,
+        about: &RunAbout,
+        request: &str,
+        report: &RunReport,
+    ) -> Option<Tally> {
+        self.log_run(row, about, request, report).await;
         let db = &self.inner.db;
         let outcome = report.outcome.as_str();
         let success = report.outcome == Outcome::Success;
@@ -323,16 +395,21 @@ impl Plugins {
             self.cache().remove(&row.id);
             tracing::warn!(tenant = row.user_id, plugin_id = row.id, "{reason}");
         }
+        if about.event == EventType::PluginFailed.as_str() {
+            // A transformation failing on `plugin.failed` would otherwise feed itself.
+            return Some(tally);
+        }
         let data = PluginFailedData {
             plugin_id: row.id,
             plugin: row.name.clone(),
-            message_id: (input.message.id > 0).then_some(input.message.id),
+            message_id: about.message_id,
             outcome: outcome.into(),
             error: report.error.clone().unwrap_or_default(),
             disabled: tally.disabled_now,
         };
-        let device = (input.context.device_id > 0).then_some(input.context.device_id);
-        if let Err(e) = self.inner.events.emit(row.user_id, device, EventType::PluginFailed, &data).await {
+        if let Err(e) =
+            self.inner.events.emit(row.user_id, about.device_id, EventType::PluginFailed, &data).await
+        {
             tracing::warn!(plugin_id = row.id, error = %e, "cannot queue plugin.failed");
         }
         Some(tally)

@@ -11,6 +11,7 @@ use crate::devices::find_device;
 use crate::error::{ApiError, ApiResult};
 use crate::limits::{LimitsService, Resource};
 use crate::net::NetError;
+use crate::plugins::runtime::{PluginKind, TRANSFORM_WORLD};
 use crate::tenants::{Tenant, TenantService};
 
 /// Longest description, in characters.
@@ -27,6 +28,8 @@ pub struct EndpointChange {
     /// Device id or phone number.
     pub device: Option<Option<String>>,
     pub description: Option<String>,
+    /// The transformation plugin that shapes its events; `Some(None)` removes it.
+    pub transform_plugin_id: Option<Option<i64>>,
 }
 
 #[derive(Clone)]
@@ -203,6 +206,36 @@ impl EndpointService {
                 format!("must be at most {MAX_DESCRIPTION} characters"),
             ));
         }
+        let transform_plugin_id = match change.transform_plugin_id {
+            Some(id) => id,
+            None => current.and_then(|c| c.transform_plugin_id),
+        };
+        if let Some(plugin_id) = transform_plugin_id {
+            if mode != "notify" {
+                return Err(ApiError::validation(
+                    "transform_plugin_id",
+                    "only a `notify` endpoint's events go through a transformation",
+                ));
+            }
+            let plugin = self.db.plugin(tenant.id, plugin_id).await?;
+            match plugin {
+                None => {
+                    return Err(ApiError::validation(
+                        "transform_plugin_id",
+                        format!("you have no plugin {plugin_id}"),
+                    ))
+                }
+                Some(p) if p.kind != PluginKind::Transform.as_str() => {
+                    return Err(ApiError::validation(
+                        "transform_plugin_id",
+                        format!(
+                            "plugin {plugin_id} is an auto-reply plugin; a transformation is built for the {TRANSFORM_WORLD} world"
+                        ),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         let names: Vec<&str> = events.iter().map(|e| e.as_str()).collect();
         Ok(EndpointSettings {
             url: url.to_string(),
@@ -210,6 +243,7 @@ impl EndpointService {
             events: serde_json::to_string(&names).unwrap_or_else(|_| "[]".into()),
             mode,
             device_id,
+            transform_plugin_id,
             enabled: change.enabled.or(current.map(|c| c.enabled)).unwrap_or(true),
         })
     }

@@ -12,6 +12,8 @@
 //! - `worker`: claims due deliveries with a lease and sends them through the hardened client
 //!   ([`crate::net`]), retrying on `[webhooks] retry_schedule`.
 //! - [`reply`]: the inbound pipeline stage that asks `reply` endpoints for an answer.
+//! - `transform`: the request of an endpoint that names a transformation plugin (run once per
+//!   delivery, kept for its retries).
 //!
 //! Decisions a tenant sees:
 //! - delivery is at least once and unordered; `webhook-id` is the idempotency key, the same
@@ -49,6 +51,7 @@ mod pump;
 pub mod reply;
 pub mod secrets;
 pub mod signing;
+mod transform;
 mod worker;
 
 pub use events::EventType;
@@ -148,6 +151,9 @@ struct Inner {
     metrics: Metrics,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Runs the endpoints' transformations; set once the plugin service exists (it emits its
+    /// events through this service, so it is made after it).
+    plugins: std::sync::OnceLock<crate::plugins::Plugins>,
 }
 
 /// A secret that still signs after a rotation, as stored (sealed) in `old_secrets`.
@@ -198,8 +204,15 @@ impl Webhooks {
                 metrics,
                 shutdown,
                 tasks,
+                plugins: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// The plugin service that runs the endpoints' transformations (set once; later calls
+    /// change nothing).
+    pub fn use_plugins(&self, plugins: crate::plugins::Plugins) {
+        let _ = self.inner.plugins.set(plugins);
     }
 
     /// The handle other modules emit events through.

@@ -24,11 +24,13 @@ use reqwest::header::{HeaderMap, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, Response};
 use tokio::sync::OwnedSemaphorePermit;
 
+use super::transform::{target_url, Shaped};
 use super::{truncate, Webhooks, LOG_TEXT_MAX};
 use crate::db::activity::NewActivity;
 use crate::db::webhooks::{AttemptRecord, DeliveryRow, EndpointRow, NewLog, NextStep};
 use crate::db::{now_ms, DbError};
 use crate::net::NetError;
+use crate::plugins::runtime::TransformedRequest;
 
 /// Endpoints looked at per pass.
 const ENDPOINTS_PER_PASS: i64 = 100;
@@ -172,9 +174,48 @@ impl Webhooks {
                 return;
             }
         };
+        let shaped = self.shape(&endpoint, &delivery).await;
         let started = Instant::now();
-        let (outcome, request, _) =
-            self.post(&endpoint, &delivery.webhook_id, &delivery.payload, None, LOG_TEXT_MAX).await;
+        let (outcome, request, _) = match shaped {
+            Shaped::Standard => {
+                self.post(&endpoint, &delivery.webhook_id, &delivery.payload, None, LOG_TEXT_MAX).await
+            }
+            Shaped::Transformed(shaped) => match Body::of(&shaped, &endpoint) {
+                Ok(body) => {
+                    let answer =
+                        self.send_signed(&endpoint, &delivery.webhook_id, body, None, LOG_TEXT_MAX).await;
+                    self.inner.metrics.webhook_attempt(
+                        endpoint.user_id,
+                        "notify",
+                        answer.0.kind,
+                        started.elapsed(),
+                    );
+                    answer
+                }
+                Err(why) => {
+                    let outcome = Outcome {
+                        kind: "failure",
+                        http_status: None,
+                        error: Some(why),
+                        response: None,
+                        retry_after: None,
+                    };
+                    (outcome, String::new(), None)
+                }
+            },
+            Shaped::Unsent(why) => {
+                if let Err(e) = self.record_unsent(&endpoint, &delivery, why).await {
+                    tracing::warn!(delivery_id = delivery.id, error = %e, "cannot record an unsent webhook delivery");
+                    let _ = db.system_release_delivery(delivery.id, now_ms() + 5_000).await;
+                }
+                self.inner.events.wake();
+                return;
+            }
+            Shaped::Later => {
+                let _ = db.system_release_delivery(delivery.id, now_ms() + 1_000).await;
+                return;
+            }
+        };
         let latency_ms = started.elapsed().as_millis() as i64;
         if let Err(e) = self.record(&endpoint, &delivery, &outcome, request, latency_ms).await {
             tracing::warn!(delivery_id = delivery.id, error = %e, "cannot record a webhook attempt");
@@ -195,26 +236,31 @@ impl Webhooks {
         keep: usize,
     ) -> (Outcome, String, Option<Vec<u8>>) {
         let started = std::time::Instant::now();
-        let answer = self.send_signed(endpoint, webhook_id, payload, timeout, keep).await;
+        let body =
+            Body { url: endpoint.url.clone(), content_type: "application/json", headers: &[], body: payload };
+        let answer = self.send_signed(endpoint, webhook_id, body, timeout, keep).await;
         let mode = if endpoint.mode == "reply" { "reply" } else { "notify" };
         self.inner.metrics.webhook_attempt(endpoint.user_id, mode, answer.0.kind, started.elapsed());
         answer
     }
 
+    /// Signs and POSTs `body` (the standard one or a transformation's) to the endpoint;
     /// [`Webhooks::post`] without the metrics.
     async fn send_signed(
         &self,
         endpoint: &EndpointRow,
         webhook_id: &str,
-        payload: &str,
+        body: Body<'_>,
         timeout: Option<Duration>,
         keep: usize,
     ) -> (Outcome, String, Option<Vec<u8>>) {
+        let Body { url, content_type, headers, body: payload } = body;
         let timestamp = Utc::now().timestamp();
+        let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\n")).collect();
         let request_text = truncate(
             &format!(
-                "POST {}\nwebhook-id: {webhook_id}\nwebhook-timestamp: {timestamp}\n\n{payload}",
-                endpoint.url
+                "POST {url}\ncontent-type: {content_type}\n{extra}webhook-id: {webhook_id}\n\
+                 webhook-timestamp: {timestamp}\n\n{payload}"
             ),
             LOG_TEXT_MAX,
         );
@@ -233,12 +279,14 @@ impl Webhooks {
         };
         let signature = super::signing::signature_header(&secrets, webhook_id, timestamp, payload.as_bytes());
         let http = &self.inner.http;
-        let request = match http.request(Method::POST, &endpoint.url) {
+        let request = match http.request(Method::POST, &url) {
             Ok(r) => r,
             Err(e) => return (Outcome::from_error(e), request_text, None),
         };
-        let mut request = request
-            .header(CONTENT_TYPE, "application/json")
+        let mut request =
+            headers.iter().fold(request, |r, (name, value)| r.header(name.as_str(), value.as_str()));
+        request = request
+            .header(CONTENT_TYPE, content_type)
             .header("webhook-id", webhook_id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
@@ -278,27 +326,18 @@ impl Webhooks {
             }
         };
         let log = NewLog {
-            user_id: delivery.user_id,
-            kind: "webhook".into(),
-            target: endpoint.url.clone(),
-            event: delivery.event.clone(),
-            message_id: delivery.message_id,
-            attempt: attempts_made,
             outcome: outcome.kind.into(),
             http_status: outcome.http_status.map(i64::from),
             latency_ms: Some(latency_ms),
             error: outcome.error.clone(),
             request: Some(request),
             response: outcome.response.clone(),
-            endpoint_id: Some(endpoint.id),
-            delivery_id: Some(delivery.id),
-            webhook_id: Some(delivery.webhook_id.clone()),
-            plugin_id: None,
-            device_id: delivery.device_id,
+            ..attempt_log(endpoint, delivery)
         };
         let record = AttemptRecord {
             delivery_id: delivery.id,
             endpoint_id: endpoint.id,
+            sent: true,
             success: outcome.success(),
             next,
             log,
@@ -331,6 +370,32 @@ impl Webhooks {
         Ok(())
     }
 
+    /// Records a delivery its transformation skipped (`why` is `None`) or could not shape:
+    /// finished without a request, as `skipped` or `failed`, with a log row that can be retried.
+    async fn record_unsent(
+        &self,
+        endpoint: &EndpointRow,
+        delivery: &DeliveryRow,
+        why: Option<String>,
+    ) -> Result<(), DbError> {
+        let (next, outcome) = match why {
+            None => (NextStep::Skipped, "skipped"),
+            Some(_) => (NextStep::Failed, "transform_failed"),
+        };
+        let log = NewLog { outcome: outcome.into(), error: why, ..attempt_log(endpoint, delivery) };
+        let record = AttemptRecord {
+            delivery_id: delivery.id,
+            endpoint_id: endpoint.id,
+            sent: false,
+            success: false,
+            next,
+            log,
+        };
+        self.inner.db.system_record_attempt(&record).await?;
+        tracing::debug!(delivery_id = delivery.id, outcome, "webhook delivery not sent");
+        Ok(())
+    }
+
     /// Disables an endpoint for a reason the tenant sees on it and in the activity log.
     async fn disable(&self, endpoint_id: i64, reason: &str) -> Result<(), DbError> {
         let db = &self.inner.db;
@@ -347,6 +412,44 @@ impl Webhooks {
             .await?;
         }
         Ok(())
+    }
+}
+
+/// The log row of an attempt at `delivery`, before what the attempt found is filled in.
+fn attempt_log(endpoint: &EndpointRow, delivery: &DeliveryRow) -> NewLog {
+    NewLog {
+        user_id: delivery.user_id,
+        kind: "webhook".into(),
+        target: endpoint.url.clone(),
+        event: delivery.event.clone(),
+        message_id: delivery.message_id,
+        attempt: delivery.attempts + 1,
+        endpoint_id: Some(endpoint.id),
+        delivery_id: Some(delivery.id),
+        webhook_id: Some(delivery.webhook_id.clone()),
+        device_id: delivery.device_id,
+        ..NewLog::default()
+    }
+}
+
+/// What one request carries: the standard body, or a transformation's request.
+pub(crate) struct Body<'a> {
+    url: String,
+    content_type: &'a str,
+    /// Extra headers (a transformation's), checked by the plugin host.
+    headers: &'a [(String, String)],
+    body: &'a str,
+}
+
+impl<'a> Body<'a> {
+    /// The request a transformation returned, to the endpoint's URL with its path.
+    fn of(shaped: &'a TransformedRequest, endpoint: &EndpointRow) -> Result<Body<'a>, String> {
+        Ok(Body {
+            url: target_url(&endpoint.url, shaped.path.as_deref())?,
+            content_type: &shaped.content_type,
+            headers: &shaped.headers,
+            body: &shaped.body,
+        })
     }
 }
 

@@ -8,6 +8,7 @@
 mod fairness;
 mod http;
 mod kinds;
+mod transform;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};

@@ -61,11 +61,13 @@ pub struct DeliveryRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub device_id: Option<i64>,
+    /// What the endpoint's transformation returned for this delivery (JSON), once it ran.
+    pub transformed: Option<String>,
 }
 
 const DELIVERY_COLUMNS: &str =
     "id, user_id, endpoint_id, webhook_id, event, message_id, payload, status, attempts, \
-     max_attempts, next_attempt_at, lease_until, last_error, created_at, updated_at, device_id";
+     max_attempts, next_attempt_at, lease_until, last_error, created_at, updated_at, device_id, transformed";
 
 /// An endpoint an event may go to.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -106,6 +108,8 @@ pub enum NextStep {
     RetryAt(i64),
     /// No attempts left.
     Failed,
+    /// The endpoint's transformation chose to send nothing for this event.
+    Skipped,
 }
 
 /// One finished attempt to record.
@@ -113,6 +117,9 @@ pub enum NextStep {
 pub struct AttemptRecord {
     pub delivery_id: i64,
     pub endpoint_id: i64,
+    /// Whether a request reached for the endpoint (false when its transformation skipped the
+    /// event or failed): only then does the attempt count for the endpoint's health.
+    pub sent: bool,
     pub success: bool,
     pub next: NextStep,
     pub log: NewLog,
@@ -454,17 +461,26 @@ impl Db {
             NextStep::Delivered => ("delivered", None),
             NextStep::RetryAt(at) => ("pending", Some(wait_until(at, now))),
             NextStep::Failed => ("failed", None),
+            NextStep::Skipped => ("skipped", None),
         };
         let update = format!(
             "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = {} + $3, \
              lease_until = NULL, last_error = $4, updated_at = $5 WHERE id = $1",
             now_sql(self.dialect())
         );
-        let last_error = if rec.success { None } else { rec.log.error.clone() };
+        let last_error =
+            if rec.success || rec.next == NextStep::Skipped { None } else { rec.log.error.clone() };
         writer!(self, |p| {
             let mut tx = p.begin().await?;
-            let health: Option<(bool, Option<i64>)> =
-                sqlx::query_as(health_sql).bind(rec.endpoint_id).bind(now).fetch_optional(&mut *tx).await?;
+            // A skipped or untransformable event says nothing about the endpoint.
+            let health: Option<(bool, Option<i64>)> = if rec.sent {
+                sqlx::query_as(health_sql).bind(rec.endpoint_id).bind(now).fetch_optional(&mut *tx).await?
+            } else {
+                sqlx::query_as("SELECT enabled, failing_since FROM webhook_endpoints WHERE id = $1")
+                    .bind(rec.endpoint_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+            };
             let enabled = health.map(|h| h.0).unwrap_or(rec.success);
             let status = if status == "pending" && !enabled { "cancelled" } else { status };
             sqlx::query(&update)
@@ -479,6 +495,18 @@ impl Db {
             tx.commit().await?;
             Ok(EndpointHealth { enabled, failing_since: health.and_then(|h| h.1) })
         })
+    }
+
+    /// Keeps what the endpoint's transformation returned for a delivery (JSON), so its retries
+    /// send the same request.
+    pub async fn system_store_transformed(&self, id: i64, transformed: &str) -> DbResult<()> {
+        writer!(self, |p| sqlx::query("UPDATE webhook_deliveries SET transformed = $2 WHERE id = $1")
+            .bind(id)
+            .bind(transformed)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
     }
 
     /// Gives a leased delivery back without an attempt (shutdown, storage trouble), due at `due`

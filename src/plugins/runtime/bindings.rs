@@ -1,5 +1,6 @@
 //! The `bindgen!`s of the plugin worlds, one per version of `wa-gateway:plugin` the gateway
-//! serves: `v0_1` for `wit/v0.1.0`, `v0_2` for `wit/v0.2.0`, `v0_3` for `wit/v0.3.0`.
+//! serves: `v0_1` for `wit/v0.1.0`, `v0_2` for `wit/v0.2.0`, `v0_3` for `wit/v0.3.0`; and
+//! `transform` for the webhook transformation world (`wit/transform/v0.1.0`).
 //!
 //! Each version is a directory of its own holding one whole package, rather than both
 //! packages in one tree: wit-parser reads a directory as one root package (plus `deps/`), and
@@ -49,6 +50,23 @@ pub mod v0_3 {
             "wa-gateway:plugin/http.send": trappable,
         },
         with: { "wa-gateway:plugin/types@0.3.0": crate::plugins::runtime::bindings::v0_2::wa_gateway::plugin::types },
+    });
+}
+
+/// `wa-gateway:transform@0.1.0`: the webhook transformation world. Its imports are 0.3.0's
+/// interfaces (the package reads `wit/v0.3.0` as a dependency), so they map onto the `v0_3`
+/// modules and are served by what `v0_3` already added to the linker; only its export and its
+/// own types are generated here.
+pub mod transform {
+    wasmtime::component::bindgen!({
+        path: "wit/transform/v0.1.0",
+        world: "transform",
+        with: {
+            "wa-gateway:plugin/kv@0.3.0": crate::plugins::runtime::bindings::v0_3::wa_gateway::plugin::kv,
+            "wa-gateway:plugin/log@0.3.0": crate::plugins::runtime::bindings::v0_3::wa_gateway::plugin::log,
+            "wa-gateway:plugin/clock@0.3.0": crate::plugins::runtime::bindings::v0_3::wa_gateway::plugin::clock,
+            "wa-gateway:plugin/http@0.3.0": crate::plugins::runtime::bindings::v0_3::wa_gateway::plugin::http,
+        },
     });
 }
 

@@ -3,9 +3,9 @@
 //! Each world version's decision is first moved into the one [`Decision`] (no check, no copy
 //! of its texts), then checked once: every version meets the same caps with the same reasons.
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{transform, v0_1, v0_2};
 use super::host::cut;
-use super::{Action, Decision, Outcome};
+use super::{Action, Decision, Outcome, Transformed, TransformedRequest};
 use crate::content::{check_emoji, ContactCard, Location, CONTACTS_MAX, LABEL_MAX};
 
 /// Longest reaction, in bytes. One emoji is at most a few code points (a flag is 8 bytes, a
@@ -107,6 +107,114 @@ pub fn from_v0_2(decision: v0_2::Decision) -> Decision {
 }
 
 type Refused = (Outcome, String);
+
+/// Largest body a transformation may return, in bytes.
+pub const TRANSFORM_BODY_MAX: usize = 512 * 1024;
+/// Most extra headers a transformation may return.
+pub const TRANSFORM_HEADERS_MAX: usize = 20;
+/// Longest path a transformation may append to the endpoint's URL, in bytes.
+pub const TRANSFORM_PATH_MAX: usize = 1024;
+/// Headers the gateway sets on a transformed request: the signature's, the body's type, and
+/// what the client derives from the URL and the body.
+const TRANSFORM_OWN_HEADERS: [&str; 8] = [
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "content-type",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// A transformation's answer in the host's types.
+pub fn from_transform(outcome: transform::Outcome) -> Transformed {
+    match outcome {
+        transform::Outcome::Skip => Transformed::Skip,
+        transform::Outcome::Send(r) => Transformed::Send(TransformedRequest {
+            body: r.body,
+            content_type: r.content_type.unwrap_or_default(),
+            headers: r.headers,
+            path: r.path,
+        }),
+    }
+}
+
+/// The transformation's answer within the caps and well formed (header names lower-cased, the
+/// default content type filled in), or the outcome and reason it was refused for.
+pub fn check_transform(transformed: Transformed) -> Result<Transformed, Refused> {
+    let Transformed::Send(request) = transformed else {
+        return Ok(Transformed::Skip);
+    };
+    let invalid = |why: String| Err((Outcome::InvalidOutput, why));
+    if request.body.len() > TRANSFORM_BODY_MAX {
+        return Err((
+            Outcome::OutputTooLarge,
+            format!("the body is {} bytes, the limit is {TRANSFORM_BODY_MAX}", request.body.len()),
+        ));
+    }
+    if request.headers.len() > TRANSFORM_HEADERS_MAX {
+        return Err((
+            Outcome::OutputTooLarge,
+            format!("{} headers, the limit is {TRANSFORM_HEADERS_MAX}", request.headers.len()),
+        ));
+    }
+    let content_type = match request.content_type.trim() {
+        "" => "application/json".to_string(),
+        given => given.to_string(),
+    };
+    if reqwest::header::HeaderValue::from_str(&content_type).is_err() {
+        return invalid(format!("the content type `{}` is not a header value", cut(&content_type, 64)));
+    }
+    let mut headers = Vec::with_capacity(request.headers.len());
+    for (name, value) in request.headers {
+        let Ok(parsed) = reqwest::header::HeaderName::from_bytes(name.as_bytes()) else {
+            return invalid(format!("`{}` is not a header name", cut(&name, 64)));
+        };
+        let name = parsed.as_str().to_string();
+        if TRANSFORM_OWN_HEADERS.contains(&name.as_str()) {
+            return invalid(format!("the header `{name}` is set by the gateway"));
+        }
+        if reqwest::header::HeaderValue::from_str(&value).is_err() {
+            return invalid(format!("the value of `{name}` is not a header value"));
+        }
+        headers.push((name, value));
+    }
+    let path = match request.path {
+        Some(path) if !path.is_empty() => Some(check_path(path)?),
+        _ => None,
+    };
+    Ok(Transformed::Send(TransformedRequest { body: request.body, content_type, headers, path }))
+}
+
+/// A path (and query) to append to an endpoint's URL: it may not leave the endpoint's
+/// origin nor climb above its path.
+fn check_path(path: String) -> Result<String, Refused> {
+    let invalid = |why: &str| Err((Outcome::InvalidOutput, format!("the path {why}")));
+    if path.len() > TRANSFORM_PATH_MAX {
+        return Err((
+            Outcome::OutputTooLarge,
+            format!("the path is {} bytes, the limit is {TRANSFORM_PATH_MAX}", path.len()),
+        ));
+    }
+    if !path.starts_with('/') && !path.starts_with('?') {
+        return invalid("must start with `/` or `?`");
+    }
+    if path.starts_with("//") {
+        return invalid("may not start with `//`");
+    }
+    if !path.bytes().all(|b| b.is_ascii_graphic() && b != b'#' && b != b'\\') {
+        return invalid("may hold only printable ASCII without spaces, `#` or `\\`");
+    }
+    let route = path.split('?').next().unwrap_or_default();
+    if route
+        .split('/')
+        .any(|segment| segment == ".." || segment == "." || segment.eq_ignore_ascii_case("%2e%2e"))
+    {
+        return invalid("may not hold `.` or `..` segments");
+    }
+    Ok(path)
+}
 
 /// The decision, or the outcome and reason it was refused for. A refused decision is
 /// dropped whole.
@@ -232,6 +340,79 @@ mod tests {
     use v0_2::wa_gateway::plugin::types as wit;
 
     const CAPS: OutputCaps = OutputCaps { max_actions: 2, max_reply_bytes: 20 };
+
+    fn request(body: &str, headers: &[(&str, &str)], path: Option<&str>) -> Transformed {
+        Transformed::Send(TransformedRequest {
+            body: body.into(),
+            content_type: String::new(),
+            headers: headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect(),
+            path: path.map(str::to_string),
+        })
+    }
+
+    fn refused(t: Transformed) -> (Outcome, String) {
+        check_transform(t).expect_err("refused")
+    }
+
+    #[test]
+    fn a_transformed_request_gets_defaults_and_lower_case_header_names() {
+        let checked = check_transform(request("{}", &[("X-Team", "sales")], Some("/T0/B0?x=1"))).unwrap();
+        let Transformed::Send(r) = checked else { panic!("a request") };
+        assert_eq!(r.content_type, "application/json");
+        assert_eq!(r.headers, vec![("x-team".to_string(), "sales".to_string())]);
+        assert_eq!(r.path.as_deref(), Some("/T0/B0?x=1"));
+        assert_eq!(check_transform(Transformed::Skip), Ok(Transformed::Skip));
+        let Transformed::Send(r) = check_transform(request("", &[], Some(""))).unwrap() else { panic!() };
+        assert_eq!(r.path, None, "an empty path appends nothing");
+    }
+
+    #[test]
+    fn a_transformed_request_may_not_forge_the_signature_nor_leave_the_endpoint() {
+        for name in
+            ["webhook-signature", "Webhook-Id", "webhook-timestamp", "content-type", "host", "Content-Length"]
+        {
+            let (outcome, why) = refused(request("{}", &[(name, "x")], None));
+            assert_eq!(outcome, Outcome::InvalidOutput, "{name}");
+            assert!(why.contains("set by the gateway"), "{name}: {why}");
+        }
+        assert_eq!(refused(request("{}", &[("bad name", "x")], None)).0, Outcome::InvalidOutput);
+        assert_eq!(refused(request("{}", &[("x-a", "line\nbreak")], None)).0, Outcome::InvalidOutput);
+        for path in [
+            "T0/B0",
+            "//evil.example/x",
+            "/a/../b",
+            "/..",
+            "/./a",
+            "/a b",
+            "/a#frag",
+            "/a\\b",
+            "/%2E%2E/x",
+            "/é",
+        ] {
+            let (outcome, why) = refused(request("{}", &[], Some(path)));
+            assert_eq!(outcome, Outcome::InvalidOutput, "{path}: {why}");
+        }
+        assert!(
+            check_transform(request("{}", &[], Some("/a/..b/c?next=../x"))).is_ok(),
+            "`..` inside a name or a query is fine"
+        );
+    }
+
+    #[test]
+    fn a_transformed_request_is_held_to_its_caps() {
+        let big = "x".repeat(TRANSFORM_BODY_MAX + 1);
+        assert_eq!(refused(request(&big, &[], None)).0, Outcome::OutputTooLarge);
+        assert!(check_transform(request(&big[1..], &[], None)).is_ok());
+        let many: Vec<(String, String)> =
+            (0..=TRANSFORM_HEADERS_MAX).map(|i| (format!("x-{i}"), "v".into())).collect();
+        let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert_eq!(refused(request("{}", &many, None)).0, Outcome::OutputTooLarge);
+        let long = format!("/{}", "a".repeat(TRANSFORM_PATH_MAX));
+        assert_eq!(refused(request("{}", &[], Some(&long))).0, Outcome::OutputTooLarge);
+        let Transformed::Send(mut r) = request("{}", &[], None) else { panic!() };
+        r.content_type = "text/plain\r\nx: y".into();
+        assert_eq!(refused(Transformed::Send(r)).0, Outcome::InvalidOutput);
+    }
 
     fn text(t: &str) -> wit::Action {
         wit::Action::ReplyText(t.into())

@@ -69,6 +69,84 @@ pub struct RunInput {
     pub context: PluginContext,
 }
 
+/// An event a webhook transformation is given (the WIT `event` of the `transform` world).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformEvent {
+    /// The delivery's `webhook-id`.
+    pub id: String,
+    /// The event type (`message.received`, ...).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// RFC 3339, as in the standard body.
+    pub timestamp: String,
+    /// The event's `data`, JSON.
+    pub data: String,
+}
+
+/// The endpoint and the plugin's configuration (the WIT `context` of the `transform` world).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformContext {
+    pub tenant_id: i64,
+    pub endpoint_id: i64,
+    pub url: String,
+    pub plugin_id: i64,
+    /// JSON, `{}` when unset.
+    pub config: String,
+}
+
+/// One transformation run's input.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformInput {
+    pub event: TransformEvent,
+    pub context: TransformContext,
+}
+
+/// What a run is given: a message (auto-reply plugins) or an event (transformations).
+// Made once per run and moved, never stored in bulk: boxing the message would add an
+// allocation to every message's run for no saving.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    Message(RunInput),
+    Event(TransformInput),
+}
+
+impl From<RunInput> for Input {
+    fn from(input: RunInput) -> Input {
+        Input::Message(input)
+    }
+}
+
+impl From<TransformInput> for Input {
+    fn from(input: TransformInput) -> Input {
+        Input::Event(input)
+    }
+}
+
+/// What a transformation decided for one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Transformed {
+    /// Send this request in place of the standard one.
+    Send(TransformedRequest),
+    /// Send nothing for this event.
+    Skip,
+}
+
+/// The request a transformation returned, checked against the caps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransformedRequest {
+    pub body: String,
+    /// `application/json` when the plugin named none.
+    pub content_type: String,
+    /// Extra headers, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<(String, String)>,
+    /// Appended to the endpoint's URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -175,8 +253,11 @@ pub struct LogLine {
 #[derive(Debug, Clone, Serialize)]
 pub struct RunReport {
     pub outcome: Outcome,
-    /// Present exactly when the outcome is `success`.
+    /// Present exactly when the outcome is `success` of an auto-reply plugin.
     pub decision: Option<Decision>,
+    /// Present exactly when the outcome is `success` of a transformation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transformed: Option<Transformed>,
     /// Why the run failed, for the tenant.
     pub error: Option<String>,
     /// At most `max_log_lines` lines, then one counting the lines dropped, if any.
@@ -195,6 +276,7 @@ impl RunReport {
         RunReport {
             outcome,
             decision: None,
+            transformed: None,
             error: Some(error),
             logs: Vec::new(),
             http: super::HttpLog::default(),

@@ -11,6 +11,12 @@ use super::InvalidPlugin;
 pub const PACKAGE: &str = "wa-gateway:plugin";
 /// The world plugins target, without a version: the gateway serves every [`World`].
 pub const WORLD: &str = "wa-gateway:plugin/auto-reply";
+/// The WIT package of webhook transformations.
+pub const TRANSFORM_PACKAGE: &str = "wa-gateway:transform";
+/// The webhook transformation world.
+pub const TRANSFORM_WORLD: &str = "wa-gateway:transform/transform@0.1.0";
+/// The function a webhook transformation exports.
+pub const TRANSFORM_EXPORT: &str = "transform";
 
 /// A version of the plugin world the gateway serves. A component implements exactly one: the
 /// type of its `handle` export says which.
@@ -26,6 +32,30 @@ pub enum World {
     /// `wa-gateway:plugin/auto-reply@0.3.0`: 0.2.0 and outbound HTTP.
     #[serde(rename = "0.3.0")]
     V0_3,
+    /// `wa-gateway:transform/transform@0.1.0`: a webhook transformation (not an auto-reply
+    /// world, so not in [`World::ALL`]).
+    #[serde(rename = "transform-0.1.0")]
+    Transform0_1,
+}
+
+/// What a plugin is for, by the world it implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PluginKind {
+    /// Runs for inbound messages (the `auto-reply` world).
+    AutoReply,
+    /// Shapes the events of the webhook endpoints that name it (the `transform` world).
+    Transform,
+}
+
+impl PluginKind {
+    /// `auto_reply` or `transform`, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::AutoReply => "auto_reply",
+            PluginKind::Transform => "transform",
+        }
+    }
 }
 
 impl World {
@@ -35,9 +65,17 @@ impl World {
     /// `0.1.0`, `0.2.0`.
     pub fn version(self) -> &'static str {
         match self {
-            World::V0_1 => "0.1.0",
+            World::V0_1 | World::Transform0_1 => "0.1.0",
             World::V0_2 => "0.2.0",
             World::V0_3 => "0.3.0",
+        }
+    }
+
+    /// What a plugin of this world is for.
+    pub fn kind(self) -> PluginKind {
+        match self {
+            World::Transform0_1 => PluginKind::Transform,
+            _ => PluginKind::AutoReply,
         }
     }
 
@@ -47,6 +85,7 @@ impl World {
             World::V0_1 => "wa-gateway:plugin/auto-reply@0.1.0",
             World::V0_2 => "wa-gateway:plugin/auto-reply@0.2.0",
             World::V0_3 => "wa-gateway:plugin/auto-reply@0.3.0",
+            World::Transform0_1 => TRANSFORM_WORLD,
         }
     }
 
@@ -143,17 +182,27 @@ pub fn imported_world(engine: &Engine, component: &Component) -> Option<World> {
     found
 }
 
-/// Refuses a component without a `handle` function export.
-pub fn exports(engine: &Engine, component: &Component) -> Result<(), InvalidPlugin> {
+/// What a component is by its exports: an auto-reply plugin (`handle`) or a webhook
+/// transformation (`transform`); refuses one with neither function.
+pub fn exports(engine: &Engine, component: &Component) -> Result<PluginKind, InvalidPlugin> {
     let ty = component.component_type();
-    match ty.get_export(engine, EXPORT) {
-        Some(e) if matches!(e.ty, wasmtime::component::types::ComponentItem::ComponentFunc(_)) => Ok(()),
-        Some(_) => Err(InvalidPlugin::new(format!("its export `{EXPORT}` is not a function"))),
-        None => {
+    let is_func = |name: &str| {
+        ty.get_export(engine, name)
+            .map(|e| matches!(e.ty, wasmtime::component::types::ComponentItem::ComponentFunc(_)))
+    };
+    match (is_func(EXPORT), is_func(TRANSFORM_EXPORT)) {
+        (Some(true), _) => Ok(PluginKind::AutoReply),
+        (_, Some(true)) => Ok(PluginKind::Transform),
+        (Some(false), _) => Err(InvalidPlugin::new(format!("its export `{EXPORT}` is not a function"))),
+        (_, Some(false)) => {
+            Err(InvalidPlugin::new(format!("its export `{TRANSFORM_EXPORT}` is not a function")))
+        }
+        (None, None) => {
             let names: Vec<String> = ty.exports(engine).map(|(n, _)| format!("`{n}`")).collect();
             let have = if names.is_empty() { "nothing".to_string() } else { names.join(", ") };
             Err(InvalidPlugin::new(format!(
-                "it does not export `{EXPORT}`, so it is not built for the {WORLD} world (it exports {have})"
+                "it does not export `{EXPORT}` (the {WORLD} world) nor `{TRANSFORM_EXPORT}` (the \
+                 {TRANSFORM_WORLD} world); it exports {have}"
             )))
         }
     }
