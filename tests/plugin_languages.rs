@@ -1,7 +1,9 @@
 //! Plugins written in JavaScript and Python through the real server: `echo-js` and
 //! `order-status-js` (plugins/js, built with componentize-js), `echo-py` and `order-status-py`
 //! (plugins/py, built with componentize-py), built by `plugins/build.sh`, uploaded raw, run on
-//! simulator messages; the order-status ones ask a real HTTP API on 127.0.0.1.
+//! simulator messages; the order-status ones ask a real HTTP API on 127.0.0.1. And a webhook
+//! transformation in JavaScript, `telegram-notify-js`, shaping a webhook endpoint's requests for
+//! a receiver on 127.0.0.1 that stands in for Telegram's Bot API.
 //!
 //! A test binary of its own: compiling a 12 to 18 MB component keeps the CPUs busy for many
 //! seconds in a debug build, and cargo runs test binaries one after another, so those compiles
@@ -9,6 +11,9 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "api/webhooks/receiver.rs"]
+#[allow(dead_code)] // Shared with the API tests, which use all of it.
+mod receiver;
 
 use std::time::Duration;
 
@@ -182,4 +187,64 @@ async fn echo_answers_and_counts_in_its_store(name: &str) {
         let line = format!("messages seen: {n}");
         assert_eq!(responses.iter().filter(|r| r.contains(&line)).count(), 1, "{line} in {responses:?}");
     }
+}
+
+/// `telegram-notify-js` on a `notify` endpoint: an inbound message goes out as a Bot API
+/// `sendMessage` call (token in the path it returns, `chat_id` and `text` in the body), signed;
+/// an event it is not set for is skipped.
+#[tokio::test]
+async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
+    let bot = receiver::Receiver::start().await;
+    let app = TestApp::spawn_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.retry_schedule = vec![0, 1];
+    })
+    .await;
+    let tenant = app.create_tenant("premium").await;
+    let device = app.pair_device(&tenant, DEVICE).await;
+    let id = upload(&app, &tenant.api_key, "telegram-notify-js").await;
+    let config = json!({"config": {"token": "123456:ABC-def_9", "chat_id": "-100777"}});
+    let (status, plugin) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &config).await;
+    assert_eq!(status, StatusCode::OK, "{plugin}");
+    assert_eq!(plugin["kind"], "transform", "{plugin}");
+    let endpoint = json!({
+        "url": bot.url(""),
+        "events": ["message.received", "message.sent"],
+        "transform_plugin_id": id,
+    });
+    let (status, endpoint) = app.post("/api/user/webhooks", &tenant.api_key, &endpoint).await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+
+    app.inbound(device, CUSTOMER, "halo telegram", Some("Budi")).await;
+    let got = bot.wait_for(1, WAIT).await;
+    assert_eq!(got[0].path, "/bot123456:ABC-def_9/sendMessage");
+    assert_eq!(got[0].header("content-type"), "application/json");
+    assert_eq!(
+        got[0].json(),
+        json!({"chat_id": "-100777", "text": format!("Budi (+{CUSTOMER}): halo telegram")})
+    );
+    assert!(receiver::verifies(endpoint["secret"].as_str().unwrap(), &got[0]), "still signed");
+    let rows = runs(&app, &tenant.api_key, id, 1).await;
+    assert!(rows[0]["response"].as_str().unwrap().contains("forwarded: 1"), "the store counts: {}", rows[0]);
+
+    // `message.sent` is not among its events: skipped, nothing sent.
+    let (status, sent) = app
+        .post(
+            "/api/send-message",
+            &tenant.api_key,
+            &json!({"device": DEVICE, "to": CUSTOMER, "text": "Siap"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let skipped = poll_until(WAIT, || async {
+        let request = app
+            .request(Method::GET, "/api/user/webhook-logs")
+            .header("x-api-key", &tenant.api_key)
+            .query(&[("kind", "webhook"), ("outcome", "skipped")]);
+        let (_, body) = app.send(request).await;
+        body["data"].as_array().filter(|rows| !rows.is_empty()).cloned()
+    })
+    .await;
+    assert_eq!(skipped[0]["event"], "message.sent", "{skipped:?}");
+    assert_eq!(bot.requests().len(), 1, "nothing more reached the bot API");
 }

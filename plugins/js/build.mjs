@@ -1,6 +1,7 @@
 // Builds every JavaScript plugin in this directory into a WebAssembly component:
 // <plugin>/index.js -> <repository>/target/plugins/<plugin>.wasm, for the `auto-reply` world
-// of wit/v0.3.0.
+// of wit/v0.3.0, or, when the module exports `transform`, for the webhook transformation world
+// of wit/transform/v0.1.0.
 //
 //   node build.mjs            # every plugin (a directory holding index.js)
 //   node build.mjs echo-js    # only these
@@ -10,7 +11,7 @@
 // imports only wa-gateway:plugin/… (the store, the logger, the clock) and the gateway runs it
 // as it runs a Rust plugin; a plugin that imports anything else is refused at upload.
 import { componentize } from "@bytecodealliance/componentize-js";
-import { existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -40,16 +41,19 @@ function newest(path) {
 mkdirSync(outDir, { recursive: true });
 for (const name of plugins) {
     const dir = join(here, name);
-    const witPath = join(repo, "wit", "v0.3.0");
+    const source = join(dir, "index.js");
+    // A module that exports `transform` is a webhook transformation; the others auto-reply.
+    const transform = /^export\s+(async\s+)?function\s+transform\b/m.test(readFileSync(source, "utf8"));
+    const witPath = transform ? join(repo, "wit", "transform", "v0.1.0") : join(repo, "wit", "v0.3.0");
     const out = join(outDir, `${name}.wasm`);
     const inputs = Math.max(newest(dir), newest(witPath), newest(fileURLToPath(import.meta.url)));
     if (existsSync(out) && statSync(out).mtimeMs > inputs) continue;
 
     const started = Date.now();
     const { component } = await componentize({
-        sourcePath: join(dir, "index.js"),
+        sourcePath: source,
         witPath,
-        worldName: "auto-reply",
+        worldName: transform ? "transform" : "auto-reply",
         disableFeatures: ["random", "stdio", "clocks", "http", "fetch-event"],
     });
     writeFileSync(out, component);
