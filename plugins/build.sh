@@ -17,7 +17,8 @@
 #
 # JavaScript plugins (plugins/js/<name>/index.js) are built with componentize-js when Node.js
 # and npm are installed (`npm ci` in plugins/js, then plugins/js/build.mjs); Python plugins
-# (plugins/py/<name>/app.py) with componentize-py, installed from PyPI into a virtual
+# (plugins/py/<name>/app.py; one whose class defines `transform` is built for the webhook
+# transformation world) with componentize-py, installed from PyPI into a virtual
 # environment under ~/.cache when Python 3 with venv is there. Without a language's tools the
 # script says so and builds the others.
 set -euo pipefail
@@ -113,12 +114,18 @@ if ((${#py_plugins[@]} > 0)); then
     fi
     for name in ${py_plugins[@]+"${py_plugins[@]}"}; do
         component="$out_dir/$name.wasm"
-        if [[ -f "$component" && -z "$(find "$plugins_dir/py/$name" "$repo/wit/v0.3.0" \
+        if [[ -f "$component" && -z "$(find "$plugins_dir/py/$name" "$repo/wit/v0.3.0" "$repo/wit/transform" \
             "$plugins_dir/py/requirements.txt" "$plugins_dir/build.sh" -newer "$component" \
             -type f -not -path '*/__pycache__/*' -print -quit)" ]]; then
             continue
         fi
-        "$py_venv/bin/componentize-py" --wit-path "$repo/wit/v0.3.0" --world auto-reply \
+        # An app that defines `transform` is a webhook transformation; the others auto-reply.
+        if grep -qE '^[[:space:]]+def transform\(' "$plugins_dir/py/$name/app.py"; then
+            wit="$repo/wit/transform/v0.1.0" world=transform
+        else
+            wit="$repo/wit/v0.3.0" world=auto-reply
+        fi
+        "$py_venv/bin/componentize-py" --wit-path "$wit" --world "$world" \
             componentize --stub-wasi --python-path "$plugins_dir/py/$name" app --output "$component"
     done
 fi

@@ -1,9 +1,10 @@
 //! Plugins written in JavaScript and Python through the real server: `echo-js` and
 //! `order-status-js` (plugins/js, built with componentize-js), `echo-py` and `order-status-py`
 //! (plugins/py, built with componentize-py), built by `plugins/build.sh`, uploaded raw, run on
-//! simulator messages; the order-status ones ask a real HTTP API on 127.0.0.1. And a webhook
-//! transformation in JavaScript, `telegram-notify-js`, shaping a webhook endpoint's requests for
-//! a receiver on 127.0.0.1 that stands in for Telegram's Bot API.
+//! simulator messages; the order-status ones ask a real HTTP API on 127.0.0.1. And webhook
+//! transformations in both, `telegram-notify-js` and `discord-notify-py`, shaping a webhook
+//! endpoint's requests for a receiver on 127.0.0.1 that stands in for Telegram's Bot API or a
+//! Discord webhook.
 //!
 //! A test binary of its own: compiling a 12 to 18 MB component keeps the CPUs busy for many
 //! seconds in a debug build, and cargo runs test binaries one after another, so those compiles
@@ -247,4 +248,60 @@ async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
     .await;
     assert_eq!(skipped[0]["event"], "message.sent", "{skipped:?}");
     assert_eq!(bot.requests().len(), 1, "nothing more reached the bot API");
+}
+
+/// `discord-notify-py` on a `notify` endpoint at a Discord webhook URL: an inbound message goes
+/// out as `{"content", "username"}` with `?wait=true` appended, signed; a bad configuration
+/// fails the run and nothing is sent.
+#[tokio::test]
+async fn discord_notify_in_python_posts_to_a_discord_webhook() {
+    let discord = receiver::Receiver::start().await;
+    let app = TestApp::spawn_with(|c| {
+        c.webhooks.allow_private_targets = true;
+        c.webhooks.retry_schedule = vec![0, 1];
+    })
+    .await;
+    let tenant = app.create_tenant("premium").await;
+    let device = app.pair_device(&tenant, DEVICE).await;
+    let id = upload(&app, &tenant.api_key, "discord-notify-py").await;
+    let config = json!({"config": {"username": "Toko Sinar"}});
+    let (status, plugin) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &config).await;
+    assert_eq!(status, StatusCode::OK, "{plugin}");
+    assert_eq!(plugin["kind"], "transform", "{plugin}");
+    let endpoint = json!({
+        "url": discord.url("/api/webhooks/42/rahasia"),
+        "events": ["message.received"],
+        "transform_plugin_id": id,
+    });
+    let (status, endpoint) = app.post("/api/user/webhooks", &tenant.api_key, &endpoint).await;
+    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+
+    app.inbound(device, CUSTOMER, "halo discord", Some("Sari")).await;
+    let got = discord.wait_for(1, WAIT).await;
+    assert_eq!((got[0].path.as_str(), got[0].query.as_str()), ("/api/webhooks/42/rahasia", "wait=true"));
+    assert_eq!(
+        got[0].json(),
+        json!({"content": format!("**Sari** (+{CUSTOMER}): halo discord"), "username": "Toko Sinar"})
+    );
+    assert!(receiver::verifies(endpoint["secret"].as_str().unwrap(), &got[0]), "still signed");
+    let rows = runs(&app, &tenant.api_key, id, 1).await;
+    assert!(rows[0]["response"].as_str().unwrap().contains("forwarded: 1"), "the store counts: {}", rows[0]);
+
+    // A configuration it cannot use: the run fails with its reason and nothing is sent.
+    let bad = json!({"config": {"events": "message.received"}});
+    let (status, _) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &bad).await;
+    assert_eq!(status, StatusCode::OK);
+    app.inbound(device, CUSTOMER, "lagi", None).await;
+    let failed = poll_until(WAIT, || async {
+        let request = app
+            .request(Method::GET, "/api/user/webhook-logs")
+            .header("x-api-key", &tenant.api_key)
+            .query(&[("kind", "webhook"), ("outcome", "transform_failed")]);
+        let (_, body) = app.send(request).await;
+        body["data"].as_array().filter(|rows| !rows.is_empty()).cloned()
+    })
+    .await;
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains("bad config") && error.contains("`events`"), "{error}");
+    assert_eq!(discord.requests().len(), 1, "nothing more reached Discord");
 }

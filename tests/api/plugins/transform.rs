@@ -73,14 +73,15 @@ impl SlackHook {
 
 async fn slack(State(hook): State<Arc<Hook>>, request: axum::extract::Request) -> Response {
     let method = request.method().to_string();
-    let path = request.uri().to_string();
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
     let headers: HashMap<String, String> = request
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
         .collect();
     let body = axum::body::to_bytes(request.into_body(), 1 << 20).await.unwrap().to_vec();
-    let received = Received { method, path, headers, body, at: Instant::now() };
+    let received = Received { method, path, query, headers, body, at: Instant::now() };
     let secret = hook.secret.lock().unwrap().clone();
     let verdict = check_slack(&received, secret.as_deref());
     hook.got.lock().unwrap().push((received, verdict.clone()));
@@ -196,7 +197,7 @@ async fn slack_notify_sends_a_signed_slack_message_and_skips_what_it_is_not_set_
         "Slack and the signature accept it: {:?}",
         String::from_utf8_lossy(&second.body)
     );
-    assert_eq!(second.path, "/services/T0/B0/XYZ");
+    assert_eq!((second.path.as_str(), second.query.as_str()), ("/services/T0/B0/XYZ", ""));
     let body = second.json();
     assert_eq!(body["text"], format!("*Budi* (+{CUSTOMER}): halo, stok &lt;kopi&gt; ada?"), "{body}");
     assert_eq!(body["blocks"][0]["text"]["text"], body["text"]);

@@ -70,6 +70,8 @@ impl Answer {
 pub struct Received {
     pub method: String,
     pub path: String,
+    /// The query string, without `?`; empty when there is none.
+    pub query: String,
     pub headers: HashMap<String, String>,
     pub body: Vec<u8>,
     pub at: Instant,
@@ -189,6 +191,7 @@ async fn handle(shared: Arc<Shared>, method: Method, uri: Uri, headers: HeaderMa
     shared.requests.lock().unwrap().push(Received {
         method: method.to_string(),
         path: uri.path().to_string(),
+        query: uri.query().unwrap_or_default().to_string(),
         headers,
         body: body.to_vec(),
         at: Instant::now(),
