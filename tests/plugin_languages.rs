@@ -190,12 +190,20 @@ async fn echo_answers_and_counts_in_its_store(name: &str) {
     }
 }
 
-/// `telegram-notify-js` on a `notify` endpoint: an inbound message goes out as a Bot API
-/// `sendMessage` call (token in the path it returns, `chat_id` and `text` in the body), signed;
-/// an event it is not set for is skipped.
-#[tokio::test]
-async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
-    let bot = receiver::Receiver::start().await;
+/// A transformation at work: a server whose webhooks may reach 127.0.0.1, a tenant with a
+/// paired device, and the transformation named by one of its `notify` endpoints.
+struct Transforming {
+    app: TestApp,
+    api_key: String,
+    device: i64,
+    plugin: i64,
+    /// The endpoint's signing secret.
+    secret: String,
+}
+
+/// Uploads the transformation `name` with `config` and creates a `notify` endpoint at `url`
+/// for `events` that names it.
+async fn transforming(name: &str, config: Value, url: String, events: &[&str]) -> Transforming {
     let app = TestApp::spawn_with(|c| {
         c.webhooks.allow_private_targets = true;
         c.webhooks.retry_schedule = vec![0, 1];
@@ -203,18 +211,41 @@ async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
     .await;
     let tenant = app.create_tenant("premium").await;
     let device = app.pair_device(&tenant, DEVICE).await;
-    let id = upload(&app, &tenant.api_key, "telegram-notify-js").await;
-    let config = json!({"config": {"token": "123456:ABC-def_9", "chat_id": "-100777"}});
-    let (status, plugin) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &config).await;
-    assert_eq!(status, StatusCode::OK, "{plugin}");
-    assert_eq!(plugin["kind"], "transform", "{plugin}");
-    let endpoint = json!({
-        "url": bot.url(""),
-        "events": ["message.received", "message.sent"],
-        "transform_plugin_id": id,
-    });
+    let plugin = upload(&app, &tenant.api_key, name).await;
+    let settings = json!({ "config": config });
+    let (status, body) = app.patch(&format!("/api/user/plugins/{plugin}"), &tenant.api_key, &settings).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["kind"], "transform", "{body}");
+    let endpoint = json!({ "url": url, "events": events, "transform_plugin_id": plugin });
     let (status, endpoint) = app.post("/api/user/webhooks", &tenant.api_key, &endpoint).await;
     assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let secret = endpoint["secret"].as_str().unwrap().to_string();
+    Transforming { app, api_key: tenant.api_key, device, plugin, secret }
+}
+
+/// The webhook log rows with `outcome`, newest first, once there is one.
+async fn webhook_rows(app: &TestApp, api_key: &str, outcome: &str) -> Vec<Value> {
+    poll_until(WAIT, || async {
+        let request = app
+            .request(Method::GET, "/api/user/webhook-logs")
+            .header("x-api-key", api_key)
+            .query(&[("kind", "webhook"), ("outcome", outcome)]);
+        let (_, body) = app.send(request).await;
+        body["data"].as_array().filter(|rows| !rows.is_empty()).cloned()
+    })
+    .await
+}
+
+/// `telegram-notify-js` on a `notify` endpoint: an inbound message goes out as a Bot API
+/// `sendMessage` call (token in the path it returns, `chat_id` and `text` in the body), signed;
+/// an event it is not set for is skipped.
+#[tokio::test]
+async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
+    let bot = receiver::Receiver::start().await;
+    let config = json!({"token": "123456:ABC-def_9", "chat_id": "-100777"});
+    let events = ["message.received", "message.sent"];
+    let Transforming { app, api_key, device, plugin, secret } =
+        transforming("telegram-notify-js", config, bot.url(""), &events).await;
 
     app.inbound(device, CUSTOMER, "halo telegram", Some("Budi")).await;
     let got = bot.wait_for(1, WAIT).await;
@@ -224,28 +255,15 @@ async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
         got[0].json(),
         json!({"chat_id": "-100777", "text": format!("Budi (+{CUSTOMER}): halo telegram")})
     );
-    assert!(receiver::verifies(endpoint["secret"].as_str().unwrap(), &got[0]), "still signed");
-    let rows = runs(&app, &tenant.api_key, id, 1).await;
+    assert!(receiver::verifies(&secret, &got[0]), "still signed");
+    let rows = runs(&app, &api_key, plugin, 1).await;
     assert!(rows[0]["response"].as_str().unwrap().contains("forwarded: 1"), "the store counts: {}", rows[0]);
 
     // `message.sent` is not among its events: skipped, nothing sent.
-    let (status, sent) = app
-        .post(
-            "/api/send-message",
-            &tenant.api_key,
-            &json!({"device": DEVICE, "to": CUSTOMER, "text": "Siap"}),
-        )
-        .await;
+    let message = json!({"device": DEVICE, "to": CUSTOMER, "text": "Siap"});
+    let (status, sent) = app.post("/api/send-message", &api_key, &message).await;
     assert_eq!(status, StatusCode::OK, "{sent}");
-    let skipped = poll_until(WAIT, || async {
-        let request = app
-            .request(Method::GET, "/api/user/webhook-logs")
-            .header("x-api-key", &tenant.api_key)
-            .query(&[("kind", "webhook"), ("outcome", "skipped")]);
-        let (_, body) = app.send(request).await;
-        body["data"].as_array().filter(|rows| !rows.is_empty()).cloned()
-    })
-    .await;
+    let skipped = webhook_rows(&app, &api_key, "skipped").await;
     assert_eq!(skipped[0]["event"], "message.sent", "{skipped:?}");
     assert_eq!(bot.requests().len(), 1, "nothing more reached the bot API");
 }
@@ -256,25 +274,10 @@ async fn telegram_notify_in_javascript_forwards_messages_to_the_bot_api() {
 #[tokio::test]
 async fn discord_notify_in_python_posts_to_a_discord_webhook() {
     let discord = receiver::Receiver::start().await;
-    let app = TestApp::spawn_with(|c| {
-        c.webhooks.allow_private_targets = true;
-        c.webhooks.retry_schedule = vec![0, 1];
-    })
-    .await;
-    let tenant = app.create_tenant("premium").await;
-    let device = app.pair_device(&tenant, DEVICE).await;
-    let id = upload(&app, &tenant.api_key, "discord-notify-py").await;
-    let config = json!({"config": {"username": "Toko Sinar"}});
-    let (status, plugin) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &config).await;
-    assert_eq!(status, StatusCode::OK, "{plugin}");
-    assert_eq!(plugin["kind"], "transform", "{plugin}");
-    let endpoint = json!({
-        "url": discord.url("/api/webhooks/42/rahasia"),
-        "events": ["message.received"],
-        "transform_plugin_id": id,
-    });
-    let (status, endpoint) = app.post("/api/user/webhooks", &tenant.api_key, &endpoint).await;
-    assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+    let url = discord.url("/api/webhooks/42/rahasia");
+    let config = json!({"username": "Toko Sinar"});
+    let Transforming { app, api_key, device, plugin, secret } =
+        transforming("discord-notify-py", config, url, &["message.received"]).await;
 
     app.inbound(device, CUSTOMER, "halo discord", Some("Sari")).await;
     let got = discord.wait_for(1, WAIT).await;
@@ -283,24 +286,16 @@ async fn discord_notify_in_python_posts_to_a_discord_webhook() {
         got[0].json(),
         json!({"content": format!("**Sari** (+{CUSTOMER}): halo discord"), "username": "Toko Sinar"})
     );
-    assert!(receiver::verifies(endpoint["secret"].as_str().unwrap(), &got[0]), "still signed");
-    let rows = runs(&app, &tenant.api_key, id, 1).await;
+    assert!(receiver::verifies(&secret, &got[0]), "still signed");
+    let rows = runs(&app, &api_key, plugin, 1).await;
     assert!(rows[0]["response"].as_str().unwrap().contains("forwarded: 1"), "the store counts: {}", rows[0]);
 
     // A configuration it cannot use: the run fails with its reason and nothing is sent.
     let bad = json!({"config": {"events": "message.received"}});
-    let (status, _) = app.patch(&format!("/api/user/plugins/{id}"), &tenant.api_key, &bad).await;
+    let (status, _) = app.patch(&format!("/api/user/plugins/{plugin}"), &api_key, &bad).await;
     assert_eq!(status, StatusCode::OK);
     app.inbound(device, CUSTOMER, "lagi", None).await;
-    let failed = poll_until(WAIT, || async {
-        let request = app
-            .request(Method::GET, "/api/user/webhook-logs")
-            .header("x-api-key", &tenant.api_key)
-            .query(&[("kind", "webhook"), ("outcome", "transform_failed")]);
-        let (_, body) = app.send(request).await;
-        body["data"].as_array().filter(|rows| !rows.is_empty()).cloned()
-    })
-    .await;
+    let failed = webhook_rows(&app, &api_key, "transform_failed").await;
     let error = failed[0]["error"].as_str().unwrap();
     assert!(error.contains("bad config") && error.contains("`events`"), "{error}");
     assert_eq!(discord.requests().len(), 1, "nothing more reached Discord");
