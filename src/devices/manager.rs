@@ -225,11 +225,14 @@ struct Slot {
     run: Option<(u64, CancellationToken)>,
     /// The lease the running task holds, once it took it.
     fence: Option<Fence>,
+    /// A logout is under way: its task was taken out of the slot, and nothing may start one
+    /// again until the logout has set the status and given the lease up.
+    logging_out: bool,
 }
 
 impl Slot {
     fn new(live: LiveStatus) -> Slot {
-        Slot { live, session: None, run: None, fence: None }
+        Slot { live, session: None, run: None, fence: None, logging_out: false }
     }
 
     /// Whether a supervision task runs and has not been told to stop.
@@ -401,7 +404,7 @@ impl DeviceManager {
 
     /// Whether a task for the device still exists (running or stopping).
     pub fn has_task(&self, device_id: i64) -> bool {
-        self.lock().get(&device_id).is_some_and(|s| s.run.is_some())
+        self.lock().get(&device_id).is_some_and(|s| s.run.is_some() || s.logging_out)
     }
 
     /// Whether the device's task was told to stop and has not ended yet.
@@ -497,8 +500,13 @@ impl DeviceManager {
         // deletes keys: this logout does, and a reset's new run may follow), but cancel it only
         // after the session logged out: cancelling closes the connection, and a logout under
         // a closed connection never tells WhatsApp that the device left.
+        // Until it is done the device counts as running here, so the balancer does not start
+        // it again between taking the task out and giving the lease up.
         let (session, run, fence) = match self.lock().get_mut(&device.id) {
-            Some(slot) => (slot.session.clone(), slot.run.take(), slot.fence.take()),
+            Some(slot) => {
+                slot.logging_out = true;
+                (slot.session.clone(), slot.run.take(), slot.fence.take())
+            }
             None => (None, None, None),
         };
         if let Some(s) = session {
@@ -509,21 +517,26 @@ impl DeviceManager {
         if let Some((_, run)) = run {
             run.cancel();
         }
-        self.inner.driver.forget(device.id).await?;
-        self.set_status(
-            device.id,
-            device.user_id,
-            DeviceStatus::LoggedOut,
-            Some("logged out".into()),
-            Link::Unpaired,
-            fence.as_ref(),
-        )
-        .await;
-        // A logged-out device has no session to hold; pairing again takes a new lease.
-        if let Some(fence) = &fence {
-            self.inner.node.release(device.id, fence).await;
+        let forgotten = self.inner.driver.forget(device.id).await;
+        if forgotten.is_ok() {
+            self.set_status(
+                device.id,
+                device.user_id,
+                DeviceStatus::LoggedOut,
+                Some("logged out".into()),
+                Link::Unpaired,
+                fence.as_ref(),
+            )
+            .await;
+            // A logged-out device has no session to hold; pairing again takes a new lease.
+            if let Some(fence) = &fence {
+                self.inner.node.release(device.id, fence).await;
+            }
         }
-        Ok(())
+        if let Some(slot) = self.lock().get_mut(&device.id) {
+            slot.logging_out = false;
+        }
+        Ok(forgotten?)
     }
 
     /// Fails when another live process holds the device's lease: its session, QR code and
